@@ -1,0 +1,1 @@
+"""PEFT adapter archives: unpacking and validation against a backbone (no torch needed)."""

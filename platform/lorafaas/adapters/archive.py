@@ -1,0 +1,80 @@
+"""Unpack an uploaded adapter zip safely: no path escapes, no links, bounded size."""
+
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from lorafaas.errors import AdapterRejected, PayloadTooLarge
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
+PICKLE_NAME = "adapter_model.bin"
+HANDLER_NAME = "__main__.py"
+# Files of an adapter folder that are kept; anything else in the zip is ignored.
+KEPT_NAMES = (CONFIG_NAME, WEIGHTS_NAME, HANDLER_NAME, "tokenizer.json", "tokenizer_config.json",
+              "special_tokens_map.json", "README.md")
+
+
+def open_zip(data: bytes) -> zipfile.ZipFile:
+    """Open the upload as a zip, or refuse it."""
+    try:
+        return zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as error:
+        raise AdapterRejected("exec.code is not a zip archive (base64 of a zip is expected)") \
+            from error
+
+
+def check_members(archive: zipfile.ZipFile, max_bytes: int) -> None:
+    """Refuse paths that escape the folder, links, and more unpacked bytes than allowed."""
+    total = 0
+    for info in archive.infolist():
+        _check_member_path(info.filename)
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise AdapterRejected(f"zip entry {info.filename!r} is a symbolic link; "
+                                  "links are not accepted")
+        total += info.file_size
+    if total > max_bytes:
+        raise PayloadTooLarge(f"the adapter unpacks to {total} bytes, over the limit of "
+                              f"{max_bytes} bytes")
+
+
+def _check_member_path(name: str) -> None:
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        raise AdapterRejected(f"zip entry {name!r} has a path that escapes the adapter folder")
+
+
+def adapter_prefix(archive: zipfile.ZipFile) -> str:
+    """The folder inside the zip that holds `adapter_config.json`: the root or one folder."""
+    names = {info.filename for info in archive.infolist() if not info.is_dir()}
+    if CONFIG_NAME in names:
+        return ""
+    nested = sorted(n for n in names if PurePosixPath(n).name == CONFIG_NAME
+                    and len(PurePosixPath(n).parts) == 2)
+    if len(nested) == 1:
+        return str(PurePosixPath(nested[0]).parent) + "/"
+    raise AdapterRejected(f"the zip has no {CONFIG_NAME} at its top level: a PEFT adapter "
+                          "folder (as saved by save_pretrained) is expected")
+
+
+def extract_adapter(archive: zipfile.ZipFile, prefix: str, target: Path) -> list[str]:
+    """Write the adapter's kept files from the zip into `target`; return their names."""
+    target.mkdir(parents=True, exist_ok=False)
+    written = []
+    for name in KEPT_NAMES:
+        member = prefix + name
+        if member not in archive.namelist():
+            continue
+        with archive.open(member) as source, open(target / name, "wb") as sink:
+            while chunk := source.read(1 << 20):
+                sink.write(chunk)
+        written.append(name)
+    if WEIGHTS_NAME not in written and (prefix + PICKLE_NAME) in archive.namelist():
+        raise AdapterRejected(f"{PICKLE_NAME} is a pickle and is never loaded: ship "
+                              f"{WEIGHTS_NAME} (peft's save_pretrained writes it by default)")
+    if WEIGHTS_NAME not in written:
+        raise AdapterRejected(f"the zip has no {WEIGHTS_NAME} beside {CONFIG_NAME}")
+    return written

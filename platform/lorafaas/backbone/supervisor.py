@@ -1,0 +1,73 @@
+"""Start and stop a backbone server as a child process of the invoker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lorafaas.wire.attach import MAX_LINE, decode, encode
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BackboneEndpoint:
+    """Where a running backbone server can be reached and what it publishes."""
+
+    name: str
+    socket_path: Path
+    publish_dir: Path
+
+
+class BackboneServerProcess:
+    """One backbone server child process."""
+
+    def __init__(self, endpoint: BackboneEndpoint, model_dir: Path, dtype: str = "float32") -> None:
+        self.endpoint = endpoint
+        self.model_dir = model_dir
+        self.dtype = dtype
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self, timeout_s: float = 300.0) -> None:
+        """Start the server and wait for its READY line."""
+        if not (self.model_dir / "config.json").exists():
+            raise FileNotFoundError(f"no backbone at {self.model_dir} (config.json missing)")
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "lorafaas.backbone.server", "--model-dir", str(self.model_dir),
+            "--publish-dir", str(self.endpoint.publish_dir), "--socket",
+            str(self.endpoint.socket_path), "--dtype", self.dtype,
+            stdout=asyncio.subprocess.PIPE)
+        assert self._process.stdout is not None
+        line = await asyncio.wait_for(self._process.stdout.readline(), timeout_s)
+        if not line.startswith(b"READY"):
+            await self.stop()
+            raise RuntimeError(f"backbone server for {self.model_dir} failed to start")
+        logger.info("backbone server %s ready on %s", self.endpoint.name,
+                    self.endpoint.socket_path)
+
+    async def stop(self) -> None:
+        """Terminate the server and wait for it."""
+        if self._process is None or self._process.returncode is not None:
+            return
+        self._process.terminate()
+        try:
+            await asyncio.wait_for(self._process.wait(), 30)
+        except TimeoutError:
+            self._process.kill()
+            await self._process.wait()
+
+
+async def request(socket_path: Path, message: dict[str, Any]) -> dict[str, Any]:
+    """Send one attach-protocol request and read the answer."""
+    reader, writer = await asyncio.open_unix_connection(str(socket_path), limit=MAX_LINE)
+    try:
+        writer.write(encode(message))
+        await writer.drain()
+        return decode(await reader.readline())
+    finally:
+        writer.close()
+

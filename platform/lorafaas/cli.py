@@ -1,0 +1,79 @@
+"""The `lorafaas` command: set-up, serving, and (later) the wsk-style client verbs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from lorafaas.settings import Settings, SettingsError, load_settings
+
+logger = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def setup(settings: Settings) -> None:
+    """Everything the platform needs besides the venv and the engine, each step idempotent."""
+    import docker
+
+    from lorafaas.demo import build_demo_models
+    from lorafaas.images.runtime_image import ensure_runtime_image
+    from lorafaas.registry.db import upgrade
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    build_demo_models(settings.models_dir)
+    client = docker.from_env(timeout=600)
+    try:
+        tag = ensure_runtime_image(client, home=settings.home, repo_root=REPO_ROOT)
+    finally:
+        client.close()
+    logger.info("runtime image %s", tag)
+    upgrade(settings.database_url)
+
+
+def serve(settings: Settings) -> None:
+    """Run controller, invoker and backbone server in the foreground until SIGINT/SIGTERM."""
+    from aiohttp import web
+
+    from lorafaas.controller.app import create_app
+    from lorafaas.controller.bootstrap import ensure_guest, write_props
+    from lorafaas.registry.db import upgrade
+
+    upgrade(settings.database_url)
+    credential = asyncio.run(ensure_guest(settings))
+    write_props(settings.props_file, {"APIHOST": settings.api_host, "AUTH": credential})
+    print(f"LoRAFaaS is starting on {settings.api_host}", flush=True)
+    print(f"guest namespace key (AUTH): {credential}", flush=True)
+    print(f"props written to {settings.props_file}", flush=True)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port,
+                print=lambda message: print(message, flush=True))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `lorafaas` command."""
+    parser = argparse.ArgumentParser(prog="lorafaas", description="LoRAFaaS platform")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("setup", help="build the runtime image, demo models and registry")
+    commands.add_parser("serve", help="run the platform in the foreground")
+    commands.add_parser("migrate", help="migrate the registry to the newest revision")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        sys.exit(f"lorafaas: {error}")
+    if args.command == "setup":
+        setup(settings)
+    elif args.command == "serve":
+        serve(settings)
+    elif args.command == "migrate":
+        from lorafaas.registry.db import upgrade
+
+        upgrade(settings.database_url)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The controller: OpenWhisk-compatible REST API over the registry, in front of the invoker."""

@@ -1,0 +1,86 @@
+"""The actions resource: PUT, GET, DELETE, list, and POST to invoke."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from lorafaas.controller.api.params import flag, paging, read_json
+from lorafaas.controller.appkeys import (actions_key, invocations_key, pool_key, sessions_key,
+                                        settings_key)
+from lorafaas.controller.auth import namespace_of
+from lorafaas.controller.protocol import action_json, limit_ranges, parse_action_body
+from lorafaas.errors import BadRequest
+from lorafaas.registry import actions as action_rows
+from lorafaas.registry.activations import activation_json
+from lorafaas.registry.models import Activation
+
+ACTIVATION_HEADER = "x-openwhisk-activation-id"
+MAX_BLOCKING_WAIT_S = 60.0  # OpenWhisk answers 202 when a blocking invoke takes longer
+
+
+async def put_action(request: web.Request) -> web.Response:
+    """Create (or with ?overwrite=true update) an action from an adapter zip."""
+    identity = await namespace_of(request)
+    settings = request.app[settings_key]
+    ranges = limit_ranges(settings.action_timeout_ms, settings.container_memory_mb)
+    body = parse_action_body(await read_json(request), ranges, settings.max_adapter_bytes)
+    name = request.match_info["name"]
+    action = await request.app[actions_key].put(identity, name, body, flag(request, "overwrite"))
+    await request.app[pool_key].remove_function(f"{identity.namespace}/{name}")
+    return web.json_response(action_json(action, identity.namespace, None))
+
+
+async def get_action(request: web.Request) -> web.Response:
+    """One action; the zip is left out with ?code=false."""
+    identity = await namespace_of(request)
+    action = await request.app[actions_key].get(identity, request.match_info["name"])
+    code = None
+    if request.query.get("code", "true").lower() != "false":
+        code = request.app[actions_key].store.zip_path(action.artifact_digest).read_bytes()
+    return web.json_response(action_json(action, identity.namespace, code))
+
+
+async def list_actions(request: web.Request) -> web.Response:
+    """The namespace's actions, without code."""
+    identity = await namespace_of(request)
+    limit, skip = paging(request)
+    async with request.app[sessions_key]() as session:
+        rows = await action_rows.list_actions(session, identity.namespace_id, limit, skip)
+    return web.json_response([action_json(row, identity.namespace, None) for row in rows])
+
+
+async def delete_action(request: web.Request) -> web.Response:
+    """Delete an action and its warm containers."""
+    identity = await namespace_of(request)
+    action = await request.app[actions_key].delete(identity, request.match_info["name"])
+    await request.app[pool_key].remove_function(f"{identity.namespace}/{action.name}")
+    return web.json_response(action_json(action, identity.namespace, None))
+
+
+async def invoke_action(request: web.Request) -> web.Response:
+    """Invoke: 202 with the id, or with ?blocking=true the record (or ?result=true its result)."""
+    identity = await namespace_of(request)
+    parameters = await read_json(request)
+    if not isinstance(parameters, dict):
+        raise BadRequest("The request content was malformed: parameters must be a JSON object.")
+    action = await request.app[actions_key].get(identity, request.match_info["name"])
+    invocation = request.app[invocations_key].start(identity, action, parameters)
+    headers = {ACTIVATION_HEADER: invocation.activation_id}
+    if not flag(request, "blocking"):
+        return web.json_response({"activationId": invocation.activation_id}, status=202,
+                                 headers=headers)
+    try:
+        row = await asyncio.wait_for(asyncio.shield(invocation.task), MAX_BLOCKING_WAIT_S)
+    except TimeoutError:
+        return web.json_response({"activationId": invocation.activation_id}, status=202,
+                                 headers=headers)
+    return _blocking_response(row, flag(request, "result"), headers)
+
+
+def _blocking_response(row: Activation, result_only: bool,
+                       headers: dict[str, str]) -> web.Response:
+    status = {0: 200, 1: 502, 2: 502}.get(row.status_code, 500)
+    body = row.response["result"] if result_only else activation_json(row)
+    return web.json_response(body, status=status, headers=headers)

@@ -1,0 +1,122 @@
+"""Wiring of the single-machine platform: controller, invoker and one backbone server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from lorafaas import __version__
+from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
+from lorafaas.controller.action_service import ActionService
+from lorafaas.controller.api import actions, activations
+from lorafaas.controller.appkeys import (actions_key, invocations_key, pool_key, sessions_key,
+                                         settings_key)
+from lorafaas.controller.backbones import BackboneCatalog
+from lorafaas.controller.invocations import InvocationService
+from lorafaas.controller.middleware import error_middleware
+from lorafaas.invoker.backend import ContainerBackend
+from lorafaas.invoker.invoker import Invoker
+from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
+from lorafaas.registry.artifacts import ArtifactStore
+from lorafaas.registry.db import make_engine, make_sessions
+from lorafaas.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+BackendFactory = Callable[[], ContainerBackend]
+NAMESPACE = "/api/v1/namespaces/{namespace}"
+
+
+def docker_backend_factory() -> ContainerBackend:
+    """The real Docker engine (imported lazily so the controller starts without it)."""
+    from lorafaas.invoker.docker_backend import DockerBackend
+
+    return DockerBackend()
+
+
+def create_app(settings: Settings, backend_factory: BackendFactory = docker_backend_factory
+               ) -> web.Application:
+    """The platform's aiohttp application; resources are acquired in cleanup contexts."""
+    app = web.Application(middlewares=[error_middleware],
+                          client_max_size=settings.max_adapter_bytes * 4 // 3 + 65536)
+    app[settings_key] = settings
+    app.cleanup_ctx.append(_platform(settings, backend_factory))
+    app.add_routes(_routes())
+    return app
+
+
+def _routes() -> list[web.AbstractRouteDef]:
+    return [
+        web.get("/api/v1", info),
+        web.get(f"{NAMESPACE}/actions", actions.list_actions),
+        web.put(f"{NAMESPACE}/actions/{{name}}", actions.put_action),
+        web.get(f"{NAMESPACE}/actions/{{name}}", actions.get_action),
+        web.delete(f"{NAMESPACE}/actions/{{name}}", actions.delete_action),
+        web.post(f"{NAMESPACE}/actions/{{name}}", actions.invoke_action),
+        web.get(f"{NAMESPACE}/activations", activations.list_activation_records),
+        web.get(f"{NAMESPACE}/activations/{{id}}", activations.get_activation_record),
+        web.get(f"{NAMESPACE}/activations/{{id}}/logs", activations.get_activation_logs),
+        web.get(f"{NAMESPACE}/activations/{{id}}/result", activations.get_activation_result),
+    ]
+
+
+async def info(request: web.Request) -> web.Response:
+    """What this API is (as OpenWhisk's `GET /api/v1`)."""
+    return web.json_response({"description": "LoRAFaaS: OpenWhisk-compatible API for LoRA "
+                                             "functions", "api_version": "1.0.0",
+                              "build": __version__})
+
+
+def _platform(settings: Settings, backend_factory: BackendFactory
+              ) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def platform(app: web.Application) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        backbone = _backbone_process(settings)
+        backend = backend_factory()
+        pool = ContainerPool(backend, _pool_config(settings),
+                             BackboneMounts(backbone.endpoint.socket_path,
+                                            backbone.endpoint.publish_dir))
+        tasks: set[asyncio.Task[Any]] = set()
+        try:
+            await pool.remove_orphans()
+            await backbone.start()
+            sessions = make_sessions(engine)
+            store = ArtifactStore(settings.artifacts_dir)
+            catalog = BackboneCatalog([settings.backbone_dir])
+            app[sessions_key] = sessions
+            app[pool_key] = pool
+            app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes)
+            app[invocations_key] = InvocationService(sessions, store, Invoker(pool), tasks)
+            yield
+        finally:
+            await _finish(tasks)
+            await pool.shutdown()
+            await backbone.stop()
+            await engine.dispose()
+    return platform
+
+
+def _backbone_process(settings: Settings) -> BackboneServerProcess:
+    name = settings.backbone_dir.name
+    endpoint = BackboneEndpoint(name=name,
+                                socket_path=settings.run_dir / "backbones" / name / "attach.sock",
+                                publish_dir=settings.shm_dir / name)
+    return BackboneServerProcess(endpoint, settings.backbone_dir)
+
+
+def _pool_config(settings: Settings) -> PoolConfig:
+    return PoolConfig(invoker_id=settings.invoker_id, image=settings.runtime_image,
+                      run_dir=settings.run_dir, pids_limit=settings.container_pids_limit,
+                      start_timeout_s=settings.container_start_timeout_s)
+
+
+async def _finish(tasks: set[asyncio.Task[Any]]) -> None:
+    # Let running activations end (their records are written), within a bound.
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=30)
+        for task in pending:
+            task.cancel()

@@ -1,0 +1,75 @@
+"""Invoking an action: create the activation, run it on the invoker, store the record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lorafaas.controller.protocol import parameter_values
+from lorafaas.invoker.invoker import ActivationRequest, ActivationResult, Invoker
+from lorafaas.invoker.pool import FunctionRef
+from lorafaas.registry.artifacts import ArtifactStore
+from lorafaas.registry.models import Action, Activation
+from lorafaas.registry.namespaces import Identity
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A started activation: its id and the task that finishes it."""
+
+    activation_id: str
+    task: asyncio.Task[Activation]
+
+
+class InvocationService:
+    """Starts activations and stores their records when they end."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], store: ArtifactStore,
+                 invoker: Invoker, tasks: set[asyncio.Task[Any]]) -> None:
+        self.sessions = sessions
+        self.store = store
+        self.invoker = invoker
+        self.tasks = tasks
+
+    def start(self, identity: Identity, action: Action, parameters: dict[str, Any]) -> Invocation:
+        """Start the activation in the background; its record is stored even if nobody waits."""
+        request = ActivationRequest(
+            activation_id=uuid.uuid4().hex, namespace=identity.namespace, name=action.name,
+            version=action.version, subject=identity.subject,
+            function=FunctionRef(
+                key=f"{identity.namespace}/{action.name}@{action.version}:"
+                    f"{action.artifact_digest}",
+                path=f"{identity.namespace}/{action.name}",
+                adapter_dir=self.store.folder(action.artifact_digest),
+                memory_mb=action.limits["memory"]),
+            parameters={**parameter_values(action.parameters), **parameters},
+            limits=action.limits, received_at=time.time())
+        task = asyncio.create_task(self._run_and_store(request))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return Invocation(request.activation_id, task)
+
+    async def _run_and_store(self, request: ActivationRequest) -> Activation:
+        result = await self.invoker.run(request)
+        row = _activation_row(request, result)
+        async with self.sessions() as session, session.begin():
+            session.add(row)
+        logger.info("activation %s of %s/%s ended with status %d", request.activation_id,
+                    request.namespace, request.name, result.status_code)
+        return row
+
+
+def _activation_row(request: ActivationRequest, result: ActivationResult) -> Activation:
+    return Activation(activation_id=request.activation_id, namespace=request.namespace,
+                      name=request.name, version=request.version, subject=request.subject,
+                      start_ms=result.start_ms, end_ms=result.end_ms,
+                      status_code=result.status_code, response=result.response, logs=result.logs,
+                      annotations=result.annotations)

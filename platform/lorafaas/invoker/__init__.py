@@ -1,0 +1,1 @@
+"""The invoker: runs activations in Docker containers, one or more per LoRA function."""

@@ -1,0 +1,80 @@
+"""The Docker engine as a container backend: every docker SDK call lives here."""
+
+from __future__ import annotations
+
+import logging
+
+import docker
+from docker.errors import APIError, NotFound
+from docker.types import Mount as DockerMount
+
+from lorafaas.invoker.backend import LABEL_INVOKER, ContainerInfo, ContainerSpec
+
+logger = logging.getLogger(__name__)
+
+
+class DockerBackend:
+    """Hardened function containers on the local Docker engine."""
+
+    def __init__(self, client: docker.DockerClient | None = None) -> None:
+        self.client = client or docker.from_env(timeout=120)
+
+    def start(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create and start the container with no network, read-only root and no privileges."""
+        container = self.client.containers.run(
+            spec.image, detach=True, name=spec.name, labels=spec.labels,
+            environment=spec.environment, network_mode="none", read_only=True,
+            user=spec.user, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            mem_limit=f"{spec.memory_mb}m", memswap_limit=f"{spec.memory_mb}m",
+            pids_limit=spec.pids_limit, tmpfs=spec.tmpfs, ipc_mode="private",
+            mounts=[DockerMount(target=m.target, source=str(m.source), type="bind",
+                                read_only=m.read_only) for m in spec.mounts])
+        container.reload()
+        logger.info("container %s started (%s)", spec.name, container.short_id)
+        return ContainerInfo(id=container.id, name=spec.name,
+                             pid=int(container.attrs["State"]["Pid"]))
+
+    def remove(self, container_id: str) -> None:
+        """Force-remove the container."""
+        try:
+            self.client.api.remove_container(container_id, force=True)
+        except NotFound:
+            return
+        except APIError as error:
+            if "already in progress" not in str(error):
+                raise
+
+    def is_running(self, container_id: str) -> bool:
+        """Whether the container still runs."""
+        try:
+            return bool(self.client.api.inspect_container(container_id)["State"]["Running"])
+        except NotFound:
+            return False
+
+    def exit_status(self, container_id: str) -> tuple[int | None, bool]:
+        """Exit code and OOM flag from the engine."""
+        try:
+            state = self.client.api.inspect_container(container_id)["State"]
+        except NotFound:
+            return None, False
+        code = None if state["Running"] else int(state["ExitCode"])
+        return code, bool(state.get("OOMKilled"))
+
+    def logs(self, container_id: str, since: float, until: float) -> list[str]:
+        """Timestamped log lines in [since, until]."""
+        try:
+            raw = self.client.api.logs(container_id, stdout=True, stderr=True, timestamps=True,
+                                       since=since, until=until)
+        except NotFound:
+            return []
+        return raw.decode("utf-8", "replace").splitlines()
+
+    def list_labelled(self, invoker_id: str) -> list[str]:
+        """Containers labelled by this invoker, running or exited."""
+        found = self.client.api.containers(all=True,
+                                           filters={"label": f"{LABEL_INVOKER}={invoker_id}"})
+        return [c["Id"] for c in found]
+
+    def close(self) -> None:
+        """Close the engine connection."""
+        self.client.close()

@@ -1,0 +1,85 @@
+"""Talk to a function container's runtime over its Unix socket (OpenWhisk's /init and /run)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from lorafaas.wire.runtime_protocol import METRICS_HEADER
+
+RUNTIME_URL = "http://runtime"  # the host part is ignored on a Unix socket
+
+
+class RuntimeUnavailable(Exception):
+    """The container's runtime did not answer (it died, or never came up)."""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What /run answered: the result and the runtime's timings in ms."""
+
+    result: dict[str, Any]
+    timings: dict[str, float]
+
+
+class RuntimeClient:
+    """HTTP over the socket a container's runtime listens on."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self._session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(str(socket_path)))
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._session.close()
+
+    async def wait_ready(self, timeout_s: float, still_running: Any) -> None:
+        """Poll /health until the runtime answers; fail early if the container exits."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.socket_path.exists():
+                try:
+                    async with self._session.get(f"{RUNTIME_URL}/health") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+            if not await still_running():
+                raise RuntimeUnavailable("the container exited before its runtime answered")
+            await asyncio.sleep(0.05)
+        raise RuntimeUnavailable(f"the runtime did not answer within {timeout_s:.0f}s")
+
+    async def init(self, value: dict[str, Any]) -> dict[str, float]:
+        """POST /init; return the per-artifact load times."""
+        body = await self._post("/init", {"value": value})
+        return dict(body.get("initBreakdown", {}))
+
+    async def run(self, payload: dict[str, Any]) -> RunOutcome:
+        """POST /run; return the result and timings."""
+        try:
+            async with self._session.post(f"{RUNTIME_URL}/run", json=payload) as response:
+                body = await response.json(content_type=None)
+                timings = json.loads(response.headers.get(METRICS_HEADER, "{}"))
+                if response.status != 200:
+                    raise RuntimeUnavailable(str(body.get("error", f"HTTP {response.status}")))
+                return RunOutcome(result=body, timings=timings)
+        except (aiohttp.ClientError, json.JSONDecodeError) as error:
+            raise RuntimeUnavailable(f"the container's runtime stopped answering: "
+                                     f"{error.__class__.__name__}") from error
+
+    async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            async with self._session.post(f"{RUNTIME_URL}{path}", json=payload) as response:
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, json.JSONDecodeError) as error:
+            raise RuntimeUnavailable(f"the container's runtime stopped answering: "
+                                     f"{error.__class__.__name__}") from error
+        if response.status != 200:
+            raise RuntimeUnavailable(str(body.get("error", f"HTTP {response.status}")))
+        return dict(body)

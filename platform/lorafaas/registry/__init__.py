@@ -1,0 +1,1 @@
+"""The SQL registry: namespaces and keys, actions, artifacts, activations."""

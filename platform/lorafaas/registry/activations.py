@@ -1,0 +1,48 @@
+"""Activation records: write one, read one, list a namespace's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lorafaas.errors import NotFound
+from lorafaas.registry.models import Activation
+
+
+def activation_json(row: Activation) -> dict[str, Any]:
+    """The record as OpenWhisk's activation JSON."""
+    return {
+        "activationId": row.activation_id,
+        "namespace": row.namespace,
+        "name": row.name,
+        "version": row.version,
+        "subject": row.subject,
+        "start": row.start_ms,
+        "end": row.end_ms,
+        "duration": row.end_ms - row.start_ms,
+        "statusCode": row.status_code,
+        "response": row.response,
+        "logs": row.logs,
+        "annotations": row.annotations,
+        "publish": False,
+    }
+
+
+async def get_activation(session: AsyncSession, namespace: str, activation_id: str) -> Activation:
+    """The activation, or NotFound (also when it belongs to another namespace)."""
+    row = await session.get(Activation, activation_id)
+    if row is None or row.namespace != namespace:
+        raise NotFound("The requested resource does not exist.")
+    return row
+
+
+async def list_activations(session: AsyncSession, namespace: str, name: str | None,
+                           limit: int, skip: int) -> list[Activation]:
+    """A namespace's activations, newest first."""
+    query = select(Activation).where(Activation.namespace == namespace)
+    if name:
+        query = query.where(Activation.name == name)
+    query = query.order_by(Activation.start_ms.desc()).limit(limit).offset(skip)
+    return list(await session.scalars(query))

@@ -1,0 +1,92 @@
+"""SQLAlchemy 2 typed models of the registry; Alembic migrations in `migrations/` build them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every registry table."""
+
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Namespace(Base):
+    """An OpenWhisk namespace: owns actions and activations."""
+
+    __tablename__ = "namespaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+    keys: Mapped[list[AuthKey]] = relationship(back_populates="namespace",
+                                               cascade="all, delete-orphan")
+
+
+class AuthKey(Base):
+    """A subject's `uuid:key` credential; only a hash of the key is stored."""
+
+    __tablename__ = "auth_keys"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(256))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+    namespace: Mapped[Namespace] = relationship(back_populates="keys")
+
+
+class Artifact(Base):
+    """An adapter archive in the content-addressed store, counted by the actions using it."""
+
+    __tablename__ = "artifacts"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    ref_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Action(Base):
+    """A function: its current version, code artifact, parameters, annotations and limits."""
+
+    __tablename__ = "actions"
+    __table_args__ = (UniqueConstraint("namespace_id", "name", name="uq_actions_namespace_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(256))
+    version: Mapped[str] = mapped_column(String(32))
+    exec_kind: Mapped[str] = mapped_column(String(32))
+    artifact_digest: Mapped[str] = mapped_column(ForeignKey("artifacts.digest"))
+    parameters: Mapped[list[Any]] = mapped_column(JSON)
+    annotations: Mapped[list[Any]] = mapped_column(JSON)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON)
+    publish: Mapped[bool] = mapped_column(default=False)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+    namespace: Mapped[Namespace] = relationship()
+
+
+class Activation(Base):
+    """The record of one invocation, in OpenWhisk's activation shape."""
+
+    __tablename__ = "activations"
+    __table_args__ = (Index("ix_activations_namespace_start", "namespace", "start_ms"),)
+
+    activation_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(256))
+    version: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(256))
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    logs: Mapped[list[Any]] = mapped_column(JSON)
+    annotations: Mapped[list[Any]] = mapped_column(JSON)

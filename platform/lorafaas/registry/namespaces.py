@@ -1,0 +1,68 @@
+"""Namespaces and their `uuid:key` credentials: keys stored hashed, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lorafaas.errors import Unauthorized
+from lorafaas.registry.clock import now_ms
+from lorafaas.registry.models import AuthKey, Namespace
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: the subject and the namespace its key belongs to."""
+
+    subject: str
+    namespace: str
+    namespace_id: int
+    key_uuid: str
+
+
+def hash_key(key: str) -> str:
+    """The stored form of a key (keys are 64 random hex characters, so no salt is needed)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def create_namespace(session: AsyncSession, name: str) -> str:
+    """Create a namespace with one key; return the `uuid:key` credential (shown once)."""
+    namespace = Namespace(name=name, created_ms=now_ms())
+    session.add(namespace)
+    await session.flush()
+    return await add_key(session, namespace, subject=name)
+
+
+async def add_key(session: AsyncSession, namespace: Namespace, subject: str) -> str:
+    """Give a namespace a new key; return the `uuid:key` credential."""
+    key_uuid, key = str(uuid.uuid4()), secrets.token_hex(32)
+    session.add(AuthKey(uuid=key_uuid, namespace_id=namespace.id, subject=subject,
+                        key_hash=hash_key(key), created_ms=now_ms()))
+    await session.flush()
+    return f"{key_uuid}:{key}"
+
+
+async def find_namespace(session: AsyncSession, name: str) -> Namespace | None:
+    """The namespace called `name`, if any."""
+    return await session.scalar(select(Namespace).where(Namespace.name == name))
+
+
+async def authenticate(session: AsyncSession, credential: str) -> Identity:
+    """Check a `uuid:key` credential; raise Unauthorized when it does not match."""
+    key_uuid, _, key = credential.partition(":")
+    row = await session.get(AuthKey, key_uuid) if key_uuid and key else None
+    # Hash even when the uuid is unknown, so the answer takes as long either way.
+    presented = hash_key(key)
+    stored = row.key_hash if row is not None else hash_key(secrets.token_hex(32))
+    if row is None or not hmac.compare_digest(presented, stored):
+        raise Unauthorized("The supplied authentication is invalid")
+    namespace = await session.get(Namespace, row.namespace_id)
+    assert namespace is not None
+    return Identity(subject=row.subject, namespace=namespace.name,
+                    namespace_id=namespace.id, key_uuid=row.uuid)

@@ -1,0 +1,86 @@
+"""The runtime's HTTP server on a Unix socket: OpenWhisk's action protocol.
+
+- `POST /init` `{"value": {"name", "main", "env"}}`: load the function (once; a second
+  init is refused with 403). Answers `{"ok": true, "initBreakdown": {artifact: ms}}`.
+- `POST /run` `{"value": {parameters}, "activation_id": ...}`: answers 200 with the
+  action's result; a bad parameter gives a result `{"error": ...}` (an application error,
+  as in OpenWhisk). Timings travel in the `X-LoRAFaaS-Metrics` header (JSON, ms).
+- `GET /health`: `{"ok": true, "initialized": bool}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from typing import Any
+
+from aiohttp import web
+
+from lorafaas.runtime.function import LoadedFunction, RuntimePaths, load_function
+from lorafaas.runtime.generation import RequestError, parse_request
+from lorafaas.wire.runtime_protocol import METRICS_HEADER, SENTINEL
+
+logger = logging.getLogger(__name__)
+
+function_key = web.AppKey("function", dict)
+
+
+def create_app(paths: RuntimePaths, client: str, libraries_ms: float) -> web.Application:
+    """The runtime application for one container."""
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[function_key] = {"loaded": None, "paths": paths, "client": client,
+                         "libraries_ms": libraries_ms, "lock": asyncio.Lock()}
+    app.add_routes([web.post("/init", handle_init), web.post("/run", handle_run),
+                    web.get("/health", handle_health)])
+    return app
+
+
+async def handle_init(request: web.Request) -> web.Response:
+    """Load the function's artifacts."""
+    state = request.app[function_key]
+    async with state["lock"]:
+        if state["loaded"] is not None:
+            return web.json_response({"error": "Cannot initialize the action more than once."},
+                                     status=403)
+        body = await request.json()
+        for key, value in (body.get("value", {}).get("env") or {}).items():
+            os.environ[str(key)] = str(value)
+        try:
+            loaded = await asyncio.to_thread(load_function, state["paths"], state["client"])
+        except Exception as error:
+            logger.exception("init failed")
+            return web.json_response({"error": f"initialization failed: {error}"}, status=502)
+        state["loaded"] = loaded
+    breakdown = {"libraries": round(state["libraries_ms"], 3), **loaded.breakdown}
+    return web.json_response({"ok": True, "initBreakdown": breakdown})
+
+
+async def handle_run(request: web.Request) -> web.Response:
+    """Run one activation."""
+    state = request.app[function_key]
+    loaded: LoadedFunction | None = state["loaded"]
+    if loaded is None:
+        return web.json_response({"error": "the action was not initialized"}, status=502)
+    body = await request.json()
+    value: dict[str, Any] = body.get("value") or {}
+    try:
+        generation_request = parse_request(value, int(body.get("max_tokens_limit", 4096)))
+    except RequestError as error:
+        return web.json_response({"error": str(error)})
+    async with state["lock"]:
+        result, timings = await asyncio.to_thread(loaded.run, generation_request)
+    _end_of_activation()
+    return web.json_response(result, headers={METRICS_HEADER: json.dumps(timings)})
+
+
+def _end_of_activation() -> None:
+    # OpenWhisk's log sentinels: the invoker reads the logs up to them.
+    print(SENTINEL, flush=True)
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    """Liveness and whether /init has run."""
+    return web.json_response({"ok": True,
+                              "initialized": request.app[function_key]["loaded"] is not None})

@@ -1,0 +1,149 @@
+"""The platform's settings: one table of name, type, default and help, read once at start."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the key and the value."""
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One row of the settings table."""
+
+    env: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+def _path(value: str) -> Path:
+    return Path(value).expanduser()
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a positive integer")
+    return number
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError("must be a TCP port between 0 and 65535")
+    return number
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Frozen settings passed down to every component."""
+
+    home: Path
+    host: str
+    port: int
+    database_url: str
+    run_dir: Path
+    shm_dir: Path
+    models_dir: Path
+    backbone_dir: Path
+    runtime_image: str
+    max_adapter_bytes: int
+    action_timeout_ms: int
+    container_memory_mb: int
+    container_pids_limit: int
+    container_start_timeout_s: int
+    invoker_id: str
+    guest_namespace: str
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Content-addressed store of uploaded adapters."""
+        return self.home / "artifacts"
+
+    @property
+    def props_file(self) -> Path:
+        """The `.wskprops`-style file with APIHOST and AUTH."""
+        return self.home / "props"
+
+    @property
+    def api_host(self) -> str:
+        """The URL clients use."""
+        return f"http://{self.host}:{self.port}"
+
+
+# The settings table: field -> spec. `{home}` in a default is replaced by the home folder.
+SETTINGS_TABLE: Mapping[str, SettingSpec] = {
+    "home": SettingSpec("LORAFAAS_HOME", "~/.lorafaas", _path,
+                        "State folder: registry, artifacts, models, props file."),
+    "host": SettingSpec("LORAFAAS_HOST", "127.0.0.1", str, "Address the API listens on."),
+    "port": SettingSpec("LORAFAAS_PORT", "3233", _port, "Port the API listens on (0: any free)."),
+    "database_url": SettingSpec("LORAFAAS_DATABASE_URL", "sqlite:///{home}/lorafaas.db", str,
+                                "SQLAlchemy URL of the registry (sqlite or postgresql+psycopg)."),
+    "run_dir": SettingSpec("LORAFAAS_RUN_DIR", "/tmp/lorafaas-run", _path,
+                           "Folder of Unix sockets (short: socket paths are limited to 107 bytes)."),
+    "shm_dir": SettingSpec("LORAFAAS_SHM_DIR", "/dev/shm/lorafaas", _path,
+                           "tmpfs folder where backbone servers publish weights."),
+    "models_dir": SettingSpec("LORAFAAS_MODELS_DIR", "{home}/models", _path,
+                              "Folder of local models (the demo backbone and adapters)."),
+    "backbone_dir": SettingSpec("LORAFAAS_BACKBONE", "{home}/models/demo-backbone", _path,
+                                "The default backbone: a Hugging Face model folder."),
+    "runtime_image": SettingSpec("LORAFAAS_RUNTIME_IMAGE", "lorafaas/runtime-python:latest", str,
+                                 "Docker image of function containers."),
+    "max_adapter_bytes": SettingSpec("LORAFAAS_MAX_ADAPTER_BYTES", str(256 * 1024 * 1024),
+                                     _positive_int, "Largest adapter upload (decoded zip) in bytes."),
+    "action_timeout_ms": SettingSpec("LORAFAAS_ACTION_TIMEOUT_MS", "60000", _positive_int,
+                                     "Default action timeout limit in milliseconds."),
+    "container_memory_mb": SettingSpec("LORAFAAS_CONTAINER_MEMORY_MB", "2048", _positive_int,
+                                       "Default memory limit of a function container."),
+    "container_pids_limit": SettingSpec("LORAFAAS_CONTAINER_PIDS", "256", _positive_int,
+                                        "Process limit of a function container."),
+    "container_start_timeout_s": SettingSpec("LORAFAAS_CONTAINER_START_TIMEOUT_S", "60",
+                                             _positive_int,
+                                             "How long a new container may take to answer."),
+    "invoker_id": SettingSpec("LORAFAAS_INVOKER_ID", "invoker0", str,
+                              "Name of this invoker; labels its containers."),
+    "guest_namespace": SettingSpec("LORAFAAS_GUEST_NAMESPACE", "guest", str,
+                                   "Namespace created with a key at first start."),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting from the environment, failing with the key and value on a bad one."""
+    env = os.environ if environ is None else environ
+    home_spec = SETTINGS_TABLE["home"]
+    home = _parse("home", home_spec, env.get(home_spec.env, home_spec.default))
+    values: dict[str, Any] = {"home": home}
+    for field, spec in SETTINGS_TABLE.items():
+        if field == "home":
+            continue
+        raw = env.get(spec.env, spec.default.replace("{home}", str(home)))
+        values[field] = _parse(field, spec, raw)
+    return Settings(**values)
+
+
+def _parse(field: str, spec: SettingSpec, raw: str) -> Any:
+    try:
+        return spec.parse(raw)
+    except ValueError as error:
+        raise SettingsError(f"setting {spec.env}={raw!r} is invalid: {error}") from error
+
+
+def settings_markdown_table() -> str:
+    """The settings table as Markdown, for the README."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for spec in SETTINGS_TABLE.values():
+        lines.append(f"| `{spec.env}` | `{spec.default}` | {spec.help} |")
+    return "\n".join(lines)
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    """A copy of `settings` with some fields changed (for tests and sub-commands)."""
+    return dataclasses.replace(settings, **changes)

@@ -1,0 +1,59 @@
+"""Adapter zips are unpacked safely: path escapes, links and sizes are checked first."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from lorafaas.adapters.archive import adapter_prefix, check_members, extract_adapter, open_zip
+from lorafaas.errors import AdapterRejected, PayloadTooLarge
+
+
+def zip_of(files: dict[str, bytes]) -> zipfile.ZipFile:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return open_zip(buffer.getvalue())
+
+
+def test_not_a_zip() -> None:
+    with pytest.raises(AdapterRejected, match="not a zip"):
+        open_zip(b"plain bytes")
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/../../x", "C:/x"])
+def test_escaping_paths(name: str) -> None:
+    with pytest.raises(AdapterRejected, match="escapes"):
+        check_members(zip_of({name: b"1"}), 1 << 20)
+
+
+def test_symlink_entry() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo("link")
+        info.external_attr = (0o120777 << 16)
+        archive.writestr(info, "/etc/passwd")
+    with pytest.raises(AdapterRejected, match="symbolic link"):
+        check_members(open_zip(buffer.getvalue()), 1 << 20)
+
+
+def test_unpacked_size_limit() -> None:
+    with pytest.raises(PayloadTooLarge):
+        check_members(zip_of({"adapter_config.json": b"x" * 2048}), 1024)
+
+
+def test_adapter_in_one_folder_is_found() -> None:
+    assert adapter_prefix(zip_of({"pirate/adapter_config.json": b"{}"})) == "pirate/"
+    with pytest.raises(AdapterRejected, match="adapter_config.json"):
+        adapter_prefix(zip_of({"a/b/adapter_config.json": b"{}"}))
+
+
+def test_pickle_only_is_refused_unread(tmp_path: Path) -> None:
+    archive = zip_of({"adapter_config.json": b"{}", "adapter_model.bin": b"\x80\x04pickle"})
+    with pytest.raises(AdapterRejected, match="pickle"):
+        extract_adapter(archive, "", tmp_path / "out")
+    assert not (tmp_path / "out" / "adapter_model.bin").exists()
