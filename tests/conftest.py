@@ -97,8 +97,7 @@ class PlatformClient:
         self.client = client
         self.credential = credential
         self.settings = settings
-        user, _, key = credential.partition(":")
-        self.auth = aiohttp.BasicAuth(user, key)
+        self.headers = {"Authorization": aiohttp.encode_basic_auth(*credential.split(":", 1))}
 
     @property
     def app(self):  # type: ignore[no-untyped-def]
@@ -107,7 +106,14 @@ class PlatformClient:
 
     async def request(self, method: str, path: str, **kwargs):  # type: ignore[no-untyped-def]
         """Send a request with the guest's credentials."""
-        kwargs.setdefault("auth", self.auth)
+        import io
+        import json
+
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        if "json" in kwargs:  # a stream: aiohttp warns about large in-memory bodies
+            kwargs["data"] = io.BytesIO(json.dumps(kwargs.pop("json")).encode())
+            headers["Content-Type"] = "application/json"
+        kwargs["headers"] = headers
         return await self.client.request(method, path, **kwargs)
 
 

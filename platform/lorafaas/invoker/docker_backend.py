@@ -65,8 +65,8 @@ class DockerBackend:
         try:
             raw = self.client.api.logs(container_id, stdout=True, stderr=True, timestamps=True,
                                        since=since, until=until)
-        except NotFound:
-            return []
+        except (NotFound, APIError):
+            return []  # removed, or being removed: its logs are gone with it
         return raw.decode("utf-8", "replace").splitlines()
 
     def list_labelled(self, invoker_id: str) -> list[str]:

@@ -83,7 +83,8 @@ def rebuild_buffers(model: PreTrainedModel, device: torch.device) -> None:
     for name, module in list(model.named_modules()):
         if not any(buffer.is_meta for buffer in module.buffers(recurse=False)):
             continue
-        # Modules holding computed buffers (rotary embeddings) are built from the config.
-        rebuilt = type(module)(config=model.config, device=device)
+        # Modules holding computed buffers (rotary embeddings) are built from their config.
+        with torch.device(device):
+            rebuilt = type(module)(config=getattr(module, "config", model.config))
         parent_name, _, attribute = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, attribute, rebuilt)
