@@ -31,3 +31,8 @@ def test_bad_value_names_key_and_value(key: str, value: str) -> None:
 def test_markdown_table_lists_every_variable() -> None:
     table = settings_markdown_table()
     assert "`LORAFAAS_HOME`" in table and "`LORAFAAS_PORT`" in table
+
+
+def test_readme_shows_the_settings_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert settings_markdown_table() in readme, "regenerate the README's configuration table"

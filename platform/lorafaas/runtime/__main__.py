@@ -13,7 +13,12 @@ _started = time.monotonic()
 import asyncio  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
+import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+# peft 0.21 reads a deprecated transformers 5 alias at every adapter load; the warning
+# would land in every activation's logs and tells the function's owner nothing.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
 
 import peft  # noqa: E402,F401
 import torch  # noqa: E402,F401
