@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from lorafaas.registry.models import Action, Artifact
 from lorafaas.controller.appkeys import sessions_key
+from lorafaas.registry.models import Action, Artifact
 
 pytestmark = pytest.mark.docker
 
@@ -60,7 +60,7 @@ def _wrong_shapes(good: dict[str, bytes]) -> bytes:
     from safetensors.numpy import load, save
 
     tensors = load(good["adapter_model.safetensors"])
-    name = sorted(n for n in tensors if "lora_A" in n)[0]
+    name = min(n for n in tensors if "lora_A" in n)
     tensors[name] = tensors[name][:, :100].copy()  # in_features no longer the backbone's
     return save(tensors)
 

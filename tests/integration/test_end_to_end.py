@@ -145,3 +145,22 @@ async def test_killed_container_ends_the_activation_and_the_next_starts_fresh(  
     assert status == 200, record
     assert annotation(record, "startKind") == "cold"
     assert [c.info.id for c in pool.containers()] != [container.info.id]
+
+
+async def test_non_blocking_invoke_is_recorded(platform, demo_models, make_zip):  # type: ignore[no-untyped-def]
+    await create_action(platform, "shout", demo_models.adapters["shout"], make_zip)
+    response = await platform.request("POST", "/api/v1/namespaces/_/actions/shout",
+                                      json={"prompt": PROMPT, "max_tokens": 8})
+    assert response.status == 202
+    activation_id = (await response.json())["activationId"]
+    assert response.headers["x-openwhisk-activation-id"] == activation_id
+    for _ in range(600):
+        response = await platform.request("GET", f"/api/v1/namespaces/_/activations/{activation_id}")
+        if response.status == 200:
+            break
+        await asyncio.sleep(0.1)
+    record = await response.json()
+    assert response.status == 200 and record["response"]["success"], record
+    response = await platform.request("GET",
+                                      f"/api/v1/namespaces/_/activations/{activation_id}/result")
+    assert (await response.json())["result"]["text"] == record["response"]["result"]["text"]

@@ -108,7 +108,8 @@ class CudaIpcPublisher:
         """Move the model to the device and describe every tensor by its IPC handle."""
         from lorafaas.wire.cuda_ipc import export_tensor
 
-        self._model = model.to(self.device)  # held: the memory lives as long as we do
+        # Held: the device memory lives as long as this process does.
+        self._model = model.to(torch.device(self.device))  # type: ignore[arg-type]
         tensors = {name: export_tensor(t.detach()) for name, t in self._model.state_dict().items()}
         return {"transport": "cuda-ipc", "tensors": tensors, "device": self.device,
                 "dtype": str(model.dtype).removeprefix("torch."),

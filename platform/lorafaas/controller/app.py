@@ -13,8 +13,13 @@ from lorafaas import __version__
 from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
 from lorafaas.controller.action_service import ActionService
 from lorafaas.controller.api import actions, activations
-from lorafaas.controller.appkeys import (actions_key, invocations_key, pool_key, sessions_key,
-                                         settings_key)
+from lorafaas.controller.appkeys import (
+    actions_key,
+    invocations_key,
+    pool_key,
+    sessions_key,
+    settings_key,
+)
 from lorafaas.controller.backbones import BackboneCatalog
 from lorafaas.controller.invocations import InvocationService
 from lorafaas.controller.middleware import error_middleware

@@ -9,8 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorafaas.invoker.pool import ContainerPool, FunctionRef, Lease
-from lorafaas.invoker.records import (APPLICATION_ERROR, DEVELOPER_ERROR, SUCCESS, WHISK_ERROR,
-                                      annotation_list, response)
+from lorafaas.invoker.records import (
+    APPLICATION_ERROR,
+    DEVELOPER_ERROR,
+    SUCCESS,
+    WHISK_ERROR,
+    annotation_list,
+    response,
+)
 from lorafaas.invoker.runtime_client import RuntimeUnavailable
 from lorafaas.wire.runtime_protocol import SENTINEL
 

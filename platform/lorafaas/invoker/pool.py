@@ -11,8 +11,14 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lorafaas.invoker.backend import (LABEL_ACTION, LABEL_INVOKER, ContainerBackend,
-                                      ContainerInfo, ContainerSpec, Mount)
+from lorafaas.invoker.backend import (
+    LABEL_ACTION,
+    LABEL_INVOKER,
+    ContainerBackend,
+    ContainerInfo,
+    ContainerSpec,
+    Mount,
+)
 from lorafaas.invoker.runtime_client import RuntimeClient, RuntimeUnavailable
 from lorafaas.wire.runtime_protocol import RUNTIME_SOCKET_NAME
 

@@ -10,25 +10,25 @@ import time
 
 _started = time.monotonic()
 
-import asyncio  # noqa: E402
-import logging  # noqa: E402
-import os  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import asyncio
+import logging
+import os
+import warnings
+from pathlib import Path
 
 # peft 0.21 reads a deprecated transformers 5 alias at every adapter load; the warning
 # would land in every activation's logs and tells the function's owner nothing.
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
 
-import peft  # noqa: E402,F401
-import torch  # noqa: E402,F401
-import transformers  # noqa: E402,F401
-from aiohttp import web  # noqa: E402
+import peft  # noqa: F401
+import torch  # noqa: F401
+import transformers  # noqa: F401
+from aiohttp import web
 
 LIBRARIES_MS = (time.monotonic() - _started) * 1000
 
-from lorafaas.runtime.function import RuntimePaths  # noqa: E402
-from lorafaas.runtime.server import create_app  # noqa: E402
+from lorafaas.runtime.function import RuntimePaths
+from lorafaas.runtime.server import create_app
 
 
 async def serve() -> None:

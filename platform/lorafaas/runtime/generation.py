@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
@@ -86,7 +87,7 @@ class FirstTokenClock(BaseStreamer):
         """Called when generation ends."""
 
 
-def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+def generate(model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
              request: GenerationRequest) -> tuple[dict[str, Any], dict[str, float]]:
     """Run one generation; return the result and its timings in milliseconds."""
     started = time.monotonic()
@@ -96,7 +97,8 @@ def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     if request.seed is not None:
         torch.manual_seed(request.seed)
     with torch.inference_mode():
-        output = model.generate(**inputs, **_generate_options(tokenizer, request), streamer=clock)
+        output = model.generate(**inputs, **_generate_options(tokenizer, request),  # type: ignore[operator]
+                                streamer=clock)
     ended = time.monotonic()
     new_tokens = output[0, prompt_length:].tolist()
     result = _result(tokenizer, request, new_tokens, prompt_length)

@@ -36,5 +36,5 @@ def decode(line: bytes) -> dict[str, Any]:
     """A JSON line as a message; ValueError when it is not an object."""
     message = json.loads(line.decode(ENCODING))
     if not isinstance(message, dict):
-        raise ValueError("a protocol message must be a JSON object")
+        raise ValueError("a protocol message must be a JSON object")  # noqa: TRY004
     return message

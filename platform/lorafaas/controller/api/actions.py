@@ -7,8 +7,13 @@ import asyncio
 from aiohttp import web
 
 from lorafaas.controller.api.params import flag, paging, read_json
-from lorafaas.controller.appkeys import (actions_key, invocations_key, pool_key, sessions_key,
-                                        settings_key)
+from lorafaas.controller.appkeys import (
+    actions_key,
+    invocations_key,
+    pool_key,
+    sessions_key,
+    settings_key,
+)
 from lorafaas.controller.auth import namespace_of
 from lorafaas.controller.protocol import action_json, limit_ranges, parse_action_body
 from lorafaas.errors import BadRequest
