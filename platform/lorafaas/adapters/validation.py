@@ -40,7 +40,7 @@ def read_tensor_shapes(path: Path) -> dict[str, tuple[str, list[int]]]:
     try:
         with safe_open(str(path), framework="numpy") as handle:
             return {name: (_dtype(handle, name), list(handle.get_slice(name).get_shape()))
-                    for name in handle}
+                    for name in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except (SafetensorError, OSError, ValueError) as error:
         raise AdapterRejected(f"{path.name} is not a valid safetensors file: {error}") from error
 

@@ -49,7 +49,8 @@ def published_tensors(descriptor: dict[str, Any], backbone_dir: Path) -> dict[st
     if descriptor["transport"] == "tmpfs":
         # safetensors memory-maps the file: the tensors are views of shared page-cache pages.
         with safe_open(str(backbone_dir / descriptor["weights_file"]), framework="pt") as handle:
-            return {name: handle.get_tensor(name) for name in handle}
+            # safe_open is not iterable: keys() is needed.
+            return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     if descriptor["transport"] == "cuda-ipc":
         from lorafaas.wire.cuda_ipc import import_tensor
 
