@@ -62,6 +62,8 @@ class Settings:
     container_start_timeout_s: int
     invoker_id: str
     guest_namespace: str
+    invocations_per_minute: int
+    concurrent_invocations: int
 
     @property
     def artifacts_dir(self) -> Path:
@@ -112,6 +114,12 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
                               "Name of this invoker; labels its containers."),
     "guest_namespace": SettingSpec("LORAFAAS_GUEST_NAMESPACE", "guest", str,
                                    "Namespace created with a key at first start."),
+    "invocations_per_minute": SettingSpec("LORAFAAS_INVOCATIONS_PER_MINUTE", "600", _positive_int,
+                                          "Invocations a namespace may start per minute (429 "
+                                          "beyond)."),
+    "concurrent_invocations": SettingSpec("LORAFAAS_CONCURRENT_INVOCATIONS", "100", _positive_int,
+                                          "Activations of a namespace in flight at once (429 "
+                                          "beyond)."),
 }
 
 

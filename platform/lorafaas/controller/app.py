@@ -9,10 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from lorafaas import __version__
 from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
 from lorafaas.controller.action_service import ActionService
-from lorafaas.controller.api import actions, activations
 from lorafaas.controller.appkeys import (
     actions_key,
     invocations_key,
@@ -23,6 +21,9 @@ from lorafaas.controller.appkeys import (
 from lorafaas.controller.backbones import BackboneCatalog
 from lorafaas.controller.invocations import InvocationService
 from lorafaas.controller.middleware import error_middleware
+from lorafaas.controller.openapi import OPENAPI_PATH, openapi_handler
+from lorafaas.controller.routes import api_routes
+from lorafaas.controller.throttle import InvocationThrottle, NamespaceLimits
 from lorafaas.invoker.backend import ContainerBackend
 from lorafaas.invoker.invoker import Invoker
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
@@ -33,7 +34,6 @@ from lorafaas.settings import Settings
 logger = logging.getLogger(__name__)
 
 BackendFactory = Callable[[], ContainerBackend]
-NAMESPACE = "/api/v1/namespaces/{namespace}"
 
 
 def docker_backend_factory() -> ContainerBackend:
@@ -55,25 +55,9 @@ def create_app(settings: Settings, backend_factory: BackendFactory = docker_back
 
 
 def _routes() -> list[web.AbstractRouteDef]:
-    return [
-        web.get("/api/v1", info),
-        web.get(f"{NAMESPACE}/actions", actions.list_actions),
-        web.put(f"{NAMESPACE}/actions/{{name}}", actions.put_action),
-        web.get(f"{NAMESPACE}/actions/{{name}}", actions.get_action),
-        web.delete(f"{NAMESPACE}/actions/{{name}}", actions.delete_action),
-        web.post(f"{NAMESPACE}/actions/{{name}}", actions.invoke_action),
-        web.get(f"{NAMESPACE}/activations", activations.list_activation_records),
-        web.get(f"{NAMESPACE}/activations/{{id}}", activations.get_activation_record),
-        web.get(f"{NAMESPACE}/activations/{{id}}/logs", activations.get_activation_logs),
-        web.get(f"{NAMESPACE}/activations/{{id}}/result", activations.get_activation_result),
-    ]
-
-
-async def info(request: web.Request) -> web.Response:
-    """What this API is (as OpenWhisk's `GET /api/v1`)."""
-    return web.json_response({"description": "LoRAFaaS: OpenWhisk-compatible API for LoRA "
-                                             "functions", "api_version": "1.0.0",
-                              "build": __version__})
+    routes = api_routes()
+    return [web.route(r.method, r.path, r.handler) for r in routes] + [
+        web.get(OPENAPI_PATH, openapi_handler(routes))]
 
 
 def _platform(settings: Settings, backend_factory: BackendFactory
@@ -95,7 +79,10 @@ def _platform(settings: Settings, backend_factory: BackendFactory
             app[sessions_key] = sessions
             app[pool_key] = pool
             app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes)
-            app[invocations_key] = InvocationService(sessions, store, Invoker(pool), tasks)
+            throttle = InvocationThrottle(NamespaceLimits(settings.invocations_per_minute,
+                                                          settings.concurrent_invocations))
+            app[invocations_key] = InvocationService(sessions, store, Invoker(pool), throttle,
+                                                     tasks)
             yield
         finally:
             await _finish(tasks)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.controller.protocol import parameter_values
+from lorafaas.controller.throttle import InvocationThrottle
 from lorafaas.invoker.invoker import ActivationRequest, ActivationResult, Invoker
 from lorafaas.invoker.pool import FunctionRef
 from lorafaas.registry.artifacts import ArtifactStore
@@ -33,14 +34,20 @@ class InvocationService:
     """Starts activations and stores their records when they end."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], store: ArtifactStore,
-                 invoker: Invoker, tasks: set[asyncio.Task[Any]]) -> None:
+                 invoker: Invoker, throttle: InvocationThrottle,
+                 tasks: set[asyncio.Task[Any]]) -> None:
         self.sessions = sessions
         self.store = store
         self.invoker = invoker
+        self.throttle = throttle
         self.tasks = tasks
 
     def start(self, identity: Identity, action: Action, parameters: dict[str, Any]) -> Invocation:
-        """Start the activation in the background; its record is stored even if nobody waits."""
+        """Start the activation in the background; its record is stored even if nobody waits.
+
+        Raises TooManyRequests (429) when the namespace is over its throttles.
+        """
+        self.throttle.admit(identity.namespace)
         request = ActivationRequest(
             activation_id=uuid.uuid4().hex, namespace=identity.namespace, name=action.name,
             version=action.version, subject=identity.subject,
@@ -54,8 +61,12 @@ class InvocationService:
             limits=action.limits, received_at=time.time())
         task = asyncio.create_task(self._run_and_store(request))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(lambda done: self._finished(done, identity.namespace))
         return Invocation(request.activation_id, task)
+
+    def _finished(self, task: asyncio.Task[Activation], namespace: str) -> None:
+        self.tasks.discard(task)
+        self.throttle.release(namespace)
 
     async def _run_and_store(self, request: ActivationRequest) -> Activation:
         result = await self.invoker.run(request)

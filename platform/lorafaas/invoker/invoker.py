@@ -70,7 +70,8 @@ class Invoker:
         except TimeoutError:
             return await self._failed(request, started, lease, DEVELOPER_ERROR,
                                       f"The action exceeded its time limits of "
-                                      f"{request.limits['timeout']} milliseconds.")
+                                      f"{request.limits['timeout']} milliseconds.",
+                                      timed_out=True)
         except RuntimeUnavailable as error:
             return await self._failed(request, started, lease, DEVELOPER_ERROR,
                                       await self._crash_message(lease, str(error)))
@@ -86,7 +87,7 @@ class Invoker:
                                 logs, self._annotations(request, started, lease, outcome.timings))
 
     async def _failed(self, request: ActivationRequest, started: float, lease: Lease | None,
-                      status: int, message: str) -> ActivationResult:
+                      status: int, message: str, timed_out: bool = False) -> ActivationResult:
         ended = time.time()
         logs: list[str] = []
         if lease is not None:
@@ -95,9 +96,11 @@ class Invoker:
             await self.pool.discard(lease.container, message)
         logger.warning("activation %s ended with status %d: %s", request.activation_id, status,
                        message)
+        annotations = self._annotations(request, started, lease, {})
+        if timed_out:
+            annotations.append({"key": "timeout", "value": True})  # OpenWhisk's marker
         return ActivationResult(_ms(started), _ms(ended), status,
-                                response(status, {"error": message}), logs,
-                                self._annotations(request, started, lease, {}))
+                                response(status, {"error": message}), logs, annotations)
 
     async def _crash_message(self, lease: Lease | None, detail: str) -> str:
         if lease is None:

@@ -39,10 +39,15 @@ async def get_activation(session: AsyncSession, namespace: str, activation_id: s
 
 
 async def list_activations(session: AsyncSession, namespace: str, name: str | None,
-                           limit: int, skip: int) -> list[Activation]:
-    """A namespace's activations, newest first."""
+                           limit: int, skip: int, *, since: int | None = None,
+                           upto: int | None = None) -> list[Activation]:
+    """A namespace's activations, newest first; `since`/`upto` bound the start (ms, inclusive)."""
     query = select(Activation).where(Activation.namespace == namespace)
     if name:
         query = query.where(Activation.name == name)
+    if since is not None:
+        query = query.where(Activation.start_ms >= since)
+    if upto is not None:
+        query = query.where(Activation.start_ms <= upto)
     query = query.order_by(Activation.start_ms.desc()).limit(limit).offset(skip)
     return list(await session.scalars(query))

@@ -22,7 +22,8 @@ from lorafaas.registry.activations import activation_json
 from lorafaas.registry.models import Activation
 
 ACTIVATION_HEADER = "x-openwhisk-activation-id"
-MAX_BLOCKING_WAIT_S = 60.0  # OpenWhisk answers 202 when a blocking invoke takes longer
+DEFAULT_BLOCKING_WAIT_MS = 60_000  # OpenWhisk answers 202 when a blocking invoke takes longer
+MAX_BLOCKING_WAIT_MS = 600_000
 
 
 async def put_action(request: web.Request) -> web.Response:
@@ -77,15 +78,25 @@ async def invoke_action(request: web.Request) -> web.Response:
         return web.json_response({"activationId": invocation.activation_id}, status=202,
                                  headers=headers)
     try:
-        row = await asyncio.wait_for(asyncio.shield(invocation.task), MAX_BLOCKING_WAIT_S)
+        row = await asyncio.wait_for(asyncio.shield(invocation.task),
+                                     _blocking_wait_ms(request) / 1000)
     except TimeoutError:
         return web.json_response({"activationId": invocation.activation_id}, status=202,
                                  headers=headers)
     return _blocking_response(row, flag(request, "result"), headers)
 
 
+def _blocking_wait_ms(request: web.Request) -> int:
+    raw = request.query.get("timeout", str(DEFAULT_BLOCKING_WAIT_MS))
+    if not raw.isdigit() or not 0 < int(raw) <= MAX_BLOCKING_WAIT_MS:
+        raise BadRequest(f"'timeout' must be milliseconds between 1 and {MAX_BLOCKING_WAIT_MS}")
+    return int(raw)
+
+
 def _blocking_response(row: Activation, result_only: bool,
                        headers: dict[str, str]) -> web.Response:
     status = {0: 200, 1: 502, 2: 502}.get(row.status_code, 500)
+    if any(a["key"] == "timeout" and a["value"] for a in row.annotations):
+        status = 408  # the action exceeded its own time limit
     body = row.response["result"] if result_only else activation_json(row)
     return web.json_response(body, status=status, headers=headers)

@@ -2,43 +2,56 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from lorafaas.controller.api.params import paging
+from lorafaas.controller.api.params import epoch_ms, flag, paging
 from lorafaas.controller.appkeys import sessions_key
 from lorafaas.controller.auth import namespace_of
 from lorafaas.registry.activations import activation_json, get_activation, list_activations
+from lorafaas.registry.models import Activation
 
 
 async def list_activation_records(request: web.Request) -> web.Response:
-    """The namespace's activations, newest first (`name`, `limit`, `skip`)."""
+    """The namespace's activations, newest first (`name`, `limit`, `skip`, `since`, `upto`).
+
+    As OpenWhisk: summaries without response and logs, full records with `docs=true`.
+    """
     identity = await namespace_of(request)
     limit, skip = paging(request)
     async with request.app[sessions_key]() as session:
         rows = await list_activations(session, identity.namespace, request.query.get("name"),
-                                      limit, skip)
-    return web.json_response([activation_json(row) for row in rows])
+                                      limit, skip, since=epoch_ms(request, "since"),
+                                      upto=epoch_ms(request, "upto"))
+    records = [activation_json(row) for row in rows]
+    if not flag(request, "docs"):
+        records = [_summary(record) for record in records]
+    return web.json_response(records)
+
+
+def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    summary = {k: v for k, v in record.items() if k not in ("response", "logs")}
+    summary["statusCode"] = record["response"]["statusCode"]
+    return summary
+
+
+async def _activation(request: web.Request) -> Activation:
+    identity = await namespace_of(request)
+    async with request.app[sessions_key]() as session:
+        return await get_activation(session, identity.namespace, request.match_info["id"])
 
 
 async def get_activation_record(request: web.Request) -> web.Response:
     """One activation record."""
-    identity = await namespace_of(request)
-    async with request.app[sessions_key]() as session:
-        row = await get_activation(session, identity.namespace, request.match_info["id"])
-    return web.json_response(activation_json(row))
+    return web.json_response(activation_json(await _activation(request)))
 
 
 async def get_activation_logs(request: web.Request) -> web.Response:
     """An activation's logs."""
-    identity = await namespace_of(request)
-    async with request.app[sessions_key]() as session:
-        row = await get_activation(session, identity.namespace, request.match_info["id"])
-    return web.json_response({"logs": row.logs})
+    return web.json_response({"logs": (await _activation(request)).logs})
 
 
 async def get_activation_result(request: web.Request) -> web.Response:
     """An activation's response."""
-    identity = await namespace_of(request)
-    async with request.app[sessions_key]() as session:
-        row = await get_activation(session, identity.namespace, request.match_info["id"])
-    return web.json_response(row.response)
+    return web.json_response((await _activation(request)).response)

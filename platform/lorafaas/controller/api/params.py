@@ -34,3 +34,13 @@ def paging(request: web.Request) -> tuple[int, int]:
     if not 0 <= limit <= 200 or skip < 0:
         raise BadRequest("'limit' must be between 0 and 200 and 'skip' not negative")
     return limit or 200, skip
+
+
+def epoch_ms(request: web.Request, name: str) -> int | None:
+    """An optional epoch-milliseconds query parameter (`since`, `upto`)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise BadRequest(f"'{name}' must be milliseconds since the epoch")
+    return int(raw)

@@ -1,0 +1,73 @@
+"""The OpenAPI 3 document of the REST API, built from the route table."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from lorafaas import __version__
+from lorafaas.controller.routes import ERRORS, Route
+
+_DESCRIPTIONS = {200: "OK", 202: "Accepted: the activation id", 400: "Bad request",
+                 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+                 405: "Method not allowed", 408: "The action exceeded its time limit",
+                 409: "Conflict", 413: "Payload too large", 429: "Too many requests",
+                 500: "Internal error", 502: "Application or developer error"}
+OPENAPI_PATH = "/api/v1/openapi.json"
+
+
+def openapi_document(routes: list[Route]) -> dict[str, Any]:
+    """The document: one operation per route, errors as `{"error", "code"}`."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    paths.setdefault(OPENAPI_PATH, {})["get"] = {
+        "summary": "This document", "responses": {"200": {"description": "OK"}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "LoRAFaaS REST API (OpenWhisk-compatible)", "version": __version__},
+        "components": {
+            "securitySchemes": {"basic": {"type": "http", "scheme": "basic",
+                                          "description": "uuid:key of a namespace"}},
+            "schemas": {"Error": {"type": "object", "required": ["error", "code"],
+                                  "properties": {"error": {"type": "string"},
+                                                 "code": {"type": "string"}}}}},
+        "security": [{"basic": []}],
+        "paths": paths,
+    }
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for name in re.findall(r"{(\w+)}", route.path)]
+    parameters += [{"name": name, "in": "query", "required": False,
+                    "schema": {"type": "string"}} for name in route.query]
+    operation: dict[str, Any] = {"summary": route.summary, "tags": list(route.tags),
+                                 "parameters": parameters, "responses": _responses(route)}
+    if route.body:
+        operation["requestBody"] = {"description": route.body, "content": {
+            "application/json": {"schema": {"type": "object"}}}}
+    return operation
+
+
+def _responses(route: Route) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status in sorted(set(route.statuses) | set(ERRORS)):
+        entry: dict[str, Any] = {"description": _DESCRIPTIONS[status]}
+        if status >= 400 and status != 502:
+            entry["content"] = {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"}}}
+        responses[str(status)] = entry
+    return responses
+
+
+def openapi_handler(routes: list[Route]) -> Any:
+    """A handler serving the document (built once)."""
+    document = openapi_document(routes)
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    return handle

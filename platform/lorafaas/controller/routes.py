@@ -1,0 +1,72 @@
+"""The REST API's routes in one table: the app registers them, the OpenAPI document lists them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from lorafaas.controller.api import actions, activations, namespaces
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+NAMESPACE = "/api/v1/namespaces/{namespace}"
+ERRORS = (400, 401, 403, 404, 405, 500)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: what it does, its query parameters and the statuses it answers."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    query: tuple[str, ...] = ()
+    body: str | None = None  # what the JSON body holds, when it takes one
+    statuses: tuple[int, ...] = (200,)
+    tags: tuple[str, ...] = field(default=())
+
+
+async def api_info(request: web.Request) -> web.Response:
+    """What this API is (as OpenWhisk's `GET /api/v1`)."""
+    from lorafaas import __version__
+
+    return web.json_response({"description": "LoRAFaaS: OpenWhisk-compatible API for LoRA "
+                                             "functions", "api_version": "1.0.0",
+                              "build": __version__})
+
+
+def api_routes() -> list[Route]:
+    """Every route under /api/v1 except the OpenAPI document itself."""
+    return [
+        Route("GET", "/api/v1", api_info, "API information", tags=("info",)),
+        Route("GET", "/api/v1/namespaces", namespaces.list_namespaces,
+              "Namespaces of the caller's key", tags=("namespaces",)),
+        Route("GET", f"{NAMESPACE}/limits", namespaces.get_limits,
+              "Throttles of a namespace", tags=("namespaces",)),
+        Route("GET", f"{NAMESPACE}/actions", actions.list_actions, "List actions",
+              query=("limit", "skip"), tags=("actions",)),
+        Route("PUT", f"{NAMESPACE}/actions/{{name}}", actions.put_action,
+              "Create or update an action of kind lora", query=("overwrite",),
+              body="exec {kind: lora, binary: true, code: base64 zip}, parameters, "
+                   "annotations, limits",
+              statuses=(200, 409, 413), tags=("actions",)),
+        Route("GET", f"{NAMESPACE}/actions/{{name}}", actions.get_action, "Get an action",
+              query=("code",), tags=("actions",)),
+        Route("DELETE", f"{NAMESPACE}/actions/{{name}}", actions.delete_action,
+              "Delete an action", tags=("actions",)),
+        Route("POST", f"{NAMESPACE}/actions/{{name}}", actions.invoke_action, "Invoke an action",
+              query=("blocking", "result", "timeout"), body="the invocation's parameters",
+              statuses=(200, 202, 408, 429, 502), tags=("actions",)),
+        Route("GET", f"{NAMESPACE}/activations", activations.list_activation_records,
+              "List activations", query=("name", "limit", "skip", "since", "upto", "docs"),
+              tags=("activations",)),
+        Route("GET", f"{NAMESPACE}/activations/{{id}}", activations.get_activation_record,
+              "Get an activation record", tags=("activations",)),
+        Route("GET", f"{NAMESPACE}/activations/{{id}}/logs", activations.get_activation_logs,
+              "Get an activation's logs", tags=("activations",)),
+        Route("GET", f"{NAMESPACE}/activations/{{id}}/result",
+              activations.get_activation_result, "Get an activation's response",
+              tags=("activations",)),
+    ]

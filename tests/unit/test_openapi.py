@@ -1,0 +1,33 @@
+"""The OpenAPI document lists exactly the routes the application serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lorafaas.controller.app import create_app
+from lorafaas.controller.openapi import openapi_document
+from lorafaas.controller.routes import api_routes
+from lorafaas.settings import load_settings
+
+
+def served_routes(tmp_path: Path) -> set[tuple[str, str]]:
+    """(method, path) of every route the app registers, HEAD aside (aiohttp adds it)."""
+    app = create_app(load_settings({"LORAFAAS_HOME": str(tmp_path)}))
+    return {(route.method, route.resource.canonical) for route in app.router.routes()
+            if route.method != "HEAD" and route.resource is not None}
+
+
+def test_every_served_route_is_documented_and_back(tmp_path: Path) -> None:
+    document = openapi_document(api_routes())
+    documented = {(method.upper(), path) for path, operations in document["paths"].items()
+                  for method in operations}
+    assert served_routes(tmp_path) == documented
+
+
+def test_operations_document_their_path_parameters_and_errors() -> None:
+    for path, operations in openapi_document(api_routes())["paths"].items():
+        for operation in operations.values():
+            names = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            assert names == {part[1:-1] for part in path.split("/") if part.startswith("{")}
+            if path != "/api/v1/openapi.json":
+                assert "401" in operation["responses"] and "404" in operation["responses"]
