@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-
 pytestmark = pytest.mark.docker
 ACTIONS = "/api/v1/namespaces/_/actions"
 
