@@ -18,6 +18,9 @@ import pytest
 
 from lorafaas.settings import Settings, load_settings, replace
 
+# The registry databases (SQLite, and PostgreSQL where set up): `database_url`.
+pytest_plugins = ["tests.db_fixtures"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

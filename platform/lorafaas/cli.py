@@ -1,4 +1,4 @@
-"""The `lorafaas` command: set-up, serving, and (later) the wsk-style client verbs."""
+"""The `lorafaas` command: set-up, serving, administration, and the wsk-style client verbs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import logging
 import sys
 from pathlib import Path
 
+from lorafaas.admin import add_admin_parser, run_admin
+from lorafaas.client.parser import add_client_commands, add_global_options, is_client_command
+from lorafaas.client.parser import run as run_client
+from lorafaas.errors import LoraFaasError
 from lorafaas.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger(__name__)
@@ -38,7 +42,8 @@ def serve(settings: Settings) -> None:
     from aiohttp import web
 
     from lorafaas.controller.app import create_app
-    from lorafaas.controller.bootstrap import ensure_guest, write_props
+    from lorafaas.controller.bootstrap import ensure_guest
+    from lorafaas.props import write_props
     from lorafaas.registry.db import upgrade
 
     upgrade(settings.database_url)
@@ -54,11 +59,16 @@ def serve(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `lorafaas` command."""
     parser = argparse.ArgumentParser(prog="lorafaas", description="LoRAFaaS platform")
+    add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("setup", help="build the runtime image, demo models and registry")
     commands.add_parser("serve", help="run the platform in the foreground")
     commands.add_parser("migrate", help="migrate the registry to the newest revision")
+    add_admin_parser(commands)
+    add_client_commands(commands)
     args = parser.parse_args(argv)
+    if is_client_command(args):  # wsk-style verbs: no logging set-up, wsk's output only
+        sys.exit(run_client(args))
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -73,6 +83,11 @@ def main(argv: list[str] | None = None) -> None:
         from lorafaas.registry.db import upgrade
 
         upgrade(settings.database_url)
+    elif args.command == "admin":
+        try:
+            print(run_admin(args, settings), flush=True)
+        except LoraFaasError as error:
+            sys.exit(f"lorafaas: {error.message}")
 
 
 if __name__ == "__main__":

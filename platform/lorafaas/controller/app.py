@@ -56,8 +56,9 @@ def create_app(settings: Settings, backend_factory: BackendFactory = docker_back
 
 def _routes() -> list[web.AbstractRouteDef]:
     routes = api_routes()
-    return [web.route(r.method, r.path, r.handler) for r in routes] + [
-        web.get(OPENAPI_PATH, openapi_handler(routes))]
+    definitions: list[web.AbstractRouteDef] = [web.route(r.method, r.path, r.handler)
+                                               for r in routes]
+    return [*definitions, web.get(OPENAPI_PATH, openapi_handler(routes))]
 
 
 def _platform(settings: Settings, backend_factory: BackendFactory

@@ -15,7 +15,9 @@ identity_key = web.RequestKey("identity", Identity)
 
 
 def credential_from_header(header: str | None) -> str:
-    """The `uuid:key` of a Basic Authorization header."""
+    """The `uuid:key` of a Basic Authorization header, or of a Bearer one (OpenAI clients)."""
+    if header and header.startswith("Bearer "):
+        return header[7:].strip()
     if not header or not header.startswith("Basic "):
         raise Unauthorized("The resource requires authentication, which was not supplied "
                            "with the request")

@@ -15,6 +15,7 @@ from lorafaas.controller.protocol import parameter_values
 from lorafaas.controller.throttle import InvocationThrottle
 from lorafaas.invoker.invoker import ActivationRequest, ActivationResult, Invoker
 from lorafaas.invoker.pool import FunctionRef
+from lorafaas.invoker.runtime_client import DeltaSink
 from lorafaas.registry.artifacts import ArtifactStore
 from lorafaas.registry.models import Action, Activation
 from lorafaas.registry.namespaces import Identity
@@ -42,7 +43,8 @@ class InvocationService:
         self.throttle = throttle
         self.tasks = tasks
 
-    def start(self, identity: Identity, action: Action, parameters: dict[str, Any]) -> Invocation:
+    def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
+              on_delta: DeltaSink | None = None) -> Invocation:
         """Start the activation in the background; its record is stored even if nobody waits.
 
         Raises TooManyRequests (429) when the namespace is over its throttles.
@@ -59,7 +61,7 @@ class InvocationService:
                 memory_mb=action.limits["memory"]),
             parameters={**parameter_values(action.parameters), **parameters},
             limits=action.limits, received_at=time.time())
-        task = asyncio.create_task(self._run_and_store(request))
+        task = asyncio.create_task(self._run_and_store(request, on_delta))
         self.tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, identity.namespace))
         return Invocation(request.activation_id, task)
@@ -68,8 +70,9 @@ class InvocationService:
         self.tasks.discard(task)
         self.throttle.release(namespace)
 
-    async def _run_and_store(self, request: ActivationRequest) -> Activation:
-        result = await self.invoker.run(request)
+    async def _run_and_store(self, request: ActivationRequest,
+                             on_delta: DeltaSink | None) -> Activation:
+        result = await self.invoker.run(request, on_delta)
         row = _activation_row(request, result)
         async with self.sessions() as session, session.begin():
             session.add(row)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from lorafaas.controller.api import actions, activations, namespaces
+from lorafaas.controller.api import actions, activations, namespaces, openai
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NAMESPACE = "/api/v1/namespaces/{namespace}"
@@ -38,7 +38,7 @@ async def api_info(request: web.Request) -> web.Response:
 
 
 def api_routes() -> list[Route]:
-    """Every route under /api/v1 except the OpenAPI document itself."""
+    """Every route of the REST API except the OpenAPI document itself."""
     return [
         Route("GET", "/api/v1", api_info, "API information", tags=("info",)),
         Route("GET", "/api/v1/namespaces", namespaces.list_namespaces,
@@ -69,4 +69,21 @@ def api_routes() -> list[Route]:
         Route("GET", f"{NAMESPACE}/activations/{{id}}/result",
               activations.get_activation_result, "Get an activation's response",
               tags=("activations",)),
+        *openai_routes(),
+    ]
+
+
+def openai_routes() -> list[Route]:
+    """The OpenAI-compatible endpoints (Bearer `uuid:key`, or Basic)."""
+    return [
+        Route("GET", "/v1/models", openai.list_models, "The caller's lora actions as models",
+              tags=("openai",)),
+        Route("POST", "/v1/completions", openai.completions,
+              "OpenAI completions (stream: server-sent events)",
+              body="model, prompt, max_tokens, temperature, top_p, seed, stop, stream",
+              statuses=(200, 429, 502), tags=("openai",)),
+        Route("POST", "/v1/chat/completions", openai.chat_completions,
+              "OpenAI chat completions (stream: server-sent events)",
+              body="model, messages, max_tokens, temperature, top_p, seed, stop, stream",
+              statuses=(200, 429, 502), tags=("openai",)),
     ]

@@ -17,7 +17,7 @@ from lorafaas.invoker.records import (
     annotation_list,
     response,
 )
-from lorafaas.invoker.runtime_client import RuntimeUnavailable
+from lorafaas.invoker.runtime_client import DeltaSink, RuntimeUnavailable
 from lorafaas.wire.runtime_protocol import SENTINEL
 
 logger = logging.getLogger(__name__)
@@ -56,17 +56,23 @@ class Invoker:
     def __init__(self, pool: ContainerPool) -> None:
         self.pool = pool
 
-    async def run(self, request: ActivationRequest) -> ActivationResult:
-        """Run the activation to its end; never raises for a failed action."""
+    async def run(self, request: ActivationRequest,
+                  on_delta: DeltaSink | None = None) -> ActivationResult:
+        """Run the activation to its end; never raises for a failed action.
+
+        With `on_delta`, the runtime streams and each text delta is handed over as it comes.
+        """
         timeout_s = request.limits["timeout"] / 1000
         started = time.time()
         lease: Lease | None = None
         try:
             async with asyncio.timeout(timeout_s):
                 lease = await self.pool.acquire(request.function)
-                outcome = await lease.container.client.run(
-                    {"value": request.parameters, "activation_id": request.activation_id,
-                     "max_tokens_limit": request.limits["max_tokens"]})
+                payload = {"value": request.parameters, "activation_id": request.activation_id,
+                           "max_tokens_limit": request.limits["max_tokens"]}
+                client = lease.container.client
+                outcome = await (client.run(payload) if on_delta is None
+                                 else client.run_stream(payload, on_delta))
         except TimeoutError:
             return await self._failed(request, started, lease, DEVELOPER_ERROR,
                                       f"The action exceeded its time limits of "

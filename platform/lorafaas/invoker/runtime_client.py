@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ import aiohttp
 from lorafaas.wire.runtime_protocol import METRICS_HEADER
 
 RUNTIME_URL = "http://runtime"  # the host part is ignored on a Unix socket
+
+
+DeltaSink = Callable[[str], Awaitable[None]]
 
 
 class RuntimeUnavailable(Exception):
@@ -72,6 +76,27 @@ class RuntimeClient:
         except (aiohttp.ClientError, json.JSONDecodeError) as error:
             raise RuntimeUnavailable(f"the container's runtime stopped answering: "
                                      f"{error.__class__.__name__}") from error
+
+    async def run_stream(self, payload: dict[str, Any], on_delta: DeltaSink) -> RunOutcome:
+        """POST /run with streaming: hand each text delta to `on_delta` as it comes."""
+        final: dict[str, Any] | None = None
+        try:
+            async with self._session.post(f"{RUNTIME_URL}/run",
+                                          json={**payload, "stream": True}) as response:
+                if response.content_type == "application/json":  # refused before streaming
+                    return RunOutcome(result=await response.json(), timings={})
+                async for line in response.content:
+                    message = json.loads(line)
+                    if "delta" in message:
+                        await on_delta(message["delta"])
+                    else:
+                        final = message
+        except (aiohttp.ClientError, json.JSONDecodeError) as error:
+            raise RuntimeUnavailable(f"the container's runtime stopped answering: "
+                                     f"{error.__class__.__name__}") from error
+        if final is None:
+            raise RuntimeUnavailable("the container's runtime ended the stream without a result")
+        return RunOutcome(result=final["result"], timings=final["timings"])
 
     async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -71,6 +71,14 @@ async def put_action(session: AsyncSession, namespace: Namespace, name: str, spe
     return action, previous_digest
 
 
+async def delete_action(session: AsyncSession, namespace_id: int, name: str) -> Action:
+    """Delete the action (NotFound if absent); the caller drops its artifact reference."""
+    action = await get_action(session, namespace_id, name)
+    await session.delete(action)
+    await session.flush()
+    return action
+
+
 async def list_actions(session: AsyncSession, namespace_id: int, limit: int,
                        skip: int) -> list[Action]:
     """Actions of a namespace, most recently updated first."""

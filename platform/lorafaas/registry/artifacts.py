@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import delete, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lorafaas.adapters.archive import adapter_prefix, check_members, extract_adapter, open_zip
@@ -76,23 +78,34 @@ class ArtifactStore:
         logger.info("artifact %s removed from the store", digest)
 
 
+# The counts are changed by single statements that compute them in the database: reading a
+# count and writing it back loses a concurrent transaction's reference (PostgreSQL's READ
+# COMMITTED lets both read the same count; so does SQLite outside a write transaction), and
+# two first uploads of one adapter would both INSERT its row.
+
+
 async def add_reference(session: AsyncSession, stored: StoredAdapter) -> None:
     """Count one more action version using the artifact (creating its row)."""
-    row = await session.get(Artifact, stored.digest)
-    if row is None:
-        row = Artifact(digest=stored.digest, size_bytes=stored.size_bytes, ref_count=0,
-                       created_ms=now_ms())
-        session.add(row)
-    row.ref_count += 1
+    insert = _artifact_insert(session).values(digest=stored.digest, size_bytes=stored.size_bytes,
+                                              ref_count=1, created_ms=now_ms())
+    await session.execute(insert.on_conflict_do_update(
+        index_elements=[Artifact.digest], set_={"ref_count": Artifact.ref_count + 1}))
+
+
+def _artifact_insert(session: AsyncSession) -> postgresql.Insert | sqlite.Insert:
+    # The registry's two backends spell INSERT ... ON CONFLICT alike, in their own dialects.
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(Artifact)
+    return sqlite.insert(Artifact)
 
 
 async def drop_reference(session: AsyncSession, digest: str) -> bool:
     """Count one reference less; return True when none is left (the row is deleted)."""
-    row = await session.get(Artifact, digest)
-    if row is None:
+    # The UPDATE locks the row until commit, so no reference can be added before the DELETE.
+    left = await session.scalar(update(Artifact).where(Artifact.digest == digest)
+                                .values(ref_count=Artifact.ref_count - 1)
+                                .returning(Artifact.ref_count))
+    if left is None or left > 0:
         return False
-    row.ref_count -= 1
-    if row.ref_count > 0:
-        return False
-    await session.delete(row)
+    await session.execute(delete(Artifact).where(Artifact.digest == digest))
     return True

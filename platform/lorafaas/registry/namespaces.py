@@ -8,10 +8,10 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lorafaas.errors import Unauthorized
+from lorafaas.errors import Conflict, NotFound, Unauthorized
 from lorafaas.registry.clock import now_ms
 from lorafaas.registry.models import AuthKey, Namespace
 
@@ -33,6 +33,8 @@ def hash_key(key: str) -> str:
 
 async def create_namespace(session: AsyncSession, name: str) -> str:
     """Create a namespace with one key; return the `uuid:key` credential (shown once)."""
+    if await find_namespace(session, name) is not None:
+        raise Conflict(f"namespace {name!r} exists already")
     namespace = Namespace(name=name, created_ms=now_ms())
     session.add(namespace)
     await session.flush()
@@ -48,9 +50,23 @@ async def add_key(session: AsyncSession, namespace: Namespace, subject: str) -> 
     return f"{key_uuid}:{key}"
 
 
+async def rotate_key(session: AsyncSession, name: str) -> str:
+    """Replace every key of the namespace by one new key; return its `uuid:key` credential."""
+    namespace = await find_namespace(session, name)
+    if namespace is None:
+        raise NotFound(f"namespace {name!r} does not exist")
+    await session.execute(delete(AuthKey).where(AuthKey.namespace_id == namespace.id))
+    return await add_key(session, namespace, subject=name)
+
+
 async def find_namespace(session: AsyncSession, name: str) -> Namespace | None:
     """The namespace called `name`, if any."""
     return await session.scalar(select(Namespace).where(Namespace.name == name))
+
+
+async def list_namespaces(session: AsyncSession) -> list[Namespace]:
+    """Every namespace, by name."""
+    return list(await session.scalars(select(Namespace).order_by(Namespace.name)))
 
 
 async def authenticate(session: AsyncSession, credential: str) -> Identity:

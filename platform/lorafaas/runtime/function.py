@@ -13,7 +13,7 @@ from peft import PeftModel
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from lorafaas.runtime.attach import BackboneAttachment, build_backbone
-from lorafaas.runtime.generation import GenerationRequest, generate
+from lorafaas.runtime.generation import GenerationRequest, TokenSink, generate, plain_chat
 
 T = TypeVar("T")
 WARMUP_PROMPT = "Warm up the kernels at the function's shapes."
@@ -38,9 +38,17 @@ class LoadedFunction:
         self.attachment = attachment
         self.breakdown = breakdown
 
-    def run(self, request: GenerationRequest) -> tuple[dict[str, Any], dict[str, float]]:
-        """Generate for one request."""
-        return generate(self.model, self.tokenizer, request)
+    def run(self, request: GenerationRequest, sink: TokenSink | None = None
+            ) -> tuple[dict[str, Any], dict[str, float]]:
+        """Generate for one request (`sink` receives each new token's ids)."""
+        return generate(self.model, self.tokenizer, request, sink)
+
+    def render_chat(self, messages: list[dict[str, Any]]) -> str:
+        """A chat as the prompt text: the tokenizer's chat template when it has one."""
+        if getattr(self.tokenizer, "chat_template", None):
+            return str(self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                          add_generation_prompt=True))
+        return plain_chat(messages)
 
 
 def _timed(breakdown: dict[str, float], name: str, step: Callable[[], T]) -> T:

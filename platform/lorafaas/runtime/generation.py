@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +33,19 @@ class GenerationRequest:
     return_token_ids: bool = False
 
 
-def parse_request(value: dict[str, Any], max_tokens_limit: int) -> GenerationRequest:
+ChatRenderer = Callable[[list[dict[str, Any]]], str]
+
+
+def plain_chat(messages: list[dict[str, Any]]) -> str:
+    """A chat as text when the tokenizer has no chat template: one line a turn."""
+    turns = "".join(f"{m.get('role', 'user')}: {m.get('content', '')}\n" for m in messages)
+    return turns + "assistant:"
+
+
+def parse_request(value: dict[str, Any], max_tokens_limit: int,
+                  render_chat: ChatRenderer = plain_chat) -> GenerationRequest:
     """Validate the invocation parameters into a GenerationRequest."""
-    prompt = _prompt(value)
+    prompt = _prompt(value, render_chat)
     max_tokens = _number(value, "max_tokens", int, DEFAULT_MAX_TOKENS, 1, max_tokens_limit)
     temperature = _number(value, "temperature", float, 0.0, 0.0, 2.0)
     top_p = _number(value, "top_p", float, 1.0, 0.0, 1.0)
@@ -50,12 +61,13 @@ def parse_request(value: dict[str, Any], max_tokens_limit: int) -> GenerationReq
                              bool(value.get("return_token_ids", False)))
 
 
-def _prompt(value: dict[str, Any]) -> str:
+def _prompt(value: dict[str, Any], render_chat: ChatRenderer) -> str:
     if isinstance(value.get("prompt"), str):
         return str(value["prompt"])
     messages = value.get("messages")
-    if isinstance(messages, list) and all(isinstance(m, dict) for m in messages):
-        return "".join(f"{m.get('role', 'user')}: {m.get('content', '')}\n" for m in messages)
+    if isinstance(messages, list) and messages and all(
+            isinstance(m, dict) and isinstance(m.get("content", ""), str) for m in messages):
+        return render_chat(messages)
     raise RequestError("the parameters need a 'prompt' string or a 'messages' list")
 
 
@@ -70,30 +82,43 @@ def _number(value: dict[str, Any], key: str, kind: type, default: Any, low: floa
     return kind(raw)
 
 
-class FirstTokenClock(BaseStreamer):
-    """Notes when the first generated token comes out (the first `put` is the prompt)."""
+TokenSink = Callable[[list[int]], None]
 
-    def __init__(self) -> None:
+
+class FirstTokenClock(BaseStreamer):
+    """Notes when the first token comes out and hands each new token to an optional sink.
+
+    generate() calls `put` first with the prompt, then with each new token.
+    """
+
+    def __init__(self, sink: TokenSink | None = None) -> None:
         self.puts = 0
         self.first_token_at: float | None = None
+        self.sink = sink
 
     def put(self, value: torch.Tensor) -> None:
         """Called with the prompt, then with each new token."""
         self.puts += 1
         if self.puts == 2:
             self.first_token_at = time.monotonic()
+        if self.puts >= 2 and self.sink is not None:
+            self.sink(value.reshape(-1).tolist())
 
     def end(self) -> None:
         """Called when generation ends."""
 
 
 def generate(model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-             request: GenerationRequest) -> tuple[dict[str, Any], dict[str, float]]:
-    """Run one generation; return the result and its timings in milliseconds."""
+             request: GenerationRequest, sink: TokenSink | None = None
+             ) -> tuple[dict[str, Any], dict[str, float]]:
+    """Run one generation; return the result and its timings in milliseconds.
+
+    `sink`, when given, receives the ids of each new token as it is generated.
+    """
     started = time.monotonic()
     inputs = tokenizer(request.prompt, return_tensors="pt")
     prompt_length = int(inputs["input_ids"].shape[1])
-    clock = FirstTokenClock()
+    clock = FirstTokenClock(sink)
     if request.seed is not None:
         torch.manual_seed(request.seed)
     with torch.inference_mode():

@@ -5,6 +5,8 @@
 - `POST /run` `{"value": {parameters}, "activation_id": ...}`: answers 200 with the
   action's result; a bad parameter gives a result `{"error": ...}` (an application error,
   as in OpenWhisk). Timings travel in the `X-LoRAFaaS-Metrics` header (JSON, ms).
+  With `"stream": true` the answer is NDJSON: `{"delta": text}` lines as tokens come,
+  then `{"result": ..., "timings": ...}`; the deltas add up to the result's text.
 - `GET /health`: `{"ok": true, "initialized": bool}`.
 """
 
@@ -19,7 +21,8 @@ from typing import Any
 from aiohttp import web
 
 from lorafaas.runtime.function import LoadedFunction, RuntimePaths, load_function
-from lorafaas.runtime.generation import RequestError, parse_request
+from lorafaas.runtime.generation import GenerationRequest, RequestError, parse_request
+from lorafaas.runtime.streaming import IncrementalText
 from lorafaas.wire.runtime_protocol import METRICS_HEADER, SENTINEL
 
 logger = logging.getLogger(__name__)
@@ -57,8 +60,8 @@ async def handle_init(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "initBreakdown": breakdown})
 
 
-async def handle_run(request: web.Request) -> web.Response:
-    """Run one activation."""
+async def handle_run(request: web.Request) -> web.StreamResponse:
+    """Run one activation; with `"stream": true` answer NDJSON lines as tokens come."""
     state = request.app[function_key]
     loaded: LoadedFunction | None = state["loaded"]
     if loaded is None:
@@ -66,13 +69,50 @@ async def handle_run(request: web.Request) -> web.Response:
     body = await request.json()
     value: dict[str, Any] = body.get("value") or {}
     try:
-        generation_request = parse_request(value, int(body.get("max_tokens_limit", 4096)))
+        generation_request = parse_request(value, int(body.get("max_tokens_limit", 4096)),
+                                           loaded.render_chat)
     except RequestError as error:
         return web.json_response({"error": str(error)})
     async with state["lock"]:
+        if body.get("stream"):
+            return await _run_streamed(request, loaded, generation_request)
         result, timings = await asyncio.to_thread(loaded.run, generation_request)
     _end_of_activation()
     return web.json_response(result, headers={METRICS_HEADER: json.dumps(timings)})
+
+
+async def _run_streamed(request: web.Request, loaded: LoadedFunction,
+                        generation_request: GenerationRequest) -> web.StreamResponse:
+    """Stream `{"delta": text}` lines, then one `{"result": ..., "timings": ...}` line."""
+    loop = asyncio.get_running_loop()
+    tokens: asyncio.Queue[list[int]] = asyncio.Queue()
+
+    def sink(ids: list[int]) -> None:  # called on the generation thread
+        loop.call_soon_threadsafe(tokens.put_nowait, ids)
+
+    running = asyncio.ensure_future(asyncio.to_thread(loaded.run, generation_request, sink))
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    text = IncrementalText(loaded.tokenizer, generation_request.stop)
+    while not (running.done() and tokens.empty()):
+        getter = asyncio.ensure_future(tokens.get())
+        await asyncio.wait({getter, running}, return_when=asyncio.FIRST_COMPLETED)
+        if not getter.done():
+            getter.cancel()
+            continue
+        if delta := text.add(getter.result()):
+            await response.write(_line({"delta": delta}))
+    result, timings = running.result()
+    if rest := text.finish(result["text"]):
+        await response.write(_line({"delta": rest}))
+    await response.write(_line({"result": result, "timings": timings}))
+    await response.write_eof()
+    _end_of_activation()
+    return response
+
+
+def _line(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode() + b"\n"
 
 
 def _end_of_activation() -> None:

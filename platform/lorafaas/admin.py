@@ -1,0 +1,107 @@
+"""Operator commands on the registry: `lorafaas admin namespace create`, `admin key rotate`.
+
+They work on the database directly (no running controller needed), migrating it first.
+The registry is imported only when a command runs, so building the CLI's parser stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from lorafaas.errors import LoraFaasError, Unauthorized
+from lorafaas.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+T = TypeVar("T")
+AdminCommand = Callable[[Settings, str], str]
+
+
+def create_namespace_command(settings: Settings, name: str) -> str:
+    """Create namespace `name` and return its `uuid:key` (Conflict if it exists)."""
+    from lorafaas.registry.db import upgrade
+    from lorafaas.registry.namespaces import create_namespace
+
+    upgrade(settings.database_url)
+    return asyncio.run(_in_transaction(settings, lambda session: create_namespace(session, name)))
+
+
+def rotate_key_command(settings: Settings, name: str) -> str:
+    """Replace the keys of namespace `name` by a new one and return it (NotFound if absent)."""
+    from lorafaas.props import write_props
+    from lorafaas.registry.db import upgrade
+
+    upgrade(settings.database_url)
+    credential, props_had_old_key = asyncio.run(
+        _in_transaction(settings, lambda session: _rotate(session, settings, name)))
+    if props_had_old_key:
+        # The local props file held the old key: keep `serve` and the CLI verbs working.
+        write_props(settings.props_file, {"AUTH": credential})
+    return credential
+
+
+async def _rotate(session: AsyncSession, settings: Settings, name: str) -> tuple[str, bool]:
+    from lorafaas.props import read_props
+    from lorafaas.registry.namespaces import rotate_key
+
+    props_credential = read_props(settings.props_file).get("AUTH", "")
+    props_had_old_key = await _namespace_of(session, props_credential) == name
+    return await rotate_key(session, name), props_had_old_key
+
+
+async def _namespace_of(session: AsyncSession, credential: str) -> str | None:
+    from lorafaas.registry.namespaces import authenticate
+
+    try:
+        return (await authenticate(session, credential)).namespace
+    except Unauthorized:
+        return None
+
+
+async def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    from lorafaas.registry.db import make_engine, make_sessions
+
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessions(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+# noun -> verb -> (command, help); each takes one argument, the namespace's name.
+ADMIN_COMMANDS: dict[str, dict[str, tuple[AdminCommand, str]]] = {
+    "namespace": {"create": (create_namespace_command,
+                             "create a namespace and print its new key (uuid:key)")},
+    "key": {"rotate": (rotate_key_command,
+                       "replace a namespace's keys by a new one and print it (uuid:key)")},
+}
+
+
+def add_admin_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the `admin` command and its nouns and verbs to the CLI's parser."""
+    admin = commands.add_parser("admin", help="operator commands: namespaces and their keys")
+    nouns = admin.add_subparsers(dest="admin_noun", metavar="NOUN", required=True)
+    for noun, verbs in ADMIN_COMMANDS.items():
+        verb_parsers = nouns.add_parser(noun, help=f"{noun} commands").add_subparsers(
+            dest="admin_verb", metavar="VERB", required=True)
+        for verb, (command, help_text) in verbs.items():
+            parser = verb_parsers.add_parser(verb, help=help_text)
+            parser.add_argument("name", help="the namespace")
+            parser.set_defaults(admin_command=command)
+
+
+def run_admin(args: argparse.Namespace, settings: Settings) -> str:
+    """Run the parsed admin command and return what it prints on stdout."""
+    from sqlalchemy.exc import OperationalError
+
+    command: AdminCommand = args.admin_command
+    try:
+        return command(settings, args.name)
+    except OperationalError as error:
+        # An unreachable or unusable database: the driver's message says which and why.
+        raise LoraFaasError(f"cannot use the registry database: {error.orig}") from error

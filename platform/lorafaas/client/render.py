@@ -1,0 +1,91 @@
+"""wsk's text layouts: the `actions` and activations tables, durations, name truncation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+ACTION_NAME_WIDTH = 70
+# wsk's names of activation status codes 0-3.
+STATUS_NAMES = ("success", "application error", "developer error", "internal error")
+
+
+def annotation(entity: dict[str, Any], key: str) -> Any:
+    """The value of one annotation of an action or activation, or None."""
+    return next((a.get("value") for a in entity.get("annotations") or []
+                 if a.get("key") == key), None)
+
+
+def action_rows(actions: list[dict[str, Any]]) -> str:
+    """`wsk action list`: the header `actions`, then `/namespace/name   private kind` rows."""
+    lines = ["actions"]
+    for action in actions:
+        full_name = f"/{action.get('namespace', '')}/{action.get('name', '')}"
+        kind = annotation(action, "exec") or action.get("exec", {}).get("kind", "")
+        lines.append(f"{full_name:<{ACTION_NAME_WIDTH}} private {kind}")
+    return "\n".join(lines)
+
+
+def activation_rows(activations: list[dict[str, Any]]) -> str:
+    """`wsk activation list`: datetime, id, kind, cold/warm, duration, status, entity."""
+    kind_width = max([len("Kind")] + [len(_kind(a)) for a in activations])
+    status_width = max([len("Status")] + [len(status_name(a)) for a in activations])
+    header = (f"{'Datetime':<19} {'Activation ID':<32} {'Kind':<{kind_width}} {'Start':<6}"
+              f"{'Duration':<10} {'Status':<{status_width}} Entity")
+    return "\n".join([header] + [_activation_row(a, kind_width, status_width)
+                                 for a in activations])
+
+
+def _activation_row(activation: dict[str, Any], kind_width: int, status_width: int) -> str:
+    start_ms = int(activation.get("start") or 0)
+    duration_ms = int(activation.get("end") or 0) - start_ms if activation.get("duration") else 0
+    started = datetime.fromtimestamp(start_ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+    start_kind = "warm" if annotation(activation, "initTime") is None else "cold"
+    return (f"{started} {activation.get('activationId', ''):<32} "
+            f"{_kind(activation):<{kind_width}} {start_kind:<5} "
+            f"{go_duration(duration_ms):<10} {status_name(activation):<{status_width}} "
+            f"{entity_name(activation)}")
+
+
+def _kind(activation: dict[str, Any]) -> str:
+    return str(annotation(activation, "kind") or "unknown")
+
+
+def status_name(activation: dict[str, Any]) -> str:
+    """wsk's word for an activation's status code."""
+    code = activation.get("statusCode")
+    if code is None:
+        code = (activation.get("response") or {}).get("statusCode", 0)
+    return STATUS_NAMES[code] if isinstance(code, int) and 0 < code < len(STATUS_NAMES) \
+        else STATUS_NAMES[0]
+
+
+def entity_name(activation: dict[str, Any]) -> str:
+    """`namespace/name:version`, each part shortened as wsk does."""
+    return (f"{truncate(str(activation.get('namespace', '')), 20)}/"
+            f"{truncate(str(activation.get('name', '')), 30)}:"
+            f"{truncate(str(activation.get('version', '')), 20)}")
+
+
+def truncate(text: str, limit: int) -> str:
+    """Shorten with `...` in the middle when longer than `limit` (wsk's TruncateStr)."""
+    if len(text) <= limit:
+        return text
+    head = limit // 2 + limit % 2
+    return text[:head] + "..." + text[len(text) - limit // 2 + 3:]
+
+
+def go_duration(milliseconds: int) -> str:
+    """A duration as Go prints one at millisecond precision: `0s`, `850ms`, `1.5s`, `2m3.25s`."""
+    if milliseconds == 0:
+        return "0s"
+    if abs(milliseconds) < 1000:
+        return f"{milliseconds}ms"
+    hours, rest = divmod(milliseconds, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{minutes}m{seconds}s"
+    return f"{seconds}s"

@@ -1,0 +1,128 @@
+"""OpenAI-compatible endpoints: /v1/completions, /v1/chat/completions, /v1/models.
+
+Each call is an activation like any other: throttled, recorded and metered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from lorafaas.controller.api.params import read_json
+from lorafaas.controller.appkeys import actions_key, invocations_key, sessions_key
+from lorafaas.controller.auth import identify
+from lorafaas.controller.invocations import Invocation
+from lorafaas.controller.openai_protocol import (
+    OpenAIRequest,
+    chunk_json,
+    parse_openai_request,
+    resolve_model,
+    response_json,
+    usage_chunk_json,
+)
+from lorafaas.errors import BadRequest, LoraFaasError
+from lorafaas.registry import actions as action_rows
+from lorafaas.registry.models import Activation
+from lorafaas.registry.namespaces import Identity
+
+ACTIVATION_HEADER = "x-openwhisk-activation-id"
+
+
+class ActivationFailed(LoraFaasError):
+    """The function ran and failed; the status follows OpenWhisk's (502 or 500)."""
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    """`POST /v1/completions`."""
+    return await _serve(request, chat=False)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """`POST /v1/chat/completions`."""
+    return await _serve(request, chat=True)
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """`GET /v1/models`: the caller's lora actions."""
+    identity = await identify(request)
+    async with request.app[sessions_key]() as session:
+        rows = await action_rows.list_actions(session, identity.namespace_id, 200, 0)
+    models = [{"id": f"{identity.namespace}/{row.name}", "object": "model",
+               "created": row.updated_ms // 1000, "owned_by": identity.namespace}
+              for row in rows if row.exec_kind == "lora"]
+    return web.json_response({"object": "list", "data": models})
+
+
+async def _serve(request: web.Request, chat: bool) -> web.StreamResponse:
+    identity = await identify(request)
+    parsed = parse_openai_request(await read_json(request), chat)
+    if parsed.stream:
+        return await _stream(request, identity, parsed)
+    invocation = await _start(request, identity, parsed)
+    row = await invocation.task
+    result = _successful_result(row)
+    return web.json_response(response_json(parsed, row.activation_id, result),
+                             headers={ACTIVATION_HEADER: row.activation_id})
+
+
+async def _start(request: web.Request, identity: Identity, parsed: OpenAIRequest,
+                 on_delta: Any = None) -> Invocation:
+    name = resolve_model(parsed.model, identity.namespace)
+    action = await request.app[actions_key].get(identity, name)
+    return request.app[invocations_key].start(identity, action, parsed.parameters, on_delta)
+
+
+def _successful_result(row: Activation) -> dict[str, Any]:
+    result: dict[str, Any] = row.response["result"]
+    if row.status_code == 0:
+        return result
+    error = ActivationFailed(str(result.get("error", "the function failed")))
+    if row.status_code == 1:  # the parameters were refused by the function
+        raise BadRequest(error.message)
+    error.status = 502 if row.status_code == 2 else 500
+    raise error
+
+
+async def _stream(request: web.Request, identity: Identity,
+                  parsed: OpenAIRequest) -> web.StreamResponse:
+    """Server-sent events: token deltas, the finish reason, the usage, then [DONE]."""
+    deltas: asyncio.Queue[str] = asyncio.Queue()
+    invocation = await _start(request, identity, parsed, deltas.put)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache",
+                                           ACTIVATION_HEADER: invocation.activation_id})
+    await response.prepare(request)
+    if parsed.chat:
+        await _event(response, chunk_json(parsed, invocation.activation_id, None, role=True))
+    async for delta in _deltas(deltas, invocation.task):
+        await _event(response, chunk_json(parsed, invocation.activation_id, delta))
+    row = invocation.task.result()
+    if row.status_code == 0:
+        result = row.response["result"]
+        await _event(response, chunk_json(parsed, row.activation_id, None,
+                                          finish_reason=result.get("finish_reason", "stop")))
+        await _event(response, usage_chunk_json(parsed, row.activation_id, result))
+    else:
+        await _event(response, {"error": {"message": row.response["result"].get("error"),
+                                          "type": row.response["status"]}})
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+async def _deltas(deltas: asyncio.Queue[str], task: asyncio.Task[Activation]):  # type: ignore[no-untyped-def]
+    """The deltas as they come, until the activation has ended and all are out."""
+    while not (task.done() and deltas.empty()):
+        getter = asyncio.ensure_future(deltas.get())
+        await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            yield getter.result()
+        else:
+            getter.cancel()
+
+
+async def _event(response: web.StreamResponse, payload: dict[str, Any]) -> None:
+    await response.write(f"data: {json.dumps(payload)}\n\n".encode())

@@ -1,0 +1,41 @@
+"""Streaming a generation as text deltas whose concatenation is exactly the final text."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedTokenizerBase
+
+
+class IncrementalText:
+    """Turns a growing list of token ids into text deltas.
+
+    The whole text is decoded again at each step (decoding token by token would split
+    multi-byte characters and drop tokenizer spacing rules). A tail that could still
+    become a stop string, or that ends in half a character, is held back until it settles;
+    `finish` hands over the rest of the final text so the deltas always add up to it.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, stops: list[str]) -> None:
+        self.tokenizer = tokenizer
+        self.holdback = max((len(stop) for stop in stops), default=1) - 1
+        self.tokens: list[int] = []
+        self.sent = 0
+
+    def add(self, token_ids: list[int]) -> str:
+        """The new text that can be sent after these tokens ('' when none yet)."""
+        self.tokens.extend(token_ids)
+        text = str(self.tokenizer.decode(self.tokens, skip_special_tokens=True))
+        settled = len(text) - self.holdback
+        while settled > self.sent and text[settled - 1] == "\ufffd":
+            settled -= 1  # half a multi-byte character: wait for the rest
+        if settled <= self.sent:
+            return ""
+        delta, self.sent = text[self.sent:settled], settled
+        return delta
+
+    def finish(self, final_text: str) -> str:
+        """What is left of the final text (stop strings cut) after the deltas sent.
+
+        The held-back tail is never shorter than a stop string, so what was sent is
+        always a prefix of the final text.
+        """
+        return final_text[self.sent:]
