@@ -64,6 +64,7 @@ class Settings:
     guest_namespace: str
     invocations_per_minute: int
     concurrent_invocations: int
+    max_instances: int
 
     @property
     def artifacts_dir(self) -> Path:
@@ -120,6 +121,9 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
     "concurrent_invocations": SettingSpec("LORAFAAS_CONCURRENT_INVOCATIONS", "100", _positive_int,
                                           "Activations of a namespace in flight at once (429 "
                                           "beyond)."),
+    "max_instances": SettingSpec("LORAFAAS_MAX_INSTANCES", "4", _positive_int,
+                                 "Containers one function may run at once (requests wait "
+                                 "beyond)."),
 }
 
 
@@ -155,3 +159,8 @@ def settings_markdown_table() -> str:
 def replace(settings: Settings, **changes: Any) -> Settings:
     """A copy of `settings` with some fields changed (for tests and sub-commands)."""
     return dataclasses.replace(settings, **changes)
+
+
+if __name__ == "__main__":
+    # `python -m lorafaas.settings` prints the table for the README's configuration section.
+    print(settings_markdown_table())

@@ -61,3 +61,26 @@ async def test_wrong_kind_and_bad_limits_are_named(platform):  # type: ignore[no
         json={"exec": {"kind": "lora", "binary": True, "code": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="},
               "limits": {"timeout": 5}})
     assert response.status == 400 and "timeout" in (await error_of(response))["error"]
+
+
+@pytest.mark.parametrize("header", ["Basic !!!not-base64", "Basic " + "bm9jb2xvbg==",
+                                    "Digest abc", "Bearer "])
+async def test_malformed_authorization_header_gets_401(platform, header):  # type: ignore[no-untyped-def]
+    response = await platform.client.get("/api/v1/namespaces/_/actions",
+                                         headers={"Authorization": header})
+    assert response.status == 401
+    await error_of(response)
+
+
+async def test_another_namespaces_action_is_forbidden(platform):  # type: ignore[no-untyped-def]
+    from lorafaas.controller.appkeys import sessions_key
+    from lorafaas.registry.namespaces import create_namespace
+
+    async with platform.app[sessions_key]() as session, session.begin():
+        alice = await create_namespace(session, "alice")
+    headers = {"Authorization": aiohttp.encode_basic_auth(*alice.split(":", 1))}
+    for method in ("GET", "DELETE", "POST"):
+        response = await platform.client.request(
+            method, "/api/v1/namespaces/guest/actions/anything", headers=headers)
+        assert response.status == 403, method
+        assert "guest" in (await error_of(response))["error"]

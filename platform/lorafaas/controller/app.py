@@ -104,7 +104,8 @@ def _backbone_process(settings: Settings) -> BackboneServerProcess:
 def _pool_config(settings: Settings) -> PoolConfig:
     return PoolConfig(invoker_id=settings.invoker_id, image=settings.runtime_image,
                       run_dir=settings.run_dir, pids_limit=settings.container_pids_limit,
-                      start_timeout_s=settings.container_start_timeout_s)
+                      start_timeout_s=settings.container_start_timeout_s,
+                      max_instances=settings.max_instances)
 
 
 async def _finish(tasks: set[asyncio.Task[Any]]) -> None:

@@ -68,6 +68,7 @@ class Invoker:
         try:
             async with asyncio.timeout(timeout_s):
                 lease = await self.pool.acquire(request.function)
+                acquired = time.time()
                 payload = {"value": request.parameters, "activation_id": request.activation_id,
                            "max_tokens_limit": request.limits["max_tokens"]}
                 client = lease.container.client
@@ -90,7 +91,7 @@ class Invoker:
         status = APPLICATION_ERROR if "error" in outcome.result else SUCCESS
         logs = await self._logs(lease, started, ended)
         return ActivationResult(_ms(started), _ms(ended), status, response(status, outcome.result),
-                                logs, self._annotations(request, started, lease, outcome.timings))
+                                logs, self._annotations(request, acquired, lease, outcome.timings))
 
     async def _failed(self, request: ActivationRequest, started: float, lease: Lease | None,
                       status: int, message: str, timed_out: bool = False) -> ActivationResult:
@@ -102,7 +103,7 @@ class Invoker:
             await self.pool.discard(lease.container, message)
         logger.warning("activation %s ended with status %d: %s", request.activation_id, status,
                        message)
-        annotations = self._annotations(request, started, lease, {})
+        annotations = self._annotations(request, ended, lease, {})
         if timed_out:
             annotations.append({"key": "timeout", "value": True})  # OpenWhisk's marker
         return ActivationResult(_ms(started), _ms(ended), status,
@@ -123,10 +124,12 @@ class Invoker:
                                         started - 1, ended + 1)
         return [line for line in lines if SENTINEL not in line]
 
-    def _annotations(self, request: ActivationRequest, started: float, lease: Lease | None,
+    def _annotations(self, request: ActivationRequest, ready_at: float, lease: Lease | None,
                      timings: dict[str, float]) -> list[dict[str, Any]]:
-        wait_ms = max(0.0, (started - request.received_at) * 1000)
+        # Between arrival and the container being ready: queueing, then initialization.
+        before_run_ms = max(0.0, (ready_at - request.received_at) * 1000)
         init_ms = lease.init_ms if lease is not None and lease.start_kind != "warm" else None
+        wait_ms = max(0.0, before_run_ms - (init_ms or 0.0))
         return annotation_list({
             "path": f"{request.namespace}/{request.name}",
             "kind": "lora",
@@ -136,7 +139,7 @@ class Invoker:
             "startKind": lease.start_kind if lease is not None else None,
             "initBreakdown": lease.init_breakdown if lease is not None else None,
             # What the caller waited for its first token: queue, initialization, prefill.
-            "ttft": round(wait_ms + (init_ms or 0.0) + timings["ttft"], 3)
+            "ttft": round(before_run_ms + timings["ttft"], 3)
             if "ttft" in timings else None,
             "batchSize": 1,
         })

@@ -8,6 +8,7 @@ import os
 import shutil
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +78,7 @@ class PoolConfig:
     run_dir: Path
     pids_limit: int
     start_timeout_s: float
+    max_instances: int  # containers of one function at once
 
 
 class ContainerPool:
@@ -88,20 +90,40 @@ class ContainerPool:
         self.config = config
         self.backbone = backbone
         self._containers: dict[str, PooledContainer] = {}
-        self._lock = asyncio.Lock()
+        self._starting: Counter[str] = Counter()
+        # Notified whenever a container is freed, removed or done starting.
+        self._changed = asyncio.Condition()
 
     def containers(self) -> list[PooledContainer]:
         """Every container the pool holds."""
         return list(self._containers.values())
 
     async def acquire(self, function: FunctionRef) -> Lease:
-        """A container for one activation of `function`, initialized."""
-        async with self._lock:
-            warm = self._idle_container(function.key)
-            if warm is not None:
-                warm.busy = True
-                return Lease(warm, "warm", {}, 0.0)
-        return await self._cold_start(function)
+        """A container for one activation of `function`, initialized.
+
+        A warm idle container of the function first; else a cold start while the function
+        has fewer than `max_instances`; else wait until one of its containers is free.
+        """
+        async with self._changed:
+            while True:
+                warm = self._idle_container(function.key)
+                if warm is not None:
+                    warm.busy = True
+                    return Lease(warm, "warm", {}, 0.0)
+                if self._instances(function.key) < self.config.max_instances:
+                    self._starting[function.key] += 1
+                    break
+                await self._changed.wait()
+        try:
+            return await self._cold_start(function)
+        finally:
+            async with self._changed:
+                self._starting[function.key] -= 1
+                self._changed.notify_all()
+
+    def _instances(self, function_key: str) -> int:
+        running = sum(c.function_key == function_key for c in self._containers.values())
+        return running + self._starting[function_key]
 
     def _idle_container(self, function_key: str) -> PooledContainer | None:
         idle = [c for c in self._containers.values()
@@ -153,8 +175,10 @@ class ContainerPool:
 
     async def release(self, container: PooledContainer) -> None:
         """The activation is done; the container stays warm for the next one."""
-        container.busy = False
-        container.last_used = time.monotonic()
+        async with self._changed:
+            container.busy = False
+            container.last_used = time.monotonic()
+            self._changed.notify_all()
 
     async def discard(self, container: PooledContainer, reason: str) -> None:
         """Remove a container that failed or is no longer wanted."""
@@ -163,6 +187,8 @@ class ContainerPool:
         await container.client.close()
         await asyncio.to_thread(self.backend.remove, container.info.id)
         shutil.rmtree(container.socket_dir, ignore_errors=True)
+        async with self._changed:
+            self._changed.notify_all()
 
     async def remove_function(self, function_path: str) -> None:
         """Remove the idle containers of an action (it was deleted or updated)."""
