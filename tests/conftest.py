@@ -67,14 +67,16 @@ def short_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, short_dir: Path, demo_models, runtime_image: str
-             ) -> Iterator[Settings]:  # type: ignore[no-untyped-def]
-    """Settings of a platform with its own registry, artifacts, sockets and tmpfs folder."""
+def settings(tmp_path: Path, short_dir: Path, demo_models, runtime_image: str,  # type: ignore[no-untyped-def]
+             empty_database_url: str) -> Iterator[Settings]:
+    """Settings of a platform with its own registry (SQLite, then PostgreSQL), artifacts,
+    sockets and tmpfs folder."""
     shm_dir = Path("/dev/shm") / f"lorafaas-test-{uuid.uuid4().hex[:8]}"
     base = load_settings({"LORAFAAS_HOME": str(tmp_path / "home")})
     yield replace(base, run_dir=short_dir, shm_dir=shm_dir, runtime_image=runtime_image,
                   backbone_dir=demo_models.backbone_dir, models_dir=demo_models.backbone_dir.parent,
-                  invoker_id=f"test{uuid.uuid4().hex[:8]}", port=0)
+                  invoker_id=f"test{uuid.uuid4().hex[:8]}", port=0,
+                  database_url=empty_database_url)
     shutil.rmtree(shm_dir, ignore_errors=True)
 
 
