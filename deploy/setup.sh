@@ -170,6 +170,11 @@ ensure_postgres() {
   export LORAFAAS_TEST_POSTGRES_URL="$PG_TEST_URL"
 }
 
+ensure_browser() {
+  # Debian's Chromium, driven by Playwright in tests/browser (never `playwright install`).
+  [ -x /usr/bin/chromium ] || apt_install chromium
+}
+
 setup_all() {
   ensure_venv
   ensure_docker

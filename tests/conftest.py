@@ -76,6 +76,8 @@ def settings(tmp_path: Path, short_dir: Path, demo_models, runtime_image: str,  
     yield replace(base, run_dir=short_dir, shm_dir=shm_dir, runtime_image=runtime_image,
                   backbone_dir=demo_models.backbone_dir, models_dir=demo_models.backbone_dir.parent,
                   invoker_id=f"test{uuid.uuid4().hex[:8]}", port=0,
+                  # No stem cells unless a test asks: start kinds stay predictable.
+                  prewarm_min=0, prewarm_max=0,
                   database_url=empty_database_url)
     shutil.rmtree(shm_dir, ignore_errors=True)
 

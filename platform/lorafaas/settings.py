@@ -35,6 +35,42 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _name_list(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _price(value: str) -> float:
+    number = float(value)
+    if not number >= 0:  # also refuses NaN
+        raise ValueError("must be a price of zero or more")
+    return number
+
+
+def _price_or_kind_default(value: str) -> float | None:
+    # "kind": the accelerator kind's documented default (lorafaas.billing.prices).
+    return None if value == "kind" else _price(value)
+
+
+def _accelerator_kind(value: str) -> str:
+    if value not in ("cpu", "h100"):
+        raise ValueError("must be cpu or h100")
+    return value
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be zero or a positive integer")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be a positive number")
+    return number
+
+
 def _port(value: str) -> int:
     number = int(value)
     if not 0 <= number <= 65535:
@@ -65,6 +101,18 @@ class Settings:
     invocations_per_minute: int
     concurrent_invocations: int
     max_instances: int
+    pool_memory_mb: int
+    prewarm_min: int
+    prewarm_max: int
+    prewarm_ttl_s: int
+    maintenance_period_s: float
+    console_key_file: Path
+    admin_namespaces: tuple[str, ...]
+    accelerator_kind: str
+    price_accelerator_hour: float | None
+    price_gb_second: float | None
+    price_prompt_mtok: float
+    price_completion_mtok: float
 
     @property
     def artifacts_dir(self) -> Path:
@@ -124,6 +172,44 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
     "max_instances": SettingSpec("LORAFAAS_MAX_INSTANCES", "4", _positive_int,
                                  "Containers one function may run at once (requests wait "
                                  "beyond)."),
+    "pool_memory_mb": SettingSpec("LORAFAAS_POOL_MEMORY_MB", "16384", _positive_int,
+                                  "Memory of all function containers together (their limits); "
+                                  "idle ones are evicted, least recently used first."),
+    "prewarm_min": SettingSpec("LORAFAAS_PREWARM_MIN", "1", _non_negative_int,
+                               "Stem cells (libraries and backbone loaded) kept at least."),
+    "prewarm_max": SettingSpec("LORAFAAS_PREWARM_MAX", "4", _non_negative_int,
+                               "Stem cells at most, as cold starts ask for more."),
+    "prewarm_ttl_s": SettingSpec("LORAFAAS_PREWARM_TTL_S", "600", _positive_int,
+                                 "An unused stem cell beyond the minimum goes after this."),
+    "maintenance_period_s": SettingSpec("LORAFAAS_MAINTENANCE_PERIOD_S", "1.0", _positive_float,
+                                        "How often the pool checks health, stem cells, "
+                                        "keep-alive and pre-loading."),
+    "console_key_file": SettingSpec("LORAFAAS_CONSOLE_KEY_FILE", "{home}/console.key", _path,
+                                    "Key that encrypts the web console's session cookies "
+                                    "(created at first start; share it between controllers)."),
+    "admin_namespaces": SettingSpec("LORAFAAS_ADMIN_NAMESPACES", "guest", _name_list,
+                                    "Comma-separated namespaces whose console shows the "
+                                    "platform page (empty: none)."),
+    # The price sheet of billing; the defaults' sources are in lorafaas.billing.prices.
+    "accelerator_kind": SettingSpec("LORAFAAS_ACCELERATOR_KIND", "cpu", _accelerator_kind,
+                                    "What runs the backbone, for the default prices: `cpu` "
+                                    "(a 2-vCPU host) or `h100` (one H100 GPU)."),
+    "price_accelerator_hour": SettingSpec(
+        "LORAFAAS_PRICE_ACCELERATOR_HOUR", "kind", _price_or_kind_default,
+        "USD per accelerator-hour billed to activations. `kind`: cpu 0.0735 (AWS us-east-1 "
+        "on-demand c7i.large, 2 vCPU, $0.08925/h, less its 4 GiB at the memory price), h100 "
+        "2.99 (on-demand H100 SXM GPU-hour at GPU clouds, 2025)."),
+    "price_gb_second": SettingSpec(
+        "LORAFAAS_PRICE_GB_SECOND", "kind", _price_or_kind_default,
+        "USD per GB-second of container memory limit (GB = 1024 MB). `kind`: 0.0000010938 "
+        "(AWS us-east-1 on-demand r7i.large $0.1323/h less m7i.large $0.1008/h, for 8 GiB: "
+        "$0.0039375 per GiB-hour)."),
+    "price_prompt_mtok": SettingSpec("LORAFAAS_PRICE_PROMPT_MTOK", "0", _price,
+                                     "USD per million prompt tokens, a fee on top of the "
+                                     "resources (0: the bill is the resources used)."),
+    "price_completion_mtok": SettingSpec("LORAFAAS_PRICE_COMPLETION_MTOK", "0", _price,
+                                         "USD per million completion tokens, a fee on top of "
+                                         "the resources (0: the bill is the resources used)."),
 }
 
 

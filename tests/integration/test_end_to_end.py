@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from lorafaas.controller.appkeys import pool_key
+from lorafaas.invoker.containers import ContainerState
 
 pytestmark = pytest.mark.docker
 
@@ -132,7 +133,7 @@ async def test_killed_container_ends_the_activation_and_the_next_starts_fresh(  
 
     long_run = asyncio.create_task(invoke(platform, "pirate", prompt=PROMPT, max_tokens=1500,
                                           ignore_eos=True))
-    while not container.busy:
+    while container.state is not ContainerState.BUSY:
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.5)  # well inside the generation
     await asyncio.to_thread(pool.backend.remove, container.info.id)

@@ -8,8 +8,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
+from lorafaas.billing.ledger import IdleMeter
+from lorafaas.billing.prices import price_sheet
+from lorafaas.console import setup_console
 from lorafaas.controller.action_service import ActionService
 from lorafaas.controller.appkeys import (
     actions_key,
@@ -17,6 +21,7 @@ from lorafaas.controller.appkeys import (
     pool_key,
     sessions_key,
     settings_key,
+    tracker_key,
 )
 from lorafaas.controller.backbones import BackboneCatalog
 from lorafaas.controller.invocations import InvocationService
@@ -26,7 +31,10 @@ from lorafaas.controller.routes import api_routes
 from lorafaas.controller.throttle import InvocationThrottle, NamespaceLimits
 from lorafaas.invoker.backend import ContainerBackend
 from lorafaas.invoker.invoker import Invoker
+from lorafaas.invoker.keepalive import KeepAlivePolicy
+from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
+from lorafaas.invoker.prewarm import PrewarmConfig
 from lorafaas.registry.artifacts import ArtifactStore
 from lorafaas.registry.db import make_engine, make_sessions
 from lorafaas.settings import Settings
@@ -50,8 +58,19 @@ def create_app(settings: Settings, backend_factory: BackendFactory = docker_back
                           client_max_size=settings.max_adapter_bytes * 4 // 3 + 65536)
     app[settings_key] = settings
     app.cleanup_ctx.append(_platform(settings, backend_factory))
+    app.cleanup_ctx.append(_idle_metering(settings))
     app.add_routes(_routes())
+    setup_console(app, settings)
     return app
+
+
+def _idle_metering(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    # After the platform's context: it stops first, while the pool and registry still run.
+    async def idle_metering(app: web.Application) -> AsyncIterator[None]:
+        meter = IdleMeter(app[pool_key].containers, app[sessions_key], price_sheet(settings))
+        async with meter.running():
+            yield
+    return idle_metering
 
 
 def _routes() -> list[web.AbstractRouteDef]:
@@ -66,31 +85,48 @@ def _platform(settings: Settings, backend_factory: BackendFactory
     async def platform(app: web.Application) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
         backbone = _backbone_process(settings)
-        backend = backend_factory()
-        pool = ContainerPool(backend, _pool_config(settings),
+        pool = ContainerPool(backend_factory(), _pool_config(settings),
                              BackboneMounts(backbone.endpoint.socket_path,
                                             backbone.endpoint.publish_dir))
+        tracker = FunctionTracker(KeepAlivePolicy())
         tasks: set[asyncio.Task[Any]] = set()
+        maintenance: asyncio.Task[None] | None = None
         try:
             await pool.remove_orphans()
             await backbone.start()
-            sessions = make_sessions(engine)
-            store = ArtifactStore(settings.artifacts_dir)
-            catalog = BackboneCatalog([settings.backbone_dir])
-            app[sessions_key] = sessions
-            app[pool_key] = pool
-            app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes)
-            throttle = InvocationThrottle(NamespaceLimits(settings.invocations_per_minute,
-                                                          settings.concurrent_invocations))
-            app[invocations_key] = InvocationService(sessions, store, Invoker(pool), throttle,
-                                                     tasks)
+            _services(app, settings, make_sessions(engine), pool, tracker, tasks)
+            maintenance = asyncio.create_task(_maintenance(settings, pool, tracker).run())
             yield
         finally:
+            if maintenance is not None:
+                maintenance.cancel()
             await _finish(tasks)
             await pool.shutdown()
             await backbone.stop()
             await engine.dispose()
     return platform
+
+
+def _services(app: web.Application, settings: Settings,
+              sessions: async_sessionmaker[AsyncSession], pool: ContainerPool,
+              tracker: FunctionTracker, tasks: set[asyncio.Task[Any]]) -> None:
+    store = ArtifactStore(settings.artifacts_dir)
+    catalog = BackboneCatalog([settings.backbone_dir])
+    throttle = InvocationThrottle(NamespaceLimits(settings.invocations_per_minute,
+                                                  settings.concurrent_invocations))
+    app[sessions_key] = sessions
+    app[pool_key] = pool
+    app[tracker_key] = tracker
+    app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes)
+    app[invocations_key] = InvocationService(sessions, store, Invoker(pool, tracker), throttle,
+                                             tasks, prices=price_sheet(settings))
+
+
+def _maintenance(settings: Settings, pool: ContainerPool,
+                 tracker: FunctionTracker) -> Maintenance:
+    prewarm = PrewarmConfig(min_count=min(settings.prewarm_min, settings.prewarm_max),
+                            max_count=settings.prewarm_max, ttl_s=settings.prewarm_ttl_s)
+    return Maintenance(pool, tracker, prewarm, settings.maintenance_period_s)
 
 
 def _backbone_process(settings: Settings) -> BackboneServerProcess:
@@ -105,7 +141,9 @@ def _pool_config(settings: Settings) -> PoolConfig:
     return PoolConfig(invoker_id=settings.invoker_id, image=settings.runtime_image,
                       run_dir=settings.run_dir, pids_limit=settings.container_pids_limit,
                       start_timeout_s=settings.container_start_timeout_s,
-                      max_instances=settings.max_instances)
+                      max_instances=settings.max_instances,
+                      memory_mb=settings.pool_memory_mb,
+                      stem_memory_mb=settings.container_memory_mb)
 
 
 async def _finish(tasks: set[asyncio.Task[Any]]) -> None:

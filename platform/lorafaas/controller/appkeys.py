@@ -7,11 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.controller.action_service import ActionService
 from lorafaas.controller.invocations import InvocationService
+from lorafaas.invoker.maintenance import FunctionTracker
 from lorafaas.invoker.pool import ContainerPool
 from lorafaas.settings import Settings
 
 settings_key = web.AppKey("settings", Settings)
 sessions_key = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 pool_key = web.AppKey("pool", ContainerPool)
+tracker_key = web.AppKey("tracker", FunctionTracker)
 actions_key = web.AppKey("actions", ActionService)
 invocations_key = web.AppKey("invocations", InvocationService)

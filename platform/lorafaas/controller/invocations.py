@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lorafaas.billing.ledger import meter_activation
+from lorafaas.billing.prices import PriceSheet
 from lorafaas.controller.protocol import parameter_values
 from lorafaas.controller.throttle import InvocationThrottle
 from lorafaas.invoker.invoker import ActivationRequest, ActivationResult, Invoker
@@ -36,8 +38,9 @@ class InvocationService:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], store: ArtifactStore,
                  invoker: Invoker, throttle: InvocationThrottle,
-                 tasks: set[asyncio.Task[Any]]) -> None:
+                 tasks: set[asyncio.Task[Any]], *, prices: PriceSheet) -> None:
         self.sessions = sessions
+        self.prices = prices
         self.store = store
         self.invoker = invoker
         self.throttle = throttle
@@ -54,8 +57,7 @@ class InvocationService:
             activation_id=uuid.uuid4().hex, namespace=identity.namespace, name=action.name,
             version=action.version, subject=identity.subject,
             function=FunctionRef(
-                key=f"{identity.namespace}/{action.name}@{action.version}:"
-                    f"{action.artifact_digest}",
+                key=function_key(identity.namespace, action),
                 path=f"{identity.namespace}/{action.name}",
                 adapter_dir=self.store.folder(action.artifact_digest),
                 memory_mb=action.limits["memory"]),
@@ -73,17 +75,25 @@ class InvocationService:
     async def _run_and_store(self, request: ActivationRequest,
                              on_delta: DeltaSink | None) -> Activation:
         result = await self.invoker.run(request, on_delta)
-        row = _activation_row(request, result)
-        async with self.sessions() as session, session.begin():
+        metered = meter_activation(request, result, self.prices)
+        row = _activation_row(request, result, {"key": "cost", "value": metered.annotation})
+        async with self.sessions() as session, session.begin():  # record and usage together
             session.add(row)
+            session.add_all(metered.rows)
         logger.info("activation %s of %s/%s ended with status %d", request.activation_id,
                     request.namespace, request.name, result.status_code)
         return row
 
 
-def _activation_row(request: ActivationRequest, result: ActivationResult) -> Activation:
+def function_key(namespace: str, action: Action) -> str:
+    """The pool's key of an action's code: containers are reused only for the same code."""
+    return f"{namespace}/{action.name}@{action.version}:{action.artifact_digest}"
+
+
+def _activation_row(request: ActivationRequest, result: ActivationResult,
+                    cost: dict[str, Any]) -> Activation:
     return Activation(activation_id=request.activation_id, namespace=request.namespace,
                       name=request.name, version=request.version, subject=request.subject,
                       start_ms=result.start_ms, end_ms=result.end_ms,
                       status_code=result.status_code, response=result.response, logs=result.logs,
-                      annotations=result.annotations)
+                      annotations=[*result.annotations, cost])

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from lorafaas.controller.api import actions, activations, namespaces, openai
+from lorafaas.controller.api import actions, activations, namespaces, openai, usage
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NAMESPACE = "/api/v1/namespaces/{namespace}"
@@ -69,7 +69,22 @@ def api_routes() -> list[Route]:
         Route("GET", f"{NAMESPACE}/activations/{{id}}/result",
               activations.get_activation_result, "Get an activation's response",
               tags=("activations",)),
+        *usage_routes(),
         *openai_routes(),
+    ]
+
+
+def usage_routes() -> list[Route]:
+    """Usage and cost reports (`format=csv` for CSV)."""
+    query = ("since", "upto", "groupBy", "format")
+    return [
+        Route("GET", f"{NAMESPACE}/usage", usage.namespace_usage,
+              "Usage and cost of a namespace: totals, groups (action, day, hour), "
+              "activations, overhead, dedicated-deployment comparison", query=query,
+              tags=("usage",)),
+        Route("GET", "/api/v1/admin/usage", usage.admin_usage,
+              "Usage and cost of every namespace (keys of LORAFAAS_ADMIN_NAMESPACES)",
+              query=("namespace", *query), tags=("usage",)),
     ]
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from lorafaas.invoker.maintenance import FunctionTracker
 from lorafaas.invoker.pool import ContainerPool, FunctionRef, Lease
 from lorafaas.invoker.records import (
     APPLICATION_ERROR,
@@ -48,13 +49,15 @@ class ActivationResult:
     response: dict[str, Any]
     logs: list[str]
     annotations: list[dict[str, Any]]
+    timings: dict[str, float] = field(default_factory=dict)  # the runtime's, ms (metering)
 
 
 class Invoker:
     """Runs activations in the container pool."""
 
-    def __init__(self, pool: ContainerPool) -> None:
+    def __init__(self, pool: ContainerPool, tracker: FunctionTracker) -> None:
         self.pool = pool
+        self.tracker = tracker
 
     async def run(self, request: ActivationRequest,
                   on_delta: DeltaSink | None = None) -> ActivationResult:
@@ -64,6 +67,7 @@ class Invoker:
         """
         timeout_s = request.limits["timeout"] / 1000
         started = time.time()
+        self.tracker.arrived(request.function, request.received_at)
         lease: Lease | None = None
         try:
             async with asyncio.timeout(timeout_s):
@@ -88,10 +92,12 @@ class Invoker:
                                       f"The invoker could not run the action: {error}")
         ended = time.time()
         await self.pool.release(lease.container)
+        self.tracker.ended(request.function, ended, lease.init_breakdown)
         status = APPLICATION_ERROR if "error" in outcome.result else SUCCESS
         logs = await self._logs(lease, started, ended)
         return ActivationResult(_ms(started), _ms(ended), status, response(status, outcome.result),
-                                logs, self._annotations(request, acquired, lease, outcome.timings))
+                                logs, self._annotations(request, acquired, lease, outcome.timings),
+                                outcome.timings)
 
     async def _failed(self, request: ActivationRequest, started: float, lease: Lease | None,
                       status: int, message: str, timed_out: bool = False) -> ActivationResult:

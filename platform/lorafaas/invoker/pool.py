@@ -1,25 +1,32 @@
-"""The container pool: warm containers per action, cold starts, removal and orphan clean-up."""
+"""The container pool: placement in OpenWhisk's order, memory slots, eviction, orphans.
+
+Placement for an activation of a function: a warm container of the function, then a
+container pre-loaded with it, then a pre-warmed stem cell specialized for it, then a cold
+start, then a cold start after evicting the least recently used idle containers; else
+the request waits until a container is freed. Memory is counted in megabytes of container
+limits against the pool's size.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from lorafaas.invoker.backend import (
     LABEL_ACTION,
     LABEL_INVOKER,
     ContainerBackend,
-    ContainerInfo,
     ContainerSpec,
     Mount,
 )
+from lorafaas.invoker.containers import ContainerFolders, ContainerState, PooledContainer
+from lorafaas.invoker.prewarm import ColdStartWindow
 from lorafaas.invoker.runtime_client import RuntimeClient, RuntimeUnavailable
 from lorafaas.wire.runtime_protocol import RUNTIME_SOCKET_NAME
 
@@ -27,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 IO_TARGET = "/lorafaas/io"
 ATTACH_TARGET = "/lorafaas/attach"
+STEM_LABEL = "(stem cell)"
 
 
 @dataclass(frozen=True)
@@ -47,25 +55,13 @@ class BackboneMounts:
     publish_dir: Path
 
 
-@dataclass
-class PooledContainer:
-    """A function container and its runtime connection."""
-
-    info: ContainerInfo
-    function_key: str
-    socket_dir: Path
-    client: RuntimeClient
-    busy: bool = False
-    last_used: float = field(default_factory=time.monotonic)
-
-
 @dataclass(frozen=True)
 class Lease:
     """A container handed to one activation, and how it was obtained."""
 
     container: PooledContainer
-    start_kind: str  # warm or cold
-    init_breakdown: dict[str, float]
+    start_kind: str  # warm, preloaded, prewarm or cold
+    init_breakdown: dict[str, float]  # what was loaded for this activation, ms per artifact
     init_ms: float
 
 
@@ -79,142 +75,289 @@ class PoolConfig:
     pids_limit: int
     start_timeout_s: float
     max_instances: int  # containers of one function at once
+    memory_mb: int = 16_384  # the pool's size: the sum of its containers' memory limits
+    stem_memory_mb: int = 2_048  # limit of a stem cell (it becomes any function's container)
 
 
 class ContainerPool:
-    """Hands containers to activations: a warm idle one of the function, else a cold start."""
+    """Hands containers to activations and keeps the pool within its memory."""
 
     def __init__(self, backend: ContainerBackend, config: PoolConfig,
                  backbone: BackboneMounts) -> None:
         self.backend = backend
         self.config = config
         self.backbone = backbone
+        self.cold_starts = ColdStartWindow()
         self._containers: dict[str, PooledContainer] = {}
-        self._starting: Counter[str] = Counter()
+        self._starting: Counter[str] = Counter()  # cold starts in progress per function
+        self._reserved_mb = 0  # memory of containers being started
         # Notified whenever a container is freed, removed or done starting.
         self._changed = asyncio.Condition()
+
+    # --- what the pool holds -------------------------------------------------------------
 
     def containers(self) -> list[PooledContainer]:
         """Every container the pool holds."""
         return list(self._containers.values())
 
-    async def acquire(self, function: FunctionRef) -> Lease:
-        """A container for one activation of `function`, initialized.
+    def instances(self, function_path: str) -> list[dict[str, object]]:
+        """The containers of an action, as the API shows them."""
+        return [c.describe() for c in self._containers.values()
+                if c.function_path == function_path]
 
-        A warm idle container of the function first; else a cold start while the function
-        has fewer than `max_instances`; else wait until one of its containers is free.
-        """
-        async with self._changed:
-            while True:
-                warm = self._idle_container(function.key)
-                if warm is not None:
-                    warm.busy = True
-                    return Lease(warm, "warm", {}, 0.0)
-                if self._instances(function.key) < self.config.max_instances:
-                    self._starting[function.key] += 1
-                    break
-                await self._changed.wait()
-        try:
-            return await self._cold_start(function)
-        finally:
+    def used_mb(self) -> int:
+        """Memory of every container, running or starting."""
+        return sum(c.memory_mb for c in self._containers.values()) + self._reserved_mb
+
+    # --- placement -----------------------------------------------------------------------
+
+    async def acquire(self, function: FunctionRef) -> Lease:
+        """A container for one activation of `function`, initialized (see module doc)."""
+        while True:
             async with self._changed:
-                self._starting[function.key] -= 1
-                self._changed.notify_all()
+                lease = self._reuse(function)
+                if lease is not None:
+                    return lease
+                stem = self._claim_stem(function)
+                victims = [] if stem else self._reserve_cold_start(function)
+                if stem is None and victims is None:
+                    await self._changed.wait()
+                    continue
+            if stem is not None:
+                return await self._specialize(stem, function)
+            await self._remove_all(victims or [], "evicted for a cold start")
+            return await self._cold_start(function)
+
+    def _reuse(self, function: FunctionRef) -> Lease | None:
+        for state, kind in ((ContainerState.IDLE, "warm"), (ContainerState.PRELOADED,
+                                                              "preloaded")):
+            candidates = [c for c in self._containers.values()
+                          if c.function_key == function.key and c.state is state]
+            if candidates:
+                container = max(candidates, key=lambda c: c.last_used)
+                container.state = ContainerState.BUSY
+                return Lease(container, kind, {}, 0.0)
+        return None
+
+    def _claim_stem(self, function: FunctionRef) -> PooledContainer | None:
+        if self._instances(function.key) >= self.config.max_instances:
+            return None
+        stems = [c for c in self._containers.values() if c.state is ContainerState.STEM
+                 and c.memory_mb >= function.memory_mb]
+        if not stems:
+            return None
+        stem = min(stems, key=lambda c: c.created)
+        stem.state, stem.function_key, stem.function_path = (ContainerState.STARTING,
+                                                             function.key, function.path)
+        return stem
+
+    def _reserve_cold_start(self, function: FunctionRef) -> list[PooledContainer] | None:
+        """Reserve memory for a cold start, picking idle victims if needed; None: wait."""
+        if self._instances(function.key) >= self.config.max_instances:
+            return None
+        shortfall = self.used_mb() + function.memory_mb - self.config.memory_mb
+        victims = self._least_recently_used(shortfall) if shortfall > 0 else []
+        if victims is None:
+            return None
+        for victim in victims:
+            del self._containers[victim.info.id]  # their memory is free from now on
+        self._reserved_mb += function.memory_mb
+        self._starting[function.key] += 1
+        return victims
+
+    def _least_recently_used(self, needed_mb: int) -> list[PooledContainer] | None:
+        idle = sorted((c for c in self._containers.values() if c.evictable),
+                      key=lambda c: c.last_used)
+        chosen, freed = [], 0
+        for container in idle:
+            if freed >= needed_mb:
+                break
+            chosen.append(container)
+            freed += container.memory_mb
+        return chosen if freed >= needed_mb else None
 
     def _instances(self, function_key: str) -> int:
         running = sum(c.function_key == function_key for c in self._containers.values())
         return running + self._starting[function_key]
 
-    def _idle_container(self, function_key: str) -> PooledContainer | None:
-        idle = [c for c in self._containers.values()
-                if c.function_key == function_key and not c.busy]
-        return max(idle, key=lambda c: c.last_used) if idle else None
+    # --- starting containers -------------------------------------------------------------
+
+    async def _specialize(self, stem: PooledContainer, function: FunctionRef) -> Lease:
+        started = time.monotonic()
+        try:
+            stem.folders.fill_adapter(function.adapter_dir)
+            breakdown = await stem.client.init({"name": function.path, "main": "main"})
+        except BaseException:
+            await self.discard(stem, "specialization failed")
+            raise
+        stem.state = ContainerState.BUSY
+        return Lease(stem, "prewarm", breakdown, (time.monotonic() - started) * 1000)
 
     async def _cold_start(self, function: FunctionRef) -> Lease:
         started = time.monotonic()
-        spec, socket_dir = self._container_spec(function)
+        self.cold_starts.record(time.time())
+        try:
+            container = await self._start(function.memory_mb, function, ContainerState.BUSY)
+        finally:
+            async with self._changed:
+                self._reserved_mb -= function.memory_mb
+                self._starting[function.key] -= 1
+                self._changed.notify_all()
+        breakdown = container.init_breakdown
+        return Lease(container.pooled, "cold", breakdown, (time.monotonic() - started) * 1000)
+
+    async def preload(self, function: FunctionRef) -> bool:
+        """Start a container with `function` fully loaded, if memory allows; True if done."""
+        async with self._changed:
+            if (self._instances(function.key) >= self.config.max_instances
+                    or self.used_mb() + function.memory_mb > self.config.memory_mb):
+                return False
+            self._reserved_mb += function.memory_mb
+            self._starting[function.key] += 1
+        try:
+            await self._start(function.memory_mb, function, ContainerState.PRELOADED)
+        finally:
+            async with self._changed:
+                self._reserved_mb -= function.memory_mb
+                self._starting[function.key] -= 1
+                self._changed.notify_all()
+        return True
+
+    async def add_stem_cell(self) -> bool:
+        """Start a pre-warmed stem cell, if memory allows; True if done."""
+        size = self.config.stem_memory_mb
+        async with self._changed:
+            if self.used_mb() + size > self.config.memory_mb:
+                return False
+            self._reserved_mb += size
+        try:
+            await self._start(size, None, ContainerState.STEM)
+        finally:
+            async with self._changed:
+                self._reserved_mb -= size
+                self._changed.notify_all()
+        return True
+
+    async def _start(self, memory_mb: int, function: FunctionRef | None,
+                     state: ContainerState) -> _Started:
+        folders = ContainerFolders(self.config.run_dir / "c" / uuid.uuid4().hex[:10])
+        folders.create()
+        if function is not None:
+            folders.fill_adapter(function.adapter_dir)
+        spec = self._container_spec(folders, memory_mb, function)
         try:
             info = await asyncio.to_thread(self.backend.start, spec)
-        except Exception:
-            shutil.rmtree(socket_dir, ignore_errors=True)
+        except BaseException:
+            folders.remove()
             raise
-        container = PooledContainer(info, function.key, socket_dir,
-                                    RuntimeClient(socket_dir / RUNTIME_SOCKET_NAME), busy=True)
+        container = PooledContainer(info, folders, RuntimeClient(folders.socket), memory_mb,
+                                    ContainerState.STARTING,
+                                    function.key if function else None,
+                                    function.path if function else None)
         self._containers[info.id] = container
         try:
             await container.client.wait_ready(
                 self.config.start_timeout_s,
                 lambda: asyncio.to_thread(self.backend.is_running, info.id))
-            breakdown = await container.client.init({"name": function.path, "main": "main"})
+            value = ({"name": function.path, "main": "main"} if function is not None
+                     else {"stage": "prewarm"})
+            breakdown = await container.client.init(value)
         except BaseException:
             await self.discard(container, "initialization failed")
             raise
-        return Lease(container, "cold", breakdown, (time.monotonic() - started) * 1000)
+        container.state = state
+        return _Started(container, breakdown)
 
-    def _container_spec(self, function: FunctionRef) -> tuple[ContainerSpec, Path]:
-        suffix = uuid.uuid4().hex[:10]
-        socket_dir = self.config.run_dir / "c" / suffix
-        socket_dir.mkdir(parents=True)
-        os.chmod(socket_dir, 0o777)  # the runtime runs as nobody and creates its socket here
-        name = f"lorafaas-{self.config.invoker_id}-{suffix}"
-        spec = ContainerSpec(
-            name=name, image=self.config.image, memory_mb=function.memory_mb,
+    def _container_spec(self, folders: ContainerFolders, memory_mb: int,
+                        function: FunctionRef | None) -> ContainerSpec:
+        name = f"lorafaas-{self.config.invoker_id}-{folders.root.name}"
+        return ContainerSpec(
+            name=name, image=self.config.image, memory_mb=memory_mb,
             pids_limit=self.config.pids_limit,
-            labels={LABEL_INVOKER: self.config.invoker_id, LABEL_ACTION: function.path},
+            labels={LABEL_INVOKER: self.config.invoker_id,
+                    LABEL_ACTION: function.path if function else STEM_LABEL},
             environment={"LORAFAAS_CONTAINER_NAME": name,
                          "LORAFAAS_RUNTIME_SOCKET": f"{IO_TARGET}/{RUNTIME_SOCKET_NAME}",
                          "LORAFAAS_ATTACH_SOCKET":
                              f"{ATTACH_TARGET}/{self.backbone.attach_socket.name}",
                          "LORAFAAS_BACKBONE_DIR": "/backbone",
                          "LORAFAAS_ADAPTER_DIR": "/adapter"},
-            mounts=[Mount(socket_dir, IO_TARGET, read_only=False),
+            mounts=[Mount(folders.io, IO_TARGET, read_only=False),
                     Mount(self.backbone.attach_socket.parent, ATTACH_TARGET),
                     Mount(self.backbone.publish_dir, "/backbone"),
-                    Mount(function.adapter_dir, "/adapter")])
-        return spec, socket_dir
+                    Mount(folders.adapter, "/adapter")])
+
+    # --- giving back and removing --------------------------------------------------------
 
     async def release(self, container: PooledContainer) -> None:
         """The activation is done; the container stays warm for the next one."""
         async with self._changed:
-            container.busy = False
+            container.state = ContainerState.IDLE
             container.last_used = time.monotonic()
+            container.uses += 1
             self._changed.notify_all()
 
     async def discard(self, container: PooledContainer, reason: str) -> None:
         """Remove a container that failed or is no longer wanted."""
         self._containers.pop(container.info.id, None)
-        logger.info("removing container %s: %s", container.info.name, reason)
-        await container.client.close()
-        await asyncio.to_thread(self.backend.remove, container.info.id)
-        shutil.rmtree(container.socket_dir, ignore_errors=True)
+        await self._remove_all([container], reason)
+
+    async def _remove_all(self, containers: list[PooledContainer], reason: str) -> None:
+        for container in containers:
+            logger.info("removing container %s: %s", container.info.name, reason)
+            await container.client.close()
+            await asyncio.to_thread(self.backend.remove, container.info.id)
+            container.folders.remove()
         async with self._changed:
             self._changed.notify_all()
 
+    async def remove_idle(self, predicate: Callable[[PooledContainer], bool],
+                          reason: str) -> int:
+        """Remove the idle containers `predicate` picks; return how many."""
+        async with self._changed:
+            chosen = [c for c in self._containers.values() if c.evictable and predicate(c)]
+            for container in chosen:
+                del self._containers[container.info.id]
+        await self._remove_all(chosen, reason)
+        return len(chosen)
+
     async def remove_function(self, function_path: str) -> None:
         """Remove the idle containers of an action (it was deleted or updated)."""
-        for container in [c for c in self._containers.values()
-                          if c.function_key.startswith(function_path + "@") and not c.busy]:
-            await self.discard(container, "action changed")
+        await self.remove_idle(lambda c: c.function_path == function_path, "action changed")
 
     async def remove_orphans(self) -> int:
-        """Remove containers a previous run of this invoker left behind."""
+        """Remove containers a previous run of this invoker left behind (after a crash)."""
         orphans = await asyncio.to_thread(self.backend.list_labelled, self.config.invoker_id)
+        orphans = [o for o in orphans if o not in self._containers]
         for container_id in orphans:
-            if container_id not in self._containers:
-                await asyncio.to_thread(self.backend.remove, container_id)
+            await asyncio.to_thread(self.backend.remove, container_id)
         if orphans:
             logger.info("removed %d orphan containers", len(orphans))
-        shutil.rmtree(self.config.run_dir / "c", ignore_errors=True)
         return len(orphans)
 
     async def shutdown(self) -> None:
         """Remove every container."""
-        for container in list(self._containers.values()):
-            await self.discard(container, "invoker stopping")
+        containers = list(self._containers.values())
+        self._containers.clear()
+        await self._remove_all(containers, "invoker stopping")
 
     async def check_alive(self, container: PooledContainer) -> tuple[int | None, bool]:
         """Exit code and OOM flag of a container (None while it runs)."""
         return await asyncio.to_thread(self.backend.exit_status, container.info.id)
+
+    async def health_check(self) -> int:
+        """Remove idle containers whose runtime no longer answers; return how many."""
+        sick = []
+        for container in [c for c in self._containers.values() if c.evictable]:
+            if not await container.client.healthy():
+                sick.append(container.info.id)
+        return await self.remove_idle(lambda c: c.info.id in sick, "failed its health check")
+
+
+@dataclass(frozen=True)
+class _Started:
+    pooled: PooledContainer
+    init_breakdown: dict[str, float]
 
 
 __all__ = ["BackboneMounts", "ContainerPool", "FunctionRef", "Lease", "PoolConfig",

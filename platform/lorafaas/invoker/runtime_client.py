@@ -59,6 +59,15 @@ class RuntimeClient:
             await asyncio.sleep(0.05)
         raise RuntimeUnavailable(f"the runtime did not answer within {timeout_s:.0f}s")
 
+    async def healthy(self, timeout_s: float = 5.0) -> bool:
+        """Whether the runtime answers /health in time."""
+        try:
+            async with asyncio.timeout(timeout_s), self._session.get(
+                    f"{RUNTIME_URL}/health") as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
     async def init(self, value: dict[str, Any]) -> dict[str, float]:
         """POST /init; return the per-artifact load times."""
         body = await self._post("/init", {"value": value})

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -90,3 +99,36 @@ class Activation(Base):
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
     logs: Mapped[list[Any]] = mapped_column(JSON)
     annotations: Mapped[list[Any]] = mapped_column(JSON)
+
+
+class UsageRecord(Base):
+    """Metered use: one row per activation (billed), or platform overhead (not billed).
+
+    `kind` is `activation`, or an overhead: `init` (a container initializing for a request),
+    `idle_warm`, `idle_preloaded`, `idle_prewarm` (containers waiting). Costs are in USD.
+    """
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_records_namespace_start", "namespace", "start_ms"),
+                      Index("ix_usage_records_start", "start_ms"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    namespace: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str | None] = mapped_column(String(256))
+    activation_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    start_kind: Mapped[str | None] = mapped_column(String(16))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    accelerator_s: Mapped[float] = mapped_column(Float)
+    gb_s: Mapped[float] = mapped_column(Float)
+    accelerator_kind: Mapped[str] = mapped_column(String(16))
+    cost_accelerator: Mapped[float] = mapped_column(Float)
+    cost_memory: Mapped[float] = mapped_column(Float)
+    cost_prompt: Mapped[float] = mapped_column(Float)
+    cost_completion: Mapped[float] = mapped_column(Float)
+    cost_total: Mapped[float] = mapped_column(Float)

@@ -7,7 +7,8 @@
   as in OpenWhisk). Timings travel in the `X-LoRAFaaS-Metrics` header (JSON, ms).
   With `"stream": true` the answer is NDJSON: `{"delta": text}` lines as tokens come,
   then `{"result": ..., "timings": ...}`; the deltas add up to the result's text.
-- `GET /health`: `{"ok": true, "initialized": bool}`.
+- `GET /health`: `{"ok": true, "initialized": bool, "busyMs": float,
+  "generations": int}`: busyMs is the wall time spent generating since /init (metering).
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from typing import Any
 
 from aiohttp import web
 
-from lorafaas.runtime.function import LoadedFunction, RuntimePaths, load_function
+from lorafaas.runtime.function import (
+    LoadedFunction,
+    RuntimePaths,
+    attach_backbone,
+    load_function,
+)
 from lorafaas.runtime.generation import GenerationRequest, RequestError, parse_request
 from lorafaas.runtime.streaming import IncrementalText
 from lorafaas.wire.runtime_protocol import METRICS_HEADER, SENTINEL
@@ -33,31 +39,46 @@ function_key = web.AppKey("function", dict)
 def create_app(paths: RuntimePaths, client: str, libraries_ms: float) -> web.Application:
     """The runtime application for one container."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[function_key] = {"loaded": None, "paths": paths, "client": client,
-                         "libraries_ms": libraries_ms, "lock": asyncio.Lock()}
+    app[function_key] = {"loaded": None, "backbone": None, "paths": paths, "client": client,
+                         "libraries_ms": libraries_ms, "libraries_reported": False,
+                         "lock": asyncio.Lock()}
     app.add_routes([web.post("/init", handle_init), web.post("/run", handle_run),
                     web.get("/health", handle_health)])
     return app
 
 
 async def handle_init(request: web.Request) -> web.Response:
-    """Load the function's artifacts."""
+    """Load artifacts: `{"stage": "prewarm"}` attaches the backbone only (a stem cell);
+    otherwise the function's adapter, tokenizer and kernels (and the backbone if needed)."""
     state = request.app[function_key]
+    body = await request.json()
+    value = body.get("value") or {}
     async with state["lock"]:
-        if state["loaded"] is not None:
+        if state["loaded"] is not None or (value.get("stage") == "prewarm"
+                                           and state["backbone"] is not None):
             return web.json_response({"error": "Cannot initialize the action more than once."},
                                      status=403)
-        body = await request.json()
-        for key, value in (body.get("value", {}).get("env") or {}).items():
-            os.environ[str(key)] = str(value)
+        for key, env_value in (value.get("env") or {}).items():
+            os.environ[str(key)] = str(env_value)
         try:
-            loaded = await asyncio.to_thread(load_function, state["paths"], state["client"])
+            breakdown = await asyncio.to_thread(_initialize, state, value.get("stage"))
         except Exception as error:
             logger.exception("init failed")
             return web.json_response({"error": f"initialization failed: {error}"}, status=502)
-        state["loaded"] = loaded
-    breakdown = {"libraries": round(state["libraries_ms"], 3), **loaded.breakdown}
+    if not state["libraries_reported"]:
+        # The first init of a container reports the import of the libraries it paid for.
+        breakdown = {"libraries": round(state["libraries_ms"], 3), **breakdown}
+        state["libraries_reported"] = True
     return web.json_response({"ok": True, "initBreakdown": breakdown})
+
+
+def _initialize(state: dict[str, Any], stage: str | None) -> dict[str, float]:
+    if stage == "prewarm":
+        state["backbone"] = attach_backbone(state["paths"], state["client"])
+        return {"backbone": state["backbone"].attach_ms}
+    loaded = load_function(state["paths"], state["client"], state["backbone"])
+    state["loaded"] = loaded
+    return loaded.breakdown
 
 
 async def handle_run(request: web.Request) -> web.StreamResponse:
@@ -121,6 +142,8 @@ def _end_of_activation() -> None:
 
 
 async def handle_health(request: web.Request) -> web.Response:
-    """Liveness and whether /init has run."""
-    return web.json_response({"ok": True,
-                              "initialized": request.app[function_key]["loaded"] is not None})
+    """Liveness, whether /init has run, and the backbone's busy time here (metering)."""
+    loaded: LoadedFunction | None = request.app[function_key]["loaded"]
+    return web.json_response({"ok": True, "initialized": loaded is not None,
+                              "busyMs": loaded.busy_ms if loaded is not None else 0.0,
+                              "generations": loaded.generations if loaded is not None else 0})

@@ -13,8 +13,10 @@ from lorafaas.controller.appkeys import (
     pool_key,
     sessions_key,
     settings_key,
+    tracker_key,
 )
 from lorafaas.controller.auth import namespace_of
+from lorafaas.controller.invocations import function_key
 from lorafaas.controller.protocol import action_json, limit_ranges, parse_action_body
 from lorafaas.errors import BadRequest
 from lorafaas.registry import actions as action_rows
@@ -45,7 +47,13 @@ async def get_action(request: web.Request) -> web.Response:
     code = None
     if request.query.get("code", "true").lower() != "false":
         code = request.app[actions_key].store.zip_path(action.artifact_digest).read_bytes()
-    return web.json_response(action_json(action, identity.namespace, code))
+    body = action_json(action, identity.namespace, code)
+    body["instances"] = request.app[pool_key].instances(f"{identity.namespace}/{action.name}")
+    decision = request.app[tracker_key].decision(function_key(identity.namespace, action))
+    body["keepAlive"] = {"policy": decision.policy, "reason": decision.reason,
+                         "prewarmWindowSeconds": decision.prewarm_window_s,
+                         "keepAliveSeconds": decision.keepalive_s}
+    return web.json_response(body)
 
 
 async def list_actions(request: web.Request) -> web.Response:

@@ -86,6 +86,12 @@ def _successful_result(row: Activation) -> dict[str, Any]:
     raise error
 
 
+async def stream_completion(request: web.Request, identity: Identity,
+                            body: dict[str, Any]) -> web.StreamResponse:
+    """Stream a completion for an identity authenticated otherwise (the console's playground)."""
+    return await _stream(request, identity, parse_openai_request(body, chat=False))
+
+
 async def _stream(request: web.Request, identity: Identity,
                   parsed: OpenAIRequest) -> web.StreamResponse:
     """Server-sent events: token deltas, the finish reason, the usage, then [DONE]."""

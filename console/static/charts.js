@@ -1,0 +1,24 @@
+// Draws the usage page's charts with Chart.js (served from /console/static/vendor).
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  if (typeof Chart === "undefined") { return; }  // the tables below show the same numbers
+  Chart.defaults.animation = false;  // drawn at once: also what a screenshot captures
+  Chart.defaults.maintainAspectRatio = false;
+  const data = JSON.parse(document.getElementById("chart-data").textContent);
+  const draw = (id, config) => {
+    const canvas = document.getElementById(id);
+    if (canvas) { new Chart(canvas, config); }
+  };
+  draw("chart-cost", {type: "bar", data: {labels: data.cost.labels,
+    datasets: data.cost.series.map((s) => ({label: s.label, data: s.data}))},
+    options: {scales: {x: {stacked: true}, y: {stacked: true, title: {display: true, text: "USD"}}}}});
+  draw("chart-ttft", {type: "bar", data: {labels: data.ttft.labels,
+    datasets: [{label: "activations", data: data.ttft.data}]}});
+  draw("chart-start-kinds", {type: "doughnut", data: {labels: data.startKinds.labels,
+    datasets: [{data: data.startKinds.data}]}});
+  if (data.dedicated) {
+    draw("chart-dedicated", {type: "bar", data: {labels: data.dedicated.labels,
+      datasets: [{label: "USD", data: data.dedicated.data}]}});
+  }
+});

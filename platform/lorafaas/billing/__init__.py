@@ -1,0 +1,1 @@
+"""Metering and billing: the price sheet, the arithmetic of each activation's cost, reports."""

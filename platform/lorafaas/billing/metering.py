@@ -1,0 +1,135 @@
+"""The arithmetic of metering: who used which share of each step, and what that costs.
+
+Pure functions, no I/O. An activation's accelerator-seconds are its share of every batched
+step it took part in, split by the tokens each sequence processed in that step (a prefill
+processes the prompt, a decode step one token). Its container GB-seconds are the container's
+memory limit times its share of the container's busy time, split the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from lorafaas.billing.prices import GB_MB, PriceSheet
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One measured step of the backbone: its duration and the tokens each sequence in it
+    processed."""
+
+    duration_s: float
+    tokens: Mapping[Hashable, int]
+
+
+def split_by_tokens(duration_s: float, tokens: Sequence[int]) -> list[float]:
+    """Split one step's duration among its sequences in proportion to their tokens.
+
+    The shares add up to the duration; a step where nobody processed a token is split evenly.
+    """
+    if duration_s < 0:
+        raise ValueError(f"a step cannot last {duration_s} s")
+    if not tokens or any(count < 0 for count in tokens):
+        raise ValueError(f"a step needs sequences with token counts >= 0, not {list(tokens)}")
+    total = sum(tokens)
+    if total == 0:
+        return [duration_s / len(tokens)] * len(tokens)
+    return [duration_s * count / total for count in tokens]
+
+
+def attribute_steps(steps: Iterable[Step]) -> dict[Hashable, float]:
+    """Accelerator-seconds of each sequence: the sum of its shares of every step it was in."""
+    seconds: dict[Hashable, float] = {}
+    for step in steps:
+        keys = list(step.tokens)
+        shares = split_by_tokens(step.duration_s, [step.tokens[key] for key in keys])
+        for key, share in zip(keys, shares, strict=True):
+            seconds[key] = seconds.get(key, 0.0) + share
+    return seconds
+
+
+def gb_seconds(memory_mb: float, busy_s: float, share: float = 1.0) -> float:
+    """Memory limit (GB) × the part of the container's busy time that is this activation's."""
+    if memory_mb < 0 or busy_s < 0 or not 0 <= share <= 1:
+        raise ValueError(f"bad GB-seconds inputs: {memory_mb} MB, {busy_s} s, share {share}")
+    return memory_mb / GB_MB * busy_s * share
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one activation used."""
+
+    accelerator_s: float
+    gb_s: float
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Cost:
+    """USD of each part of a usage."""
+
+    accelerator: float
+    memory: float
+    prompt: float
+    completion: float
+
+    @property
+    def total(self) -> float:
+        """The sum of the parts."""
+        return self.accelerator + self.memory + self.prompt + self.completion
+
+
+def cost_of(usage: Usage, prices: PriceSheet) -> Cost:
+    """The usage times the price sheet."""
+    return Cost(accelerator=usage.accelerator_s * prices.accelerator_second,
+                memory=usage.gb_s * prices.gb_second,
+                prompt=usage.prompt_tokens * prices.prompt_mtok / 1e6,
+                completion=usage.completion_tokens * prices.completion_mtok / 1e6)
+
+
+def single_sequence_steps(key: K, timings_ms: Mapping[str, float], prompt_tokens: int,
+                          completion_tokens: int) -> list[Step]:
+    """The steps of a generation that ran alone (batch size 1): its prefill, then its decode.
+
+    A batched runtime that reports its own share (`compute`, ms) is trusted instead.
+    """
+    if "compute" in timings_ms:
+        return [Step(timings_ms["compute"] / 1000, {key: prompt_tokens + completion_tokens})]
+    return [Step(timings_ms.get("prefill", 0.0) / 1000, {key: prompt_tokens}),
+            Step(timings_ms.get("decode", 0.0) / 1000, {key: completion_tokens})]
+
+
+def activation_usage(timings_ms: Mapping[str, float], memory_mb: float,
+                     result: Mapping[str, Any]) -> Usage:
+    """Meter one activation that ran alone in its container from the runtime's timings.
+
+    An activation that never reached the runtime (no timings) used no accelerator and its
+    container was not busy for it.
+    """
+    reported = result.get("usage")
+    tokens: Mapping[str, Any] = reported if isinstance(reported, Mapping) else {}
+    prompt = _count(tokens.get("prompt_tokens"))
+    completion = _count(tokens.get("completion_tokens"))
+    steps = single_sequence_steps("self", timings_ms, prompt, completion)
+    accelerator_s = attribute_steps(steps).get("self", 0.0)
+    busy_s = timings_ms.get("total", 0.0) / 1000
+    return Usage(accelerator_s, gb_seconds(memory_mb, busy_s), prompt, completion)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def cost_annotation(usage: Usage, cost: Cost, prices: PriceSheet) -> dict[str, Any]:
+    """The `cost` annotation of an activation record."""
+    return {"currency": "USD", "total": round(cost.total, 12),
+            "accelerator": round(cost.accelerator, 12), "memory": round(cost.memory, 12),
+            "promptTokens": round(cost.prompt, 12),
+            "completionTokens": round(cost.completion, 12),
+            "acceleratorSeconds": round(usage.accelerator_s, 6),
+            "gbSeconds": round(usage.gb_s, 6), "acceleratorKind": prices.accelerator_kind}

@@ -1,0 +1,197 @@
+"""The context object of every console page: one frozen dataclass per template.
+
+Each page's template reads exactly these fields plus `chrome` (the frame around every
+page); the templates render with StrictUndefined, and a test checks that the variables
+each template uses are the fields of its context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Chrome:
+    """The frame of every page: who is signed in, the CSRF token of its forms, the section."""
+
+    namespace: str | None
+    is_admin: bool
+    csrf: str
+    section: str
+
+
+@dataclass(frozen=True)
+class SignInPage:
+    """Sign in with a namespace key; `error` is shown next to the key field."""
+
+    TEMPLATE: ClassVar[str] = "sign_in.html"
+    SECTION: ClassVar[str] = "sign-in"
+    error: str | None
+    next_path: str
+
+
+@dataclass(frozen=True)
+class FunctionRow:
+    """One function in the list: its instances, last invocation, and today's requests/cost."""
+
+    name: str
+    version: str
+    state: str  # warm, pre-loaded or cold
+    instances: int
+    last_invocation: str | None
+    requests_today: int
+    cost_today: float
+
+
+@dataclass(frozen=True)
+class FunctionsPage:
+    """The namespace's functions."""
+
+    TEMPLATE: ClassVar[str] = "functions.html"
+    SECTION: ClassVar[str] = "functions"
+    functions: list[FunctionRow]
+
+
+@dataclass(frozen=True)
+class UploadPage:
+    """Create or update a function from an adapter folder or zip; `errors` by field name."""
+
+    TEMPLATE: ClassVar[str] = "upload.html"
+    SECTION: ClassVar[str] = "functions"
+    name: str
+    updating: bool
+    errors: dict[str, str]
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class ActivationRow:
+    """One activation in a list."""
+
+    activation_id: str
+    name: str
+    start: str
+    duration_ms: int
+    ttft_ms: float | None
+    start_kind: str | None
+    status: str
+    success: bool
+    cost: float | None
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """p50/p90/p99 of one latency, in milliseconds (None without samples)."""
+
+    label: str
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    samples: int
+
+
+@dataclass(frozen=True)
+class FunctionPage:
+    """A function: the playground, its recent activations and latency percentiles."""
+
+    TEMPLATE: ClassVar[str] = "function.html"
+    SECTION: ClassVar[str] = "functions"
+    name: str
+    version: str
+    backbone: str
+    adapter: dict[str, Any]
+    limits: dict[str, Any]
+    activations: list[ActivationRow]
+    latencies: list[Percentiles]
+
+
+@dataclass(frozen=True)
+class InitSegment:
+    """One artifact's share of the initialization bar."""
+
+    artifact: str
+    ms: float
+    percent: float
+
+
+@dataclass(frozen=True)
+class ActivationPage:
+    """One activation: the record, the init breakdown as a bar, the logs."""
+
+    TEMPLATE: ClassVar[str] = "activation.html"
+    SECTION: ClassVar[str] = "functions"
+    summary: ActivationRow
+    usage: dict[str, Any]
+    init_segments: list[InitSegment]
+    init_total_ms: float
+    result: Any
+    logs: list[str]
+    record_json: str
+
+
+@dataclass(frozen=True)
+class UsageLine:
+    """Cost and requests of one function on one day."""
+
+    day: str
+    function: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+
+
+@dataclass(frozen=True)
+class UsagePage:
+    """Usage and billing: per day per function, TTFT, start kinds, the dedicated comparison."""
+
+    TEMPLATE: ClassVar[str] = "usage.html"
+    SECTION: ClassVar[str] = "usage"
+    days: int
+    source: str  # where the numbers come from: the billing report, or the activation records
+    total_cost: float
+    total_requests: int
+    lines: list[UsageLine]
+    start_kinds: dict[str, int]
+    ttft_buckets: list[tuple[str, int]]
+    dedicated: dict[str, Any] | None
+    chart_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContainerRow:
+    """One container of the pool."""
+
+    name: str
+    function: str
+    state: str
+    memory_mb: int
+    idle_s: float
+
+
+@dataclass(frozen=True)
+class PlatformPage:
+    """For admins: containers, memory per tier, backbone servers, queue lengths."""
+
+    TEMPLATE: ClassVar[str] = "platform.html"
+    SECTION: ClassVar[str] = "platform"
+    containers: list[ContainerRow]
+    memory_tiers: list[tuple[str, float]]
+    backbones: list[dict[str, Any]]
+    queues: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class ErrorPage:
+    """An error, in words for a person, with the request id to quote."""
+
+    TEMPLATE: ClassVar[str] = "error.html"
+    SECTION: ClassVar[str] = "error"
+    status: int
+    message: str
+    request_id: str
+
+
+PAGES: tuple[type, ...] = (SignInPage, FunctionsPage, UploadPage, FunctionPage, ActivationPage,
+                           UsagePage, PlatformPage, ErrorPage)

@@ -1,0 +1,167 @@
+"""The pool's periodic work: health checks, stem cells, keep-alive, and pre-loading.
+
+Every period it (1) removes idle containers that fail their health check, (2) keeps the
+number of stem cells OpenWhisk's reactive pre-warm asks for, (3) unloads idle containers
+whose keep-alive (from the hybrid histogram policy) has run out, or that the policy wants
+unloaded until their pre-warm window, and (4) pre-loads functions whose next request is
+predicted, when the pre-loading plan holds their adapter within the pool's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from lorafaas.invoker.containers import ContainerState, PooledContainer
+from lorafaas.invoker.keepalive import KeepAliveDecision, KeepAlivePolicy
+from lorafaas.invoker.pool import ContainerPool, FunctionRef
+from lorafaas.invoker.preloading import (
+    ArtifactKind,
+    ArtifactProfile,
+    Capacity,
+    FunctionProfile,
+    Tier,
+    plan_preloading,
+)
+from lorafaas.invoker.prewarm import PrewarmConfig, desired_stem_cells
+
+logger = logging.getLogger(__name__)
+RATE_WINDOW_S = 3600.0
+MB = 1024 * 1024
+# Host memory an artifact holds when pre-loaded, where no measurement exists yet: the
+# libraries are the bulk of a container (the backbone itself is shared, not counted).
+DEFAULT_BYTES = {ArtifactKind.LIBRARIES: 300 * MB, ArtifactKind.BACKBONE: 8 * MB,
+                 ArtifactKind.ADAPTER: 8 * MB, ArtifactKind.TOKENIZER: 2 * MB,
+                 ArtifactKind.KERNELS: 16 * MB}
+
+
+@dataclass
+class FunctionStats:
+    """What the invoker has seen of one function: its ref, arrivals, last end, load times."""
+
+    function: FunctionRef
+    arrivals: deque[float] = field(default_factory=deque)
+    last_end: float | None = None
+    load_ms: dict[str, float] = field(default_factory=dict)
+
+    def rate_per_s(self, now: float) -> float:
+        """Arrivals per second over the last hour."""
+        while self.arrivals and self.arrivals[0] < now - RATE_WINDOW_S:
+            self.arrivals.popleft()
+        return len(self.arrivals) / RATE_WINDOW_S
+
+
+class FunctionTracker:
+    """Arrivals and ends of every function, feeding the keep-alive policy."""
+
+    def __init__(self, policy: KeepAlivePolicy) -> None:
+        self.policy = policy
+        self.stats: dict[str, FunctionStats] = {}
+
+    def arrived(self, function: FunctionRef, at_s: float) -> None:
+        """A request for the function arrived."""
+        stats = self.stats.setdefault(function.key, FunctionStats(function))
+        stats.function = function
+        stats.arrivals.append(at_s)
+        self.policy.record_arrival(function.key, at_s)
+
+    def ended(self, function: FunctionRef, at_s: float, breakdown: dict[str, float]) -> None:
+        """An execution ended; `breakdown` holds the artifact load times it measured."""
+        stats = self.stats.setdefault(function.key, FunctionStats(function))
+        stats.last_end = at_s
+        stats.load_ms.update(breakdown)
+        self.policy.record_end(function.key, at_s)
+
+    def decision(self, function_key: str) -> KeepAliveDecision:
+        """The keep-alive policy in force for a function."""
+        return self.policy.decision(function_key)
+
+
+class Maintenance:
+    """Runs the periodic work until stopped."""
+
+    def __init__(self, pool: ContainerPool, tracker: FunctionTracker, prewarm: PrewarmConfig,
+                 period_s: float) -> None:
+        self.pool = pool
+        self.tracker = tracker
+        self.prewarm = prewarm
+        self.period_s = period_s
+
+    async def run(self) -> None:
+        """Tick every period; a failed tick is logged and the next one runs."""
+        while True:
+            try:
+                await self.tick(time.time())
+            except Exception:
+                logger.exception("pool maintenance failed")
+            await asyncio.sleep(self.period_s)
+
+    async def tick(self, now: float) -> None:
+        """One round of the periodic work."""
+        await self.pool.health_check()
+        await self._keep_stem_cells(now)
+        await self.pool.remove_idle(lambda c: self._expired(c, now), "keep-alive ended")
+        await self._preload_predicted(now)
+
+    async def _keep_stem_cells(self, now: float) -> None:
+        stems = [c for c in self.pool.containers() if c.state is ContainerState.STEM]
+        wanted = desired_stem_cells(self.prewarm, self.pool.cold_starts.count(now))
+        for _ in range(wanted - len(stems)):
+            if not await self.pool.add_stem_cell():
+                break
+        surplus = len(stems) - max(wanted, self.prewarm.min_count)
+        stale = sorted((c for c in stems if time.monotonic() - c.created > self.prewarm.ttl_s),
+                       key=lambda c: c.created)[:max(0, surplus)]
+        ids = {c.info.id for c in stale}
+        await self.pool.remove_idle(lambda c: c.info.id in ids, "stem cell ttl ended")
+
+    def _expired(self, container: PooledContainer, now: float) -> bool:
+        if container.function_key is None or container.state is ContainerState.STEM:
+            return False
+        decision = self.tracker.decision(container.function_key)
+        idle_s = time.monotonic() - container.last_used
+        if idle_s > decision.keepalive_s:
+            return True
+        # The hybrid policy unloads right after an execution when the next request is not
+        # expected before the pre-warm window, and loads again when the window ends.
+        stats = self.tracker.stats.get(container.function_key)
+        return (container.state is ContainerState.IDLE and decision.prewarm_window_s > 0
+                and stats is not None and stats.last_end is not None
+                and now - stats.last_end < decision.prewarm_window_s)
+
+    async def _preload_predicted(self, now: float) -> None:
+        due = [s for s in self.tracker.stats.values() if self._preload_due(s, now)]
+        if not due:
+            return
+        plan = plan_preloading([_profile(s, now) for s in due],
+                               Capacity(host_bytes=self._free_bytes()))
+        for stats in due:
+            held = {p.kind for p in plan.holdings.get(stats.function.key, ())}
+            if ArtifactKind.ADAPTER in held:
+                await self.pool.preload(stats.function)
+
+    def _preload_due(self, stats: FunctionStats, now: float) -> bool:
+        decision = self.tracker.decision(stats.function.key)
+        if decision.prewarm_window_s <= 0 or stats.last_end is None:
+            return False
+        if any(c.function_key == stats.function.key for c in self.pool.containers()):
+            return False
+        since_end = now - stats.last_end
+        return decision.prewarm_window_s <= since_end < decision.keepalive_s
+
+    def _free_bytes(self) -> int:
+        return max(0, self.pool.config.memory_mb - self.pool.used_mb()) * MB
+
+
+def _profile(stats: FunctionStats, now: float) -> FunctionProfile:
+    """A function's pre-loading profile from its measured load times."""
+    artifacts = []
+    for kind in ArtifactKind:
+        load_ms = stats.load_ms.get(kind.name.lower(), 0.0)
+        artifacts.append(ArtifactProfile(load_ms={Tier.DISK: load_ms},
+                                         memory_bytes={Tier.HOST: DEFAULT_BYTES[kind]}))
+    return FunctionProfile(key=stats.function.key, rate_per_s=stats.rate_per_s(now),
+                           artifacts=tuple(artifacts), backbone="default", accelerator=None)

@@ -1,0 +1,146 @@
+"""The container pool against the real Docker engine: placement order, eviction, waiting,
+orphan clean-up and health-check replacement."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
+from lorafaas.invoker.docker_backend import DockerBackend
+from lorafaas.invoker.pool import BackboneMounts, ContainerPool, FunctionRef, PoolConfig
+
+pytestmark = pytest.mark.docker
+MEMORY_MB = 1024
+
+
+@pytest.fixture
+async def backbone(demo_models, short_dir: Path) -> AsyncIterator[BackboneMounts]:  # type: ignore[no-untyped-def]
+    """A backbone server for the pool's containers."""
+    endpoint = BackboneEndpoint("demo", short_dir / "bb" / "attach.sock",
+                                Path("/dev/shm") / f"lorafaas-pool-{uuid.uuid4().hex[:8]}")
+    server = BackboneServerProcess(endpoint, demo_models.backbone_dir)
+    await server.start()
+    yield BackboneMounts(endpoint.socket_path, endpoint.publish_dir)
+    await server.stop()
+
+
+def make_pool(backbone: BackboneMounts, runtime_image: str, run_dir: Path, invoker_id: str,
+              memory_mb: int = 8 * MEMORY_MB, max_instances: int = 4) -> ContainerPool:
+    """A pool on the real engine."""
+    config = PoolConfig(invoker_id=invoker_id, image=runtime_image, run_dir=run_dir,
+                        pids_limit=256, start_timeout_s=120, max_instances=max_instances,
+                        memory_mb=memory_mb, stem_memory_mb=MEMORY_MB)
+    return ContainerPool(DockerBackend(), config, BackboneMounts(backbone.attach_socket,
+                                                                 backbone.publish_dir))
+
+
+def function(demo_models, name: str) -> FunctionRef:  # type: ignore[no-untyped-def]
+    """A function of a demo adapter."""
+    return FunctionRef(key=f"guest/{name}@0.0.1:x", path=f"guest/{name}",
+                       adapter_dir=demo_models.adapters[name], memory_mb=MEMORY_MB)
+
+
+@pytest.fixture
+async def pool(backbone, runtime_image, short_dir) -> AsyncIterator[ContainerPool]:  # type: ignore[no-untyped-def]
+    """A pool removed after the test."""
+    pool = make_pool(backbone, runtime_image, short_dir, f"pool{uuid.uuid4().hex[:8]}")
+    yield pool
+    await pool.shutdown()
+
+
+async def test_placement_order_warm_preloaded_prewarm_cold(pool, demo_models):  # type: ignore[no-untyped-def]
+    pirate, shout = function(demo_models, "pirate"), function(demo_models, "shout")
+    assert await pool.preload(pirate)
+    lease = await pool.acquire(pirate)
+    assert lease.start_kind == "preloaded" and lease.init_breakdown == {}
+    await pool.release(lease.container)
+    lease = await pool.acquire(pirate)
+    assert lease.start_kind == "warm"
+    await pool.release(lease.container)
+
+    assert await pool.add_stem_cell()
+    lease = await pool.acquire(shout)
+    assert lease.start_kind == "prewarm"
+    # A stem cell has paid for the libraries and the backbone already.
+    assert set(lease.init_breakdown) == {"adapter", "tokenizer", "kernels"}
+    await pool.release(lease.container)
+
+    other = FunctionRef(key="guest/other@0.0.1:x", path="guest/other",
+                        adapter_dir=demo_models.adapters["shout"], memory_mb=MEMORY_MB)
+    lease = await pool.acquire(other)
+    assert lease.start_kind == "cold"
+    assert set(lease.init_breakdown) == {"libraries", "backbone", "adapter", "tokenizer",
+                                         "kernels"}
+    states = {c.function_path: c.state.value for c in pool.containers()}
+    assert states == {"guest/pirate": "warm", "guest/shout": "warm", "guest/other": "busy"}
+
+
+async def test_least_recently_used_idle_container_is_evicted(backbone, runtime_image,  # type: ignore[no-untyped-def]
+                                                             short_dir, demo_models):
+    pool = make_pool(backbone, runtime_image, short_dir, f"pool{uuid.uuid4().hex[:8]}",
+                     memory_mb=2 * MEMORY_MB)
+    try:
+        pirate, shout = function(demo_models, "pirate"), function(demo_models, "shout")
+        for f in (pirate, shout):
+            await pool.release((await pool.acquire(f)).container)
+        third = FunctionRef(key="guest/third@0.0.1:x", path="guest/third",
+                            adapter_dir=demo_models.adapters["pirate"], memory_mb=MEMORY_MB)
+        lease = await pool.acquire(third)
+        assert lease.start_kind == "cold"
+        assert sorted(c.function_path for c in pool.containers()) == ["guest/shout",
+                                                                      "guest/third"]
+        assert pool.used_mb() == 2 * MEMORY_MB
+    finally:
+        await pool.shutdown()
+
+
+async def test_request_waits_for_a_busy_function_at_its_instance_cap(  # type: ignore[no-untyped-def]
+        backbone, runtime_image, short_dir, demo_models):
+    pool = make_pool(backbone, runtime_image, short_dir, f"pool{uuid.uuid4().hex[:8]}",
+                     max_instances=1)
+    try:
+        pirate = function(demo_models, "pirate")
+        first = await pool.acquire(pirate)
+        second = asyncio.create_task(pool.acquire(pirate))
+        await asyncio.sleep(0.5)
+        assert not second.done()
+        await pool.release(first.container)
+        lease = await asyncio.wait_for(second, 10)
+        assert lease.start_kind == "warm" and lease.container is first.container
+    finally:
+        await pool.shutdown()
+
+
+async def test_restarted_invoker_removes_its_orphans(backbone, runtime_image, short_dir,  # type: ignore[no-untyped-def]
+                                                     demo_models, docker_client):
+    invoker_id = f"pool{uuid.uuid4().hex[:8]}"
+    crashed = make_pool(backbone, runtime_image, short_dir, invoker_id)
+    lease = await crashed.acquire(function(demo_models, "pirate"))
+    orphan_id = lease.container.info.id
+    await lease.container.client.close()  # the invoker "crashes": its container stays
+    other = make_pool(backbone, runtime_image, short_dir, f"other{uuid.uuid4().hex[:8]}")
+    await other.add_stem_cell()
+    try:
+        restarted = make_pool(backbone, runtime_image, short_dir, invoker_id)
+        assert await restarted.remove_orphans() == 1
+        ids = {c.id for c in docker_client.containers.list(all=True)}  # type: ignore[attr-defined]
+        assert orphan_id not in ids
+        assert other.containers()[0].info.id in ids, "another invoker's container was kept"
+    finally:
+        await other.shutdown()
+
+
+async def test_container_failing_health_check_is_replaced(pool, demo_models):  # type: ignore[no-untyped-def]
+    pirate = function(demo_models, "pirate")
+    lease = await pool.acquire(pirate)
+    await pool.release(lease.container)
+    await asyncio.to_thread(pool.backend.client.api.kill, lease.container.info.id)
+    assert await pool.health_check() == 1
+    assert pool.containers() == []
+    lease = await pool.acquire(pirate)
+    assert lease.start_kind == "cold"

@@ -1,0 +1,81 @@
+"""Each console template reads exactly the fields of its page's context object."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import jinja2
+import pytest
+from jinja2 import meta
+
+from lorafaas.console.pages import (
+    PAGES,
+    ActivationRow,
+    Chrome,
+    ErrorPage,
+    FunctionRow,
+    FunctionsPage,
+)
+from lorafaas.console.stats import percentile, ttft_buckets
+from lorafaas.console.wiring import TEMPLATES_DIR, template_environment_options
+
+FRAME = {"chrome"}  # every page's frame, from render.chrome()
+PARTIAL_PARAMETERS = {"field"}  # set by `{% with %}` around an include
+
+
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+                              **template_environment_options())  # type: ignore[arg-type]
+
+
+def variables(env: jinja2.Environment, name: str, seen: set[str] | None = None) -> set[str]:
+    """Undeclared variables of a template and of every template it extends or includes."""
+    seen = set() if seen is None else seen
+    seen.add(name)
+    source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
+    ast = env.parse(source)
+    found = set(meta.find_undeclared_variables(ast))
+    for child in meta.find_referenced_templates(ast):
+        if child is not None and child not in seen:
+            found |= variables(env, child, seen)
+    return found
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.__name__)
+def test_template_reads_exactly_the_context_fields(page: type) -> None:
+    used = variables(environment(), page.TEMPLATE) - PARTIAL_PARAMETERS
+    assert used == {f.name for f in fields(page)} | FRAME
+
+
+def test_a_missing_field_fails_the_render_instead_of_showing_blank() -> None:
+    template = environment().get_template(FunctionsPage.TEMPLATE)
+    with pytest.raises(jinja2.UndefinedError):
+        template.render(chrome=Chrome("guest", False, "t", "functions"))
+
+
+def test_functions_page_renders_its_rows_escaped() -> None:
+    row = FunctionRow("<pirate>", "0.0.1", "warm", 1, None, 3, 0.25)
+    html = environment().get_template(FunctionsPage.TEMPLATE).render(
+        chrome=Chrome("guest", True, "tok", "functions"), functions=[row])
+    assert "&lt;pirate&gt;" in html and "<pirate>" not in html
+    assert "$0.250000" in html and 'value="tok"' in html
+
+
+def test_error_page_shows_message_and_request_id() -> None:
+    html = environment().get_template(ErrorPage.TEMPLATE).render(
+        chrome=Chrome(None, False, "t", "error"), status=404, message="Not here.",
+        request_id="abc123")
+    assert "Not here." in html and "abc123" in html
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 50), percentile(values, 90), percentile(values, 99)) == \
+        (50.0, 90.0, 99.0)
+    assert percentile([], 50) is None
+
+
+def test_activation_row_fields_are_what_the_table_reads() -> None:
+    names = {f.name for f in fields(ActivationRow)}
+    assert {"activation_id", "ttft_ms", "start_kind", "cost"} <= names
+    assert next(label for label, _ in ttft_buckets([])) == "< 50 ms"
