@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -100,6 +101,8 @@ def _platform(settings: Settings, backend_factory: BackendFactory
         finally:
             if maintenance is not None:
                 maintenance.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await maintenance
             await _finish(tasks)
             await pool.shutdown()
             await backbone.stop()

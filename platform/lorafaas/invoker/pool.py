@@ -336,10 +336,11 @@ class ContainerPool:
         return len(orphans)
 
     async def shutdown(self) -> None:
-        """Remove every container."""
+        """Remove every container, and any whose start was cut short (it has our label)."""
         containers = list(self._containers.values())
         self._containers.clear()
         await self._remove_all(containers, "invoker stopping")
+        await self.remove_orphans()
 
     async def check_alive(self, container: PooledContainer) -> tuple[int | None, bool]:
         """Exit code and OOM flag of a container (None while it runs)."""
