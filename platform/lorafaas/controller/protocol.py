@@ -28,7 +28,7 @@ def limit_ranges(default_timeout_ms: int, default_memory_mb: int) -> dict[str, L
     """The limits an action of kind lora accepts."""
     return {
         "timeout": LimitRange(100, 600_000, default_timeout_ms, "milliseconds"),
-        "memory": LimitRange(256, 65_536, default_memory_mb, "megabytes"),
+        "memory": LimitRange(256, 65_536, default_memory_mb, "MB"),
         "concurrency": LimitRange(1, 500, 1, "activations"),
         "max_tokens": LimitRange(1, 8192, DEFAULT_MAX_TOKENS, "tokens"),
         "slo_ttft_ms": LimitRange(1, 600_000, 2_000, "milliseconds"),
@@ -99,10 +99,21 @@ def parse_limits(limits: Any, ranges: dict[str, LimitRange]) -> dict[str, int]:
         if isinstance(value, bool) or not isinstance(value, int):
             raise BadRequest(f"limit '{name}' must be an integer ({bounds.unit})")
         if not bounds.low <= value <= bounds.high:
-            raise BadRequest(f"limit '{name}' of {value} {bounds.unit} is out of the allowed "
-                             f"range {bounds.low} to {bounds.high}")
+            raise BadRequest(_out_of_range(name, value, bounds))
         parsed[name] = value
     return parsed
+
+
+# OpenWhisk names the timeout limit "duration" in its messages.
+_OPENWHISK_NAMES = {"timeout": "duration"}
+
+
+def _out_of_range(name: str, value: int, bounds: LimitRange) -> str:
+    """OpenWhisk's message for a limit out of its range."""
+    side, threshold = ("below", bounds.low) if value < bounds.low else ("exceeds", bounds.high)
+    return (f"The request content was malformed:\nrequirement failed: "
+            f"{_OPENWHISK_NAMES.get(name, name)} {value} {bounds.unit} {side} allowed threshold "
+            f"of {threshold} {bounds.unit}")
 
 
 def action_json(action: Action, namespace: str, code: bytes | None) -> dict[str, Any]:
