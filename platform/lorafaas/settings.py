@@ -93,6 +93,7 @@ class Settings:
     runtime_image: str
     max_adapter_bytes: int
     action_timeout_ms: int
+    action_history: int
     container_memory_mb: int
     container_pids_limit: int
     container_start_timeout_s: int
@@ -152,6 +153,9 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
                                      _positive_int, "Largest adapter upload (decoded zip) in bytes."),
     "action_timeout_ms": SettingSpec("LORAFAAS_ACTION_TIMEOUT_MS", "60000", _positive_int,
                                      "Default action timeout limit in milliseconds."),
+    "action_history": SettingSpec("LORAFAAS_ACTION_HISTORY", "5", _positive_int,
+                                  "Versions kept per action, the current one included (each "
+                                  "keeps its adapter in the store); updates prune older ones."),
     "container_memory_mb": SettingSpec("LORAFAAS_CONTAINER_MEMORY_MB", "2048", _positive_int,
                                        "Default memory limit of a function container."),
     "container_pids_limit": SettingSpec("LORAFAAS_CONTAINER_PIDS", "256", _positive_int,

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sqlalchemy import create_engine, inspect, select
+from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -20,7 +20,14 @@ from lorafaas.registry import actions as action_rows
 from lorafaas.registry.activations import list_activations
 from lorafaas.registry.artifacts import StoredAdapter, add_reference, drop_reference
 from lorafaas.registry.db import downgrade, make_engine, make_sessions, sync_url, upgrade
-from lorafaas.registry.models import Action, Activation, Artifact, AuthKey, Namespace
+from lorafaas.registry.models import (
+    Action,
+    ActionVersion,
+    Activation,
+    Artifact,
+    AuthKey,
+    Namespace,
+)
 from lorafaas.registry.namespaces import (
     authenticate,
     create_namespace,
@@ -29,7 +36,9 @@ from lorafaas.registry.namespaces import (
     rotate_key,
 )
 
-REGISTRY_TABLES = {"namespaces", "auth_keys", "artifacts", "actions", "activations"}
+REGISTRY_TABLES = {"namespaces", "auth_keys", "artifacts", "actions", "action_versions",
+                   "activations", "pending_invocations"}
+HISTORY = 3
 DIGEST_A, DIGEST_B = "a" * 64, "b" * 64
 
 
@@ -61,16 +70,17 @@ async def put(session: AsyncSession, namespace: Namespace, name: str, digest: st
     spec = action_rows.ActionSpec("lora", digest, [{"key": "p", "value": 1}],
                                   [{"key": "backbone", "value": "demo"}], {"timeout": 1000}, False)
     await add_reference(session, stored(digest))
-    action, previous = await action_rows.put_action(session, namespace, name, spec, overwrite)
-    if previous is not None:
+    action, pruned = await action_rows.put_action(session, namespace, name, spec, overwrite,
+                                                  HISTORY)
+    for previous in pruned:
         await drop_reference(session, previous)
     return action
 
 
 async def delete(session: AsyncSession, namespace: Namespace, name: str) -> bool:
-    """Delete an action and drop its artifact reference; True when the artifact went."""
-    action = await action_rows.delete_action(session, namespace.id, name)
-    return await drop_reference(session, action.artifact_digest)
+    """Delete an action and drop its versions' references; True when an artifact went."""
+    _, digests = await action_rows.delete_action(session, namespace.id, name)
+    return any([await drop_reference(session, digest) for digest in digests])
 
 
 async def new_namespace(sessions: async_sessionmaker[AsyncSession], name: str) -> Namespace:
@@ -207,8 +217,8 @@ async def test_delete_action(sessions: async_sessionmaker[AsyncSession]) -> None
     async with sessions() as session, session.begin():
         await put(session, namespace, "summarize")
     async with sessions() as session, session.begin():
-        deleted = await action_rows.delete_action(session, namespace.id, "summarize")
-    assert deleted.name == "summarize"
+        deleted, digests = await action_rows.delete_action(session, namespace.id, "summarize")
+    assert deleted.name == "summarize" and digests == [DIGEST_A]
     async with sessions() as session, session.begin():
         assert await action_rows.find_action(session, namespace.id, "summarize") is None
         with pytest.raises(NotFound):
@@ -248,18 +258,67 @@ async def test_artifact_shared_by_two_actions_is_counted_and_removed_with_the_la
     assert await ref_count(sessions, DIGEST_A) is None
 
 
-async def test_updating_to_new_code_drops_the_old_artifact(
+async def test_an_update_keeps_the_old_artifact_while_its_version_is_kept(
         sessions: async_sessionmaker[AsyncSession]) -> None:
     namespace = await new_namespace(sessions, "alice")
     async with sessions() as session, session.begin():
         await put(session, namespace, "summarize", DIGEST_A)
     async with sessions() as session, session.begin():
         await put(session, namespace, "summarize", DIGEST_B, overwrite=True)
-    assert await ref_count(sessions, DIGEST_A) is None
+    assert await ref_count(sessions, DIGEST_A) == 1  # version 0.0.1 still uses it
     assert await ref_count(sessions, DIGEST_B) == 1
     async with sessions() as session, session.begin():
         await put(session, namespace, "summarize", DIGEST_B, overwrite=True)
-    assert await ref_count(sessions, DIGEST_B) == 1
+    assert await ref_count(sessions, DIGEST_B) == 2  # one per version
+
+
+async def versions_of(sessions: async_sessionmaker[AsyncSession], namespace: Namespace,
+                      name: str) -> list[tuple[str, str]]:
+    """The kept versions of an action, newest first, with their digests."""
+    async with sessions() as session:
+        action = await action_rows.get_action(session, namespace.id, name)
+        rows = await action_rows.list_versions(session, action.id)
+    return [(row.version, row.artifact_digest) for row in rows]
+
+
+async def test_versions_are_recorded_and_pruned_beyond_the_history(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    namespace = await new_namespace(sessions, "alice")
+    digests = [DIGEST_A, DIGEST_B, DIGEST_B, "c" * 64]
+    async with sessions() as session, session.begin():
+        await put(session, namespace, "summarize", digests[0])
+    for digest in digests[1:HISTORY]:
+        async with sessions() as session, session.begin():
+            await put(session, namespace, "summarize", digest, overwrite=True)
+    assert await versions_of(sessions, namespace, "summarize") == [
+        ("0.0.3", DIGEST_B), ("0.0.2", DIGEST_B), ("0.0.1", DIGEST_A)]
+    async with sessions() as session, session.begin():
+        await put(session, namespace, "summarize", digests[HISTORY], overwrite=True)
+    # 0.0.1 went beyond the history, and with it the last reference to DIGEST_A.
+    assert await versions_of(sessions, namespace, "summarize") == [
+        ("0.0.4", "c" * 64), ("0.0.3", DIGEST_B), ("0.0.2", DIGEST_B)]
+    assert await ref_count(sessions, DIGEST_A) is None
+    async with sessions() as session, session.begin():
+        await put(session, namespace, "summarize", DIGEST_A, overwrite=True)
+    assert await ref_count(sessions, DIGEST_B) == 1  # 0.0.2 went, 0.0.3 still uses it
+    assert await ref_count(sessions, DIGEST_A) == 1
+
+
+async def test_deleting_an_action_deletes_its_versions_and_their_references(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    namespace = await new_namespace(sessions, "alice")
+    async with sessions() as session, session.begin():
+        await put(session, namespace, "summarize", DIGEST_A)
+        await put(session, namespace, "other", DIGEST_B)
+    async with sessions() as session, session.begin():
+        await put(session, namespace, "summarize", DIGEST_B, overwrite=True)
+    async with sessions() as session, session.begin():
+        assert await delete(session, namespace, "summarize") is True
+    assert await ref_count(sessions, DIGEST_A) is None
+    assert await ref_count(sessions, DIGEST_B) == 1  # `other` still uses it
+    async with sessions() as session:
+        kept = list(await session.scalars(select(ActionVersion.version)))
+    assert kept == ["0.0.1"]  # `other`'s
 
 
 async def test_concurrent_references_are_all_counted(
@@ -382,3 +441,31 @@ def test_migrations_build_what_the_models_describe(database_url: str) -> None:
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_migration_0003_gives_each_action_its_version_and_back(empty_database_url: str) -> None:
+    upgrade(empty_database_url, "0002")
+    engine = create_engine(sync_url(empty_database_url), poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO namespaces (id, name, created_ms) VALUES (1, 'alice', 1)"))
+            connection.execute(text(
+                "INSERT INTO artifacts (digest, size_bytes, ref_count, created_ms) "
+                f"VALUES ('{DIGEST_A}', 1, 1, 1), ('{DIGEST_B}', 1, 1, 1)"))
+            connection.execute(text(
+                "INSERT INTO actions (id, namespace_id, name, version, exec_kind, "
+                "artifact_digest, parameters, annotations, limits, publish, updated_ms) "
+                f"VALUES (1, 1, 'a', '0.0.4', 'lora', '{DIGEST_A}', '[]', '[]', '{{}}', "
+                "false, 7)"))
+        upgrade(empty_database_url)
+        with engine.begin() as connection:
+            assert list(connection.execute(text(
+                "SELECT action_id, version, artifact_digest, created_ms FROM action_versions"))
+            ) == [(1, "0.0.4", DIGEST_A, 7)]
+        downgrade(empty_database_url, "0002")
+        with engine.begin() as connection:
+            assert list(connection.execute(text(
+                "SELECT digest, ref_count FROM artifacts"))) == [(DIGEST_A, 1)]
+    finally:
+        engine.dispose()

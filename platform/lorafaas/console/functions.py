@@ -85,7 +85,7 @@ async def invoke_submit(request: web.Request) -> web.Response:
     identity = request[console_identity_key]
     action: Action = await request.app[actions_key].get(identity, request.match_info["name"])
     parameters = playground_parameters(await request.post())
-    invocation = request.app[invocations_key].start(identity, action, parameters)
+    invocation = await request.app[invocations_key].start(identity, action, parameters)
     row = await invocation.task
     raise web.HTTPSeeOther(f"/console/activations/{row.activation_id}")
 

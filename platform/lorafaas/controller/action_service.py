@@ -1,7 +1,9 @@
 """Creating, updating and deleting actions: adapter validation, artifact store, registry.
 
 A failed create leaves nothing behind: the artifact's files are removed when this upload
-created them and the registry transaction did not commit.
+created them and the registry transaction did not commit. Each version of an action holds
+one reference to its artifact (see `registry.actions`); an artifact's files are removed
+after the commit that dropped its last reference.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from lorafaas.controller.protocol import LORA_KIND, ActionBody
 from lorafaas.errors import NotFound
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.artifacts import ArtifactStore, add_reference, drop_reference
-from lorafaas.registry.models import Action, Namespace
+from lorafaas.registry.models import Action, ActionVersion, Namespace
 from lorafaas.registry.namespaces import Identity
 
 logger = logging.getLogger(__name__)
@@ -27,11 +29,12 @@ class ActionService:
     """The logic behind the actions resource, callable without HTTP."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], store: ArtifactStore,
-                 backbones: BackboneCatalog, max_adapter_bytes: int) -> None:
+                 backbones: BackboneCatalog, max_adapter_bytes: int, history: int) -> None:
         self.sessions = sessions
         self.store = store
         self.backbones = backbones
         self.max_adapter_bytes = max_adapter_bytes
+        self.history = history
 
     async def put(self, identity: Identity, name: str, body: ActionBody,
                   overwrite: bool) -> Action:
@@ -47,28 +50,35 @@ class ActionService:
             async with self.sessions() as session, session.begin():
                 namespace = await session.get(Namespace, identity.namespace_id)
                 assert namespace is not None
-                await add_reference(session, stored)
-                action, previous = await action_rows.put_action(session, namespace, name, spec,
-                                                                overwrite)
-                orphaned = previous is not None and await drop_reference(session, previous)
+                await add_reference(session, stored)  # the new version's
+                action, pruned = await action_rows.put_action(session, namespace, name, spec,
+                                                              overwrite, self.history)
+                orphaned = await _drop_references(session, pruned)
         except BaseException:
             if stored.created:
                 self.store.remove(stored.digest)
             raise
-        if orphaned and previous != stored.digest:
-            assert previous is not None
-            self.store.remove(previous)
+        self._remove(orphaned)
         return action
 
     async def delete(self, identity: Identity, name: str) -> Action:
-        """Delete the action; its artifact goes with its last reference."""
+        """Delete the action and its versions; each artifact goes with its last reference."""
         async with self.sessions() as session, session.begin():
-            action = await action_rows.get_action(session, identity.namespace_id, name)
-            await session.delete(action)
-            orphaned = await drop_reference(session, action.artifact_digest)
-        if orphaned:
-            self.store.remove(action.artifact_digest)
+            action, digests = await action_rows.delete_action(session, identity.namespace_id,
+                                                              name)
+            orphaned = await _drop_references(session, digests)
+        self._remove(orphaned)
         return action
+
+    async def versions(self, identity: Identity, name: str) -> list[ActionVersion]:
+        """The action's kept versions, newest first (NotFound without the action)."""
+        async with self.sessions() as session:
+            action = await action_rows.get_action(session, identity.namespace_id, name)
+            return await action_rows.list_versions(session, action.id)
+
+    def _remove(self, digests: set[str]) -> None:
+        for digest in sorted(digests):
+            self.store.remove(digest)
 
     async def get(self, identity: Identity, name: str) -> Action:
         """The action, or NotFound."""
@@ -77,6 +87,11 @@ class ActionService:
         if action is None:
             raise NotFound("The requested resource does not exist.")
         return action
+
+
+async def _drop_references(session: AsyncSession, digests: list[str]) -> set[str]:
+    """Drop one reference per digest; return the digests that have none left."""
+    return {digest for digest in digests if await drop_reference(session, digest)}
 
 
 def _with_annotations(annotations: list[dict[str, Any]],

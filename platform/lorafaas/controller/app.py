@@ -96,6 +96,8 @@ def _platform(settings: Settings, backend_factory: BackendFactory
             await pool.remove_orphans()
             await backbone.start()
             _services(app, settings, make_sessions(engine), pool, tracker, tasks)
+            # Activations accepted before the last stop (or crash) and never recorded.
+            await app[invocations_key].resume_pending()
             maintenance = asyncio.create_task(_maintenance(settings, pool, tracker).run())
             yield
         finally:
@@ -120,7 +122,8 @@ def _services(app: web.Application, settings: Settings,
     app[sessions_key] = sessions
     app[pool_key] = pool
     app[tracker_key] = tracker
-    app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes)
+    app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes,
+                                     settings.action_history)
     app[invocations_key] = InvocationService(sessions, store, Invoker(pool, tracker), throttle,
                                              tasks, prices=price_sheet(settings))
 

@@ -1,4 +1,9 @@
-"""Invoking an action: create the activation, run it on the invoker, store the record."""
+"""Invoking an action: create the activation, run it on the invoker, store the record.
+
+An accepted invocation is written to `pending_invocations` before it starts, and that row is
+deleted in the transaction that writes its record: the ones a stopped or crashed controller
+left behind are run again at the next start (`resume_pending`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.billing.ledger import meter_activation
@@ -18,9 +24,10 @@ from lorafaas.controller.throttle import InvocationThrottle
 from lorafaas.invoker.invoker import ActivationRequest, ActivationResult, Invoker
 from lorafaas.invoker.pool import FunctionRef
 from lorafaas.invoker.runtime_client import DeltaSink
+from lorafaas.registry import actions as action_rows
 from lorafaas.registry.artifacts import ArtifactStore
-from lorafaas.registry.models import Action, Activation
-from lorafaas.registry.namespaces import Identity
+from lorafaas.registry.models import Action, Activation, PendingInvocation
+from lorafaas.registry.namespaces import Identity, find_namespace
 
 logger = logging.getLogger(__name__)
 
@@ -46,26 +53,70 @@ class InvocationService:
         self.throttle = throttle
         self.tasks = tasks
 
-    def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
-              on_delta: DeltaSink | None = None) -> Invocation:
-        """Start the activation in the background; its record is stored even if nobody waits.
+    async def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
+                    on_delta: DeltaSink | None = None) -> Invocation:
+        """Accept the activation (stored as pending) and start it in the background; its
+        record is stored even if nobody waits.
 
         Raises TooManyRequests (429) when the namespace is over its throttles.
         """
         self.throttle.admit(identity.namespace)
+        try:
+            pending = PendingInvocation(activation_id=uuid.uuid4().hex,
+                                        namespace=identity.namespace, action=action.name,
+                                        subject=identity.subject, parameters=parameters,
+                                        received_ms=int(time.time() * 1000))
+            async with self.sessions() as session, session.begin():
+                session.add(pending)
+        except BaseException:
+            self.throttle.release(identity.namespace)
+            raise
+        return self._submit(pending, action, on_delta)
+
+    async def resume_pending(self) -> int:
+        """Run the invocations accepted before the last stop that have no record; return
+        how many were started."""
+        async with self.sessions() as session:
+            rows = list(await session.scalars(select(PendingInvocation)
+                                              .order_by(PendingInvocation.received_ms)))
+        started = 0
+        for pending in rows:
+            action = await self._pending_action(pending)
+            if action is None:
+                continue
+            self.throttle.hold(pending.namespace)  # accepted already: never refused now
+            self._submit(pending, action, None)
+            started += 1
+        logger.info("%d pending activations resubmitted", started)
+        return started
+
+    async def _pending_action(self, pending: PendingInvocation) -> Action | None:
+        async with self.sessions() as session, session.begin():
+            namespace = await find_namespace(session, pending.namespace)
+            action = None if namespace is None else await action_rows.find_action(
+                session, namespace.id, pending.action)
+            if action is None:  # deleted since: nothing is left to run
+                logger.warning("activation %s of %s/%s dropped: the action no longer exists",
+                               pending.activation_id, pending.namespace, pending.action)
+                await session.execute(delete(PendingInvocation).where(
+                    PendingInvocation.activation_id == pending.activation_id))
+        return action
+
+    def _submit(self, pending: PendingInvocation, action: Action,
+                on_delta: DeltaSink | None) -> Invocation:
         request = ActivationRequest(
-            activation_id=uuid.uuid4().hex, namespace=identity.namespace, name=action.name,
-            version=action.version, subject=identity.subject,
+            activation_id=pending.activation_id, namespace=pending.namespace, name=action.name,
+            version=action.version, subject=pending.subject,
             function=FunctionRef(
-                key=function_key(identity.namespace, action),
-                path=f"{identity.namespace}/{action.name}",
+                key=function_key(pending.namespace, action),
+                path=f"{pending.namespace}/{action.name}",
                 adapter_dir=self.store.folder(action.artifact_digest),
                 memory_mb=action.limits["memory"]),
-            parameters={**parameter_values(action.parameters), **parameters},
-            limits=action.limits, received_at=time.time())
+            parameters={**parameter_values(action.parameters), **pending.parameters},
+            limits=action.limits, received_at=pending.received_ms / 1000)
         task = asyncio.create_task(self._run_and_store(request, on_delta))
         self.tasks.add(task)
-        task.add_done_callback(lambda done: self._finished(done, identity.namespace))
+        task.add_done_callback(lambda done: self._finished(done, pending.namespace))
         return Invocation(request.activation_id, task)
 
     def _finished(self, task: asyncio.Task[Activation], namespace: str) -> None:
@@ -77,9 +128,12 @@ class InvocationService:
         result = await self.invoker.run(request, on_delta)
         metered = meter_activation(request, result, self.prices)
         row = _activation_row(request, result, {"key": "cost", "value": metered.annotation})
-        async with self.sessions() as session, session.begin():  # record and usage together
+        # The record, its usage and the end of its pending row commit together.
+        async with self.sessions() as session, session.begin():
             session.add(row)
             session.add_all(metered.rows)
+            await session.execute(delete(PendingInvocation)
+                                  .where(PendingInvocation.activation_id == request.activation_id))
         logger.info("activation %s of %s/%s ended with status %d", request.activation_id,
                     request.namespace, request.name, result.status_code)
         return row

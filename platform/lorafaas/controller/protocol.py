@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorafaas.errors import BadRequest, PayloadTooLarge
-from lorafaas.registry.models import Action
+from lorafaas.registry.models import Action, ActionVersion
 
 LORA_KIND = "lora"
 DEFAULT_MAX_TOKENS = 512
@@ -126,6 +126,12 @@ def action_json(action: Action, namespace: str, code: bytes | None) -> dict[str,
             "exec": exec_field, "parameters": action.parameters,
             "annotations": action.annotations, "limits": action.limits,
             "publish": action.publish, "updated": action.updated_ms}
+
+
+def action_version_json(row: ActionVersion) -> dict[str, Any]:
+    """One kept version of an action."""
+    return {"version": row.version, "exec": {"kind": row.exec_kind, "digest": row.artifact_digest},
+            "created": row.created_ms}
 
 
 def parameter_values(parameters: list[dict[str, Any]]) -> dict[str, Any]:

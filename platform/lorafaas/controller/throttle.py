@@ -55,6 +55,10 @@ class InvocationThrottle:
         recent.append(now)
         self._in_flight[namespace] = in_flight + 1
 
+    def hold(self, namespace: str) -> None:
+        """Count an activation in flight without admitting it (one accepted before a restart)."""
+        self._in_flight[namespace] += 1
+
     def release(self, namespace: str) -> None:
         """The activation ended (its record is stored)."""
         self._in_flight[namespace] = max(0, self._in_flight[namespace] - 1)

@@ -1,16 +1,22 @@
-"""Actions in the registry: create, update with version bump, read, list, delete."""
+"""Actions in the registry: create, update with version bump, read, list, delete.
+
+Every create and update adds a version row, and each version row holds one reference to
+its artifact (the caller adds it, see `artifacts.add_reference`): an update keeps the old
+version's artifact until that version goes. Only the last `history` versions of an action
+are kept; the older ones are pruned, and the caller drops the references they held.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lorafaas.errors import Conflict, NotFound
 from lorafaas.registry.clock import now_ms
-from lorafaas.registry.models import Action, Namespace
+from lorafaas.registry.models import Action, ActionVersion, Namespace
 
 FIRST_VERSION = "0.0.1"
 
@@ -48,18 +54,16 @@ async def get_action(session: AsyncSession, namespace_id: int, name: str) -> Act
 
 
 async def put_action(session: AsyncSession, namespace: Namespace, name: str, spec: ActionSpec,
-                     overwrite: bool) -> tuple[Action, str | None]:
-    """Create or update an action; return it and the artifact digest it stopped using."""
+                     overwrite: bool, history: int) -> tuple[Action, list[str]]:
+    """Create or update an action; return it and the artifact digests of the pruned versions."""
     action = await find_action(session, namespace.id, name)
     if action is not None and not overwrite:
         raise Conflict("resource already exists")
     if action is None:
         action = Action(namespace_id=namespace.id, name=name, version=FIRST_VERSION)
         session.add(action)
-        previous_digest = None
     else:
         action.version = next_version(action.version)
-        previous_digest = action.artifact_digest
     action.exec_kind = spec.exec_kind
     action.artifact_digest = spec.artifact_digest
     action.parameters = spec.parameters
@@ -68,15 +72,41 @@ async def put_action(session: AsyncSession, namespace: Namespace, name: str, spe
     action.publish = spec.publish
     action.updated_ms = now_ms()
     await session.flush()
-    return action, previous_digest
+    session.add(ActionVersion(action_id=action.id, version=action.version,
+                              artifact_digest=spec.artifact_digest, exec_kind=spec.exec_kind,
+                              created_ms=action.updated_ms))
+    await session.flush()
+    return action, await _prune_versions(session, action.id, history)
 
 
-async def delete_action(session: AsyncSession, namespace_id: int, name: str) -> Action:
-    """Delete the action (NotFound if absent); the caller drops its artifact reference."""
+async def _prune_versions(session: AsyncSession, action_id: int, history: int) -> list[str]:
+    # One DELETE ... RETURNING: a concurrent update pruning the same rows cannot make both
+    # transactions drop their references.
+    older = (select(ActionVersion.id).where(ActionVersion.action_id == action_id)
+             .order_by(ActionVersion.id.desc()).offset(history))
+    return list(await session.scalars(delete(ActionVersion)
+                                      .where(ActionVersion.id.in_(older.scalar_subquery()))
+                                      .returning(ActionVersion.artifact_digest)))
+
+
+async def delete_action(session: AsyncSession, namespace_id: int,
+                        name: str) -> tuple[Action, list[str]]:
+    """Delete the action and its versions (NotFound if absent); return it and the artifact
+    digests its versions used, one per version: the caller drops those references."""
     action = await get_action(session, namespace_id, name)
+    digests = list(await session.scalars(delete(ActionVersion)
+                                         .where(ActionVersion.action_id == action.id)
+                                         .returning(ActionVersion.artifact_digest)))
     await session.delete(action)
     await session.flush()
-    return action
+    return action, digests
+
+
+async def list_versions(session: AsyncSession, action_id: int) -> list[ActionVersion]:
+    """The action's kept versions, newest first."""
+    return list(await session.scalars(select(ActionVersion)
+                                      .where(ActionVersion.action_id == action_id)
+                                      .order_by(ActionVersion.id.desc())))
 
 
 async def list_actions(session: AsyncSession, namespace_id: int, limit: int,

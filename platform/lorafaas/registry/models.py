@@ -51,7 +51,7 @@ class AuthKey(Base):
 
 
 class Artifact(Base):
-    """An adapter archive in the content-addressed store, counted by the actions using it."""
+    """An adapter archive in the content-addressed store, counted by the versions using it."""
 
     __tablename__ = "artifacts"
 
@@ -80,6 +80,33 @@ class Action(Base):
     updated_ms: Mapped[int] = mapped_column(BigInteger)
 
     namespace: Mapped[Namespace] = relationship()
+
+
+class ActionVersion(Base):
+    """One version of an action, kept for its history; each holds a reference to its artifact."""
+
+    __tablename__ = "action_versions"
+    __table_args__ = (Index("ix_action_versions_action", "action_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # grows: newest is the largest
+    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(32))
+    artifact_digest: Mapped[str] = mapped_column(ForeignKey("artifacts.digest"))
+    exec_kind: Mapped[str] = mapped_column(String(32))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class PendingInvocation(Base):
+    """An accepted invocation whose record is not written yet (resubmitted at start)."""
+
+    __tablename__ = "pending_invocations"
+
+    activation_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(256))
+    subject: Mapped[str] = mapped_column(String(256))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class Activation(Base):

@@ -1,4 +1,4 @@
-"""The actions resource: PUT, GET, DELETE, list, and POST to invoke."""
+"""The actions resource: PUT, GET, DELETE, list, versions, and POST to invoke."""
 
 from __future__ import annotations
 
@@ -17,7 +17,12 @@ from lorafaas.controller.appkeys import (
 )
 from lorafaas.controller.auth import namespace_of
 from lorafaas.controller.invocations import function_key
-from lorafaas.controller.protocol import action_json, limit_ranges, parse_action_body
+from lorafaas.controller.protocol import (
+    action_json,
+    action_version_json,
+    limit_ranges,
+    parse_action_body,
+)
 from lorafaas.errors import BadRequest
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.activations import activation_json
@@ -65,6 +70,13 @@ async def list_actions(request: web.Request) -> web.Response:
     return web.json_response([action_json(row, identity.namespace, None) for row in rows])
 
 
+async def list_action_versions(request: web.Request) -> web.Response:
+    """The action's kept versions, newest first."""
+    identity = await namespace_of(request)
+    rows = await request.app[actions_key].versions(identity, request.match_info["name"])
+    return web.json_response([action_version_json(row) for row in rows])
+
+
 async def delete_action(request: web.Request) -> web.Response:
     """Delete an action and its warm containers."""
     identity = await namespace_of(request)
@@ -80,7 +92,7 @@ async def invoke_action(request: web.Request) -> web.Response:
     if not isinstance(parameters, dict):
         raise BadRequest("The request content was malformed: parameters must be a JSON object.")
     action = await request.app[actions_key].get(identity, request.match_info["name"])
-    invocation = request.app[invocations_key].start(identity, action, parameters)
+    invocation = await request.app[invocations_key].start(identity, action, parameters)
     headers = {ACTIVATION_HEADER: invocation.activation_id}
     if not flag(request, "blocking"):
         return web.json_response({"activationId": invocation.activation_id}, status=202,

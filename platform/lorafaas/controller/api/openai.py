@@ -72,7 +72,7 @@ async def _start(request: web.Request, identity: Identity, parsed: OpenAIRequest
                  on_delta: Any = None) -> Invocation:
     name = resolve_model(parsed.model, identity.namespace)
     action = await request.app[actions_key].get(identity, name)
-    return request.app[invocations_key].start(identity, action, parsed.parameters, on_delta)
+    return await request.app[invocations_key].start(identity, action, parsed.parameters, on_delta)
 
 
 def _successful_result(row: Activation) -> dict[str, Any]:
