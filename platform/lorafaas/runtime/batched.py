@@ -18,8 +18,8 @@ import torch
 from peft import PeftModel
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-# `_result` is the single-request result format; reusing it keeps the two paths identical.
-from lorafaas.runtime.generation import GenerationRequest, _result
+# The single-request result format, reused so that the two paths answer identically.
+from lorafaas.runtime.generation import GenerationRequest, build_result
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class _BatchDecoder:
 
     def result(self, row: _Row) -> dict[str, Any]:
         """The finished row's result, in the single-request format."""
-        return _result(self.tokenizer, row.request, row.tokens, row.prompt_length)
+        return build_result(self.tokenizer, row.request, row.tokens, row.prompt_length)
 
     @torch.inference_mode()
     def prefill(self) -> list[_Row]:

@@ -126,7 +126,7 @@ def generate(model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerB
                                 streamer=clock)
     ended = time.monotonic()
     new_tokens = output[0, prompt_length:].tolist()
-    result = _result(tokenizer, request, new_tokens, prompt_length)
+    result = build_result(tokenizer, request, new_tokens, prompt_length)
     first = clock.first_token_at or ended
     timings = {"ttft": (first - started) * 1000, "prefill": (first - started) * 1000,
                "decode": (ended - first) * 1000, "total": (ended - started) * 1000}
@@ -148,8 +148,9 @@ def _generate_options(tokenizer: PreTrainedTokenizerBase,
     return options
 
 
-def _result(tokenizer: PreTrainedTokenizerBase, request: GenerationRequest,
-            new_tokens: list[int], prompt_length: int) -> dict[str, Any]:
+def build_result(tokenizer: PreTrainedTokenizerBase, request: GenerationRequest,
+                 new_tokens: list[int], prompt_length: int) -> dict[str, Any]:
+    """The function result of one generation: text (stop strings cut), reason, usage."""
     text = tokenizer.decode(new_tokens, skip_special_tokens=True)
     finish_reason = "length" if len(new_tokens) >= request.max_tokens else "stop"
     for stop in request.stop:
