@@ -10,23 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
 from lorafaas.invoker.docker_backend import DockerBackend
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, FunctionRef, PoolConfig
 
 pytestmark = pytest.mark.docker
 MEMORY_MB = 1024
-
-
-@pytest.fixture
-async def backbone(demo_models, short_dir: Path) -> AsyncIterator[BackboneMounts]:  # type: ignore[no-untyped-def]
-    """A backbone server for the pool's containers."""
-    endpoint = BackboneEndpoint("demo", short_dir / "bb" / "attach.sock",
-                                Path("/dev/shm") / f"lorafaas-pool-{uuid.uuid4().hex[:8]}")
-    server = BackboneServerProcess(endpoint, demo_models.backbone_dir)
-    await server.start()
-    yield BackboneMounts(endpoint.socket_path, endpoint.publish_dir)
-    await server.stop()
 
 
 def make_pool(backbone: BackboneMounts, runtime_image: str, run_dir: Path, invoker_id: str,

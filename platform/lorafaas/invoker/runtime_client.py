@@ -107,6 +107,25 @@ class RuntimeClient:
             raise RuntimeUnavailable("the container's runtime ended the stream without a result")
         return RunOutcome(result=final["result"], timings=final["timings"])
 
+    async def run_batch(self, payloads: list[dict[str, Any]], max_tokens_limit: int,
+                        on_result: Callable[[int, RunOutcome], Awaitable[None]]) -> None:
+        """POST /run in its batch form: one batched generation; `on_result(index, outcome)`
+        is awaited for each request as soon as it ends."""
+        body = {"batch": payloads, "max_tokens_limit": max_tokens_limit}
+        received = 0
+        try:
+            async with self._session.post(f"{RUNTIME_URL}/run", json=body) as response:
+                async for line in response.content:
+                    message = json.loads(line)
+                    await on_result(int(message["index"]),
+                                    RunOutcome(message["result"], message["timings"]))
+                    received += 1
+        except (aiohttp.ClientError, json.JSONDecodeError) as error:
+            raise RuntimeUnavailable(f"the container's runtime stopped answering: "
+                                     f"{error.__class__.__name__}") from error
+        if received < len(payloads):
+            raise RuntimeUnavailable("the container's runtime ended the batch early")
+
     async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         try:
             async with self._session.post(f"{RUNTIME_URL}{path}", json=payload) as response:

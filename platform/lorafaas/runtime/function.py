@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,6 +13,7 @@ from peft import PeftModel
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from lorafaas.runtime.attach import BackboneAttachment, build_backbone
+from lorafaas.runtime.batched import iter_batch
 from lorafaas.runtime.generation import GenerationRequest, TokenSink, generate, plain_chat
 
 T = TypeVar("T")
@@ -51,6 +52,17 @@ class LoadedFunction:
         finally:
             self.busy_ms += (time.monotonic() - started) * 1000
             self.generations += 1
+
+    def run_batch(self, requests: list[GenerationRequest]
+                  ) -> Iterator[tuple[int, dict[str, Any], dict[str, float]]]:
+        """Generate for a batch in one pass; yield (index, result, timings) as each ends."""
+        started = time.monotonic()
+        try:
+            for done in iter_batch(self.model, self.tokenizer, requests):
+                yield done.index, done.result, done.timings
+        finally:
+            self.busy_ms += (time.monotonic() - started) * 1000
+            self.generations += len(requests)
 
     def render_chat(self, messages: list[dict[str, Any]]) -> str:
         """A chat as the prompt text: the tokenizer's chat template when it has one."""

@@ -7,6 +7,9 @@
   as in OpenWhisk). Timings travel in the `X-LoRAFaaS-Metrics` header (JSON, ms).
   With `"stream": true` the answer is NDJSON: `{"delta": text}` lines as tokens come,
   then `{"result": ..., "timings": ...}`; the deltas add up to the result's text.
+  The batch form `{"batch": [{"value": {...}, "activation_id": ...}, ...]}` runs them as
+  one batched generation and answers NDJSON `{"index", "result", "timings"}` lines, each
+  as soon as its request ends (a short request does not wait for the longest).
 - `GET /health`: `{"ok": true, "initialized": bool, "busyMs": float,
   "generations": int}`: busyMs is the wall time spent generating since /init (metering).
 """
@@ -88,6 +91,9 @@ async def handle_run(request: web.Request) -> web.StreamResponse:
     if loaded is None:
         return web.json_response({"error": "the action was not initialized"}, status=502)
     body = await request.json()
+    if isinstance(body.get("batch"), list):
+        async with state["lock"]:
+            return await _run_batch(request, loaded, body)
     value: dict[str, Any] = body.get("value") or {}
     try:
         generation_request = parse_request(value, int(body.get("max_tokens_limit", 4096)),
@@ -127,6 +133,47 @@ async def _run_streamed(request: web.Request, loaded: LoadedFunction,
     if rest := text.finish(result["text"]):
         await response.write(_line({"delta": rest}))
     await response.write(_line({"result": result, "timings": timings}))
+    await response.write_eof()
+    _end_of_activation()
+    return response
+
+
+async def _run_batch(request: web.Request, loaded: LoadedFunction,
+                     body: dict[str, Any]) -> web.StreamResponse:
+    """One batched generation; a `{"index", "result", "timings"}` line as each request ends."""
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    limit = int(body.get("max_tokens_limit", 4096))
+    accepted: list[tuple[int, GenerationRequest]] = []
+    for index, item in enumerate(body["batch"]):
+        try:
+            accepted.append((index, parse_request(item.get("value") or {}, limit,
+                                                  loaded.render_chat)))
+        except RequestError as error:  # refused alone; the others still run
+            await response.write(_line({"index": index, "result": {"error": str(error)},
+                                        "timings": {}}))
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Queue[tuple[int, dict[str, Any], dict[str, float]]] = asyncio.Queue()
+
+    def generate_all() -> None:  # on a worker thread
+        for position, result, timings in loaded.run_batch([r for _, r in accepted]):
+            loop.call_soon_threadsafe(finished.put_nowait, (accepted[position][0], result,
+                                                            timings))
+
+    running = asyncio.ensure_future(asyncio.to_thread(generate_all))
+    written = 0
+    while written < len(accepted):
+        getter = asyncio.ensure_future(finished.get())
+        await asyncio.wait({getter, running}, return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            index, result, timings = getter.result()
+            await response.write(_line({"index": index, "result": result, "timings": timings}))
+            written += 1
+        else:
+            getter.cancel()
+            if finished.empty():
+                break  # the generation ended without every result: it failed
+    await running  # re-raises a failure of the generation
     await response.write_eof()
     _end_of_activation()
     return response
