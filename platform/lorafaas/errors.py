@@ -51,9 +51,3 @@ class PayloadTooLarge(LoraFaasError):
 
 class AdapterRejected(BadRequest):
     """The uploaded adapter cannot be served on its backbone."""
-
-
-class InvokerError(LoraFaasError):
-    """The invoker could not run the activation (container start, backbone)."""
-
-    status = 503

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -84,25 +83,6 @@ def latency_percentiles(rows: Sequence[Activation]) -> list[Percentiles]:
     ttfts = [r.ttft_ms for r in map(activation_row, rows) if r.ttft_ms is not None]
     return [percentiles("time to first token", ttfts),
             percentiles("duration", [float(r.end_ms - r.start_ms) for r in rows])]
-
-
-def usage_lines(rows: Iterable[Activation]) -> list[UsageLine]:
-    """Requests, tokens and cost per day and function, by day then function."""
-    totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
-    for row in rows:
-        line = totals[(day_of(row.start_ms), row.name)]
-        tokens = usage_of(row)
-        line[0] += 1
-        line[1] += tokens["prompt_tokens"]
-        line[2] += tokens["completion_tokens"]
-        line[3] += cost_of(row) or 0.0
-    return [UsageLine(day, name, int(v[0]), int(v[1]), int(v[2]), v[3])
-            for (day, name), v in sorted(totals.items())]
-
-
-def start_kinds(rows: Iterable[Activation]) -> dict[str, int]:
-    """How many activations started warm, pre-loaded, pre-warmed or cold."""
-    return dict(Counter(str(annotation(row, "startKind") or "none") for row in rows))
 
 
 def ttft_buckets(rows: Iterable[Activation]) -> list[tuple[str, int]]:

@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.controller.backbones import BackboneCatalog
 from lorafaas.controller.protocol import LORA_KIND, ActionBody
-from lorafaas.errors import NotFound
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.artifacts import ArtifactStore, add_reference, drop_reference
 from lorafaas.registry.models import Action, ActionVersion, Namespace
@@ -83,10 +82,7 @@ class ActionService:
     async def get(self, identity: Identity, name: str) -> Action:
         """The action, or NotFound."""
         async with self.sessions() as session:
-            action = await action_rows.find_action(session, identity.namespace_id, name)
-        if action is None:
-            raise NotFound("The requested resource does not exist.")
-        return action
+            return await action_rows.get_action(session, identity.namespace_id, name)
 
 
 async def _drop_references(session: AsyncSession, digests: list[str]) -> set[str]:

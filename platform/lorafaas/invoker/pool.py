@@ -27,7 +27,7 @@ from lorafaas.invoker.backend import (
 )
 from lorafaas.invoker.containers import ContainerFolders, ContainerState, PooledContainer
 from lorafaas.invoker.prewarm import ColdStartWindow
-from lorafaas.invoker.runtime_client import RuntimeClient, RuntimeUnavailable
+from lorafaas.invoker.runtime_client import RuntimeClient
 from lorafaas.wire.runtime_protocol import RUNTIME_SOCKET_NAME
 
 logger = logging.getLogger(__name__)
@@ -360,6 +360,3 @@ class _Started:
     pooled: PooledContainer
     init_breakdown: dict[str, float]
 
-
-__all__ = ["BackboneMounts", "ContainerPool", "FunctionRef", "Lease", "PoolConfig",
-           "PooledContainer", "RuntimeUnavailable"]

@@ -32,6 +32,7 @@ from lorafaas.runtime.function import (
 )
 from lorafaas.runtime.generation import GenerationRequest, RequestError, parse_request
 from lorafaas.runtime.streaming import IncrementalText
+from lorafaas.wire.aio import drain
 from lorafaas.wire.runtime_protocol import METRICS_HEADER, SENTINEL
 
 logger = logging.getLogger(__name__)
@@ -121,13 +122,8 @@ async def _run_streamed(request: web.Request, loaded: LoadedFunction,
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     text = IncrementalText(loaded.tokenizer, generation_request.stop)
-    while not (running.done() and tokens.empty()):
-        getter = asyncio.ensure_future(tokens.get())
-        await asyncio.wait({getter, running}, return_when=asyncio.FIRST_COMPLETED)
-        if not getter.done():
-            getter.cancel()
-            continue
-        if delta := text.add(getter.result()):
+    async for token_ids in drain(tokens, running):
+        if delta := text.add(token_ids):
             await response.write(_line({"delta": delta}))
     result, timings = running.result()
     if rest := text.finish(result["text"]):
@@ -161,18 +157,8 @@ async def _run_batch(request: web.Request, loaded: LoadedFunction,
                                                             timings))
 
     running = asyncio.ensure_future(asyncio.to_thread(generate_all))
-    written = 0
-    while written < len(accepted):
-        getter = asyncio.ensure_future(finished.get())
-        await asyncio.wait({getter, running}, return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
-            index, result, timings = getter.result()
-            await response.write(_line({"index": index, "result": result, "timings": timings}))
-            written += 1
-        else:
-            getter.cancel()
-            if finished.empty():
-                break  # the generation ended without every result: it failed
+    async for index, result, timings in drain(finished, running):
+        await response.write(_line({"index": index, "result": result, "timings": timings}))
     await running  # re-raises a failure of the generation
     await response.write_eof()
     _end_of_activation()

@@ -27,6 +27,7 @@ from lorafaas.errors import BadRequest, LoraFaasError
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.models import Activation
 from lorafaas.registry.namespaces import Identity
+from lorafaas.wire.aio import drain
 
 ACTIVATION_HEADER = "x-openwhisk-activation-id"
 
@@ -103,7 +104,7 @@ async def _stream(request: web.Request, identity: Identity,
     await response.prepare(request)
     if parsed.chat:
         await _event(response, chunk_json(parsed, invocation.activation_id, None, role=True))
-    async for delta in _deltas(deltas, invocation.task):
+    async for delta in drain(deltas, invocation.task):
         await _event(response, chunk_json(parsed, invocation.activation_id, delta))
     row = invocation.task.result()
     if row.status_code == 0:
@@ -117,17 +118,6 @@ async def _stream(request: web.Request, identity: Identity,
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     return response
-
-
-async def _deltas(deltas: asyncio.Queue[str], task: asyncio.Task[Activation]):  # type: ignore[no-untyped-def]
-    """The deltas as they come, until the activation has ended and all are out."""
-    while not (task.done() and deltas.empty()):
-        getter = asyncio.ensure_future(deltas.get())
-        await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
-            yield getter.result()
-        else:
-            getter.cancel()
 
 
 async def _event(response: web.StreamResponse, payload: dict[str, Any]) -> None:
