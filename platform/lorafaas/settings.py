@@ -57,6 +57,18 @@ def _accelerator_kind(value: str) -> str:
     return value
 
 
+def _keepalive_policy(value: str) -> str:
+    if value not in ("histogram", "fixed"):
+        raise ValueError("must be histogram or fixed")
+    return value
+
+
+def _on_off(value: str) -> bool:
+    if value not in ("on", "off"):
+        raise ValueError("must be on or off")
+    return value == "on"
+
+
 def _non_negative_int(value: str) -> int:
     number = int(value)
     if number < 0:
@@ -69,6 +81,33 @@ def _positive_float(value: str) -> float:
     if not number > 0:
         raise ValueError("must be a positive number")
     return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:  # also refuses NaN
+        raise ValueError("must be a number of zero or more")
+    return number
+
+
+def _batching(value: str) -> str:
+    if value not in ("eager", "fill-or-expire", "continuous", "off"):
+        raise ValueError("must be eager, fill-or-expire, continuous or off")
+    return value
+
+
+def _slo_ms(value: str) -> int:
+    number = int(value)
+    # The range of the action limit it is the default of (lorafaas.controller.protocol).
+    if not 1 <= number <= 600_000:
+        raise ValueError("must be between 1 and 600000 milliseconds")
+    return number
+
+
+def _offload_policy(value: str) -> str:
+    if value not in ("value-density", "lru", "none"):
+        raise ValueError("must be value-density, lru or none")
+    return value
 
 
 def _port(value: str) -> int:
@@ -106,7 +145,20 @@ class Settings:
     prewarm_min: int
     prewarm_max: int
     prewarm_ttl_s: int
+    keepalive_policy: str
+    keepalive_fixed_s: int
+    preloading: bool
+    backbone_sharing: bool
     maintenance_period_s: float
+    container_threads: int
+    batching: str
+    max_batch_size: int
+    max_concurrent_batches: int
+    slo_ttft_ms: int
+    prefill_t0_ms: float
+    prefill_alpha_ms: float
+    accelerator_memory_mb: int
+    offload_policy: str
     console_key_file: Path
     admin_namespaces: tuple[str, ...]
     accelerator_kind: str
@@ -185,9 +237,69 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
                                "Stem cells at most, as cold starts ask for more."),
     "prewarm_ttl_s": SettingSpec("LORAFAAS_PREWARM_TTL_S", "600", _positive_int,
                                  "An unused stem cell beyond the minimum goes after this."),
+    "keepalive_policy": SettingSpec("LORAFAAS_KEEPALIVE_POLICY", "histogram", _keepalive_policy,
+                                    "How long an idle container is kept: `histogram` (Shahrad "
+                                    "et al.'s hybrid policy, per function) or `fixed`."),
+    "keepalive_fixed_s": SettingSpec("LORAFAAS_KEEPALIVE_FIXED_S", "180", _non_negative_int,
+                                     "Keep-alive of the `fixed` policy, and of the histogram "
+                                     "policy while a function's idle times show no pattern "
+                                     "(short, since a stem cell restarts it in ~150 ms; "
+                                     "OpenWhisk keeps 600)."),
+    "preloading": SettingSpec("LORAFAAS_PRELOADING", "on", _on_off,
+                              "Pre-load functions whose next request is predicted, within the "
+                              "pool's memory (`on` or `off`)."),
+    "backbone_sharing": SettingSpec("LORAFAAS_BACKBONE_SHARING", "on", _on_off,
+                                    "`on`: function containers map the backbone server's "
+                                    "published weights (one copy for all). `off`: each "
+                                    "container loads a private copy from the backbone's "
+                                    "checkpoint folder, as OpenWhisk or InstaInfer functions "
+                                    "do (the evaluation's baselines)."),
+    "container_threads": SettingSpec("LORAFAAS_CONTAINER_THREADS", "0", _non_negative_int,
+                                     "Torch threads of each function container (0: the cores "
+                                     "divided by LORAFAAS_MAX_CONCURRENT_BATCHES, so batches "
+                                     "running at once do not contend; torch's default when "
+                                     "batching is off)."),
     "maintenance_period_s": SettingSpec("LORAFAAS_MAINTENANCE_PERIOD_S", "1.0", _positive_float,
                                         "How often the pool checks health, stem cells, "
                                         "keep-alive and pre-loading."),
+    # Batching (lorafaas.invoker.dispatcher); T(b) = T0 + α·(b−1) is the prefill model until
+    # a function has a profile of its own (`python -m lorafaas.runtime.profiler`).
+    "batching": SettingSpec("LORAFAAS_BATCHING", "eager", _batching,
+                            "How the invoker batches a function's requests: `eager` (a batch "
+                            "closes as soon as one of the M slots is free, so requests batch "
+                            "only while the slots are taken), `fill-or-expire` (it closes when "
+                            "full or when its oldest request's SLO slack runs out), "
+                            "`continuous` (a request joins the decode running in a container "
+                            "of its function between two steps, iteration-level batching) or "
+                            "`off` (each request runs alone at once)."),
+    "max_batch_size": SettingSpec("LORAFAAS_MAX_BATCH_SIZE", "8", _positive_int,
+                                  "Largest batch, whatever the SLO and T(b) allow; with "
+                                  "`continuous` batching, most requests decoding at once in "
+                                  "one container (more go to another container, or wait)."),
+    "max_concurrent_batches": SettingSpec("LORAFAAS_MAX_CONCURRENT_BATCHES", "2", _positive_int,
+                                          "Batches running at once on the accelerator (the "
+                                          "cap of M); ready batches wait, least deadline "
+                                          "margin first."),
+    "slo_ttft_ms": SettingSpec("LORAFAAS_SLO_TTFT_MS", "2000", _slo_ms,
+                               "Default `slo_ttft_ms` limit of an action: its time-to-first-"
+                               "token objective in milliseconds (1 to 600000)."),
+    "prefill_t0_ms": SettingSpec("LORAFAAS_PREFILL_T0_MS", "35", _non_negative_float,
+                                 "T0 of the prefill model T(b) = T0 + α·(b−1), in ms (default: "
+                                 "the demo backbone on 2 CPU cores, docs/benchmarks/batching.md)."),
+    "prefill_alpha_ms": SettingSpec("LORAFAAS_PREFILL_ALPHA_MS", "16", _non_negative_float,
+                                    "α of the prefill model: the cost in ms of each request "
+                                    "added to a batch."),
+    # Offloading (lorafaas.invoker.offloading).
+    "accelerator_memory_mb": SettingSpec("LORAFAAS_ACCELERATOR_MEMORY_MB", "0",
+                                         _non_negative_int,
+                                         "Accelerator memory the functions' own artifacts "
+                                         "(adapters, cached buffers) may hold; beyond it, idle "
+                                         "ones move to host memory (0: unlimited, no "
+                                         "offloading)."),
+    "offload_policy": SettingSpec("LORAFAAS_OFFLOAD_POLICY", "value-density", _offload_policy,
+                                  "Which idle artifacts move to host memory first: "
+                                  "`value-density` (lowest rate × reload time ÷ bytes), `lru`, "
+                                  "or `none` (requests wait for memory)."),
     "console_key_file": SettingSpec("LORAFAAS_CONSOLE_KEY_FILE", "{home}/console.key", _path,
                                     "Key that encrypts the web console's session cookies "
                                     "(created at first start; share it between controllers)."),

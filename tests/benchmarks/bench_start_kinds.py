@@ -12,32 +12,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import statistics
-import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO_ROOT / "platform")]
+from harness import OUT_DIR, bench_parts, machine
 
-from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
-from lorafaas.demo import build_demo_models
-from lorafaas.images.runtime_image import ensure_runtime_image
-from lorafaas.invoker.docker_backend import DockerBackend
-from lorafaas.invoker.pool import (
-    BackboneMounts,
-    ContainerPool,
-    FunctionRef,
-    PoolConfig,
-)
+from lorafaas.invoker.pool import ContainerPool, FunctionRef
 
 KINDS = ("cold", "prewarm", "preloaded", "warm")
 ARTIFACTS = ("libraries", "backbone", "adapter", "tokenizer", "kernels")
-OUT_DIR = REPO_ROOT / "docs" / "benchmarks"
 COMMAND = ".venv/bin/python tests/benchmarks/bench_start_kinds.py"
 PAYLOAD = {"value": {"prompt": "Tell me about the weather today.", "max_tokens": 8},
            "max_tokens_limit": 64}
@@ -76,33 +60,15 @@ async def timed(pool: ContainerPool, function: FunctionRef, kind: str
 
 async def measure(rounds: int) -> dict[str, list[tuple[float, dict[str, float]]]]:
     """Run the rounds with one backbone server and one pool per round."""
-    home = Path(os.environ.get("LORAFAAS_HOME", "~/.lorafaas")).expanduser()
-    models = build_demo_models(home / "models")
-    import docker
-
-    client = docker.from_env(timeout=600)
-    image = ensure_runtime_image(client, home=home, repo_root=REPO_ROOT)
-    client.close()
-    run_dir = Path(tempfile.mkdtemp(prefix="lfb-", dir="/tmp"))
-    endpoint = BackboneEndpoint("demo", run_dir / "bb" / "attach.sock",
-                                Path("/dev/shm") / f"lorafaas-bench-{uuid.uuid4().hex[:6]}")
-    server = BackboneServerProcess(endpoint, models.backbone_dir)
-    await server.start()
     samples: dict[str, list[tuple[float, dict[str, float]]]] = {k: [] for k in KINDS}
-    try:
+    async with bench_parts() as parts:
         for round_no in range(rounds):
-            config = PoolConfig(invoker_id=f"bench{uuid.uuid4().hex[:6]}", image=image,
-                                run_dir=run_dir, pids_limit=256, start_timeout_s=120,
-                                max_instances=2, memory_mb=8192, stem_memory_mb=1024)
-            pool = ContainerPool(DockerBackend(), config,
-                                 BackboneMounts(endpoint.socket_path, endpoint.publish_dir))
-            for kind, sample in (await one_round(pool, models.adapters["pirate"],
+            pool = parts.pool()
+            for kind, sample in (await one_round(pool, parts.models.adapters["pirate"],
                                                  round_no)).items():
                 samples[kind].append(sample)
             print(f"round {round_no + 1}/{rounds}: " + ", ".join(
                 f"{k} {samples[k][-1][0]:.0f} ms" for k in KINDS), flush=True)
-    finally:
-        await server.stop()
     return samples
 
 
@@ -111,8 +77,7 @@ def report(samples: dict[str, list[tuple[float, dict[str, float]]]], rounds: int
     medians = {k: statistics.median(t for t, _ in samples[k]) for k in KINDS}
     lines = ["# Time to first token by start kind", "",
              f"Command: `{COMMAND} --rounds {rounds}`  ",
-             (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-              f"{platform.platform()}; demo backbone (Llama, 30M parameters, float32), demo "
+             (f"Machine: {machine()}; demo backbone (Llama, 30M parameters, float32), demo "
               f"adapter `pirate`, 8 new tokens."), "",
              "| start kind | TTFT p50 ms | × warm | " + " | ".join(
                  f"{a} ms" for a in ARTIFACTS) + " |",

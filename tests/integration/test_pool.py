@@ -56,6 +56,7 @@ async def test_placement_order_warm_preloaded_prewarm_cold(pool, demo_models):  
     assert lease.start_kind == "prewarm"
     # A stem cell has paid for the libraries and the backbone already.
     assert set(lease.init_breakdown) == {"adapter", "tokenizer", "kernels"}
+    assert set(lease.init_memory) == set(lease.init_breakdown)  # each one sized too
     await pool.release(lease.container)
 
     other = FunctionRef(key="guest/other@0.0.1:x", path="guest/other",
@@ -64,8 +65,22 @@ async def test_placement_order_warm_preloaded_prewarm_cold(pool, demo_models):  
     assert lease.start_kind == "cold"
     assert set(lease.init_breakdown) == {"libraries", "backbone", "adapter", "tokenizer",
                                          "kernels"}
+    assert set(lease.init_memory) == set(lease.init_breakdown)
+    assert lease.init_memory["libraries"] > 50 * 1024 * 1024  # torch and transformers
     states = {c.function_path: c.state.value for c in pool.containers()}
     assert states == {"guest/pirate": "warm", "guest/shout": "warm", "guest/other": "busy"}
+
+
+async def test_request_takes_a_starting_stem_cell_rather_than_a_cold_start(  # type: ignore[no-untyped-def]
+        pool, demo_models):
+    adding = asyncio.create_task(pool.add_stem_cell())
+    while not pool.containers():  # the stem cell's container exists and is initializing
+        await asyncio.sleep(0.05)
+    lease = await pool.acquire(function(demo_models, "pirate"))
+    assert await adding
+    assert lease.start_kind == "prewarm"
+    assert len(pool.containers()) == 1
+    await pool.release(lease.container)
 
 
 async def test_least_recently_used_idle_container_is_evicted(backbone, runtime_image,  # type: ignore[no-untyped-def]

@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
 from lorafaas.errors import Conflict, NotFound, Unauthorized
+from lorafaas.invoker.artifact_loads import ArtifactLoad, LoadEstimate, next_estimate
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.activations import list_activations
 from lorafaas.registry.artifacts import StoredAdapter, add_reference, drop_reference
@@ -35,9 +37,15 @@ from lorafaas.registry.namespaces import (
     list_namespaces,
     rotate_key,
 )
+from lorafaas.registry.profiles import (
+    all_estimates,
+    function_profiles,
+    profile_json,
+    record_loads,
+)
 
 REGISTRY_TABLES = {"namespaces", "auth_keys", "artifacts", "actions", "action_versions",
-                   "activations", "pending_invocations"}
+                   "activations", "pending_invocations", "usage_records", "artifact_profiles"}
 HISTORY = 3
 DIGEST_A, DIGEST_B = "a" * 64, "b" * 64
 
@@ -469,3 +477,78 @@ def test_migration_0003_gives_each_action_its_version_and_back(empty_database_ur
                 "SELECT digest, ref_count FROM artifacts"))) == [(DIGEST_A, 1)]
     finally:
         engine.dispose()
+
+
+def test_migration_0004_adds_artifact_profiles_and_removes_them(empty_database_url: str) -> None:
+    upgrade(empty_database_url, "0003")
+    assert "artifact_profiles" not in table_names(empty_database_url)
+    upgrade(empty_database_url, "0004")
+    assert "artifact_profiles" in table_names(empty_database_url)
+    downgrade(empty_database_url, "0003")
+    assert "artifact_profiles" not in table_names(empty_database_url)
+    assert {"actions", "action_versions"} <= table_names(empty_database_url)
+
+
+# Artifact profiles
+
+
+def host_load(artifact: str, ms: float, size: int) -> ArtifactLoad:
+    """A load into host memory."""
+    return ArtifactLoad(artifact, "host", ms, size)
+
+
+async def test_recorded_loads_become_profiles_updated_by_the_moving_mean(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session, session.begin():
+        await record_loads(session, "alice", "fn", DIGEST_A,
+                           [host_load("adapter", 100.0, 1000), host_load("kernels", 8.0, 0)],
+                           at_ms=1000)
+    async with sessions() as session, session.begin():
+        await record_loads(session, "alice", "fn", DIGEST_A, [host_load("adapter", 200.0, 2001)],
+                           at_ms=2000)
+        await record_loads(session, "alice", "fn", DIGEST_B, [host_load("adapter", 50.0, 10)],
+                           at_ms=2000)
+    expected = next_estimate(next_estimate(None, host_load("adapter", 100.0, 1000)),
+                             host_load("adapter", 200.0, 2001))
+    async with sessions() as session:
+        rows = await function_profiles(session, "alice", "fn", DIGEST_A)
+        stored = await all_estimates(session)
+    assert [profile_json(row) for row in rows] == [
+        {"artifact": "adapter", "tier": "host", "loadMs": expected.load_ms,
+         "memoryBytes": expected.memory_bytes, "samples": 2, "updated": 2000},
+        {"artifact": "kernels", "tier": "host", "loadMs": 8.0, "memoryBytes": 0, "samples": 1,
+         "updated": 1000}]
+    assert expected == LoadEstimate(125.0, 1250, 2)
+    assert sorted((path, digest, artifact, estimate.samples)
+                  for path, digest, artifact, _, estimate in stored) == [
+        ("alice/fn", DIGEST_A, "adapter", 2), ("alice/fn", DIGEST_A, "kernels", 1),
+        ("alice/fn", DIGEST_B, "adapter", 1)]
+
+
+async def test_concurrent_writers_of_one_profile_add_samples_to_one_row(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    async def record(ms: float) -> None:
+        async with sessions() as session, session.begin():
+            await record_loads(session, "alice", "fn", DIGEST_A,
+                               [host_load("libraries", ms, 300), host_load("adapter", ms, 30)])
+
+    await asyncio.gather(*(record(float(ms)) for ms in range(10, 90, 10)))
+    async with sessions() as session:
+        rows = await function_profiles(session, "alice", "fn", DIGEST_A)
+    assert [(row.artifact, row.samples) for row in rows] == [("libraries", 8), ("adapter", 8)]
+    assert all(10.0 <= row.load_ms <= 80.0 for row in rows)
+
+
+def test_profile_rows_are_unique_per_key(database_url: str) -> None:
+    engine = create_engine(sync_url(database_url), poolclass=NullPool)
+    insert = text("INSERT INTO artifact_profiles (namespace, action, adapter_digest, artifact, "
+                  "tier, load_ms, memory_bytes, samples, updated_ms) "
+                  f"VALUES ('alice', 'fn', '{DIGEST_A}', 'adapter', 'host', 1, 1, 1, 1)")
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert)
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            connection.execute(insert)
+    finally:
+        engine.dispose()
+

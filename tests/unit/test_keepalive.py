@@ -22,16 +22,16 @@ def arrivals(policy: KeepAlivePolicy, key: str, times: list[float]) -> None:
         policy.record_arrival(key, at)
 
 
-def test_defaults_are_the_papers() -> None:
+def test_defaults_are_the_papers_but_the_fallback() -> None:
     config = KeepAliveConfig()
     assert (config.bin_s, config.range_s, config.bins) == (60, 4 * 3600, 240)
     assert (config.head_percentile, config.tail_percentile, config.margin) == (5, 99, 0.1)
-    assert config.cv_threshold == 2 and config.fixed_keepalive_s == 600
+    assert config.cv_threshold == 2 and config.fixed_keepalive_s == 180
 
 
 def test_unknown_function_gets_the_fixed_keepalive() -> None:
     decision = KeepAlivePolicy().decision("never-called")
-    assert (decision.policy, decision.prewarm_window_s, decision.keepalive_s) == ("fixed", 0, 600)
+    assert (decision.policy, decision.prewarm_window_s, decision.keepalive_s) == ("fixed", 0, 180)
 
 
 def test_too_few_idle_times_fixed() -> None:
@@ -134,3 +134,15 @@ def test_one_function_does_not_leak_into_another() -> None:
 def test_bad_knob_is_named(knob: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"{knob}={value!r}"):
         KeepAliveConfig(**{knob: value})  # type: ignore[arg-type]
+
+
+def test_the_fixed_policy_ignores_a_predictable_pattern() -> None:
+    config = KeepAliveConfig(policy="fixed", fixed_keepalive_s=600)
+    policy = KeepAlivePolicy(config)
+    for minute in range(40):  # a clear 5-minute period the histogram policy would use
+        policy.record_arrival("f", minute * 5 * MINUTE)
+        policy.record_end("f", minute * 5 * MINUTE + 1)
+    decision = policy.decision("f")
+    assert (decision.policy, decision.prewarm_window_s, decision.keepalive_s) == ("fixed", 0, 600)
+    assert decide(policy._histograms["f"], config).policy == "fixed"
+    assert KeepAlivePolicy().decision("f").reason.startswith("0 idle times")

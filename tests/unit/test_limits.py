@@ -33,3 +33,13 @@ def test_unknown_and_non_integer_limits() -> None:
         parse_limits({"logsize": 10}, RANGES)
     with pytest.raises(BadRequest, match="must be an integer"):
         parse_limits({"timeout": "fast"}, RANGES)
+
+
+def test_the_slo_limit_defaults_to_the_setting_and_is_range_checked() -> None:
+    ranges = limit_ranges(60_000, 2048, default_slo_ttft_ms=500)
+    assert parse_limits({}, ranges)["slo_ttft_ms"] == 500
+    with pytest.raises(BadRequest) as refused:
+        parse_limits({"slo_ttft_ms": 0}, ranges)
+    assert refused.value.message.endswith(
+        "requirement failed: slo_ttft_ms 0 milliseconds below allowed threshold of 1 "
+        "milliseconds")

@@ -170,3 +170,14 @@ def test_idle_containers_are_sampled_as_overhead_by_state() -> None:
     meter.sample(104.0)  # the next rows go on from the last sample
     assert [row.gb_s for row in meter.take_rows()] == pytest.approx([1.0, 2.0])
     assert meter.take_rows() == []  # nothing sampled since
+
+
+def test_a_batch_is_metered_by_shares_that_add_up_to_its_busy_time() -> None:
+    # Three requests of one batch: each ran until it ended (`total`), but the container was
+    # busy for all of them at once; their shares of its 900 ms of steps add up to 900 ms.
+    shares = [450.0, 300.0, 150.0]
+    usages = [activation_usage({"ttft": 100.0, "total": total, "compute": share}, 2048,
+                               {"usage": {"prompt_tokens": 4, "completion_tokens": 8}})
+              for total, share in zip([950.0, 700.0, 400.0], shares, strict=True)]
+    assert sum(u.accelerator_s for u in usages) == pytest.approx(0.9)
+    assert sum(u.gb_s for u in usages) == pytest.approx(2 * 0.9)

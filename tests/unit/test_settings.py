@@ -17,12 +17,21 @@ def test_defaults_follow_the_home_folder(tmp_path: Path) -> None:
     assert settings.backbone_dir == tmp_path / "models" / "demo-backbone"
 
 
+def test_backbone_sharing_is_on_unless_turned_off() -> None:
+    assert load_settings({}).backbone_sharing is True
+    assert load_settings({"LORAFAAS_BACKBONE_SHARING": "off"}).backbone_sharing is False
+
+
 def test_port_override() -> None:
     assert load_settings({"LORAFAAS_PORT": "4000"}).port == 4000
 
 
 @pytest.mark.parametrize("key,value", [("LORAFAAS_PORT", "http"), ("LORAFAAS_PORT", "70000"),
-                                       ("LORAFAAS_MAX_ADAPTER_BYTES", "-1")])
+                                       ("LORAFAAS_MAX_ADAPTER_BYTES", "-1"),
+                                       ("LORAFAAS_BATCHING", "greedy"),
+                                       ("LORAFAAS_SLO_TTFT_MS", "0"),
+                                       ("LORAFAAS_PREFILL_ALPHA_MS", "nan"),
+                                       ("LORAFAAS_BACKBONE_SHARING", "maybe")])
 def test_bad_value_names_key_and_value(key: str, value: str) -> None:
     with pytest.raises(SettingsError, match=f"{key}='{value}'"):
         load_settings({key: value})

@@ -32,6 +32,11 @@ class BackboneServerProcess:
         self.dtype = dtype
         self._process: asyncio.subprocess.Process | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id, once started."""
+        return self._process.pid if self._process is not None else None
+
     async def start(self, timeout_s: float = 300.0) -> None:
         """Start the server and wait for its READY line."""
         if not (self.model_dir / "config.json").exists():

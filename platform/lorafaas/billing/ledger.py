@@ -55,7 +55,8 @@ def usage_row(kind: str, namespace: str, action: str | None, start_ms: int, end_
 
 def meter_activation(request: ActivationRequest, result: ActivationResult,
                      prices: PriceSheet) -> MeteredActivation:
-    """Meter a finished activation from the runtime's timings (it ran alone: batch size 1)."""
+    """Meter a finished activation from the runtime's timings (alone, or its share of a
+    batch)."""
     memory_mb = int(request.function.memory_mb)
     answer = result.response.get("result")
     usage = activation_usage(result.timings, memory_mb,
@@ -68,7 +69,8 @@ def meter_activation(request: ActivationRequest, result: ActivationResult,
                       activation_id=request.activation_id, start_kind=start_kind,
                       status_code=result.status_code)]
     init_ms = annotations.get("initTime")
-    if isinstance(init_ms, (int, float)) and init_ms > 0:
+    # A batch's requests all waited for its container's start; one of them accounts for it.
+    if isinstance(init_ms, (int, float)) and init_ms > 0 and result.reports_start:
         rows.append(_overhead(INIT, request.namespace, request.name, result.start_ms,
                               result.start_ms + int(init_ms), memory_mb, init_ms / 1000,
                               prices, start_kind=start_kind))

@@ -106,7 +106,8 @@ def single_sequence_steps(key: K, timings_ms: Mapping[str, float], prompt_tokens
 
 def activation_usage(timings_ms: Mapping[str, float], memory_mb: float,
                      result: Mapping[str, Any]) -> Usage:
-    """Meter one activation that ran alone in its container from the runtime's timings.
+    """Meter one activation from the runtime's timings: alone in its container, or in a
+    batch whose runtime reports each request's share (`compute`).
 
     An activation that never reached the runtime (no timings) used no accelerator and its
     container was not busy for it.
@@ -117,7 +118,9 @@ def activation_usage(timings_ms: Mapping[str, float], memory_mb: float,
     completion = _count(tokens.get("completion_tokens"))
     steps = single_sequence_steps("self", timings_ms, prompt, completion)
     accelerator_s = attribute_steps(steps).get("self", 0.0)
-    busy_s = timings_ms.get("total", 0.0) / 1000
+    # In a batch the container is busy for every request at once: each pays for its share
+    # of the busy steps (`compute`), not for the whole time its batch ran before it ended.
+    busy_s = timings_ms.get("compute", timings_ms.get("total", 0.0)) / 1000
     return Usage(accelerator_s, gb_seconds(memory_mb, busy_s), prompt, completion)
 
 

@@ -72,7 +72,8 @@ async def _store(request: web.Request, form: MultiMapping[str | bytes | bytearra
     files = [f for f in form.getall("adapter", []) if isinstance(f, web.FileField) and f.filename]
     code = adapter_zip(files)
     settings = request.app[settings_key]
-    ranges = limit_ranges(settings.action_timeout_ms, settings.container_memory_mb)
+    ranges = limit_ranges(settings.action_timeout_ms, settings.container_memory_mb,
+                          settings.slo_ttft_ms)
     body = ActionBody(code=code, parameters=[], annotations=[], limits=parse_limits({}, ranges),
                       publish=False)
     identity = request[console_identity_key]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -31,13 +33,17 @@ from lorafaas.controller.openapi import OPENAPI_PATH, openapi_handler
 from lorafaas.controller.routes import api_routes
 from lorafaas.controller.throttle import InvocationThrottle, NamespaceLimits
 from lorafaas.invoker.backend import ContainerBackend
+from lorafaas.invoker.batching import PrefillModel
+from lorafaas.invoker.dispatcher import BatchingConfig
 from lorafaas.invoker.invoker import Invoker
-from lorafaas.invoker.keepalive import KeepAlivePolicy
+from lorafaas.invoker.keepalive import KeepAliveConfig, KeepAlivePolicy
 from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
+from lorafaas.invoker.offloading import MB, AcceleratorMemory, Offloader, OffloadPolicy
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
 from lorafaas.invoker.prewarm import PrewarmConfig
 from lorafaas.registry.artifacts import ArtifactStore
 from lorafaas.registry.db import make_engine, make_sessions
+from lorafaas.registry.profiles import all_estimates
 from lorafaas.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -88,14 +94,25 @@ def _platform(settings: Settings, backend_factory: BackendFactory
         backbone = _backbone_process(settings)
         pool = ContainerPool(backend_factory(), _pool_config(settings),
                              BackboneMounts(backbone.endpoint.socket_path,
-                                            backbone.endpoint.publish_dir))
-        tracker = FunctionTracker(KeepAlivePolicy())
+                                            backbone.endpoint.publish_dir,
+                                            settings.backbone_dir))
+        tracker = FunctionTracker(KeepAlivePolicy(KeepAliveConfig(
+            fixed_keepalive_s=settings.keepalive_fixed_s,
+            policy="fixed" if settings.keepalive_policy == "fixed" else "histogram")))
+        pool.offloader = _offloader(settings, tracker)
         tasks: set[asyncio.Task[Any]] = set()
         maintenance: asyncio.Task[None] | None = None
+        dispatching = contextlib.AsyncExitStack()  # the invoker's batch dispatcher loop
         try:
             await pool.remove_orphans()
             await backbone.start()
-            _services(app, settings, make_sessions(engine), pool, tracker, tasks)
+            sessions = make_sessions(engine)
+            _services(app, settings, sessions, pool, tracker, tasks)
+            # Plan pre-loading with the artifact profiles measured before this start.
+            async with sessions() as session:
+                tracker.profiles.seed(await all_estimates(session))
+            await dispatching.enter_async_context(
+                app[invocations_key].invoker.dispatcher.running_loop())
             # Activations accepted before the last stop (or crash) and never recorded.
             await app[invocations_key].resume_pending()
             maintenance = asyncio.create_task(_maintenance(settings, pool, tracker).run())
@@ -106,6 +123,7 @@ def _platform(settings: Settings, backend_factory: BackendFactory
                 with contextlib.suppress(asyncio.CancelledError):
                     await maintenance
             await _finish(tasks)
+            await dispatching.aclose()  # after the activations, which wait for their batches
             await pool.shutdown()
             await backbone.stop()
             await engine.dispose()
@@ -124,15 +142,40 @@ def _services(app: web.Application, settings: Settings,
     app[tracker_key] = tracker
     app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes,
                                      settings.action_history)
-    app[invocations_key] = InvocationService(sessions, store, Invoker(pool, tracker), throttle,
-                                             tasks, prices=price_sheet(settings))
+    invoker = Invoker(pool, tracker, _batching(settings))
+    app[invocations_key] = InvocationService(sessions, store, invoker, throttle, tasks,
+                                             prices=price_sheet(settings))
 
 
 def _maintenance(settings: Settings, pool: ContainerPool,
                  tracker: FunctionTracker) -> Maintenance:
     prewarm = PrewarmConfig(min_count=min(settings.prewarm_min, settings.prewarm_max),
                             max_count=settings.prewarm_max, ttl_s=settings.prewarm_ttl_s)
-    return Maintenance(pool, tracker, prewarm, settings.maintenance_period_s)
+    return Maintenance(pool, tracker, prewarm, settings.maintenance_period_s,
+                       preloading=settings.preloading)
+
+
+def _offloader(settings: Settings, tracker: FunctionTracker) -> Offloader | None:
+    if settings.accelerator_memory_mb == 0:
+        return None  # unlimited: nothing to keep within a budget
+
+    def rate_of(function_key: str) -> float:
+        stats = tracker.stats.get(function_key)
+        return stats.rate_per_s(time.time()) if stats is not None else 0.0
+
+    return Offloader(OffloadPolicy(settings.offload_policy),
+                     AcceleratorMemory(settings.accelerator_memory_mb * MB), rate_of)
+
+
+def _batching(settings: Settings) -> BatchingConfig:
+    return BatchingConfig(enabled=settings.batching != "off",
+                          eager=settings.batching == "eager",
+                          continuous=settings.batching == "continuous",
+                          max_batch_size=settings.max_batch_size,
+                          max_concurrent=settings.max_concurrent_batches,
+                          default_slo_ms=settings.slo_ttft_ms,
+                          default_model=PrefillModel(settings.prefill_t0_ms,
+                                                     settings.prefill_alpha_ms))
 
 
 def _backbone_process(settings: Settings) -> BackboneServerProcess:
@@ -149,7 +192,17 @@ def _pool_config(settings: Settings) -> PoolConfig:
                       start_timeout_s=settings.container_start_timeout_s,
                       max_instances=settings.max_instances,
                       memory_mb=settings.pool_memory_mb,
-                      stem_memory_mb=settings.container_memory_mb)
+                      stem_memory_mb=settings.container_memory_mb,
+                      backbone_sharing=settings.backbone_sharing,
+                      torch_threads=_torch_threads(settings))
+
+
+def _torch_threads(settings: Settings) -> int:
+    # Up to M batches run at once, each in its own container: each gets its share of the
+    # cores (with batching off, requests are not capped: keep torch's default).
+    if settings.container_threads > 0 or settings.batching == "off":
+        return settings.container_threads
+    return max(1, (os.cpu_count() or 1) // settings.max_concurrent_batches)
 
 
 async def _finish(tasks: set[asyncio.Task[Any]]) -> None:

@@ -28,6 +28,7 @@ from lorafaas.registry import actions as action_rows
 from lorafaas.registry.artifacts import ArtifactStore
 from lorafaas.registry.models import Action, Activation, PendingInvocation
 from lorafaas.registry.namespaces import Identity, find_namespace
+from lorafaas.registry.profiles import record_loads
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class InvocationService:
                 key=function_key(pending.namespace, action),
                 path=f"{pending.namespace}/{action.name}",
                 adapter_dir=self.store.folder(action.artifact_digest),
-                memory_mb=action.limits["memory"]),
+                memory_mb=action.limits["memory"], adapter_digest=action.artifact_digest),
             parameters={**parameter_values(action.parameters), **pending.parameters},
             limits=action.limits, received_at=pending.received_ms / 1000)
         task = asyncio.create_task(self._run_and_store(request, on_delta))
@@ -128,10 +129,14 @@ class InvocationService:
         result = await self.invoker.run(request, on_delta)
         metered = meter_activation(request, result, self.prices)
         row = _activation_row(request, result, {"key": "cost", "value": metered.annotation})
-        # The record, its usage and the end of its pending row commit together.
+        # The record, its usage, the artifact loads its start measured and the end of its
+        # pending row commit together: the record is written anyway, so the profiles cost no
+        # transaction of their own, and the upserts cannot conflict (registry.profiles).
         async with self.sessions() as session, session.begin():
             session.add(row)
             session.add_all(metered.rows)
+            await record_loads(session, request.namespace, request.name,
+                               request.function.adapter_digest, result.loads, result.end_ms)
             await session.execute(delete(PendingInvocation)
                                   .where(PendingInvocation.activation_id == request.activation_id))
         logger.info("activation %s of %s/%s ended with status %d", request.activation_id,

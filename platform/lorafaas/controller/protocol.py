@@ -24,14 +24,16 @@ class LimitRange:
     unit: str
 
 
-def limit_ranges(default_timeout_ms: int, default_memory_mb: int) -> dict[str, LimitRange]:
-    """The limits an action of kind lora accepts."""
+def limit_ranges(default_timeout_ms: int, default_memory_mb: int,
+                 default_slo_ttft_ms: int = 2_000) -> dict[str, LimitRange]:
+    """The limits an action of kind lora accepts (`slo_ttft_ms`: its time-to-first-token
+    objective, which sizes its batches)."""
     return {
         "timeout": LimitRange(100, 600_000, default_timeout_ms, "milliseconds"),
         "memory": LimitRange(256, 65_536, default_memory_mb, "MB"),
         "concurrency": LimitRange(1, 500, 1, "activations"),
         "max_tokens": LimitRange(1, 8192, DEFAULT_MAX_TOKENS, "tokens"),
-        "slo_ttft_ms": LimitRange(1, 600_000, 2_000, "milliseconds"),
+        "slo_ttft_ms": LimitRange(1, 600_000, default_slo_ttft_ms, "milliseconds"),
     }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from lorafaas.controller.api import actions, activations, namespaces, openai, usage
+from lorafaas.controller.api import actions, activations, metrics, namespaces, openai, usage
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NAMESPACE = "/api/v1/namespaces/{namespace}"
@@ -74,6 +74,10 @@ def api_routes() -> list[Route]:
               tags=("activations",)),
         *usage_routes(),
         *openai_routes(),
+        Route("GET", "/metrics", metrics.prometheus_metrics,
+              "The invoker's metrics in Prometheus text format 0.0.4: queue length, batches "
+              "running (M), batch sizes, SLO attainment per function, containers by state "
+              "(keys of LORAFAAS_ADMIN_NAMESPACES)", tags=("metrics",)),
     ]
 
 

@@ -207,6 +207,19 @@ def train_adapter(
     return model
 
 
+def random_adapter(backbone: LlamaForCausalLM, spec: AdapterSpec, lora: LoraSpec) -> PeftModel:
+    """An untrained adapter with random (seeded) A and B: valid, and it changes the output.
+
+    For backbones too large to train adapters for on a CPU in seconds (the evaluation's)."""
+    model = attach_lora(backbone, lora, spec.seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:  # peft starts B at zero: the adapter would do nothing
+                parameter.normal_(mean=0.0, std=0.02)
+    model.eval()
+    return model
+
+
 def save_adapter(model: PeftModel, directory: Path) -> None:
     """Save adapter_config.json + adapter_model.safetensors only."""
     # Explicit False: with "auto", peft probes `base_model_name_or_path` on disk and then on

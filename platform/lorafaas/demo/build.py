@@ -34,6 +34,7 @@ from lorafaas.demo.adapters import (
     DEFAULT_ADAPTERS,
     AdapterSpec,
     LoraSpec,
+    random_adapter,
     save_adapter,
     train_adapter,
 )
@@ -67,16 +68,21 @@ class DemoSpec:
     backbone: BackboneSpec = field(default_factory=BackboneSpec)
     lora: LoraSpec = field(default_factory=LoraSpec)
     adapters: tuple[AdapterSpec, ...] = DEFAULT_ADAPTERS
+    # True: seeded random adapters instead of trained ones (see `random_adapter`).
+    random_adapters: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form of the whole spec, including the code version."""
-        return {
+        spec: dict[str, Any] = {
             "demo_version": DEMO_VERSION,
             "tokenizer": self.tokenizer.as_dict(),
             "backbone": self.backbone.as_dict(),
             "lora": self.lora.as_dict(),
             "adapters": [a.as_dict() for a in self.adapters],
         }
+        if self.random_adapters:  # only then: the trained demo's fingerprint stays the same
+            spec["random_adapters"] = True
+        return spec
 
     def fingerprint(self) -> str:
         """Stable hash of the spec; equal fingerprints mean an identical build."""
@@ -153,7 +159,8 @@ def _generate(spec: DemoSpec, staging: DemoModels) -> None:
     save_backbone(backbone, tokenizer, staging.backbone_dir)
     for adapter_spec in spec.adapters:
         started = time.monotonic()
-        adapter = train_adapter(backbone, tokenizer, adapter_spec, spec.lora)
+        adapter = (random_adapter(backbone, adapter_spec, spec.lora) if spec.random_adapters
+                   else train_adapter(backbone, tokenizer, adapter_spec, spec.lora))
         save_adapter(adapter, staging.adapters[adapter_spec.name])
         logger.info("adapter %s ready in %.1fs", adapter_spec.name, time.monotonic() - started)
     for directory in _all_dirs(staging):

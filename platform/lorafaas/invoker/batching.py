@@ -93,6 +93,14 @@ class FunctionQueue(Generic[T]):
             raise ValueError("requests must be pushed in arrival order")
         self._pending.append(QueuedRequest(item, now_ms))
 
+    def discard(self, item: T) -> bool:
+        """Take back a request that no longer waits (its caller gave up); True if it was here."""
+        for queued in self._pending:
+            if queued.item is item:
+                self._pending.remove(queued)
+                return True
+        return False
+
     def oldest_wait(self, now_ms: float) -> float:
         """How long the oldest request has waited (0 when empty)."""
         return now_ms - self._pending[0].arrived_ms if self._pending else 0.0
@@ -116,11 +124,11 @@ class FunctionQueue(Generic[T]):
         batch_size = max(1, min(len(self), self.size))
         return self.slo_ms - (self.oldest_wait(now_ms) + _checked(m) * self.model.time(batch_size))
 
-    def take_batch(self, now_ms: float) -> Batch[T]:
-        """Close a batch of up to N oldest requests, late ones included."""
+    def take_batch(self, now_ms: float, limit: int | None = None) -> Batch[T]:
+        """Close a batch of up to N (or `limit`) oldest requests, late ones included."""
         if not self._pending:
             raise ValueError(f"the queue of {self.function!r} is empty")
-        count = min(len(self._pending), self.size)
+        count = min(len(self._pending), self.size if limit is None else limit)
         requests = tuple(self._pending.popleft() for _ in range(count))
         return Batch(self.function, requests, now_ms, self.slo_ms)
 

@@ -1,4 +1,4 @@
-"""Run one activation: get a container, send /run, time it, and build the record."""
+"""Run one activation: queue it for its batch, wait for its outcome, and build the record."""
 
 from __future__ import annotations
 
@@ -8,18 +8,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from lorafaas.invoker.artifact_loads import ArtifactLoad, measured_loads
+from lorafaas.invoker.batch_runner import BatchRunner, container_logs
+from lorafaas.invoker.dispatcher import BatchFailed, BatchingConfig, Dispatcher, Served, Ticket
 from lorafaas.invoker.maintenance import FunctionTracker
+from lorafaas.invoker.metrics import InvokerMetrics
 from lorafaas.invoker.pool import ContainerPool, FunctionRef, Lease
 from lorafaas.invoker.records import (
     APPLICATION_ERROR,
     DEVELOPER_ERROR,
     SUCCESS,
-    WHISK_ERROR,
     annotation_list,
     response,
 )
-from lorafaas.invoker.runtime_client import DeltaSink, RuntimeUnavailable
-from lorafaas.wire.runtime_protocol import SENTINEL
+from lorafaas.invoker.runtime_client import DeltaSink
 
 logger = logging.getLogger(__name__)
 
@@ -50,89 +52,92 @@ class ActivationResult:
     logs: list[str]
     annotations: list[dict[str, Any]]
     timings: dict[str, float] = field(default_factory=dict)  # the runtime's, ms (metering)
+    loads: tuple[ArtifactLoad, ...] = ()  # artifacts its start loaded, measured in full
+    # Whether this activation accounts for its container's start (one per batch does).
+    reports_start: bool = True
 
 
 class Invoker:
-    """Runs activations in the container pool."""
+    """Runs activations in the container pool, batched by the dispatcher."""
 
-    def __init__(self, pool: ContainerPool, tracker: FunctionTracker) -> None:
+    def __init__(self, pool: ContainerPool, tracker: FunctionTracker,
+                 batching: BatchingConfig | None = None) -> None:
         self.pool = pool
         self.tracker = tracker
+        self.metrics = InvokerMetrics()
+        self.dispatcher = Dispatcher(batching or BatchingConfig(),
+                                     BatchRunner(pool, self.metrics).run, self.metrics)
 
     async def run(self, request: ActivationRequest,
                   on_delta: DeltaSink | None = None) -> ActivationResult:
         """Run the activation to its end; never raises for a failed action.
 
-        With `on_delta`, the runtime streams and each text delta is handed over as it comes.
+        The request waits in its function's batch queue, then runs in its batch. With
+        `on_delta`, it runs alone and streams: each text delta is handed over as it comes.
         """
-        timeout_s = request.limits["timeout"] / 1000
         started = time.time()
         self.tracker.arrived(request.function, request.received_at)
-        lease: Lease | None = None
+        ticket = self.dispatcher.submit(request, on_delta)
         try:
-            async with asyncio.timeout(timeout_s):
-                lease = await self.pool.acquire(request.function)
-                acquired = time.time()
-                payload = {"value": request.parameters, "activation_id": request.activation_id,
-                           "max_tokens_limit": request.limits["max_tokens"]}
-                client = lease.container.client
-                outcome = await (client.run(payload) if on_delta is None
-                                 else client.run_stream(payload, on_delta))
+            async with asyncio.timeout(request.limits["timeout"] / 1000):
+                # Shielded: the future belongs to the batch, which may outlive this wait.
+                served = await asyncio.shield(ticket.future)
         except TimeoutError:
-            return await self._failed(request, started, lease, DEVELOPER_ERROR,
-                                      f"The action exceeded its time limits of "
-                                      f"{request.limits['timeout']} milliseconds.",
-                                      timed_out=True)
-        except RuntimeUnavailable as error:
-            return await self._failed(request, started, lease, DEVELOPER_ERROR,
-                                      await self._crash_message(lease, str(error)))
-        except Exception as error:
-            logger.exception("activation %s failed in the invoker", request.activation_id)
-            return await self._failed(request, started, lease, WHISK_ERROR,
-                                      f"The invoker could not run the action: {error}")
-        ended = time.time()
-        await self.pool.release(lease.container)
-        self.tracker.ended(request.function, ended, lease.init_breakdown)
-        status = APPLICATION_ERROR if "error" in outcome.result else SUCCESS
-        logs = await self._logs(lease, started, ended)
-        return ActivationResult(_ms(started), _ms(ended), status, response(status, outcome.result),
-                                logs, self._annotations(request, acquired, lease, outcome.timings),
-                                outcome.timings)
+            return await self._timed_out(request, started, ticket)
+        except BatchFailed as failure:
+            return self._failed(request, started, failure.status, failure.message,
+                                failure.lease, failure.logs, failure.batch_size)
+        except BaseException:
+            self.dispatcher.forget(ticket)
+            raise
+        return await self._succeeded(request, started, served)
 
-    async def _failed(self, request: ActivationRequest, started: float, lease: Lease | None,
-                      status: int, message: str, timed_out: bool = False) -> ActivationResult:
+    async def _succeeded(self, request: ActivationRequest, started: float,
+                         served: Served) -> ActivationResult:
         ended = time.time()
+        outcome, lease = served.outcome, served.lease
+        # What the container's start measured, reported once per batch (by its first outcome).
+        loads = (tuple(measured_loads(lease.init_breakdown, lease.init_memory))
+                 if served.reports_start else ())
+        self.tracker.ended(request.function, ended, lease.init_breakdown, loads)
+        status = APPLICATION_ERROR if "error" in outcome.result else SUCCESS
+        logs = await container_logs(self.pool, lease, started, ended)
+        annotations = self._annotations(request, served.ready_at, lease, outcome.timings,
+                                        served.batch_size)
+        return ActivationResult(_ms(started), _ms(ended), status, response(status, outcome.result),
+                                logs, annotations, outcome.timings, loads, served.reports_start)
+
+    async def _timed_out(self, request: ActivationRequest, started: float,
+                         ticket: Ticket) -> ActivationResult:
+        batch = ticket.batch
+        lease = batch.lease if batch is not None else None
         logs: list[str] = []
         if lease is not None:
-            logs = await self._logs(lease, started, ended)
-            # A container that failed mid-activation is never reused.
-            await self.pool.discard(lease.container, message)
+            logs = await container_logs(self.pool, lease, started, time.time())
+        # The last request of a batch to give up stops it: its container is discarded.
+        await self.dispatcher.abandon(ticket)
+        self.metrics.record_failed(request.function.path)
+        result = self._failed(request, started, DEVELOPER_ERROR,
+                              f"The action exceeded its time limits of "
+                              f"{request.limits['timeout']} milliseconds.",
+                              lease, logs, len(batch.tickets) if batch is not None else None)
+        result.annotations.append({"key": "timeout", "value": True})  # OpenWhisk's marker
+        return result
+
+    def _failed(self, request: ActivationRequest, started: float, status: int, message: str,
+                lease: Lease | None, logs: list[str],
+                batch_size: int | None) -> ActivationResult:
+        ended = time.time()
         logger.warning("activation %s ended with status %d: %s", request.activation_id, status,
                        message)
-        annotations = self._annotations(request, ended, lease, {})
-        if timed_out:
-            annotations.append({"key": "timeout", "value": True})  # OpenWhisk's marker
+        annotations = self._annotations(request, ended, lease, {}, batch_size)
         return ActivationResult(_ms(started), _ms(ended), status,
                                 response(status, {"error": message}), logs, annotations)
 
-    async def _crash_message(self, lease: Lease | None, detail: str) -> str:
-        if lease is None:
-            return f"The action's container could not start: {detail}"
-        exit_code, oom = await self.pool.check_alive(lease.container)
-        if oom:
-            return "The action's container ran out of memory and was stopped."
-        if exit_code is not None:
-            return f"The action's container stopped (exit code {exit_code}) during the activation."
-        return f"The action's container failed: {detail}"
-
-    async def _logs(self, lease: Lease, started: float, ended: float) -> list[str]:
-        lines = await asyncio.to_thread(self.pool.backend.logs, lease.container.info.id,
-                                        started - 1, ended + 1)
-        return [line for line in lines if SENTINEL not in line]
-
     def _annotations(self, request: ActivationRequest, ready_at: float, lease: Lease | None,
-                     timings: dict[str, float]) -> list[dict[str, Any]]:
-        # Between arrival and the container being ready: queueing, then initialization.
+                     timings: dict[str, float], batch_size: int | None) -> list[dict[str, Any]]:
+        # Between arrival and the container being ready: the batch queue, then (for a
+        # container started for it) initialization.
         before_run_ms = max(0.0, (ready_at - request.received_at) * 1000)
         init_ms = lease.init_ms if lease is not None and lease.start_kind != "warm" else None
         wait_ms = max(0.0, before_run_ms - (init_ms or 0.0))
@@ -147,7 +152,7 @@ class Invoker:
             # What the caller waited for its first token: queue, initialization, prefill.
             "ttft": round(before_run_ms + timings["ttft"], 3)
             if "ttft" in timings else None,
-            "batchSize": 1,
+            "batchSize": batch_size,
         })
 
 

@@ -13,8 +13,10 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lorafaas.invoker.artifact_loads import HOST, ArtifactLoad, Estimates, ProfileBook
 from lorafaas.invoker.containers import ContainerState, PooledContainer
 from lorafaas.invoker.keepalive import KeepAliveDecision, KeepAlivePolicy
 from lorafaas.invoker.pool import ContainerPool, FunctionRef
@@ -31,8 +33,8 @@ from lorafaas.invoker.prewarm import PrewarmConfig, desired_stem_cells
 logger = logging.getLogger(__name__)
 RATE_WINDOW_S = 3600.0
 MB = 1024 * 1024
-# Host memory an artifact holds when pre-loaded, where no measurement exists yet: the
-# libraries are the bulk of a container (the backbone itself is shared, not counted).
+# Host memory an artifact holds when pre-loaded, until a start measures it: the libraries
+# are the bulk of a container (the backbone itself is shared, not counted).
 DEFAULT_BYTES = {ArtifactKind.LIBRARIES: 300 * MB, ArtifactKind.BACKBONE: 8 * MB,
                  ArtifactKind.ADAPTER: 8 * MB, ArtifactKind.TOKENIZER: 2 * MB,
                  ArtifactKind.KERNELS: 16 * MB}
@@ -60,6 +62,8 @@ class FunctionTracker:
     def __init__(self, policy: KeepAlivePolicy) -> None:
         self.policy = policy
         self.stats: dict[str, FunctionStats] = {}
+        # Measured loads per function's code, seeded from the registry at start.
+        self.profiles = ProfileBook()
 
     def arrived(self, function: FunctionRef, at_s: float) -> None:
         """A request for the function arrived."""
@@ -68,11 +72,14 @@ class FunctionTracker:
         stats.arrivals.append(at_s)
         self.policy.record_arrival(function.key, at_s)
 
-    def ended(self, function: FunctionRef, at_s: float, breakdown: dict[str, float]) -> None:
-        """An execution ended; `breakdown` holds the artifact load times it measured."""
+    def ended(self, function: FunctionRef, at_s: float, breakdown: dict[str, float],
+              loads: Sequence[ArtifactLoad] = ()) -> None:
+        """An execution ended; `breakdown` holds the artifact load times it measured, `loads`
+        those it measured in full (time and memory)."""
         stats = self.stats.setdefault(function.key, FunctionStats(function))
         stats.last_end = at_s
         stats.load_ms.update(breakdown)
+        self.profiles.record(function.path, function.adapter_digest, loads)
         self.policy.record_end(function.key, at_s)
 
     def decision(self, function_key: str) -> KeepAliveDecision:
@@ -84,11 +91,12 @@ class Maintenance:
     """Runs the periodic work until stopped."""
 
     def __init__(self, pool: ContainerPool, tracker: FunctionTracker, prewarm: PrewarmConfig,
-                 period_s: float) -> None:
+                 period_s: float, preloading: bool = True) -> None:
         self.pool = pool
         self.tracker = tracker
         self.prewarm = prewarm
         self.period_s = period_s
+        self.preloading = preloading  # off: only stem cells (if any) are loaded ahead
 
     async def run(self) -> None:
         """Tick every period; a failed tick is logged and the next one runs."""
@@ -104,7 +112,8 @@ class Maintenance:
         await self.pool.health_check()
         await self._keep_stem_cells(now)
         await self.pool.remove_idle(lambda c: self._expired(c, now), "keep-alive ended")
-        await self._preload_predicted(now)
+        if self.preloading:
+            await self._preload_predicted(now)
 
     async def _keep_stem_cells(self, now: float) -> None:
         stems = [c for c in self.pool.containers() if c.state is ContainerState.STEM]
@@ -136,7 +145,10 @@ class Maintenance:
         due = [s for s in self.tracker.stats.values() if self._preload_due(s, now)]
         if not due:
             return
-        plan = plan_preloading([_profile(s, now) for s in due],
+        profiles = self.tracker.profiles
+        plan = plan_preloading([_profile(s, now, profiles.of(s.function.path,
+                                                             s.function.adapter_digest))
+                                for s in due],
                                Capacity(host_bytes=self._free_bytes()))
         for stats in due:
             held = {p.kind for p in plan.holdings.get(stats.function.key, ())}
@@ -156,12 +168,16 @@ class Maintenance:
         return max(0, self.pool.config.memory_mb - self.pool.used_mb()) * MB
 
 
-def _profile(stats: FunctionStats, now: float) -> FunctionProfile:
-    """A function's pre-loading profile from its measured load times."""
+def _profile(stats: FunctionStats, now: float, measured: Estimates) -> FunctionProfile:
+    """A function's pre-loading profile from its measured loads into host memory; an
+    artifact never measured in full takes its last load time (else 0) and DEFAULT_BYTES."""
     artifacts = []
     for kind in ArtifactKind:
-        load_ms = stats.load_ms.get(kind.name.lower(), 0.0)
+        name = kind.name.lower()
+        estimate = measured.get((name, HOST))
+        load_ms = estimate.load_ms if estimate else stats.load_ms.get(name, 0.0)
+        size = estimate.memory_bytes if estimate else DEFAULT_BYTES[kind]
         artifacts.append(ArtifactProfile(load_ms={Tier.DISK: load_ms},
-                                         memory_bytes={Tier.HOST: DEFAULT_BYTES[kind]}))
+                                         memory_bytes={Tier.HOST: size}))
     return FunctionProfile(key=stats.function.key, rate_per_s=stats.rate_per_s(now),
                            artifacts=tuple(artifacts), backbone="default", accelerator=None)

@@ -1,8 +1,8 @@
 """The container pool: placement in OpenWhisk's order, memory slots, eviction, orphans.
 
 Placement for an activation of a function: a warm container of the function, then a
-container pre-loaded with it, then a pre-warmed stem cell specialized for it, then a cold
-start, then a cold start after evicting the least recently used idle containers; else
+container pre-loaded with it, then a pre-warmed stem cell specialized for it (or one that
+is starting: it is ready before a cold start begun now would be), then a cold start, then a cold start after evicting the least recently used idle containers; else
 the request waits until a container is freed. Memory is counted in megabytes of container
 limits against the pool's size.
 """
@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lorafaas.invoker.backend import (
@@ -26,8 +26,9 @@ from lorafaas.invoker.backend import (
     Mount,
 )
 from lorafaas.invoker.containers import ContainerFolders, ContainerState, PooledContainer
+from lorafaas.invoker.offloading import Offloader
 from lorafaas.invoker.prewarm import ColdStartWindow
-from lorafaas.invoker.runtime_client import RuntimeClient
+from lorafaas.invoker.runtime_client import RuntimeClient, RuntimeUnavailable
 from lorafaas.wire.runtime_protocol import RUNTIME_SOCKET_NAME
 
 logger = logging.getLogger(__name__)
@@ -45,14 +46,17 @@ class FunctionRef:
     path: str  # namespace/name
     adapter_dir: Path
     memory_mb: int
+    adapter_digest: str = ""  # keys the artifact profiles measured for this code
 
 
 @dataclass(frozen=True)
 class BackboneMounts:
-    """The backbone server's attach socket and published folder, mounted into containers."""
+    """The backbone server's attach socket and published folder, mounted into containers,
+    and the backbone's checkpoint folder (mounted instead when sharing is off)."""
 
     attach_socket: Path
     publish_dir: Path
+    checkpoint_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class Lease:
     start_kind: str  # warm, preloaded, prewarm or cold
     init_breakdown: dict[str, float]  # what was loaded for this activation, ms per artifact
     init_ms: float
+    init_memory: dict[str, int] = field(default_factory=dict)  # host bytes per artifact
 
 
 @dataclass(frozen=True)
@@ -77,20 +82,31 @@ class PoolConfig:
     max_instances: int  # containers of one function at once
     memory_mb: int = 16_384  # the pool's size: the sum of its containers' memory limits
     stem_memory_mb: int = 2_048  # limit of a stem cell (it becomes any function's container)
+    cold_start_window_s: float = 60.0  # reactive pre-warm counts the cold starts of this window
+    torch_threads: int = 0  # each container's torch threads (0: torch's default)
+    # Off: each container loads a private copy of the backbone from its checkpoint (the
+    # OpenWhisk- and InstaInfer-style baselines); no attach socket is mounted.
+    backbone_sharing: bool = True
 
 
 class ContainerPool:
     """Hands containers to activations and keeps the pool within its memory."""
 
     def __init__(self, backend: ContainerBackend, config: PoolConfig,
-                 backbone: BackboneMounts) -> None:
+                 backbone: BackboneMounts, offloader: Offloader | None = None) -> None:
+        if not config.backbone_sharing and backbone.checkpoint_dir is None:
+            raise ValueError("without backbone sharing the pool needs the backbone's "
+                             "checkpoint folder")
         self.backend = backend
         self.config = config
         self.backbone = backbone
-        self.cold_starts = ColdStartWindow()
+        self.offloader = offloader  # keeps running containers within accelerator memory
+        self.cold_starts = ColdStartWindow(config.cold_start_window_s)
         self._containers: dict[str, PooledContainer] = {}
         self._starting: Counter[str] = Counter()  # cold starts in progress per function
         self._reserved_mb = 0  # memory of containers being started
+        self._stems_starting = 0
+        self._stem_waiters = 0  # requests waiting for a starting stem cell
         # Notified whenever a container is freed, removed or done starting.
         self._changed = asyncio.Condition()
 
@@ -111,18 +127,43 @@ class ContainerPool:
 
     # --- placement -----------------------------------------------------------------------
 
-    async def acquire(self, function: FunctionRef) -> Lease:
-        """A container for one activation of `function`, initialized (see module doc)."""
+    async def acquire(self, function: FunctionRef,
+                      on_start: Callable[[], None] | None = None) -> Lease:
+        """A container for one activation of `function`, initialized (see module doc), with
+        its artifacts in accelerator memory when an offloader keeps a budget.
+
+        `on_start` is called once when no container is ready at once: one is started, or
+        the request waits for one."""
+        once = _Once(on_start)
+        lease = await self._place(function, once)
+        if self.offloader is not None:
+            try:
+                await self.offloader.before_run(lease.container, self.containers, once)
+            except RuntimeUnavailable:
+                await self.discard(lease.container, "restoring its artifacts failed")
+                raise
+            except BaseException:  # cancelled (timed out) while waiting for memory
+                await self.release(lease.container)
+                raise
+        return lease
+
+    async def _place(self, function: FunctionRef, on_start: _Once) -> Lease:
         while True:
             async with self._changed:
                 lease = self._reuse(function)
                 if lease is not None:
                     return lease
                 stem = self._claim_stem(function)
+                if stem is None and self._stem_coming(function):
+                    on_start()
+                    await self._wait_for_stem()
+                    continue
                 victims = [] if stem else self._reserve_cold_start(function)
                 if stem is None and victims is None:
+                    on_start()
                     await self._changed.wait()
                     continue
+            on_start()
             if stem is not None:
                 return await self._specialize(stem, function)
             await self._remove_all(victims or [], "evicted for a cold start")
@@ -150,6 +191,20 @@ class ContainerPool:
         stem.state, stem.function_key, stem.function_path = (ContainerState.STARTING,
                                                              function.key, function.path)
         return stem
+
+    def _stem_coming(self, function: FunctionRef) -> bool:
+        """Whether a stem cell being started is not yet promised to another request: it is
+        ready sooner than a cold start begun now would be (it began earlier)."""
+        return (self._stem_waiters < self._stems_starting
+                and self.config.stem_memory_mb >= function.memory_mb
+                and self._instances(function.key) < self.config.max_instances)
+
+    async def _wait_for_stem(self) -> None:
+        self._stem_waiters += 1
+        try:
+            await self._changed.wait()
+        finally:
+            self._stem_waiters -= 1
 
     def _reserve_cold_start(self, function: FunctionRef) -> list[PooledContainer] | None:
         """Reserve memory for a cold start, picking idle victims if needed; None: wait."""
@@ -186,12 +241,13 @@ class ContainerPool:
         started = time.monotonic()
         try:
             stem.folders.fill_adapter(function.adapter_dir)
-            breakdown = await stem.client.init({"name": function.path, "main": "main"})
+            loaded = await stem.client.init_measured({"name": function.path, "main": "main"})
         except BaseException:
             await self.discard(stem, "specialization failed")
             raise
         stem.state = ContainerState.BUSY
-        return Lease(stem, "prewarm", breakdown, (time.monotonic() - started) * 1000)
+        return Lease(stem, "prewarm", loaded.breakdown, (time.monotonic() - started) * 1000,
+                     loaded.memory)
 
     async def _cold_start(self, function: FunctionRef) -> Lease:
         started = time.monotonic()
@@ -203,8 +259,8 @@ class ContainerPool:
                 self._reserved_mb -= function.memory_mb
                 self._starting[function.key] -= 1
                 self._changed.notify_all()
-        breakdown = container.init_breakdown
-        return Lease(container.pooled, "cold", breakdown, (time.monotonic() - started) * 1000)
+        return Lease(container.pooled, "cold", container.init_breakdown,
+                     (time.monotonic() - started) * 1000, container.init_memory)
 
     async def preload(self, function: FunctionRef) -> bool:
         """Start a container with `function` fully loaded, if memory allows; True if done."""
@@ -230,11 +286,13 @@ class ContainerPool:
             if self.used_mb() + size > self.config.memory_mb:
                 return False
             self._reserved_mb += size
+            self._stems_starting += 1
         try:
             await self._start(size, None, ContainerState.STEM)
         finally:
             async with self._changed:
                 self._reserved_mb -= size
+                self._stems_starting -= 1
                 self._changed.notify_all()
         return True
 
@@ -261,31 +319,38 @@ class ContainerPool:
                 lambda: asyncio.to_thread(self.backend.is_running, info.id))
             value = ({"name": function.path, "main": "main"} if function is not None
                      else {"stage": "prewarm"})
-            breakdown = await container.client.init(value)
+            loaded = await container.client.init_measured(value)
         except BaseException:
             await self.discard(container, "initialization failed")
             raise
         container.state = state
-        return _Started(container, breakdown)
+        return _Started(container, loaded.breakdown, loaded.memory)
 
     def _container_spec(self, folders: ContainerFolders, memory_mb: int,
                         function: FunctionRef | None) -> ContainerSpec:
         name = f"lorafaas-{self.config.invoker_id}-{folders.root.name}"
+        environment = {"LORAFAAS_CONTAINER_NAME": name,
+                       "LORAFAAS_RUNTIME_SOCKET": f"{IO_TARGET}/{RUNTIME_SOCKET_NAME}",
+                       "LORAFAAS_BACKBONE_DIR": "/backbone",
+                       "LORAFAAS_ADAPTER_DIR": "/adapter",
+                       "LORAFAAS_TORCH_THREADS": str(self.config.torch_threads)}
+        mounts = [Mount(folders.io, IO_TARGET, read_only=False),
+                  Mount(folders.adapter, "/adapter")]
+        if self.config.backbone_sharing:
+            environment["LORAFAAS_ATTACH_SOCKET"] = \
+                f"{ATTACH_TARGET}/{self.backbone.attach_socket.name}"
+            mounts += [Mount(self.backbone.attach_socket.parent, ATTACH_TARGET),
+                       Mount(self.backbone.publish_dir, "/backbone")]
+        else:
+            assert self.backbone.checkpoint_dir is not None  # checked at construction
+            environment["LORAFAAS_BACKBONE_SHARING"] = "off"
+            mounts.append(Mount(self.backbone.checkpoint_dir, "/backbone"))
         return ContainerSpec(
             name=name, image=self.config.image, memory_mb=memory_mb,
             pids_limit=self.config.pids_limit,
             labels={LABEL_INVOKER: self.config.invoker_id,
                     LABEL_ACTION: function.path if function else STEM_LABEL},
-            environment={"LORAFAAS_CONTAINER_NAME": name,
-                         "LORAFAAS_RUNTIME_SOCKET": f"{IO_TARGET}/{RUNTIME_SOCKET_NAME}",
-                         "LORAFAAS_ATTACH_SOCKET":
-                             f"{ATTACH_TARGET}/{self.backbone.attach_socket.name}",
-                         "LORAFAAS_BACKBONE_DIR": "/backbone",
-                         "LORAFAAS_ADAPTER_DIR": "/adapter"},
-            mounts=[Mount(folders.io, IO_TARGET, read_only=False),
-                    Mount(self.backbone.attach_socket.parent, ATTACH_TARGET),
-                    Mount(self.backbone.publish_dir, "/backbone"),
-                    Mount(folders.adapter, "/adapter")])
+            environment=environment, mounts=mounts)
 
     # --- giving back and removing --------------------------------------------------------
 
@@ -296,6 +361,8 @@ class ContainerPool:
             container.last_used = time.monotonic()
             container.uses += 1
             self._changed.notify_all()
+        if self.offloader is not None:
+            await self.offloader.released(container)
 
     async def discard(self, container: PooledContainer, reason: str) -> None:
         """Remove a container that failed or is no longer wanted."""
@@ -308,6 +375,8 @@ class ContainerPool:
             await container.client.close()
             await asyncio.to_thread(self.backend.remove, container.info.id)
             container.folders.remove()
+            if self.offloader is not None:
+                await self.offloader.removed(container)
         async with self._changed:
             self._changed.notify_all()
 
@@ -359,4 +428,16 @@ class ContainerPool:
 class _Started:
     pooled: PooledContainer
     init_breakdown: dict[str, float]
+    init_memory: dict[str, int]
 
+
+class _Once:
+    """Calls an optional callback the first time only."""
+
+    def __init__(self, callback: Callable[[], None] | None) -> None:
+        self._callback = callback
+
+    def __call__(self) -> None:
+        if self._callback is not None:
+            callback, self._callback = self._callback, None
+            callback()

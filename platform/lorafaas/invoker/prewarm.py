@@ -1,7 +1,7 @@
 """Reactive pre-warming of stem cells, as OpenWhisk's `reactive` prewarm configuration.
 
 Keep at least `min_count` stem cells; for every `threshold` cold starts in the last
-minute, want `increment` more, up to `max_count`; a stem cell unused for `ttl_s` goes,
+minute (`ColdStartWindow`'s window), want `increment` more, up to `max_count`; a stem cell unused for `ttl_s` goes,
 down to `min_count`.
 """
 
@@ -29,9 +29,10 @@ class PrewarmConfig:
 
 
 class ColdStartWindow:
-    """Cold starts of the last minute."""
+    """Cold starts of the last minute (the window is shorter in time-compressed replays)."""
 
-    def __init__(self) -> None:
+    def __init__(self, window_s: float = 60.0) -> None:
+        self.window_s = window_s
         self._times: deque[float] = deque()
 
     def record(self, at_s: float) -> None:
@@ -39,8 +40,8 @@ class ColdStartWindow:
         self._times.append(at_s)
 
     def count(self, now_s: float) -> int:
-        """Cold starts in the minute before `now_s`."""
-        while self._times and self._times[0] <= now_s - 60:
+        """Cold starts in the window before `now_s`."""
+        while self._times and self._times[0] <= now_s - self.window_s:
             self._times.popleft()
         return len(self._times)
 

@@ -25,6 +25,27 @@ class RuntimeUnavailable(Exception):
 
 
 @dataclass(frozen=True)
+class TierMove:
+    """What /offload or /restore answered: where the artifacts are now, bytes, ms."""
+
+    moved: str  # "host" or "accelerator"
+    bytes: int
+    ms: float
+
+
+@dataclass(frozen=True)
+class InitOutcome:
+    """What /init answered: per artifact loaded, its load time (ms) and host memory (bytes).
+
+    `memory` lacks the artifacts the runtime could not size (and all of them from a runtime
+    image older than the measurement).
+    """
+
+    breakdown: dict[str, float]
+    memory: dict[str, int]
+
+
+@dataclass(frozen=True)
 class RunOutcome:
     """What /run answered: the result and the runtime's timings in ms."""
 
@@ -70,8 +91,27 @@ class RuntimeClient:
 
     async def init(self, value: dict[str, Any]) -> dict[str, float]:
         """POST /init; return the per-artifact load times."""
+        return (await self.init_measured(value)).breakdown
+
+    async def init_measured(self, value: dict[str, Any]) -> InitOutcome:
+        """POST /init; return the per-artifact load times and memory sizes."""
         body = await self._post("/init", {"value": value})
-        return dict(body.get("initBreakdown", {}))
+        memory = {str(k): int(v) for k, v in (body.get("initMemory") or {}).items()}
+        return InitOutcome(dict(body.get("initBreakdown", {})), memory)
+
+    async def health(self) -> dict[str, Any]:
+        """GET /health: initialization, busy time, and where the artifacts are."""
+        try:
+            async with self._session.get(f"{RUNTIME_URL}/health") as response:
+                return dict(await response.json(content_type=None))
+        except (aiohttp.ClientError, json.JSONDecodeError) as error:
+            raise RuntimeUnavailable(f"the container's runtime stopped answering: "
+                                     f"{error.__class__.__name__}") from error
+
+    async def move(self, to_host: bool) -> TierMove:
+        """POST /offload (to host memory) or /restore (back to the accelerator)."""
+        body = await self._post("/offload" if to_host else "/restore", {})
+        return TierMove(str(body["moved"]), int(body["bytes"]), float(body["ms"]))
 
     async def run(self, payload: dict[str, Any]) -> RunOutcome:
         """POST /run; return the result and timings."""

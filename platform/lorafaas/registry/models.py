@@ -159,3 +159,28 @@ class UsageRecord(Base):
     cost_prompt: Mapped[float] = mapped_column(Float)
     cost_completion: Mapped[float] = mapped_column(Float)
     cost_total: Mapped[float] = mapped_column(Float)
+
+
+class ArtifactProfile(Base):
+    """The running estimate of one artifact's load, for one version of a function's code.
+
+    One row per (action, adapter digest, artifact, tier): `load_ms` is the time to load the
+    artifact into `tier` (from disk, at a cold or pre-warm start) and `memory_bytes` what it
+    takes there, each an exponentially weighted moving mean over `samples` loads (see
+    `lorafaas.invoker.artifact_loads`). A new adapter digest is measured afresh.
+    """
+
+    __tablename__ = "artifact_profiles"
+    __table_args__ = (UniqueConstraint("namespace", "action", "adapter_digest", "artifact",
+                                       "tier", name="uq_artifact_profiles_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(256))
+    adapter_digest: Mapped[str] = mapped_column(String(64))
+    artifact: Mapped[str] = mapped_column(String(16))  # libraries, backbone, adapter, ...
+    tier: Mapped[str] = mapped_column(String(16))  # disk, host or accelerator
+    load_ms: Mapped[float] = mapped_column(Float)
+    memory_bytes: Mapped[int] = mapped_column(BigInteger)
+    samples: Mapped[int] = mapped_column(Integer)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)

@@ -1,7 +1,7 @@
 """Entry point of the function container: import the libraries, then serve the socket.
 
-The import of torch, transformers and peft is the "libraries" artifact: timed here, it
-is reported by /init, and a pre-warmed container has paid it before any request.
+The import of torch, transformers and peft is the "libraries" artifact: timed and sized
+here, it is reported by /init, and a pre-warmed container has paid it before any request.
 """
 
 from __future__ import annotations
@@ -9,6 +9,11 @@ from __future__ import annotations
 import time
 
 _started = time.monotonic()
+
+# The baseline before the heavy imports: the interpreter itself is not the libraries' cost.
+from lorafaas.runtime.memory import grown, held_bytes
+
+_baseline = held_bytes()
 
 import asyncio
 import logging
@@ -21,11 +26,17 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
 
 import peft  # noqa: F401
-import torch  # noqa: F401
+import torch
 import transformers  # noqa: F401
 from aiohttp import web
 
 LIBRARIES_MS = (time.monotonic() - _started) * 1000
+LIBRARIES_BYTES = grown(_baseline, held_bytes())
+
+# The invoker runs several containers' batches at once on the same cores: each container
+# takes its share, so their torch threads do not contend (0: torch's default, all cores).
+if int(os.environ.get("LORAFAAS_TORCH_THREADS", "0")) > 0:
+    torch.set_num_threads(int(os.environ["LORAFAAS_TORCH_THREADS"]))
 
 from lorafaas.runtime.function import RuntimePaths
 from lorafaas.runtime.server import create_app
@@ -34,12 +45,15 @@ from lorafaas.runtime.server import create_app
 async def serve() -> None:
     """Serve until the container is stopped."""
     socket_path = Path(os.environ.get("LORAFAAS_RUNTIME_SOCKET", "/lorafaas/io/runtime.sock"))
+    # Sharing off: no attach socket; /backbone is the checkpoint, loaded as a private copy.
+    sharing = os.environ.get("LORAFAAS_BACKBONE_SHARING", "on") != "off"
     paths = RuntimePaths(
         attach_socket=Path(os.environ.get("LORAFAAS_ATTACH_SOCKET",
-                                          "/lorafaas/attach/attach.sock")),
+                                          "/lorafaas/attach/attach.sock")) if sharing else None,
         backbone_dir=Path(os.environ.get("LORAFAAS_BACKBONE_DIR", "/backbone")),
         adapter_dir=Path(os.environ.get("LORAFAAS_ADAPTER_DIR", "/adapter")))
-    app = create_app(paths, os.environ.get("LORAFAAS_CONTAINER_NAME", "runtime"), LIBRARIES_MS)
+    app = create_app(paths, os.environ.get("LORAFAAS_CONTAINER_NAME", "runtime"), LIBRARIES_MS,
+                     LIBRARIES_BYTES)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     socket_path.unlink(missing_ok=True)

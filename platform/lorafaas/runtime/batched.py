@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from peft import PeftModel
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import DynamicLayer
 
 # The single-request result format, reused so that the two paths answer identically.
 from lorafaas.runtime.generation import GenerationRequest, build_result
@@ -49,7 +50,7 @@ def iter_batch(model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenize
     if not requests:
         return
     started = time.monotonic()
-    decoder = _BatchDecoder(model, tokenizer, requests)
+    decoder = BatchDecoder(model, tokenizer, requests)
     finished = decoder.prefill()
     first_token_at = time.monotonic()
     while True:
@@ -80,18 +81,21 @@ def _timings(started: float, first_token_at: float, ended: float,
             "total": (ended - started) * 1000, "compute": compute_ms}
 
 
-class _BatchDecoder:
-    """The batch's KV cache, attention mask and positions, and the rows still decoding."""
+class BatchDecoder:
+    """The batch's KV cache, attention mask and positions, and the rows still decoding.
+
+    Rows are numbered from `first_index` in request order (`FinishedRequest.index`).
+    """
 
     def __init__(self, model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                 requests: Sequence[GenerationRequest]) -> None:
+                 requests: Sequence[GenerationRequest], first_index: int = 0) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.eos_ids = _eos_ids(model, tokenizer)
         self.device = next(model.parameters()).device
         prompts = [tokenizer(r.prompt)["input_ids"] for r in requests]
-        self.rows = [_Row(i, r, len(p), _sampler(r, self.device)) for i, (r, p) in
-                     enumerate(zip(requests, prompts, strict=True))]
+        self.rows = [_Row(first_index + i, r, len(p), _sampler(r, self.device)) for i, (r, p)
+                     in enumerate(zip(requests, prompts, strict=True))]
         self.input_ids, self.mask = _left_pad(prompts, _pad_id(tokenizer), self.device)
         # Position of each row's next token: its count of real (unpadded) tokens so far.
         self.positions = self.mask.sum(dim=1)
@@ -115,6 +119,35 @@ class _BatchDecoder:
         position_ids = self.positions.unsqueeze(1)
         self.positions = self.positions + 1
         return self._forward(self.input_ids, position_ids)
+
+    def absorb(self, joining: BatchDecoder) -> None:
+        """Take in another (prefilled) batch's live rows: from now on they decode as one.
+
+        The narrower of the two is padded on the left, in its KV cache and its mask: the
+        padding is masked and each row keeps its own positions, so every row goes on seeing
+        exactly the tokens it saw before (continuous batching).
+        """
+        width = max(self.mask.shape[1], joining.mask.shape[1])
+        for mine, theirs in zip(_full_attention(self.cache), _full_attention(joining.cache),
+                                strict=True):
+            (keys, values), (their_keys, their_values) = _states(mine), _states(theirs)
+            mine.keys = torch.cat([_pad_left(keys, width), _pad_left(their_keys, width)])
+            mine.values = torch.cat([_pad_left(values, width), _pad_left(their_values, width)])
+        self.mask = torch.cat([_pad_left(self.mask, width), _pad_left(joining.mask, width)])
+        self.positions = torch.cat([self.positions, joining.positions])
+        self.input_ids = torch.cat([self.input_ids, joining.input_ids])
+        self.rows = self.rows + joining.rows
+
+    def trim_padding(self) -> None:
+        """Drop the leading columns that are padding in every row (left by ended rows)."""
+        used = self.mask.any(dim=0).nonzero()
+        start = int(used[0, 0]) if len(used) else 0
+        if start == 0:
+            return
+        self.mask = self.mask[:, start:]
+        for layer in _full_attention(self.cache):
+            keys, values = _states(layer)
+            layer.keys, layer.values = keys[..., start:, :], values[..., start:, :]
 
     def _forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> list[_Row]:
         started = time.monotonic()
@@ -146,6 +179,32 @@ class _BatchDecoder:
             self.mask, self.positions = self.mask[keep], self.positions[keep]
             self.input_ids = self.input_ids[keep]
         return finished
+
+
+def _full_attention(cache: DynamicCache) -> list[DynamicLayer]:
+    """The cache's layers, which must all keep every column (no sliding window): only then
+    can columns be added or cut on the left."""
+    layers = list(cache.layers)
+    if not all(type(layer) is DynamicLayer for layer in layers):
+        raise NotImplementedError("continuous batching needs a model of full-attention layers")
+    return [layer for layer in layers if isinstance(layer, DynamicLayer)]
+
+
+def _states(layer: DynamicLayer) -> tuple[torch.Tensor, torch.Tensor]:
+    """A layer's keys and values (every layer is filled after a prefill)."""
+    if layer.keys is None or layer.values is None:
+        raise ValueError("the cache layer holds nothing yet")
+    return layer.keys, layer.values
+
+
+def _pad_left(tensor: torch.Tensor, width: int) -> torch.Tensor:
+    """A mask ([rows, columns]) or a cache layer's keys or values ([rows, heads, columns,
+    dim]) padded with zeros on the left of its columns to `width`."""
+    missing = width - tensor.shape[1 if tensor.dim() == 2 else -2]
+    if missing == 0:
+        return tensor
+    padding = (missing, 0) if tensor.dim() == 2 else (0, 0, missing, 0)
+    return torch.nn.functional.pad(tensor, padding)
 
 
 def _left_pad(prompts: list[list[int]], pad_id: int,

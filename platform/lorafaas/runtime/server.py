@@ -1,7 +1,9 @@
 """The runtime's HTTP server on a Unix socket: OpenWhisk's action protocol.
 
 - `POST /init` `{"value": {"name", "main", "env"}}`: load the function (once; a second
-  init is refused with 403). Answers `{"ok": true, "initBreakdown": {artifact: ms}}`.
+  init is refused with 403). Answers `{"ok": true, "initBreakdown": {artifact: ms},
+  "initMemory": {artifact: bytes}}`: each artifact loaded, its load time and the host
+  memory it took (see `runtime.memory`; an artifact /proc could not size is left out).
 - `POST /run` `{"value": {parameters}, "activation_id": ...}`: answers 200 with the
   action's result; a bad parameter gives a result `{"error": ...}` (an application error,
   as in OpenWhisk). Timings travel in the `X-LoRAFaaS-Metrics` header (JSON, ms).
@@ -10,16 +12,31 @@
   The batch form `{"batch": [{"value": {...}, "activation_id": ...}, ...]}` runs them as
   one batched generation and answers NDJSON `{"index", "result", "timings"}` lines, each
   as soon as its request ends (a short request does not wait for the longest).
+  With `"continuous": true` (either form, streamed or not) the request joins the
+  container's continuous-batching engine (`runtime.continuous`) at its next decode step
+  instead of waiting for the generation running; without it, generations run one after the
+  other. The invoker sends every request of a container the same way (its batching mode).
+- `POST /offload` and `POST /restore` (no body): move the function's own artifacts (adapter
+  weights, cached buffers; never the shared backbone) to host memory, or back to accelerator
+  memory, while the container keeps running. Each waits for a running generation to end and
+  answers `{"moved": "host"|"accelerator", "bytes": int, "ms": float}` (bytes 0 when they
+  were there already); 409 before /init. A /run on an offloaded function restores first and
+  reports it in its timings as `restore` (ms, also counted in `ttft`).
 - `GET /health`: `{"ok": true, "initialized": bool, "busyMs": float,
-  "generations": int}`: busyMs is the wall time spent generating since /init (metering).
+  "generations": int, "tier": "accelerator"|"host"|null, "artifactBytes": int,
+  "acceleratorBytes": int}`: busyMs is the wall time spent generating since /init
+  (metering); tier says where the function's own artifacts are, artifactBytes their size,
+  acceleratorBytes what they hold in accelerator memory now.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -40,13 +57,15 @@ logger = logging.getLogger(__name__)
 function_key = web.AppKey("function", dict)
 
 
-def create_app(paths: RuntimePaths, client: str, libraries_ms: float) -> web.Application:
+def create_app(paths: RuntimePaths, client: str, libraries_ms: float,
+               libraries_bytes: int | None = None) -> web.Application:
     """The runtime application for one container."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[function_key] = {"loaded": None, "backbone": None, "paths": paths, "client": client,
-                         "libraries_ms": libraries_ms, "libraries_reported": False,
-                         "lock": asyncio.Lock()}
+                         "libraries_ms": libraries_ms, "libraries_bytes": libraries_bytes,
+                         "libraries_reported": False, "lock": asyncio.Lock()}
     app.add_routes([web.post("/init", handle_init), web.post("/run", handle_run),
+                    web.post("/offload", handle_move), web.post("/restore", handle_move),
                     web.get("/health", handle_health)])
     return app
 
@@ -65,24 +84,30 @@ async def handle_init(request: web.Request) -> web.Response:
         for key, env_value in (value.get("env") or {}).items():
             os.environ[str(key)] = str(env_value)
         try:
-            breakdown = await asyncio.to_thread(_initialize, state, value.get("stage"))
+            breakdown, memory = await asyncio.to_thread(_initialize, state,
+                                                        value.get("stage"))
         except Exception as error:
             logger.exception("init failed")
             return web.json_response({"error": f"initialization failed: {error}"}, status=502)
     if not state["libraries_reported"]:
         # The first init of a container reports the import of the libraries it paid for.
         breakdown = {"libraries": round(state["libraries_ms"], 3), **breakdown}
+        if state["libraries_bytes"] is not None:
+            memory = {"libraries": state["libraries_bytes"], **memory}
         state["libraries_reported"] = True
-    return web.json_response({"ok": True, "initBreakdown": breakdown})
+    return web.json_response({"ok": True, "initBreakdown": breakdown, "initMemory": memory})
 
 
-def _initialize(state: dict[str, Any], stage: str | None) -> dict[str, float]:
+def _initialize(state: dict[str, Any], stage: str | None
+                ) -> tuple[dict[str, float], dict[str, int]]:
+    """Load what the stage needs; the load time (ms) and host bytes of each artifact."""
     if stage == "prewarm":
-        state["backbone"] = attach_backbone(state["paths"], state["client"])
-        return {"backbone": state["backbone"].attach_ms}
+        backbone = state["backbone"] = attach_backbone(state["paths"], state["client"])
+        memory = {} if backbone.attach_bytes is None else {"backbone": backbone.attach_bytes}
+        return {"backbone": backbone.attach_ms}, memory
     loaded = load_function(state["paths"], state["client"], state["backbone"])
     state["loaded"] = loaded
-    return loaded.breakdown
+    return loaded.breakdown, loaded.memory
 
 
 async def handle_run(request: web.Request) -> web.StreamResponse:
@@ -92,15 +117,25 @@ async def handle_run(request: web.Request) -> web.StreamResponse:
     if loaded is None:
         return web.json_response({"error": "the action was not initialized"}, status=502)
     body = await request.json()
+    join = bool(body.get("continuous"))
     if isinstance(body.get("batch"), list):
+        if join:
+            return await _run_batch(request, loaded, body, join)
         async with state["lock"]:
-            return await _run_batch(request, loaded, body)
+            return await _run_batch(request, loaded, body, join)
     value: dict[str, Any] = body.get("value") or {}
     try:
         generation_request = parse_request(value, int(body.get("max_tokens_limit", 4096)),
                                            loaded.render_chat)
     except RequestError as error:
         return web.json_response({"error": str(error)})
+    if join and body.get("stream"):
+        return await _run_streamed(request, loaded, generation_request, join)
+    if join:
+        result, timings = await asyncio.wrap_future(loaded.continuous().submit(
+            generation_request))
+        _end_of_activation()
+        return web.json_response(result, headers={METRICS_HEADER: json.dumps(timings)})
     async with state["lock"]:
         if body.get("stream"):
             return await _run_streamed(request, loaded, generation_request)
@@ -110,15 +145,19 @@ async def handle_run(request: web.Request) -> web.StreamResponse:
 
 
 async def _run_streamed(request: web.Request, loaded: LoadedFunction,
-                        generation_request: GenerationRequest) -> web.StreamResponse:
-    """Stream `{"delta": text}` lines, then one `{"result": ..., "timings": ...}` line."""
+                        generation_request: GenerationRequest,
+                        join: bool = False) -> web.StreamResponse:
+    """Stream `{"delta": text}` lines, then one `{"result": ..., "timings": ...}` line
+    (`join`: in the continuous-batching engine)."""
     loop = asyncio.get_running_loop()
     tokens: asyncio.Queue[list[int]] = asyncio.Queue()
 
     def sink(ids: list[int]) -> None:  # called on the generation thread
         loop.call_soon_threadsafe(tokens.put_nowait, ids)
 
-    running = asyncio.ensure_future(asyncio.to_thread(loaded.run, generation_request, sink))
+    running: asyncio.Future[tuple[dict[str, Any], dict[str, float]]] = (
+        asyncio.wrap_future(loaded.continuous().submit(generation_request, sink)) if join
+        else asyncio.ensure_future(asyncio.to_thread(loaded.run, generation_request, sink)))
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     text = IncrementalText(loaded.tokenizer, generation_request.stop)
@@ -134,9 +173,10 @@ async def _run_streamed(request: web.Request, loaded: LoadedFunction,
     return response
 
 
-async def _run_batch(request: web.Request, loaded: LoadedFunction,
-                     body: dict[str, Any]) -> web.StreamResponse:
-    """One batched generation; a `{"index", "result", "timings"}` line as each request ends."""
+async def _run_batch(request: web.Request, loaded: LoadedFunction, body: dict[str, Any],
+                     join: bool) -> web.StreamResponse:
+    """One batched generation (`join`: each request joins the continuous-batching engine);
+    a `{"index", "result", "timings"}` line as each request ends."""
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     limit = int(body.get("max_tokens_limit", 4096))
@@ -148,8 +188,22 @@ async def _run_batch(request: web.Request, loaded: LoadedFunction,
         except RequestError as error:  # refused alone; the others still run
             await response.write(_line({"index": index, "result": {"error": str(error)},
                                         "timings": {}}))
+    outcomes = _joined(loaded, accepted) if join else _batched(loaded, accepted)
+    async for index, result, timings in outcomes:
+        await response.write(_line({"index": index, "result": result, "timings": timings}))
+    await response.write_eof()
+    _end_of_activation()
+    return response
+
+
+Outcome = tuple[int, dict[str, Any], dict[str, float]]  # request index, result, timings
+
+
+async def _batched(loaded: LoadedFunction,
+                   accepted: list[tuple[int, GenerationRequest]]) -> AsyncIterator[Outcome]:
+    """The requests as one batched generation on a worker thread, each as it ends."""
     loop = asyncio.get_running_loop()
-    finished: asyncio.Queue[tuple[int, dict[str, Any], dict[str, float]]] = asyncio.Queue()
+    finished: asyncio.Queue[Outcome] = asyncio.Queue()
 
     def generate_all() -> None:  # on a worker thread
         for position, result, timings in loaded.run_batch([r for _, r in accepted]):
@@ -157,12 +211,22 @@ async def _run_batch(request: web.Request, loaded: LoadedFunction,
                                                             timings))
 
     running = asyncio.ensure_future(asyncio.to_thread(generate_all))
-    async for index, result, timings in drain(finished, running):
-        await response.write(_line({"index": index, "result": result, "timings": timings}))
+    async for outcome in drain(finished, running):
+        yield outcome
     await running  # re-raises a failure of the generation
-    await response.write_eof()
-    _end_of_activation()
-    return response
+
+
+async def _joined(loaded: LoadedFunction,
+                  accepted: list[tuple[int, GenerationRequest]]) -> AsyncIterator[Outcome]:
+    """The requests joined to the continuous-batching engine together (so they are
+    prefilled together), each as it ends."""
+    engine = loaded.continuous()
+    waiting = {asyncio.wrap_future(engine.submit(r)): index for index, r in accepted}
+    while waiting:
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        for future in sorted(done, key=waiting.__getitem__):
+            result, timings = future.result()  # re-raises a failure of the engine
+            yield waiting.pop(future), result, timings
 
 
 def _line(message: dict[str, Any]) -> bytes:
@@ -174,9 +238,30 @@ def _end_of_activation() -> None:
     print(SENTINEL, flush=True)
 
 
+async def handle_move(request: web.Request) -> web.Response:
+    """Offload the function's artifacts to host memory, or restore them (by the path)."""
+    state = request.app[function_key]
+    async with state["lock"]:  # never while a generation uses the tensors
+        loaded: LoadedFunction | None = state["loaded"]
+        if loaded is None:
+            return web.json_response({"error": "the action was not initialized"}, status=409)
+        step = loaded.tiers.offload if request.path == "/offload" else loaded.tiers.restore
+        engine = loaded.engine  # its decode holds no lock: wait for it to be idle
+        move = await asyncio.to_thread(step if engine is None else
+                                       functools.partial(engine.exclusive, step))
+    # Debug only: the invoker reads a container's log into its activations' logs.
+    logger.debug("%s: %d bytes in %.1f ms", request.path.lstrip("/"), move.bytes, move.ms)
+    return web.json_response(move.as_json())
+
+
 async def handle_health(request: web.Request) -> web.Response:
-    """Liveness, whether /init has run, and the backbone's busy time here (metering)."""
+    """Liveness, whether /init has run, the backbone's busy time here (metering), and where
+    the function's own artifacts are."""
     loaded: LoadedFunction | None = request.app[function_key]["loaded"]
     return web.json_response({"ok": True, "initialized": loaded is not None,
                               "busyMs": loaded.busy_ms if loaded is not None else 0.0,
-                              "generations": loaded.generations if loaded is not None else 0})
+                              "generations": loaded.generations if loaded is not None else 0,
+                              "tier": loaded.tiers.tier if loaded is not None else None,
+                              "artifactBytes": loaded.tiers.bytes if loaded is not None else 0,
+                              "acceleratorBytes":
+                                  loaded.tiers.accelerator_bytes if loaded is not None else 0})

@@ -27,6 +27,7 @@ from lorafaas.errors import BadRequest
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.activations import activation_json
 from lorafaas.registry.models import Activation
+from lorafaas.registry.profiles import function_profiles, profile_json
 
 ACTIVATION_HEADER = "x-openwhisk-activation-id"
 DEFAULT_BLOCKING_WAIT_MS = 60_000  # OpenWhisk answers 202 when a blocking invoke takes longer
@@ -37,7 +38,8 @@ async def put_action(request: web.Request) -> web.Response:
     """Create (or with ?overwrite=true update) an action from an adapter zip."""
     identity = await namespace_of(request)
     settings = request.app[settings_key]
-    ranges = limit_ranges(settings.action_timeout_ms, settings.container_memory_mb)
+    ranges = limit_ranges(settings.action_timeout_ms, settings.container_memory_mb,
+                          settings.slo_ttft_ms)
     body = parse_action_body(await read_json(request), ranges, settings.max_adapter_bytes)
     name = request.match_info["name"]
     action = await request.app[actions_key].put(identity, name, body, flag(request, "overwrite"))
@@ -46,7 +48,8 @@ async def put_action(request: web.Request) -> web.Response:
 
 
 async def get_action(request: web.Request) -> web.Response:
-    """One action; the zip is left out with ?code=false."""
+    """One action with its containers, keep-alive policy and measured artifact profiles;
+    the zip is left out with ?code=false."""
     identity = await namespace_of(request)
     action = await request.app[actions_key].get(identity, request.match_info["name"])
     code = None
@@ -58,6 +61,10 @@ async def get_action(request: web.Request) -> web.Response:
     body["keepAlive"] = {"policy": decision.policy, "reason": decision.reason,
                          "prewarmWindowSeconds": decision.prewarm_window_s,
                          "keepAliveSeconds": decision.keepalive_s}
+    async with request.app[sessions_key]() as session:
+        profiles = await function_profiles(session, identity.namespace, action.name,
+                                           action.artifact_digest)
+    body["artifactProfiles"] = [profile_json(row) for row in profiles]
     return web.json_response(body)
 
 

@@ -1,0 +1,185 @@
+"""Run one closed batch in a container: acquire it, send /run, answer each request.
+
+A batch of several requests goes to the runtime's batch form of /run, one batched
+generation, and each request is answered as soon as its sequence ends; a batch of one
+takes the single /run (streamed when the caller streams). A container that fails fails
+every request of its batch still running, and is discarded; so is one whose requests
+were all given up (timed out) mid-run, which stops the generation nobody waits for.
+
+A continuous-batching session sends each request to its container as it joins, as its own
+/run with `"continuous": true` (streamed when the caller streams): the runtime adds it to
+the decode running there. Each is answered when it ends; the last releases the container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+from lorafaas.invoker.dispatcher import (
+    BatchFailed,
+    ContinuousSession,
+    RunningBatch,
+    Served,
+    Ticket,
+)
+from lorafaas.invoker.metrics import InvokerMetrics
+from lorafaas.invoker.pool import ContainerPool, Lease
+from lorafaas.invoker.records import DEVELOPER_ERROR, WHISK_ERROR
+from lorafaas.invoker.runtime_client import RunOutcome, RuntimeUnavailable
+from lorafaas.wire.runtime_protocol import SENTINEL
+
+logger = logging.getLogger(__name__)
+
+
+class BatchRunner:
+    """The dispatcher's runner on the container pool."""
+
+    def __init__(self, pool: ContainerPool, metrics: InvokerMetrics) -> None:
+        self.pool = pool
+        self.metrics = metrics
+
+    async def run(self, batch: RunningBatch) -> None:
+        """Run the batch to its end; every request still waited for gets an outcome."""
+        lease: Lease | None = None
+        try:
+            lease = await self.pool.acquire(batch.tickets[0].request.function,
+                                            on_start=batch.container_starting)
+            batch.container_ready(lease, time.time())
+            if isinstance(batch, ContinuousSession):
+                await self._serve(batch, lease)
+            else:
+                await self._generate(batch, lease)
+        except asyncio.CancelledError:
+            if lease is not None:  # nobody waits: stop the generation with its container
+                await self.pool.discard(lease.container, "its activations were given up")
+            raise
+        except RuntimeUnavailable as error:
+            await self._fail(batch, DEVELOPER_ERROR, await self._crash_message(lease, str(error)))
+        except Exception as error:
+            logger.exception("a batch of %s (activations %s) failed in the invoker",
+                             batch.function_path, _ids(batch))
+            await self._fail(batch, WHISK_ERROR, f"The invoker could not run the action: {error}")
+
+    async def _generate(self, batch: RunningBatch, lease: Lease) -> None:
+        client = lease.container.client
+        if len(batch.tickets) == 1:
+            (ticket,) = batch.tickets
+            payload = _payload(ticket)
+            outcome = await (client.run(payload) if ticket.on_delta is None
+                             else client.run_stream(payload, ticket.on_delta))
+            await self.pool.release(lease.container)  # warm before the caller goes on
+            self._answer(batch, ticket, outcome)
+            return
+
+        async def on_result(index: int, outcome: RunOutcome) -> None:
+            self._answer(batch, batch.tickets[index], outcome)
+
+        limit = int(batch.tickets[0].request.limits["max_tokens"])
+        await client.run_batch([_payload(t) for t in batch.tickets], limit, on_result)
+        await self.pool.release(lease.container)
+
+    async def _serve(self, session: ContinuousSession, lease: Lease) -> None:
+        """Send each request of the session as it joins, until the last one has ended."""
+        sends: set[asyncio.Task[None]] = set()
+        try:
+            while (ticket := await session.to_send.get()) is not None:
+                sends.add(asyncio.create_task(self._send(session, lease, ticket)))
+            if session.error is not None:
+                raise session.error
+            await asyncio.gather(*sends)  # their last steps: the release, the last answer
+        finally:
+            session.accepting = False
+            for task in sends:
+                task.cancel()  # when the container failed, or the session was cancelled
+            await asyncio.gather(*sends, return_exceptions=True)
+
+    async def _send(self, session: ContinuousSession, lease: Lease, ticket: Ticket) -> None:
+        """One request of a session: its /run joins the container's running decode."""
+        client = lease.container.client
+        sent_at, size = time.time(), session.live
+        payload = {**_payload(ticket), "continuous": True}
+        try:
+            outcome = await (client.run(payload) if ticket.on_delta is None
+                             else client.run_stream(payload, ticket.on_delta))
+        except BaseException as error:
+            session.fail(error)  # the runner raises it, and fails the session's requests
+            raise
+        if session.ended_one():
+            await self.pool.release(lease.container)  # warm before the caller goes on
+        late = ticket in session.late
+        # A request that joined once the container was ready found it warm, and waited in
+        # the queue until it was sent; the first of the others reports the container start.
+        reports_start = not late and not session.start_reported
+        session.start_reported |= reports_start
+        self._answer(session, ticket, outcome, ready_at=sent_at if late else None, size=size,
+                     lease=replace(lease, start_kind="warm", init_breakdown={}, init_ms=0.0,
+                                   init_memory={}) if late else None,
+                     reports_start=reports_start)
+
+    def _answer(self, batch: RunningBatch, ticket: Ticket, outcome: RunOutcome, *,
+                ready_at: float | None = None, size: int | None = None,
+                lease: Lease | None = None, reports_start: bool | None = None) -> None:
+        """Deliver an outcome; a session's request has its own start, size and lease."""
+        ready_at = batch.ready_at if ready_at is None else ready_at
+        lease = batch.lease if lease is None else lease
+        assert lease is not None and ready_at is not None
+        # The first token: the container ready, then the runtime's own time to it (a
+        # request refused before generating answers at once).
+        first_token_ms = ready_at * 1000 + outcome.timings.get("ttft", 0.0)
+        self.metrics.record_served(batch.function_path, ticket.request.received_at * 1000,
+                                   first_token_ms, ticket.slo_ms)
+        ticket.deliver(Served(outcome, lease, ready_at,
+                              len(batch.tickets) if size is None else size,
+                              reports_start=batch.answered == 0 if reports_start is None
+                              else reports_start))
+        batch.answered += 1
+
+    async def _fail(self, batch: RunningBatch, status: int, message: str) -> None:
+        lease = batch.lease
+        logs: list[str] = []
+        if lease is not None:
+            started = min(t.request.received_at for t in batch.tickets)
+            logs = await self._logs(lease, started, time.time())
+            # A container that failed mid-batch is never reused.
+            await self.pool.discard(lease.container, message)
+        logger.warning("a batch of %s (activations %s) failed: %s", batch.function_path,
+                       _ids(batch), message)
+        for ticket in batch.tickets:
+            if not ticket.future.done() and not ticket.abandoned:
+                self.metrics.record_failed(batch.function_path)
+                ticket.fail(BatchFailed(status, message, lease, logs, len(batch.tickets)))
+
+    async def _crash_message(self, lease: Lease | None, detail: str) -> str:
+        if lease is None:
+            return f"The action's container could not start: {detail}"
+        exit_code, oom = await self.pool.check_alive(lease.container)
+        if oom:
+            return "The action's container ran out of memory and was stopped."
+        if exit_code is not None:
+            return f"The action's container stopped (exit code {exit_code}) during the activation."
+        return f"The action's container failed: {detail}"
+
+    async def _logs(self, lease: Lease, started: float, ended: float) -> list[str]:
+        return await container_logs(self.pool, lease, started, ended)
+
+
+async def container_logs(pool: ContainerPool, lease: Lease, started: float,
+                         ended: float) -> list[str]:
+    """The container's log lines of a time window, without the runtime's sentinels."""
+    lines = await asyncio.to_thread(pool.backend.logs, lease.container.info.id,
+                                    started - 1, ended + 1)
+    return [line for line in lines if SENTINEL not in line]
+
+
+def _payload(ticket: Ticket) -> dict[str, Any]:
+    request = ticket.request
+    return {"value": request.parameters, "activation_id": request.activation_id,
+            "max_tokens_limit": request.limits["max_tokens"]}
+
+
+def _ids(batch: RunningBatch) -> str:
+    return ", ".join(t.request.activation_id for t in batch.tickets)

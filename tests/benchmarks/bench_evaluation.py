@@ -1,0 +1,416 @@
+"""The evaluation: OpenWhisk-style, InstaInfer-style, this platform and a serverful reference,
+replayed with the same requests from real traces on this machine. One command:
+
+    .venv/bin/python tests/benchmarks/bench_evaluation.py [--quick]
+        [--experiments headline,large,n8,n128,steady] [--rate 0.5] [--compress 5]
+
+Systems (the same harness, the same requests, one after the other):
+
+1. `openwhisk`: one container per function that loads the whole backbone (a private copy,
+   `LORAFAAS_BACKBONE_SHARING=off`) and its adapter on a cold start; a fixed 10-minute
+   keep-alive; no stem cells, no pre-loading, no batching.
+2. `instainfer`: pre-loading of libraries, backbone and adapter into idle containers (stem
+   cells that hold a private backbone copy, functions pre-loaded when predicted), the
+   hybrid histogram keep-alive; no backbone sharing, no batching.
+3. `full`: this platform: backbone sharing, the same pre-loading, contention-aware batching
+   (`eager`, the default). Offloading is off: the CPU has no accelerator memory to save.
+4. `serverful`: one always-on process with the backbone and all N adapters (peft), serving
+   mixed-adapter batches (`serverful.py`).
+
+Workload (bench_trace_policies' reading, windowing, thinning and token scaling): a window of
+`--window-min` minutes of `AzureLLMInferenceTrace_conv.csv` or `_code.csv`, the bursty one
+(highest coefficient of variation of inter-arrival times) or the steady one (lowest),
+compressed `--compress`× and thinned to `--rate` requests per wall second, over N functions
+by Zipf popularity (or uniform). Every keep-alive and pre-warm time constant is divided by
+the compression. Measures per system: TTFT p50/p90/p99, end-to-end latency, SLO attainment
+(TTFT ≤ `--slo-ms`), cold starts, peak and summed memory (PSS from /proc), memory-seconds,
+and cost with the billing price sheet. Writes docs/evaluation.md and docs/evaluation/*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from bench_trace_policies import (
+    PROMPT_TEXT,
+    SAMPLE_PERIOD_S,
+    TraceRequest,
+    Workload,
+    build_workload,
+    policies,
+    read_trace,
+)
+from evaluation_stats import Window, always_on_cost, bursty_and_steady, trace_windows
+from harness import REPO_ROOT, BenchParts, bench_parts, lorafaas_home, pss_kb
+from serverful import ServerfulProcess
+
+from lorafaas.billing.ledger import ACTIVATION, meter_activation
+from lorafaas.billing.prices import GB_MB, PriceSheet, price_sheet
+from lorafaas.demo import DemoModels
+from lorafaas.demo.evaluation import build_large_models
+from lorafaas.invoker.containers import ContainerState
+from lorafaas.invoker.dispatcher import BatchingConfig
+from lorafaas.invoker.invoker import ActivationRequest, Invoker
+from lorafaas.invoker.keepalive import KeepAlivePolicy
+from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
+from lorafaas.invoker.pool import ContainerPool, FunctionRef
+from lorafaas.settings import load_settings
+
+TRACES = {name: REPO_ROOT.parent / "shared" / "traces" / f"AzureLLMInferenceTrace_{name}.csv"
+          for name in ("conv", "code")}
+SYSTEMS = ("openwhisk", "instainfer", "full", "serverful")
+POOL_MEMORY_MB = 16_384  # the platform's default pool size: what this machine can hold
+SHARED_MEMORY_MB = 1_024  # a container's limit when it maps the shared backbone
+logger = logging.getLogger("bench_evaluation")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One cell of the grid: which requests, and which systems replay them."""
+
+    name: str
+    trace: str  # conv or code
+    window: str  # bursty or steady
+    functions: int
+    popularity: str  # zipf or uniform
+    backbone: str  # demo (112 MB) or large (≥ 500 MB)
+    systems: tuple[str, ...]
+    rate: float  # requests per wall second
+
+
+@dataclass
+class SystemRun:
+    """What one system's replay of one experiment measured."""
+
+    system: str
+    experiment: Experiment
+    workload: Workload
+    ttft_ms: list[float] = field(default_factory=list)
+    e2e_ms: list[float] = field(default_factory=list)
+    kinds: Counter[str] = field(default_factory=Counter)
+    errors: int = 0
+    memory_mb: list[tuple[float, float, int]] = field(default_factory=list)  # t, PSS, count
+    limits_gb_s: float = 0.0  # containers' memory limits over their lifetime
+    accelerator_usd: float = 0.0
+    billed_usd: float = 0.0  # what the activations were billed (the billing model)
+    always_on_usd: float | None = None  # the serverful reference: on for the whole window
+    slo_ms: float = 2000.0
+
+    @property
+    def served(self) -> int:
+        """Requests answered."""
+        return len(self.ttft_ms)
+
+    def slo_attainment(self) -> float:
+        """Share of the answered requests whose TTFT met the SLO (NaN when none was)."""
+        if not self.ttft_ms:
+            return math.nan
+        return sum(t <= self.slo_ms for t in self.ttft_ms) / len(self.ttft_ms)
+
+    def peak_gb(self) -> float:
+        """Highest summed PSS sampled (GB)."""
+        return max((mb for _, mb, _ in self.memory_mb), default=0.0) / GB_MB
+
+    def memory_gb_s(self) -> float:
+        """Summed PSS integrated over the replay (GB·s of wall time)."""
+        return sum(mb for _, mb, _ in self.memory_mb) * SAMPLE_PERIOD_S / GB_MB
+
+    def total_usd(self, prices: PriceSheet) -> float:
+        """What serving the window cost: containers' memory limits over their lifetime
+        (idle, starting and busy) plus the activations' accelerator-seconds; for the
+        serverful reference, keeping it on."""
+        if self.always_on_usd is not None:
+            return self.always_on_usd
+        return self.accelerator_usd + self.limits_gb_s * prices.gb_second
+
+
+@dataclass(frozen=True)
+class SystemSetup:
+    """How a pool system is configured."""
+
+    sharing: bool
+    policy_index: int  # into bench_trace_policies.policies: 0 fixed, 2 histogram + pre-load
+    batching: BatchingConfig
+
+
+def system_setup(system: str, slo_ms: float) -> SystemSetup:
+    """The pool configuration of a serverless system."""
+    no_batching = BatchingConfig(enabled=False, default_slo_ms=slo_ms)
+    if system == "openwhisk":
+        return SystemSetup(False, 0, no_batching)
+    if system == "instainfer":
+        return SystemSetup(False, 2, no_batching)
+    if system == "full":
+        return SystemSetup(True, 2, BatchingConfig(enabled=True, eager=True,
+                                                   default_slo_ms=slo_ms))
+    raise ValueError(f"not a pool system: {system}")
+
+
+def function_memory_mb(sharing: bool, backbone_dir: Path) -> int:
+    """A container's memory limit: without sharing it holds the backbone (twice while the
+    checkpoint's bytes become tensors), rounded up to 256 MB."""
+    if sharing:
+        return SHARED_MEMORY_MB
+    backbone_mb = (backbone_dir / "model.safetensors").stat().st_size / 2**20
+    return SHARED_MEMORY_MB + 256 * math.ceil(2 * backbone_mb / 256)
+
+
+def grid(args: argparse.Namespace) -> list[Experiment]:
+    """The experiments the issue's targets need (or the quick smoke run)."""
+    if args.quick:
+        return [Experiment("quick", "code", "bursty", 8, "zipf", "demo", SYSTEMS, args.rate)]
+    # The code trace holds the burstiest window (inter-arrival CV 18 against the conv
+    # trace's 1.1); the conv trace the steadiest (CV 0.99).
+    serverless = SYSTEMS[:3]
+    cells = {
+        "headline": Experiment("headline", "code", "bursty", 32, "zipf", "demo", SYSTEMS,
+                               args.rate),
+        "large": Experiment("large", "code", "bursty", 8, "zipf", "large",
+                            ("instainfer", "full"), args.rate),
+        "n8": Experiment("n8", "code", "bursty", 8, "zipf", "demo", serverless, args.rate),
+        "n128": Experiment("n128", "code", "bursty", 128, "zipf", "demo",
+                           ("openwhisk", "full", "serverful"), args.rate),
+    }
+    for multiple in (1, 2, 4):
+        rate = args.rate * multiple
+        cells[f"steady{multiple}"] = Experiment(f"steady{multiple}", "conv", "steady", 32,
+                                                "zipf", "demo", ("full", "serverful"), rate)
+    chosen = args.experiments.split(",") if args.experiments else list(cells)
+    return [cell for name, cell in cells.items()
+            if name in chosen or (name.startswith("steady") and "steady" in chosen)]
+
+
+def make_workload(experiment: Experiment, args: argparse.Namespace
+                  ) -> tuple[Workload, Window]:
+    """The experiment's requests: its trace's bursty or steady window, thinned and spread."""
+    trace = TRACES[experiment.trace]
+    rows = read_trace(trace)
+    window = bursty_and_steady(trace_windows([t for t, _, _ in rows],
+                                             args.window_min))[experiment.window]
+    options = argparse.Namespace(
+        window_start_min=window.start_min, window_min=args.window_min,
+        compress=args.compress, rate=experiment.rate, functions=experiment.functions,
+        zipf=args.zipf if experiment.popularity == "zipf" else 0.0, seed=args.seed)
+    return build_workload(rows, options, trace), window
+
+
+def prompt_of(request: TraceRequest) -> str:
+    """The request's prompt: its scaled number of words."""
+    words = PROMPT_TEXT.split()
+    return " ".join(words[i % len(words)] for i in range(request.prompt_words))
+
+
+async def replay_pool(parts: BenchParts, workload: Workload, experiment: Experiment,
+                      system: str, args: argparse.Namespace, prices: PriceSheet) -> SystemRun:
+    """Run the workload through a fresh pool configured as `system`."""
+    setup = system_setup(system, args.slo_ms)
+    policy = policies(args.compress, args.stem_cells)[setup.policy_index]
+    memory_mb = function_memory_mb(setup.sharing, parts.models.backbone_dir)
+    pool = parts.pool({"memory_mb": POOL_MEMORY_MB, "max_instances": 4,
+                       "stem_memory_mb": memory_mb, "backbone_sharing": setup.sharing,
+                       "cold_start_window_s": 60 / args.compress})
+    tracker = FunctionTracker(KeepAlivePolicy(policy.keepalive))
+    maintenance = Maintenance(pool, tracker, policy.prewarm, args.period, policy.preloading)
+    invoker = Invoker(pool, tracker, setup.batching)
+    adapters = sorted(parts.models.adapters.values())
+    functions = [FunctionRef(key=f"eval/f{i}", path=f"eval/f{i}",
+                             adapter_dir=adapters[i % len(adapters)], memory_mb=memory_mb)
+                 for i in range(experiment.functions)]
+    run = SystemRun(system, experiment, workload, slo_ms=args.slo_ms)
+    extra_pids = [parts.server_pid] if setup.sharing and parts.server_pid else []
+    published = parts.mounts.publish_dir / "model.safetensors"
+    unmapped_mb = published.stat().st_size / 2**20 if setup.sharing else 0.0
+    ticking = asyncio.create_task(maintenance.run())
+    try:
+        async with invoker.dispatcher.running_loop():
+            await _settle(pool, policy.prewarm.min_count)
+            started = time.time()
+            sampling = asyncio.create_task(_sample(run, started, lambda: _pool_pids(
+                pool, extra_pids), lambda: _limits_mb(pool), unmapped_mb))
+            await asyncio.gather(*(_one_pool(invoker, functions[r.function], r, started, run,
+                                             prices) for r in workload.requests))
+            await asyncio.sleep(max(0.0, started + workload.duration_s - time.time()))
+            sampling.cancel()
+    finally:
+        ticking.cancel()
+        await asyncio.gather(ticking, return_exceptions=True)
+        await pool.shutdown()
+    return run
+
+
+def _pool_pids(pool: ContainerPool, extra: list[int]) -> tuple[list[int], int]:
+    containers = pool.containers()
+    return [c.info.pid for c in containers] + extra, len(containers)
+
+
+def _limits_mb(pool: ContainerPool) -> float:
+    return float(sum(c.memory_mb for c in pool.containers()))
+
+
+async def _settle(pool: ContainerPool, stem_cells: int) -> None:
+    """Wait until the stem cells a system keeps from the start are up ("on deploy")."""
+    deadline = time.monotonic() + 600
+    while sum(c.state is ContainerState.STEM for c in pool.containers()) < stem_cells:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{stem_cells} stem cells did not start within 600 s")
+        await asyncio.sleep(0.5)
+
+
+async def _one_pool(invoker: Invoker, function: FunctionRef, request: TraceRequest,
+                    started: float, run: SystemRun, prices: PriceSheet) -> None:
+    """Send one request at its time; record its latencies, start kind and cost."""
+    arrival = started + request.at_s
+    await asyncio.sleep(max(0.0, arrival - time.time()))
+    activation = ActivationRequest(
+        activation_id=uuid.uuid4().hex, namespace="eval", name=function.path,
+        version="0.0.1", subject="eval", function=function,
+        parameters={"prompt": prompt_of(request), "max_tokens": request.max_tokens},
+        limits={"timeout": 300_000, "max_tokens": 64, "memory": function.memory_mb},
+        received_at=arrival)
+    result = await invoker.run(activation)
+    annotations = {a["key"]: a["value"] for a in result.annotations}
+    if result.status_code != 0 or annotations.get("ttft") is None:
+        run.errors += 1
+        logger.warning("%s: request failed: %s", run.system, result.response)
+        return
+    run.ttft_ms.append(float(annotations["ttft"]))
+    run.e2e_ms.append(result.end_ms - arrival * 1000)
+    run.kinds[str(annotations["startKind"])] += 1
+    for row in meter_activation(activation, result, prices).rows:
+        if row.kind == ACTIVATION:
+            run.billed_usd += row.cost_total
+            run.accelerator_usd += row.cost_accelerator
+
+
+async def replay_serverful(parts: BenchParts, workload: Workload, experiment: Experiment,
+                           args: argparse.Namespace, prices: PriceSheet) -> SystemRun:
+    """Run the workload through the always-on serverful reference."""
+    adapters = sorted(parts.models.adapters.values())
+    names = {f"f{i}": adapters[i % len(adapters)] for i in range(experiment.functions)}
+    server = ServerfulProcess(parts.run_dir / f"sf-{uuid.uuid4().hex[:6]}.sock",
+                              parts.models.backbone_dir, names)
+    run = SystemRun("serverful", experiment, workload, slo_ms=args.slo_ms)
+    async with server.running():
+        started = time.time()
+        sampling = asyncio.create_task(_sample(run, started, lambda: ([server.pid], 0),
+                                               lambda: 0.0, 0.0))
+        await asyncio.gather(*(_one_serverful(server, r, started, run)
+                               for r in workload.requests))
+        await asyncio.sleep(max(0.0, started + workload.duration_s - time.time()))
+        sampling.cancel()
+    window_s = max(workload.duration_s, time.time() - started)
+    run.always_on_usd = always_on_cost(window_s, run.peak_gb(), prices.accelerator_second,
+                                       prices.gb_second)
+    return run
+
+
+async def _one_serverful(server: ServerfulProcess, request: TraceRequest, started: float,
+                         run: SystemRun) -> None:
+    arrival = started + request.at_s
+    await asyncio.sleep(max(0.0, arrival - time.time()))
+    sent_late_ms = (time.time() - arrival) * 1000
+    try:
+        answer = await server.generate(f"f{request.function}", prompt_of(request),
+                                       request.max_tokens)
+    except aiohttp.ClientError as error:  # counted as failed, like the pool systems' failures
+        run.errors += 1
+        logger.warning("serverful: request failed: %s", error)
+        return
+    run.ttft_ms.append(sent_late_ms + answer["ttft_ms"])
+    run.e2e_ms.append(sent_late_ms + answer["e2e_ms"])
+
+
+async def _sample(run: SystemRun, started: float,
+                  pids: Callable[[], tuple[list[int], int]], limits_mb: Callable[[], float],
+                  unmapped_mb: float) -> None:
+    """Sum the PSS of the system's processes every sample period, until cancelled.
+
+    With sharing, the published weights sit in tmpfs: PSS charges them to the containers
+    mapping them, and `unmapped_mb` is added while no container does."""
+    while True:
+        ids, containers = pids()
+        kb = await asyncio.to_thread(_summed_pss_kb, ids)
+        mb = kb / 1024 + (unmapped_mb if containers == 0 else 0.0)
+        run.memory_mb.append((time.time() - started, mb, containers))
+        run.limits_gb_s += limits_mb() / GB_MB * SAMPLE_PERIOD_S
+        await asyncio.sleep(SAMPLE_PERIOD_S)
+
+
+def _summed_pss_kb(pids: list[int]) -> int:
+    return sum(pss_kb(pid) for pid in pids)
+
+
+async def run_experiment(experiment: Experiment, args: argparse.Namespace,
+                         prices: PriceSheet) -> list[SystemRun]:
+    """Replay one experiment's workload in each of its systems."""
+    workload, window = make_workload(experiment, args)
+    print(f"[{experiment.name}] {workload.description}; window CV {window.cv:.2f}", flush=True)
+    models: DemoModels | None = None
+    if experiment.backbone == "large":
+        models = await asyncio.to_thread(build_large_models, lorafaas_home() / "models")
+    runs = []
+    async with bench_parts(models) as parts:
+        for system in experiment.systems:
+            run = (await replay_serverful(parts, workload, experiment, args, prices)
+                   if system == "serverful"
+                   else await replay_pool(parts, workload, experiment, system, args, prices))
+            runs.append(run)
+            print(f"[{experiment.name}] {system}: {run.served} served, {run.errors} failed, "
+                  f"{dict(run.kinds)}, peak {run.peak_gb():.2f} GB, "
+                  f"cost ${run.total_usd(prices):.6f}", flush=True)
+    return runs
+
+
+async def measure(args: argparse.Namespace) -> list[SystemRun]:
+    """Every experiment of the grid, one after the other."""
+    prices = price_sheet(load_settings())
+    runs = []
+    for experiment in grid(args):
+        runs += await run_experiment(experiment, args, prices)
+    return runs
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: N = 8, a 3-minute window, compressed 6×")
+    parser.add_argument("--experiments", default="",
+                        help="comma-separated: headline, large, n8, n128, steady (all)")
+    parser.add_argument("--window-min", type=int, default=10)
+    parser.add_argument("--compress", type=float, default=5.0)
+    parser.add_argument("--rate", type=float, default=0.5, help="requests per wall second")
+    parser.add_argument("--zipf", type=float, default=1.0)
+    parser.add_argument("--stem-cells", type=int, default=3)
+    parser.add_argument("--slo-ms", type=float, default=2000.0)
+    parser.add_argument("--period", type=float, default=0.5, help="maintenance period (s)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    if args.quick:
+        args.window_min, args.compress = 3, 6.0
+    return args
+
+
+def main() -> None:
+    """Measure, then write docs/evaluation.md and its plots."""
+    from evaluation_report import write_report
+
+    args = parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    runs = asyncio.run(measure(args))
+    print(write_report(runs, args, price_sheet(load_settings())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Continuous batching on the real platform (SQLite, then PostgreSQL) and Docker.
+
+A short request that arrives while a long one decodes joins it in the same container and
+returns first, each with the tokens it gets alone; the activations' accelerator-seconds
+add up to the busy time the runtime measured on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import openai
+import pytest
+
+from lorafaas.controller.appkeys import pool_key
+from lorafaas.settings import replace
+from tests.integration.test_end_to_end import annotation, create_action
+from tests.integration.test_invoker_batching import invoke
+from tests.integration.test_usage_reports import runtime_health, socket_of
+
+pytestmark = pytest.mark.docker
+# ~15 ms a token on 2 CPU cores: the long request decodes for about 3 s.
+LONG = {"prompt": "Tell me a story about a brave dragon", "max_tokens": 200}
+SHORT = {"prompt": "Can you explain how a rainbow forms?", "max_tokens": 4}
+
+
+@pytest.fixture
+def settings(settings):  # type: ignore[no-untyped-def]
+    """Continuous batching, up to 4 requests at once in a container."""
+    return replace(settings, batching="continuous", max_batch_size=4)
+
+
+def params(base: dict[str, Any]) -> dict[str, Any]:
+    """Greedy parameters returning the token ids."""
+    return {**base, "temperature": 0, "ignore_eos": True, "return_token_ids": True}
+
+
+async def test_a_short_request_joins_a_long_one_and_returns_first(  # type: ignore[no-untyped-def]
+        platform, demo_models, make_zip) -> None:
+    await create_action(platform, "chat", demo_models.adapters["pirate"], make_zip,
+                        limits={"timeout": 300_000})
+    alone = {}
+    for name, base in (("short", SHORT), ("long", LONG)):  # the first starts the container
+        status, record, _ = await invoke(platform, "chat", **params(base))
+        assert status == 200, record
+        assert annotation(record, "batchSize") == 1
+        alone[name] = record["response"]["result"]["token_ids"]
+
+    long = asyncio.create_task(invoke(platform, "chat", **params(LONG)))
+    await asyncio.sleep(1.0)  # the long request decodes by now
+    short_status, short_record, _ = await invoke(platform, "chat", **params(SHORT))
+    assert not long.done(), "the short request did not wait for the long one"
+    long_status, long_record, _ = await long
+    assert short_status == 200 and long_status == 200, (short_record, long_record)
+    assert short_record["end"] < long_record["end"]
+    assert short_record["response"]["result"]["token_ids"] == alone["short"]
+    assert long_record["response"]["result"]["token_ids"] == alone["long"]
+    assert annotation(short_record, "batchSize") == 2
+    assert annotation(short_record, "startKind") == "warm"
+    # Its wait for the first token is a prefill next to the running decode, not the rest
+    # of the long generation.
+    assert annotation(short_record, "ttft") < 1000
+
+    await _check_usage(platform, 4)
+
+
+async def test_a_streamed_request_joins_a_running_decode(  # type: ignore[no-untyped-def]
+        platform, demo_models, make_zip) -> None:
+    await create_action(platform, "chat", demo_models.adapters["pirate"], make_zip,
+                        limits={"timeout": 300_000})
+    greedy = {"prompt": SHORT["prompt"], "max_tokens": 12, "temperature": 0}
+    status, record, _ = await invoke(platform, "chat", **greedy)  # alone; starts the container
+    assert status == 200, record
+    expected = record["response"]["result"]["text"]
+
+    long = asyncio.create_task(invoke(platform, "chat", **params(LONG)))
+    await asyncio.sleep(1.0)
+    base_url = str(platform.client.make_url("/v1/"))
+    async with openai.AsyncOpenAI(base_url=base_url, api_key=platform.credential,
+                                  max_retries=0) as client:
+        stream = await client.completions.create(model="chat", stream=True, **greedy)
+        pieces = [choice.text async for chunk in stream for choice in chunk.choices]
+    assert not long.done(), "the streamed request did not wait for the long one"
+    assert "".join(pieces) == expected
+    assert len([p for p in pieces if p]) > 1, "the text came in one piece, not streamed"
+    long_status, long_record, _ = await long
+    assert long_status == 200, long_record
+
+
+async def _check_usage(platform, count: int) -> None:  # type: ignore[no-untyped-def]
+    """The activations' accelerator-seconds add up to the container's busy time."""
+    response = await platform.request("GET", "/api/v1/namespaces/_/usage")
+    body = await response.json()
+    assert response.status == 200, body
+    lines = body["activations"]
+    assert len(lines) == count
+    billed = math.fsum(line["acceleratorSeconds"] for line in lines)
+    (container,) = [c for c in platform.app[pool_key].containers()
+                    if c.function_path == "guest/chat"]
+    health = await runtime_health(socket_of(container))
+    assert health["generations"] == count
+    busy = health["busyMs"] / 1000
+    print(f"{count} requests: billed {billed:.4f} s, measured busy {busy:.4f} s")
+    assert billed == pytest.approx(busy, rel=0.01)

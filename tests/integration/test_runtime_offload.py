@@ -1,0 +1,132 @@
+"""The runtime's offloading of a function's own tensors, in process on the demo models:
+the adapter and cached buffers leave the model and come back giving the same tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from lorafaas.runtime.function import LoadedFunction
+from lorafaas.runtime.generation import GenerationRequest, generate
+from lorafaas.runtime.offload import ACCELERATOR, HOST, ArtifactTiers
+
+REQUEST = GenerationRequest("Can you explain how a rainbow forms?", max_tokens=12,
+                            ignore_eos=True, return_token_ids=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: on a busy 2-core machine, two wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(demo_models: Any) -> PreTrainedTokenizerBase:
+    """The backbone's tokenizer."""
+    return AutoTokenizer.from_pretrained(demo_models.backbone_dir)
+
+
+def load(demo_models: Any, name: str, device: str = "cpu") -> PeftModel:
+    """The demo backbone with one adapter, unmerged."""
+    backbone = AutoModelForCausalLM.from_pretrained(demo_models.backbone_dir,
+                                                    dtype=torch.float32)
+    backbone.to(torch.device(device))  # type: ignore[arg-type]
+    return PeftModel.from_pretrained(backbone, demo_models.adapters[name]).eval()
+
+
+def tokens(model: PeftModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Greedy tokens of the test request."""
+    result, _ = generate(model, tokenizer, REQUEST)
+    return list(result["token_ids"])
+
+
+def own_bytes(model: PeftModel) -> int:
+    """Bytes of the LoRA parameters and the non-persistent buffers, counted independently."""
+    lora = sum(p.numel() * p.element_size() for n, p in model.named_parameters()
+               if "lora_" in n)
+    buffers = sum(b.numel() * b.element_size() for n, b in model.named_buffers()
+                  if n.endswith("inv_freq"))
+    return lora + buffers
+
+
+def test_offloaded_adapter_leaves_the_model_and_comes_back_identical(  # type: ignore[no-untyped-def]
+        demo_models, tokenizer) -> None:
+    model = load(demo_models, "pirate")
+    before = tokens(model, tokenizer)
+    expected_bytes = own_bytes(model)
+    lora_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    tiers = ArtifactTiers(model)
+    assert tiers.bytes == expected_bytes and tiers.accelerator_bytes == expected_bytes
+
+    moved = tiers.offload()
+    assert (moved.moved, moved.bytes) == (HOST, expected_bytes) and moved.ms > 0
+    assert tiers.tier == HOST and tiers.accelerator_bytes == 0
+    # The model holds nothing of its own any more: a forward cannot run on stale weights.
+    assert all(p.numel() == 0 for n, p in model.named_parameters() if "lora_" in n)
+    assert all(b.numel() == 0 for n, b in model.named_buffers() if n.endswith("inv_freq"))
+    assert tiers.offload().bytes == 0, "offloading twice moves nothing"
+
+    back = tiers.restore()
+    assert (back.moved, back.bytes) == (ACCELERATOR, expected_bytes) and back.ms > 0
+    assert tiers.tier == ACCELERATOR and tiers.restore().bytes == 0
+    for name, parameter in model.named_parameters():
+        if "lora_" in name:
+            assert torch.equal(parameter, lora_before[name])
+    assert tokens(model, tokenizer) == before
+
+
+def test_backbone_weights_never_move(demo_models) -> None:  # type: ignore[no-untyped-def]
+    model = load(demo_models, "shout")
+    backbone = {n: p.data_ptr() for n, p in model.named_parameters() if "lora_" not in n}
+    tiers = ArtifactTiers(model)
+    tiers.offload()
+    tiers.restore()
+    assert {n: p.data_ptr() for n, p in model.named_parameters()
+            if "lora_" not in n} == backbone
+
+
+def test_a_run_on_an_offloaded_function_restores_first(demo_models, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    model = load(demo_models, "shout")
+    loaded = LoadedFunction(model, tokenizer, None, {}, {})  # type: ignore[arg-type]
+    warm, warm_timings = loaded.run(REQUEST)
+    assert "restore" not in warm_timings
+    loaded.tiers.offload()
+    result, timings = loaded.run(REQUEST)
+    assert loaded.tiers.tier == ACCELERATOR
+    assert result["token_ids"] == warm["token_ids"]
+    assert timings["restore"] > 0 and timings["ttft"] >= timings["restore"]
+    loaded.tiers.offload()
+    batch = list(loaded.run_batch([REQUEST, REQUEST]))
+    assert [r["token_ids"] for _, r, _ in batch] == [warm["token_ids"]] * 2
+    assert all(t["restore"] > 0 for _, _, t in batch)
+
+
+@pytest.mark.gpu
+def test_cuda_offload_uses_pinned_host_memory_and_frees_the_device(  # type: ignore[no-untyped-def]
+        demo_models, tokenizer) -> None:
+    model = load(demo_models, "pirate", device="cuda")
+    inputs = tokenizer(REQUEST.prompt, return_tensors="pt").to("cuda")
+
+    def greedy() -> list[int]:
+        with torch.inference_mode():
+            output = model.generate(**inputs, max_new_tokens=12, do_sample=False,  # type: ignore[operator]
+                                    pad_token_id=tokenizer.pad_token_id)
+        return list(output[0].tolist())
+
+    before = greedy()
+    tiers = ArtifactTiers(model)
+    allocated = torch.cuda.memory_allocated()
+    moved = tiers.offload()
+    assert moved.bytes == tiers.bytes > 0
+    assert torch.cuda.memory_allocated() <= allocated - tiers.bytes
+    assert all(t.is_pinned() for t in tiers._host or [])
+    tiers.restore()
+    assert greedy() == before

@@ -1,0 +1,46 @@
+"""What a function container mounts with backbone sharing on and off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lorafaas.invoker.containers import ContainerFolders
+from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
+
+MOUNTS = BackboneMounts(Path("/run/bb/attach.sock"), Path("/dev/shm/lorafaas/demo"),
+                        Path("/models/demo-backbone"))
+
+
+def pool(sharing: bool, mounts: BackboneMounts = MOUNTS) -> ContainerPool:
+    """A pool whose backend is never called: only container specs are made."""
+    config = PoolConfig(invoker_id="unit", image="img", run_dir=Path("/tmp/unit"), pids_limit=8,
+                        start_timeout_s=1, max_instances=1, backbone_sharing=sharing)
+    return ContainerPool(None, config, mounts)  # type: ignore[arg-type]
+
+
+def mounted(sharing: bool) -> tuple[dict[str, Path], dict[str, str]]:
+    spec = pool(sharing)._container_spec(ContainerFolders(Path("/tmp/unit/c/x")), 1024, None)
+    assert all(m.read_only for m in spec.mounts if m.target != "/lorafaas/io")
+    return {m.target: m.source for m in spec.mounts}, spec.environment
+
+
+def test_sharing_mounts_the_published_weights_and_the_attach_socket() -> None:
+    mounts, environment = mounted(True)
+    assert mounts["/backbone"] == MOUNTS.publish_dir
+    assert mounts["/lorafaas/attach"] == MOUNTS.attach_socket.parent
+    assert environment["LORAFAAS_ATTACH_SOCKET"] == "/lorafaas/attach/attach.sock"
+    assert "LORAFAAS_BACKBONE_SHARING" not in environment
+
+
+def test_without_sharing_the_checkpoint_is_mounted_and_no_socket() -> None:
+    mounts, environment = mounted(False)
+    assert mounts["/backbone"] == MOUNTS.checkpoint_dir
+    assert "/lorafaas/attach" not in mounts and "LORAFAAS_ATTACH_SOCKET" not in environment
+    assert environment["LORAFAAS_BACKBONE_SHARING"] == "off"
+
+
+def test_without_sharing_the_checkpoint_is_required() -> None:
+    with pytest.raises(ValueError, match="checkpoint folder"):
+        pool(False, BackboneMounts(MOUNTS.attach_socket, MOUNTS.publish_dir))
