@@ -102,6 +102,8 @@ class PolicyRun:
     policy: Policy
     ttft_ms: list[float] = field(default_factory=list)
     kinds: Counter[str] = field(default_factory=Counter)
+    # per measured request: arrival (wall s), function, start kind, ttft, wait, init, batch
+    rows: list[tuple[float, int, str, float, float, float, int]] = field(default_factory=list)
     errors: int = 0
     memory_mb: list[tuple[float, float, int]] = field(default_factory=list)  # t, MB, count
 
@@ -246,6 +248,10 @@ async def _one(invoker: Invoker, function: FunctionRef, request: TraceRequest, s
     if request.measured:
         run.ttft_ms.append(float(annotations["ttft"]))
         run.kinds[str(annotations["startKind"])] += 1
+        run.rows.append((request.at_s, request.function, str(annotations["startKind"]),
+                         float(annotations["ttft"]), float(annotations.get("waitTime") or 0),
+                         float(annotations.get("initTime") or 0),
+                         int(annotations.get("batchSize") or 1)))
 
 
 async def _sample_memory(pool: ContainerPool, run: PolicyRun, started: float) -> None:
@@ -293,6 +299,8 @@ def report(workload: Workload, runs: list[PolicyRun], args: argparse.Namespace) 
     lines += ["", (f"(c) against (a): TTFT p99 {100 * cut:.0f}% lower (target ≥ 80%), "
                    f"memory-seconds {ratio:.2f}× (target ≤ 1.00×)."),
               f"Failed requests: {', '.join(f'{r.policy.name} {r.errors}' for r in runs)}.",
+              ("Every measured request (start kind, TTFT, wait, initialization, batch size): "
+               "[trace_policies_requests.csv](trace_policies_requests.csv)."),
               "", "![TTFT CDF and container memory per policy](trace_policies.png)", ""]
     return "\n".join(lines)
 
@@ -302,6 +310,16 @@ def _arguments(args: argparse.Namespace) -> str:
             f"--warmup-min {args.warmup_min} "
             f"--compress {args.compress:g} --rate {args.rate:g} --functions {args.functions} "
             f"--zipf {args.zipf:g} --stem-cells {args.stem_cells} --seed {args.seed}")
+
+
+def write_requests(runs: list[PolicyRun]) -> None:
+    """Every measured request of every policy, to see where the time went."""
+    with (OUT_DIR / "trace_policies_requests.csv").open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["policy", "arrival_s", "function", "start_kind", "ttft_ms", "wait_ms",
+                         "init_ms", "batch_size"])
+        for run in runs:
+            writer.writerows((run.policy.name, *row) for row in sorted(run.rows))
 
 
 def plot(runs: list[PolicyRun]) -> None:
@@ -365,6 +383,7 @@ def main() -> None:
     workload, runs = asyncio.run(measure(args))
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "trace_policies.md").write_text(report(workload, runs, args))
+    write_requests(runs)
     plot(runs)
     print((OUT_DIR / "trace_policies.md").read_text())
 
