@@ -396,6 +396,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--slo-ms", type=float, default=2000.0)
     parser.add_argument("--period", type=float, default=0.5, help="maintenance period (s)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--report-only", action="store_true",
+                        help="measure nothing: rewrite the report from docs/evaluation/"
+                             "runs.json")
+    parser.add_argument("--keep", action="store_true",
+                        help="report with the experiments measured before (docs/evaluation/"
+                             "runs.json) that this run does not measure again")
     args = parser.parse_args()
     if args.quick:
         args.window_min, args.compress = 3, 6.0
@@ -404,11 +410,17 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     """Measure, then write docs/evaluation.md and its plots."""
-    from evaluation_report import write_report
+    from evaluation_report import RUNS, write_report
+    from evaluation_results import load_runs, merged
 
     args = parse_args()
     logging.basicConfig(level=logging.WARNING)
-    runs = asyncio.run(measure(args))
+    if args.report_only:
+        runs = load_runs(RUNS)
+    else:
+        runs = asyncio.run(measure(args))
+        if args.keep:
+            runs = merged(load_runs(RUNS), runs)
     print(write_report(runs, args, price_sheet(load_settings())))
 
 

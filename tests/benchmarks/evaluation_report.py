@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
+import os
 from collections.abc import Sequence
 
 from bench_evaluation import POOL_MEMORY_MB, SYSTEMS, TRACES, Experiment, SystemRun, grid
+from evaluation_results import save_runs
 from evaluation_stats import crossover_rate, duplicated_share, per_thousand, percentile
 from harness import REPO_ROOT, machine
 
@@ -15,6 +17,7 @@ from lorafaas.billing.prices import PriceSheet
 
 DOC = REPO_ROOT / "docs" / "evaluation.md"
 PLOTS = REPO_ROOT / "docs" / "evaluation"
+RUNS = PLOTS / "runs.json"  # the measurements, for `--keep`
 COMMAND = ".venv/bin/python tests/benchmarks/bench_evaluation.py"
 LABELS = {"openwhisk": "OpenWhisk-style", "instainfer": "InstaInfer-style",
           "full": "LoRAFaaS (full)", "serverful": "serverful reference"}
@@ -23,8 +26,8 @@ FULL_GRID = ("2 traces (conv, code) × 2 windows (bursty, steady) × N ∈ {8, 3
 
 
 def write_report(runs: list[SystemRun], args: argparse.Namespace, prices: PriceSheet) -> str:
-    """Write docs/evaluation.md and the plots; return the Markdown."""
-    PLOTS.mkdir(parents=True, exist_ok=True)
+    """Write docs/evaluation.md, the plots and the measurements; return the Markdown."""
+    save_runs(runs, RUNS)  # first: the measurements outlive a failure of the plots
     plots = _plots(runs, prices)
     text = report(runs, args, prices, plots)
     DOC.write_text(text)
@@ -37,7 +40,9 @@ def report(runs: list[SystemRun], args: argparse.Namespace, prices: PriceSheet,
     lines = ["# Evaluation: ServerlessLoRA's comparison on real traces", "",
              f"Command: `{COMMAND} {_arguments(args)}`  ",
              f"Machine: {machine()}  ",
-             f"Run: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC.", "",
+             (f"Run: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; load average "
+              f"then {', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min): other "
+              "work on the machine stretches every latency, the containers' starts most."), "",
              "## Set-up", "", *_setup(args, prices), ""]
     for experiment in _experiments(runs):
         lines += _experiment_section(experiment, [r for r in runs if r.experiment == experiment],
@@ -51,7 +56,11 @@ def report(runs: list[SystemRun], args: argparse.Namespace, prices: PriceSheet,
 def _arguments(args: argparse.Namespace) -> str:
     if args.quick:
         return "--quick"
+    if getattr(args, "report_only", False):
+        return "--report-only (from the measurements of the earlier runs)"
     chosen = f"--experiments {args.experiments} " if args.experiments else ""
+    if getattr(args, "keep", False):
+        chosen += "--keep "
     return (f"{chosen}--window-min {args.window_min} --compress {args.compress:g} "
             f"--rate {args.rate:g} --zipf {args.zipf:g} --stem-cells {args.stem_cells} "
             f"--slo-ms {args.slo_ms:g} --seed {args.seed}")
@@ -161,12 +170,15 @@ def _targets(runs: list[SystemRun], prices: PriceSheet) -> list[str]:
     lines = []
     shared = [r for r in runs if r.system == "full"]
     private = [r for r in runs if r.system in ("openwhisk", "instainfer")]
-    if shared or private:
-        worst = max((duplicated_share(_backbone_copies(r)) for r in private), default=math.nan)
+    if shared:
         lines.append(f"- Backbone weights duplicated across function containers: "
                      f"{100 * duplicated_share(1):.0f}% with sharing (one published copy; "
-                     f"target < 1%); without sharing up to {100 * worst:.1f}% "
-                     "((N−1)/N of the copies at the memory peak, N containers alive).")
+                     "target < 1%).")
+    if private:
+        worst = max(duplicated_share(_backbone_copies(r)) for r in private)
+        lines.append(f"- Without sharing, up to {100 * worst:.1f}% of the backbone bytes are "
+                     "duplicates ((N−1)/N with N containers alive at the memory peak, each "
+                     "with its own copy: tests/integration/test_backbone_sharing.py).")
     headline = [_find(runs, n, s) for n in ("headline", "quick") for s in ("openwhisk", "full")]
     ow, full = next(((a, b) for a, b in zip(headline[::2], headline[1::2], strict=True)
                      if a is not None and b is not None), (None, None))
@@ -207,7 +219,7 @@ def _crossover(runs: list[SystemRun], prices: PriceSheet) -> list[str]:
         [per_thousand(b.total_usd(prices), b.served) for _, b in pairs])
     faster = [a.experiment.rate for a, b in pairs
               if percentile(b.ttft_ms, 99) < percentile(a.ttft_ms, 99)]
-    how = "measured" if measured else "extrapolated from the highest rate measured"
+    how = "measured" if measured else "extrapolated from the rates measured"
     listed = ", ".join(f"{r:g}" for r in rates)
     at = "—" if rate is None else f"{rate:.2f}"
     lines = [(f"- Serverful reference on the steady window, rates {listed} requests/s: it "

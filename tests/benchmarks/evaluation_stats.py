@@ -75,19 +75,21 @@ def crossover_rate(rates: Sequence[float], serverless_per_k: Sequence[float],
                    serverful_per_k: Sequence[float]) -> tuple[float | None, bool]:
     """The load (requests/s) from which the always-on reference costs less per request.
 
-    The first measured rate where it does (and True); else an extrapolation from the highest
-    rate, where the reference's fixed cost is spread over proportionally more requests and
-    the serverless cost per request stays as measured (and False); None without data.
+    The first measured rate where it does, above one where it does not (and True). Else an
+    extrapolation (and False) from the lowest rate measured when the reference is cheaper
+    already there, from the highest when it never is: its fixed cost is spread over
+    requests in proportion to the rate, and the serverless cost per request stays as
+    measured. None without data.
     """
-    points = [(r, s, f) for r, s, f in zip(rates, serverless_per_k, serverful_per_k,
-                                           strict=True)
-              if not (math.isnan(s) or math.isnan(f))]
-    for rate, serverless, serverful in sorted(points):
-        if serverful <= serverless:
-            return rate, True
+    points = sorted((r, s, f) for r, s, f in zip(rates, serverless_per_k, serverful_per_k,
+                                                 strict=True)
+                    if not (math.isnan(s) or math.isnan(f)))
     if not points:
         return None, False
-    rate, serverless, serverful = max(points)
+    cheaper = [serverful <= serverless for _, serverless, serverful in points]
+    if not cheaper[0] and any(cheaper):
+        return points[cheaper.index(True)][0], True
+    rate, serverless, serverful = points[0] if cheaper[0] else points[-1]
     return (rate * serverful / serverless if serverless > 0 else None), False
 
 

@@ -59,6 +59,9 @@ def test_crossover_measured_or_extrapolated() -> None:
     assert crossover_rate([1, 2, 4], [1.0, 1.0, 1.0], [4.0, 2.0, 1.0]) == (4, True)
     rate, measured = crossover_rate([1, 2], [1.0, 1.0], [8.0, 4.0])
     assert not measured and rate == pytest.approx(8.0)
+    # Cheaper already at the lowest rate measured: the crossover lies below it.
+    rate, measured = crossover_rate([0.5], [0.2], [0.05])
+    assert not measured and rate == pytest.approx(0.125)
     assert crossover_rate([], [], []) == (None, False)
 
 
