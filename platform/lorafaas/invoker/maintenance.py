@@ -161,8 +161,10 @@ class Maintenance:
             return False
         if any(c.function_key == stats.function.key for c in self.pool.containers()):
             return False
+        # The keep-alive runs from the load at the window's start, not from the end.
         since_end = now - stats.last_end
-        return decision.prewarm_window_s <= since_end < decision.keepalive_s
+        return (decision.prewarm_window_s <= since_end
+                < decision.prewarm_window_s + decision.keepalive_s)
 
     def _free_bytes(self) -> int:
         return max(0, self.pool.config.memory_mb - self.pool.used_mb()) * MB

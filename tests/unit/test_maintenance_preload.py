@@ -1,0 +1,129 @@
+"""The maintenance's predictive cycle: unload after an execution, pre-load at the window.
+
+A function whose idle times all fall in one histogram bin is predictable: after each
+execution its container goes (the next request is not due before the pre-warm window) and
+a container is pre-loaded when the window opens. The pool is a fake: this tests the
+decisions, `tests/integration/test_pool.py` tests the pool on the real engine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from lorafaas.invoker.backend import ContainerInfo
+from lorafaas.invoker.containers import ContainerFolders, ContainerState, PooledContainer
+from lorafaas.invoker.keepalive import KeepAliveConfig, KeepAlivePolicy
+from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
+from lorafaas.invoker.pool import FunctionRef, PoolConfig
+from lorafaas.invoker.prewarm import ColdStartWindow, PrewarmConfig
+
+IDLE_S = 20.0  # every idle time of the function: head 20 s, pre-warm window 18 s
+# What a cold start measured: the load time a pre-load saves.
+COLD_BREAKDOWN = {"libraries": 2600.0, "backbone": 40.0, "adapter": 20.0, "tokenizer": 10.0,
+                  "kernels": 60.0}
+FUNCTION = FunctionRef(key="guest/f@0.0.1:abc", path="guest/f", adapter_dir=Path("/none"),
+                       memory_mb=1024)
+
+
+class FakePool:
+    """The parts of ContainerPool the maintenance uses, recording what it is asked."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.config = PoolConfig(invoker_id="t", image="i", run_dir=tmp, pids_limit=64,
+                                 start_timeout_s=1.0, max_instances=2)
+        self.cold_starts = ColdStartWindow()
+        self.held: list[PooledContainer] = []
+        self.preloaded: list[str] = []
+        self.removed: list[tuple[str, str]] = []
+        self._tmp = tmp
+
+    def containers(self) -> list[PooledContainer]:
+        return list(self.held)
+
+    def used_mb(self) -> int:
+        return sum(c.memory_mb for c in self.held)
+
+    async def health_check(self) -> int:
+        return 0
+
+    async def add_stem_cell(self) -> bool:
+        return False
+
+    async def remove_idle(self, predicate: Callable[[PooledContainer], bool],
+                          reason: str) -> int:
+        chosen = [c for c in self.held if c.evictable and predicate(c)]
+        self.held = [c for c in self.held if c not in chosen]
+        self.removed += [(c.info.name, reason) for c in chosen]
+        return len(chosen)
+
+    async def preload(self, function: FunctionRef) -> bool:
+        self.preloaded.append(function.key)
+        self.held.append(self.container(function, ContainerState.PRELOADED))
+        return True
+
+    def container(self, function: FunctionRef, state: ContainerState) -> PooledContainer:
+        name = f"c{len(self.held)}"
+        return PooledContainer(ContainerInfo(id=name, name=name, pid=0),
+                               ContainerFolders(self._tmp / name),
+                               None,  # type: ignore[arg-type]  # never called here
+                               function.memory_mb,
+                               state, function.key, function.path)
+
+
+def predictable_tracker(start: float) -> tuple[FunctionTracker, float]:
+    """A tracker that has seen 12 executions of FUNCTION, each IDLE_S after the last end;
+    returns it and the time the last execution ended."""
+    policy = KeepAlivePolicy(KeepAliveConfig(bin_s=1.0, range_s=100.0, min_samples=10))
+    tracker = FunctionTracker(policy)
+    at = start
+    for _ in range(12):
+        tracker.arrived(FUNCTION, at)
+        tracker.ended(FUNCTION, at + 0.5, COLD_BREAKDOWN)
+        at += 0.5 + IDLE_S
+    return tracker, at - IDLE_S
+
+
+async def test_predictable_function_is_unloaded_then_preloaded_at_its_window(
+        tmp_path: Path) -> None:
+    pool = FakePool(tmp_path)
+    tracker, ended = predictable_tracker(time.time() - 1000)
+    decision = tracker.decision(FUNCTION.key)
+    assert decision.policy == "histogram" and decision.prewarm_window_s == 18.0
+    maintenance = Maintenance(pool, tracker, PrewarmConfig(min_count=0, max_count=0),  # type: ignore[arg-type]
+                              period_s=1.0)
+    pool.held.append(pool.container(FUNCTION, ContainerState.IDLE))
+
+    await maintenance.tick(ended + 1.0)  # before the window: the container goes
+    assert pool.removed == [("c0", "keep-alive ended")] and not pool.preloaded
+
+    await maintenance.tick(ended + 10.0)  # still before the window: nothing is loaded
+    assert not pool.preloaded
+
+    await maintenance.tick(ended + 18.5)  # the window is open: pre-loaded, once
+    await maintenance.tick(ended + 19.0)
+    assert pool.preloaded == [FUNCTION.key]
+    assert [c.state for c in pool.held] == [ContainerState.PRELOADED]
+
+
+async def test_preloading_off_never_loads_ahead(tmp_path: Path) -> None:
+    pool = FakePool(tmp_path)
+    tracker, ended = predictable_tracker(time.time() - 1000)
+    maintenance = Maintenance(pool, tracker, PrewarmConfig(min_count=0, max_count=0),  # type: ignore[arg-type]
+                              period_s=1.0, preloading=False)
+    await maintenance.tick(ended + 18.5)
+    assert not pool.preloaded
+
+
+async def test_unpredictable_function_keeps_its_container(tmp_path: Path) -> None:
+    pool = FakePool(tmp_path)
+    tracker = FunctionTracker(KeepAlivePolicy(KeepAliveConfig(fixed_keepalive_s=60.0)))
+    now = time.time()
+    tracker.arrived(FUNCTION, now - 2.0)
+    tracker.ended(FUNCTION, now - 1.0, {})
+    maintenance = Maintenance(pool, tracker, PrewarmConfig(min_count=0, max_count=0),  # type: ignore[arg-type]
+                              period_s=1.0)
+    pool.held.append(pool.container(FUNCTION, ContainerState.IDLE))
+    await maintenance.tick(now)
+    assert not pool.removed and not pool.preloaded
