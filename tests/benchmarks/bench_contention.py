@@ -327,14 +327,15 @@ async def sweep(pool: ContainerPool, functions: Sequence[FunctionRef],
 
 
 async def offload_policy(parts: BenchParts, policy: OffloadPolicy, results: Results,
-                         model: PrefillModel, scale: Scale, seed: int) -> OffloadRun:
+                         model: PrefillModel, scale: Scale, seed: int, threads: int
+                         ) -> OffloadRun:
     """Part 4 under one policy: a fresh pool with maintenance and a fixed keep-alive."""
     functions = make_functions(parts, f"o{policy.name[0].lower()}", scale.offload_functions)
     slo_ms = SINGLE_SLO_FACTOR * results.service_s * 1000
     rate = scale.offload_load / results.service_s
     weights = [1 / (rank + 1) for rank in range(len(functions))]
     arrivals = poisson(scale.offload_requests, rate, weights, seed + 200)
-    pool = parts.pool({"max_instances": 1})
+    pool = parts.pool({"max_instances": 1, "torch_threads": threads})
     tracker = FunctionTracker(KeepAlivePolicy(KeepAliveConfig(
         policy="fixed", fixed_keepalive_s=scale.keepalive_s)))
 
@@ -349,8 +350,10 @@ async def offload_policy(parts: BenchParts, policy: OffloadPolicy, results: Resu
     invoker = make_invoker(pool, batching("eager", slo_ms, model, 2), tracker)
     ticking = asyncio.create_task(maintenance.run())
     try:
-        # The most popular functions, as many as the budget holds, are started ahead.
-        await warm(pool, functions[:scale.offload_slots], model)
+        # Every function is started ahead when artifacts can move out of the budget; with
+        # no offloading only as many as it holds (the most popular): the others wait.
+        ahead = functions if policy is not OffloadPolicy.NONE else functions[:scale.offload_slots]
+        await warm(pool, ahead, model)
         started = time.perf_counter()
         outcomes = await replay(invoker, functions, [slo_ms] * len(functions), arrivals)
     finally:
@@ -373,7 +376,9 @@ async def measure(args: argparse.Namespace, scale: Scale) -> Results:
             f"R² {p.r2:.4f}" for p in profiled.profiles), flush=True)
         results = Results(profiled)
         model = profiled.profiles[0].model
-        pool = parts.pool({"max_instances": 1})
+        # Every container runs the profiler's thread count: M = 2 batches of one thread each
+        # fill the two cores; more threads than cores make OpenMP wait on descheduled ones.
+        pool = parts.pool({"max_instances": 1, "torch_threads": args.threads})
         try:
             functions = make_functions(parts, "c", len(SLO_FACTORS))
             await warm(pool, functions[:1], model)
@@ -402,7 +407,8 @@ async def measure(args: argparse.Namespace, scale: Scale) -> Results:
         results.budget_bytes = (scale.offload_slots * results.artifact_bytes
                                 + results.artifact_bytes // 2)
         results.offload = tuple([await offload_policy(parts, policy, results, model, scale,
-                                                      args.seed) for policy in POLICIES])
+                                                      args.seed, args.threads)
+                                 for policy in POLICIES])
     return results
 
 
@@ -503,8 +509,9 @@ def offload_section(results: Results, scale: Scale) -> list[str]:
               f"{len(first.outcomes)} requests at {first.offered_rps:.1f}/s "
               f"({scale.offload_load:g}×μ), function i with weight 1/(i+1); eager batching, "
               f"M = 2; fixed keep-alive {scale.keepalive_s:g} s, no stem cells, no "
-              f"pre-loading. The {scale.offload_slots} most popular functions are started "
-              "(and settled) ahead, the others start cold on their first request."), "",
+              "pre-loading. With offloading every function is started (and settled) ahead;"
+              f" with none only the {scale.offload_slots} most popular, as the budget holds:"
+              " the others wait for memory, then start cold."), "",
              ("| policy | served | TTFT p50 ms | TTFT p99 ms | moved MB | offloads | restores "
               "| waits for memory | waited s | requests started cold | wall s |"),
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -575,7 +582,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke test, about 3 minutes")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads of the in-process profiler")
+                        help="torch threads of the in-process profiler and of every container")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--service-ms", type=float,
                         help="the lone-request service time that scales loads and SLOs "
