@@ -1,6 +1,7 @@
-"""Operator commands on the registry: `lorafaas admin namespace create`, `admin key rotate`.
+"""Operator commands: `lorafaas admin namespace create`, `admin key rotate`, `admin profile`.
 
-They work on the database directly (no running controller needed), migrating it first.
+They work on the database directly (no running controller needed), migrating it first;
+`admin profile` also runs the prefill profiler's container on the Docker engine.
 The registry is imported only when a command runs, so building the CLI's parser stays fast.
 """
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 AdminCommand = Callable[[Settings, str], str]
+# A command of its own arguments: it reads what it needs of the parsed command line.
+ParsedCommand = Callable[[Settings, argparse.Namespace], str]
 
 
 def create_namespace_command(settings: Settings, name: str) -> str:
@@ -62,6 +65,16 @@ async def _namespace_of(session: AsyncSession, credential: str) -> str | None:
         return None
 
 
+def profile_command(settings: Settings, args: argparse.Namespace) -> str:
+    """Profile the prefill of the given adapter ranks (every deployed one by default) in
+    the runtime image, store the fits and return their tables."""
+    from lorafaas.admin_profile import profile_ranks
+    from lorafaas.registry.db import upgrade
+
+    upgrade(settings.database_url)
+    return asyncio.run(profile_ranks(settings, args.rank or []))
+
+
 async def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     from lorafaas.registry.db import make_engine, make_sessions
 
@@ -84,7 +97,8 @@ ADMIN_COMMANDS: dict[str, dict[str, tuple[AdminCommand, str]]] = {
 
 def add_admin_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the `admin` command and its nouns and verbs to the CLI's parser."""
-    admin = commands.add_parser("admin", help="operator commands: namespaces and their keys")
+    admin = commands.add_parser("admin", help="operator commands: namespaces and their keys, "
+                                              "prefill profiles")
     nouns = admin.add_subparsers(dest="admin_noun", metavar="NOUN", required=True)
     for noun, verbs in ADMIN_COMMANDS.items():
         verb_parsers = nouns.add_parser(noun, help=f"{noun} commands").add_subparsers(
@@ -92,16 +106,26 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
         for verb, (command, help_text) in verbs.items():
             parser = verb_parsers.add_parser(verb, help=help_text)
             parser.add_argument("name", help="the namespace")
-            parser.set_defaults(admin_command=command)
+            parser.set_defaults(admin_command=_on_name(command))
+    profile = nouns.add_parser("profile", help="profile the prefill time T(b) of adapter ranks "
+                                               "now, store the fits and print them")
+    profile.add_argument("--rank", type=int, action="append",
+                         help="an adapter rank to profile (repeatable; default: every rank a "
+                              "deployed function has)")
+    profile.set_defaults(admin_command=profile_command)
+
+
+def _on_name(command: AdminCommand) -> ParsedCommand:
+    return lambda settings, args: command(settings, args.name)
 
 
 def run_admin(args: argparse.Namespace, settings: Settings) -> str:
     """Run the parsed admin command and return what it prints on stdout."""
     from sqlalchemy.exc import OperationalError
 
-    command: AdminCommand = args.admin_command
+    command: ParsedCommand = args.admin_command
     try:
-        return command(settings, args.name)
+        return command(settings, args)
     except OperationalError as error:
         # An unreachable or unusable database: the driver's message says which and why.
         raise LoraFaasError(f"cannot use the registry database: {error.orig}") from error

@@ -104,6 +104,19 @@ def _slo_ms(value: str) -> int:
     return number
 
 
+def _auto_off(value: str) -> str:
+    if value not in ("auto", "off"):
+        raise ValueError("must be auto or off")
+    return value
+
+
+def _token_counts(value: str) -> tuple[int, ...]:
+    counts = tuple(_positive_int(part) for part in _name_list(value))
+    if not counts:
+        raise ValueError("must list one or more positive token counts, comma-separated")
+    return tuple(sorted(set(counts)))
+
+
 def _offload_policy(value: str) -> str:
     if value not in ("value-density", "lru", "none"):
         raise ValueError("must be value-density, lru or none")
@@ -157,6 +170,8 @@ class Settings:
     slo_ttft_ms: int
     prefill_t0_ms: float
     prefill_alpha_ms: float
+    prefill_profiling: str
+    prefill_prompt_lengths: tuple[int, ...]
     accelerator_memory_mb: int
     offload_policy: str
     console_key_file: Path
@@ -181,6 +196,15 @@ class Settings:
     def api_host(self) -> str:
         """The URL clients use."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def container_torch_threads(self) -> int:
+        """Torch threads of each function container (0: torch's default)."""
+        # Up to M batches run at once, each in its own container: each gets its share of
+        # the cores (with batching off, requests are not capped: keep torch's default).
+        if self.container_threads > 0 or self.batching == "off":
+            return self.container_threads
+        return max(1, (os.cpu_count() or 1) // self.max_concurrent_batches)
 
 
 # The settings table: field -> spec. `{home}` in a default is replaced by the home folder.
@@ -263,7 +287,7 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
                                         "How often the pool checks health, stem cells, "
                                         "keep-alive and pre-loading."),
     # Batching (lorafaas.invoker.dispatcher); T(b) = T0 + α·(b−1) is the prefill model until
-    # a function has a profile of its own (`python -m lorafaas.runtime.profiler`).
+    # a function's adapter rank has a profile of its own (lorafaas.controller.prefill).
     "batching": SettingSpec("LORAFAAS_BATCHING", "eager", _batching,
                             "How the invoker batches a function's requests: `eager` (a batch "
                             "closes as soon as one of the M slots is free, so requests batch "
@@ -284,11 +308,26 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
                                "Default `slo_ttft_ms` limit of an action: its time-to-first-"
                                "token objective in milliseconds (1 to 600000)."),
     "prefill_t0_ms": SettingSpec("LORAFAAS_PREFILL_T0_MS", "35", _non_negative_float,
-                                 "T0 of the prefill model T(b) = T0 + α·(b−1), in ms (default: "
-                                 "the demo backbone on 2 CPU cores, docs/benchmarks/batching.md)."),
+                                 "T0 of the prefill model T(b) = T0 + α·(b−1), in ms, of adapter "
+                                 "ranks not profiled yet (default: the demo backbone on 2 CPU "
+                                 "cores, docs/benchmarks/batching.md)."),
     "prefill_alpha_ms": SettingSpec("LORAFAAS_PREFILL_ALPHA_MS", "16", _non_negative_float,
                                     "α of the prefill model: the cost in ms of each request "
                                     "added to a batch."),
+    "prefill_profiling": SettingSpec("LORAFAAS_PREFILL_PROFILING", "auto", _auto_off,
+                                     "`auto`: when a function of an adapter rank without a "
+                                     "stored fit is deployed or invoked (and batching is on), "
+                                     "profile T(b) for b = 1…16 in a one-off container in the "
+                                     "background, one rank at a time, store the fit and size "
+                                     "that rank's batches by it; refitted when the backbone, "
+                                     "runtime image or machine changes. `off`: no background "
+                                     "profiling (fits stored by `lorafaas admin profile` still "
+                                     "apply)."),
+    "prefill_prompt_lengths": SettingSpec("LORAFAAS_PREFILL_PROMPT_LENGTHS", "32,128",
+                                          _token_counts,
+                                          "Prompt lengths in tokens at which T(b) is profiled "
+                                          "(comma-separated); batches are sized by the fit at "
+                                          "the longest."),
     # Offloading (lorafaas.invoker.offloading).
     "accelerator_memory_mb": SettingSpec("LORAFAAS_ACCELERATOR_MEMORY_MB", "0",
                                          _non_negative_int,

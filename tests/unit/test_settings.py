@@ -31,7 +31,10 @@ def test_port_override() -> None:
                                        ("LORAFAAS_BATCHING", "greedy"),
                                        ("LORAFAAS_SLO_TTFT_MS", "0"),
                                        ("LORAFAAS_PREFILL_ALPHA_MS", "nan"),
-                                       ("LORAFAAS_BACKBONE_SHARING", "maybe")])
+                                       ("LORAFAAS_BACKBONE_SHARING", "maybe"),
+                                       ("LORAFAAS_PREFILL_PROFILING", "on"),
+                                       ("LORAFAAS_PREFILL_PROMPT_LENGTHS", "32,0"),
+                                       ("LORAFAAS_PREFILL_PROMPT_LENGTHS", " , ")])
 def test_bad_value_names_key_and_value(key: str, value: str) -> None:
     with pytest.raises(SettingsError, match=f"{key}='{value}'"):
         load_settings({key: value})

@@ -14,6 +14,8 @@ import torch
 from safetensors.torch import save_model
 from transformers import PreTrainedModel
 
+from lorafaas.backbone.checkpoint import checkpoint_signature
+
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
@@ -82,12 +84,7 @@ class TmpfsPublisher:
 
 
 def _fingerprint(source_dir: Path, dtype: torch.dtype) -> str:
-    parts = [str(dtype)]
-    for path in sorted(source_dir.iterdir()):
-        if path.is_file():
-            stat = path.stat()
-            parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
-    return "|".join(parts)
+    return f"{dtype}|{checkpoint_signature(source_dir)}"
 
 
 def _make_world_readable(folder: Path) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.controller.backbones import BackboneCatalog
+from lorafaas.controller.invocations import function_key
+from lorafaas.controller.prefill import PrefillProfiling
 from lorafaas.controller.protocol import LORA_KIND, ActionBody
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.artifacts import ArtifactStore, add_reference, drop_reference
@@ -28,12 +30,14 @@ class ActionService:
     """The logic behind the actions resource, callable without HTTP."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], store: ArtifactStore,
-                 backbones: BackboneCatalog, max_adapter_bytes: int, history: int) -> None:
+                 backbones: BackboneCatalog, max_adapter_bytes: int, history: int,
+                 prefill: PrefillProfiling | None = None) -> None:
         self.sessions = sessions
         self.store = store
         self.backbones = backbones
         self.max_adapter_bytes = max_adapter_bytes
         self.history = history
+        self.prefill = prefill  # profiles a new adapter rank before its first request
 
     async def put(self, identity: Identity, name: str, body: ActionBody,
                   overwrite: bool) -> Action:
@@ -58,6 +62,9 @@ class ActionService:
                 self.store.remove(stored.digest)
             raise
         self._remove(orphaned)
+        if self.prefill is not None:
+            self.prefill.function_used(function_key(identity.namespace, action), action,
+                                       self.store.folder(action.artifact_digest))
         return action
 
     async def delete(self, identity: Identity, name: str) -> Action:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -22,6 +21,7 @@ from lorafaas.controller.appkeys import (
     actions_key,
     invocations_key,
     pool_key,
+    prefill_key,
     sessions_key,
     settings_key,
     tracker_key,
@@ -30,6 +30,7 @@ from lorafaas.controller.backbones import BackboneCatalog
 from lorafaas.controller.invocations import InvocationService
 from lorafaas.controller.middleware import error_middleware
 from lorafaas.controller.openapi import OPENAPI_PATH, openapi_handler
+from lorafaas.controller.prefill import open_prefill_profiling
 from lorafaas.controller.routes import api_routes
 from lorafaas.controller.throttle import InvocationThrottle, NamespaceLimits
 from lorafaas.invoker.backend import ContainerBackend
@@ -102,17 +103,19 @@ def _platform(settings: Settings, backend_factory: BackendFactory
         pool.offloader = _offloader(settings, tracker)
         tasks: set[asyncio.Task[Any]] = set()
         maintenance: asyncio.Task[None] | None = None
-        dispatching = contextlib.AsyncExitStack()  # the invoker's batch dispatcher loop
+        # The invoker's batch dispatcher loop, and the worker that profiles prefill times.
+        dispatching = contextlib.AsyncExitStack()
         try:
             await pool.remove_orphans()
             await backbone.start()
             sessions = make_sessions(engine)
-            _services(app, settings, sessions, pool, tracker, tasks)
+            await _services(app, settings, sessions, pool, tracker, tasks)
             # Plan pre-loading with the artifact profiles measured before this start.
             async with sessions() as session:
                 tracker.profiles.seed(await all_estimates(session))
             await dispatching.enter_async_context(
                 app[invocations_key].invoker.dispatcher.running_loop())
+            await dispatching.enter_async_context(app[prefill_key].running())
             # Activations accepted before the last stop (or crash) and never recorded.
             await app[invocations_key].resume_pending()
             maintenance = asyncio.create_task(_maintenance(settings, pool, tracker).run())
@@ -130,9 +133,9 @@ def _platform(settings: Settings, backend_factory: BackendFactory
     return platform
 
 
-def _services(app: web.Application, settings: Settings,
-              sessions: async_sessionmaker[AsyncSession], pool: ContainerPool,
-              tracker: FunctionTracker, tasks: set[asyncio.Task[Any]]) -> None:
+async def _services(app: web.Application, settings: Settings,
+                    sessions: async_sessionmaker[AsyncSession], pool: ContainerPool,
+                    tracker: FunctionTracker, tasks: set[asyncio.Task[Any]]) -> None:
     store = ArtifactStore(settings.artifacts_dir)
     catalog = BackboneCatalog([settings.backbone_dir])
     throttle = InvocationThrottle(NamespaceLimits(settings.invocations_per_minute,
@@ -140,11 +143,14 @@ def _services(app: web.Application, settings: Settings,
     app[sessions_key] = sessions
     app[pool_key] = pool
     app[tracker_key] = tracker
-    app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes,
-                                     settings.action_history)
     invoker = Invoker(pool, tracker, _batching(settings))
+    prefill = await open_prefill_profiling(settings, pool.backend, sessions,
+                                           invoker.dispatcher)
+    app[prefill_key] = prefill
+    app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes,
+                                     settings.action_history, prefill=prefill)
     app[invocations_key] = InvocationService(sessions, store, invoker, throttle, tasks,
-                                             prices=price_sheet(settings))
+                                             prices=price_sheet(settings), prefill=prefill)
 
 
 def _maintenance(settings: Settings, pool: ContainerPool,
@@ -194,15 +200,7 @@ def _pool_config(settings: Settings) -> PoolConfig:
                       memory_mb=settings.pool_memory_mb,
                       stem_memory_mb=settings.container_memory_mb,
                       backbone_sharing=settings.backbone_sharing,
-                      torch_threads=_torch_threads(settings))
-
-
-def _torch_threads(settings: Settings) -> int:
-    # Up to M batches run at once, each in its own container: each gets its share of the
-    # cores (with batching off, requests are not capped: keep torch's default).
-    if settings.container_threads > 0 or settings.batching == "off":
-        return settings.container_threads
-    return max(1, (os.cpu_count() or 1) // settings.max_concurrent_batches)
+                      torch_threads=settings.container_torch_threads)
 
 
 async def _finish(tasks: set[asyncio.Task[Any]]) -> None:

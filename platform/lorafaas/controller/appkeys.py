@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.controller.action_service import ActionService
 from lorafaas.controller.invocations import InvocationService
+from lorafaas.controller.prefill import PrefillProfiling
 from lorafaas.invoker.maintenance import FunctionTracker
 from lorafaas.invoker.pool import ContainerPool
 from lorafaas.settings import Settings
@@ -17,3 +18,4 @@ pool_key = web.AppKey("pool", ContainerPool)
 tracker_key = web.AppKey("tracker", FunctionTracker)
 actions_key = web.AppKey("actions", ActionService)
 invocations_key = web.AppKey("invocations", InvocationService)
+prefill_key = web.AppKey("prefill", PrefillProfiling)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.billing.ledger import meter_activation
 from lorafaas.billing.prices import PriceSheet
+from lorafaas.controller.prefill import PrefillProfiling
 from lorafaas.controller.protocol import parameter_values
 from lorafaas.controller.throttle import InvocationThrottle
 from lorafaas.invoker.invoker import ActivationRequest, ActivationResult, Invoker
@@ -46,13 +47,15 @@ class InvocationService:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], store: ArtifactStore,
                  invoker: Invoker, throttle: InvocationThrottle,
-                 tasks: set[asyncio.Task[Any]], *, prices: PriceSheet) -> None:
+                 tasks: set[asyncio.Task[Any]], *, prices: PriceSheet,
+                 prefill: PrefillProfiling | None = None) -> None:
         self.sessions = sessions
         self.prices = prices
         self.store = store
         self.invoker = invoker
         self.throttle = throttle
         self.tasks = tasks
+        self.prefill = prefill  # sizes batches by the function's profiled T(b)
 
     async def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
                     on_delta: DeltaSink | None = None) -> Invocation:
@@ -115,6 +118,8 @@ class InvocationService:
                 memory_mb=action.limits["memory"], adapter_digest=action.artifact_digest),
             parameters={**parameter_values(action.parameters), **pending.parameters},
             limits=action.limits, received_at=pending.received_ms / 1000)
+        if self.prefill is not None:  # before the request reaches the dispatcher's queue
+            self.prefill.function_used(request.function.key, action, request.function.adapter_dir)
         task = asyncio.create_task(self._run_and_store(request, on_delta))
         self.tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, pending.namespace))

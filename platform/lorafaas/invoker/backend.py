@@ -32,6 +32,9 @@ class ContainerSpec:
     pids_limit: int
     user: str = "65534:65534"
     tmpfs: dict[str, str] = field(default_factory=lambda: {"/tmp": "rw,size=256m"})
+    # None: the image's own (the runtime server); a one-off job runs another program.
+    entrypoint: list[str] | None = None
+    command: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class ContainerBackend(Protocol):
         """Create and start a container; return once it runs."""
 
     def remove(self, container_id: str) -> None:
-        """Kill (if running) and delete a container; no error when it is gone already."""
+        """Kill (if running) and delete a container (by id or name); no error when it is
+        gone already."""
 
     def is_running(self, container_id: str) -> bool:
         """Whether the container still runs."""
@@ -67,3 +71,7 @@ class ContainerBackend(Protocol):
 
     def list_labelled(self, invoker_id: str) -> list[str]:
         """Ids of every container this invoker labelled, running or not."""
+
+    def image_id(self, image: str) -> str:
+        """The engine's content id (`sha256:…`) of an image reference: a tag such as
+        `latest` may move, its id does not."""

@@ -27,6 +27,7 @@ class DockerBackend:
             user=spec.user, cap_drop=["ALL"], security_opt=["no-new-privileges"],
             mem_limit=f"{spec.memory_mb}m", memswap_limit=f"{spec.memory_mb}m",
             pids_limit=spec.pids_limit, tmpfs=spec.tmpfs, ipc_mode="private",
+            entrypoint=spec.entrypoint, command=spec.command,
             mounts=[DockerMount(target=m.target, source=str(m.source), type="bind",
                                 read_only=m.read_only) for m in spec.mounts])
         container.reload()
@@ -74,6 +75,10 @@ class DockerBackend:
         found = self.client.api.containers(all=True,
                                            filters={"label": f"{LABEL_INVOKER}={invoker_id}"})
         return [c["Id"] for c in found]
+
+    def image_id(self, image: str) -> str:
+        """The image's id; docker's ImageNotFound when the engine has no such image."""
+        return str(self.client.images.get(image).id)
 
     def close(self) -> None:
         """Close the engine connection."""

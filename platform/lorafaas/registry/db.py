@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -13,6 +16,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+# Each dialect's INSERT that has on_conflict_do_update.
+_INSERTS: dict[str, Callable[[Any], Any]] = {"sqlite": sqlite.insert,
+                                             "postgresql": postgresql.insert}
 
 
 def async_url(url: str) -> str:
@@ -46,6 +52,12 @@ def make_engine(url: str) -> AsyncEngine:
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """A session factory whose objects stay readable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def dialect_insert(session: AsyncSession) -> Callable[[Any], Any]:
+    """The session's dialect's `insert`, which has `on_conflict_do_update` (an upsert that
+    SQLite and PostgreSQL both run atomically against a unique key)."""
+    return _INSERTS[session.get_bind().dialect.name]
 
 
 def alembic_config(url: str):  # type: ignore[no-untyped-def]

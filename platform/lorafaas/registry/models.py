@@ -184,3 +184,31 @@ class ArtifactProfile(Base):
     memory_bytes: Mapped[int] = mapped_column(BigInteger)
     samples: Mapped[int] = mapped_column(Integer)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class PrefillProfileRecord(Base):
+    """One profiled prefill fit T(b) = T0 + α·(b−1): an adapter rank at one prompt length.
+
+    One row per (backbone, checkpoint digest, runtime image id, machine, rank, prompt
+    length): a change of any of the first four makes another key, so the old rows are
+    simply not found and the rank is profiled again (see `lorafaas.invoker.prefill_fits`).
+    `samples` holds the measured [b, median ms] pairs, b = 1…16 by default.
+    """
+
+    __tablename__ = "prefill_profiles"
+    __table_args__ = (UniqueConstraint("backbone", "backbone_digest", "image", "machine",
+                                       "adapter_rank", "prompt_length",
+                                       name="uq_prefill_profiles_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    backbone: Mapped[str] = mapped_column(String(256))
+    backbone_digest: Mapped[str] = mapped_column(String(64))
+    image: Mapped[str] = mapped_column(String(128))  # the image's content id, sha256:…
+    machine: Mapped[str] = mapped_column(String(512))
+    adapter_rank: Mapped[int] = mapped_column(Integer)
+    prompt_length: Mapped[int] = mapped_column(Integer)
+    t0_ms: Mapped[float] = mapped_column(Float)
+    alpha_ms: Mapped[float] = mapped_column(Float)
+    r2: Mapped[float] = mapped_column(Float)
+    samples: Mapped[list[Any]] = mapped_column(JSON)
+    measured_ms: Mapped[int] = mapped_column(BigInteger)

@@ -11,22 +11,19 @@ back), so concurrent writers lose no sample; it is the same exponentially weight
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, cast, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from lorafaas.invoker.artifact_loads import ARTIFACTS, EWMA_WEIGHT, ArtifactLoad, LoadEstimate
 from lorafaas.registry.clock import now_ms
+from lorafaas.registry.db import dialect_insert
 from lorafaas.registry.models import ArtifactProfile
 
 KEY = ("namespace", "action", "adapter_digest", "artifact", "tier")
-# Each dialect's INSERT that has on_conflict_do_update.
-_INSERTS: dict[str, Callable[[Any], Any]] = {"sqlite": sqlite.insert,
-                                             "postgresql": postgresql.insert}
 
 
 def _ewma(stored: ColumnElement[Any] | InstrumentedAttribute[Any],
@@ -38,7 +35,7 @@ def _ewma(stored: ColumnElement[Any] | InstrumentedAttribute[Any],
 async def record_loads(session: AsyncSession, namespace: str, action: str, digest: str,
                        loads: Sequence[ArtifactLoad], at_ms: int | None = None) -> None:
     """Fold one start's measured loads into the function's profiles (one statement each)."""
-    insert = _INSERTS[session.get_bind().dialect.name]
+    insert = dialect_insert(session)
     updated = now_ms() if at_ms is None else at_ms
     for load in loads:  # in load order: concurrent writers lock rows in the same order
         statement = insert(ArtifactProfile).values(

@@ -2,50 +2,32 @@
 
 The fit is per backbone, adapter rank and machine: run it where the function will run.
 `python -m lorafaas.runtime.profiler --backbone DIR --adapter DIR` prints the table, the
-fit and its R² (and with `--json FILE` writes them for the invoker's configuration).
+fit and its R² (and with `--json FILE` writes them: the controller runs it so in a
+one-off container of the runtime image, and stores the fits in its registry).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedModel
 
-from lorafaas.wire.prefill_fit import PrefillModel, fit_prefill_model
+from lorafaas.wire.machine import describe_machine
+from lorafaas.wire.prefill_fit import PrefillProfile, fit_prefill_model, format_profile
 
 DEFAULT_BATCH_SIZES = tuple(range(1, 17))
 DEFAULT_PROMPT_LENGTHS = (32, 128)
 DEFAULT_REPEATS = 3
 # Token ids below this are special tokens (<unk>, <s>, </s>, <pad> in the demo tokenizer).
 FIRST_ORDINARY_ID = 4
-
-
-@dataclass(frozen=True)
-class PrefillProfile:
-    """T(b) measured at one prompt length (median ms per batch size) and its fit."""
-
-    prompt_length: int
-    samples: list[tuple[int, float]]
-    model: PrefillModel
-    r2: float
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"prompt_length": self.prompt_length, "t0_ms": self.model.t0_ms,
-                "alpha_ms": self.model.alpha_ms, "r2": self.r2,
-                "samples": [list(s) for s in self.samples]}
 
 
 def prompt_batch(batch_size: int, prompt_length: int, vocab_size: int) -> torch.Tensor:
@@ -102,27 +84,7 @@ def machine_description() -> str:
     """CPU model, cores and torch threads, or the CUDA device."""
     if torch.cuda.is_available():
         return f"CUDA {torch.cuda.get_device_name()} (torch {torch.__version__})"
-    return (f"{_cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-            f" (torch {torch.__version__}, {platform.machine()})")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def format_profile(profile: PrefillProfile) -> str:
-    """The table of measured and fitted T(b), then the fit and its R²."""
-    lines = [f"prompt length {profile.prompt_length} tokens", "  b  measured ms  fitted ms"]
-    lines += [f"{b:>3}  {ms:>11.2f}  {profile.model.time(b):>9.2f}" for b, ms in profile.samples]
-    lines.append(f"fit: T(b) = {profile.model.t0_ms:.2f} + {profile.model.alpha_ms:.2f}·(b−1) ms"
-                 f"   R² = {profile.r2:.4f}")
-    return "\n".join(lines)
+    return f"{describe_machine(torch.get_num_threads())}, torch {torch.__version__}"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -1,13 +1,16 @@
-"""The prefill-time model T(b) = T0 + α·(b−1) and its least-squares fit (stdlib only).
+"""The prefill-time model T(b) = T0 + α·(b−1), its least-squares fit and the profile of
+one prompt length (stdlib only).
 
-The profiler in the container measures T(b) and the invoker's batching uses it to size
-batches, so both import the one definition here.
+The profiler in the container measures T(b), the invoker's batching uses it to size
+batches, and the controller stores the profiles the container reports (in the JSON of
+`PrefillProfile.as_dict`), so all of them import the one definition here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,3 +45,36 @@ def _r_squared(model: PrefillModel, samples: Sequence[tuple[int, float]],
     total = sum((ms - y_mean) ** 2 for _, ms in samples)
     # Constant times are fitted exactly by α = 0: call that a perfect fit, not 0/0.
     return 1.0 if total == 0 else 1.0 - residual / total
+
+
+@dataclass(frozen=True)
+class PrefillProfile:
+    """T(b) measured at one prompt length (median ms per batch size) and its fit."""
+
+    prompt_length: int
+    samples: list[tuple[int, float]]
+    model: PrefillModel
+    r2: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"prompt_length": self.prompt_length, "t0_ms": self.model.t0_ms,
+                "alpha_ms": self.model.alpha_ms, "r2": self.r2,
+                "samples": [list(s) for s in self.samples]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PrefillProfile:
+        """Read the JSON form back; ValueError (or KeyError, TypeError) when malformed."""
+        samples = [(int(b), float(ms)) for b, ms in data["samples"]]
+        return cls(int(data["prompt_length"]), samples,
+                   PrefillModel(float(data["t0_ms"]), float(data["alpha_ms"])),
+                   float(data["r2"]))
+
+
+def format_profile(profile: PrefillProfile) -> str:
+    """The table of measured and fitted T(b), then the fit and its R²."""
+    lines = [f"prompt length {profile.prompt_length} tokens", "  b  measured ms  fitted ms"]
+    lines += [f"{b:>3}  {ms:>11.2f}  {profile.model.time(b):>9.2f}" for b, ms in profile.samples]
+    lines.append(f"fit: T(b) = {profile.model.t0_ms:.2f} + {profile.model.alpha_ms:.2f}·(b−1) ms"
+                 f"   R² = {profile.r2:.4f}")
+    return "\n".join(lines)

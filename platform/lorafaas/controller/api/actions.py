@@ -11,6 +11,7 @@ from lorafaas.controller.appkeys import (
     actions_key,
     invocations_key,
     pool_key,
+    prefill_key,
     sessions_key,
     settings_key,
     tracker_key,
@@ -48,8 +49,8 @@ async def put_action(request: web.Request) -> web.Response:
 
 
 async def get_action(request: web.Request) -> web.Response:
-    """One action with its containers, keep-alive policy and measured artifact profiles;
-    the zip is left out with ?code=false."""
+    """One action with its containers, keep-alive policy, measured artifact profiles and
+    the prefill model its batches are sized by; the zip is left out with ?code=false."""
     identity = await namespace_of(request)
     action = await request.app[actions_key].get(identity, request.match_info["name"])
     code = None
@@ -65,6 +66,7 @@ async def get_action(request: web.Request) -> web.Response:
         profiles = await function_profiles(session, identity.namespace, action.name,
                                            action.artifact_digest)
     body["artifactProfiles"] = [profile_json(row) for row in profiles]
+    body["prefillModel"] = request.app[prefill_key].describe(action)
     return web.json_response(body)
 
 

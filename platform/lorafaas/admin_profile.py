@@ -1,0 +1,101 @@
+"""`lorafaas admin profile`: profile the prefill of adapter ranks now, store and print the fits.
+
+It runs the same one-off profiler container as the controller's background profiling
+(lorafaas.controller.prefill), one rank after another, with a deployed function's adapter
+of each rank, and stores the fits under this machine's key, replacing any stored. A
+controller already running uses them for a rank it has no fit of yet when a function of
+that rank is next deployed or invoked (with LORAFAAS_PREFILL_PROFILING=auto), else at its
+next start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from docker.errors import DockerException
+from sqlalchemy import select
+
+from lorafaas.controller.prefill import (
+    Sessions,
+    action_rank,
+    container_measure,
+    current_key,
+    measure_and_store,
+)
+from lorafaas.errors import LoraFaasError
+from lorafaas.invoker.docker_backend import DockerBackend
+from lorafaas.invoker.prefill_fits import PrefillFit, PrefillKey
+from lorafaas.invoker.prefill_runner import ProfilingFailed
+from lorafaas.registry.artifacts import ArtifactStore
+from lorafaas.registry.db import make_engine, make_sessions
+from lorafaas.registry.models import Action, Namespace
+from lorafaas.settings import Settings
+from lorafaas.wire.prefill_fit import format_profile
+
+
+async def profile_ranks(settings: Settings, ranks: list[int]) -> str:
+    """Profile `ranks` (every deployed rank when empty); return the fit tables to print."""
+    try:
+        backend = DockerBackend()
+    except DockerException as error:
+        raise LoraFaasError(f"cannot reach the Docker engine: {error}") from error
+    engine = make_engine(settings.database_url)
+    try:
+        sessions = make_sessions(engine)
+        try:
+            key = await current_key(settings, backend)
+        except DockerException as error:
+            raise LoraFaasError(f"cannot find the runtime image {settings.runtime_image} "
+                                f"(`lorafaas setup` builds it): {error}") from error
+        adapters = _chosen(await deployed_adapters(sessions, ArtifactStore(settings.artifacts_dir)),
+                           ranks)
+        measure = container_measure(settings, backend)
+        blocks = [describe_key(key)]
+        for rank, (function, folder) in sorted(adapters.items()):
+            try:
+                fits = await measure_and_store(sessions, key, measure, folder)
+            except (ProfilingFailed, DockerException) as error:
+                raise LoraFaasError(f"profiling adapter rank {rank} failed: {error}") from error
+            blocks.append(format_fits(rank, function, fits))
+        return "\n\n".join(blocks)
+    finally:
+        await engine.dispose()
+        backend.close()
+
+
+async def deployed_adapters(sessions: Sessions,
+                            store: ArtifactStore) -> dict[int, tuple[str, Path]]:
+    """For each adapter rank deployed, one function of that rank and its adapter folder."""
+    async with sessions() as session:
+        rows = (await session.execute(select(Action, Namespace.name).join(Namespace)
+                                      .order_by(Namespace.name, Action.name))).all()
+    found: dict[int, tuple[str, Path]] = {}
+    for action, namespace in rows:
+        rank, folder = action_rank(action), store.folder(action.artifact_digest)
+        if rank is not None and rank not in found and folder.is_dir():
+            found[rank] = (f"{namespace}/{action.name}", folder)
+    return found
+
+
+def _chosen(deployed: dict[int, tuple[str, Path]],
+            ranks: list[int]) -> dict[int, tuple[str, Path]]:
+    missing = sorted(set(ranks) - set(deployed))
+    if missing:
+        raise LoraFaasError(f"no deployed function has an adapter of rank "
+                            f"{', '.join(map(str, missing))} (deployed ranks: "
+                            f"{', '.join(map(str, sorted(deployed))) or 'none'})")
+    if not deployed:
+        raise LoraFaasError("no function is deployed: nothing to profile")
+    return {rank: deployed[rank] for rank in (ranks or deployed)}
+
+
+def describe_key(key: PrefillKey) -> str:
+    """What the fits below hold for."""
+    return (f"backbone {key.backbone} (checkpoint {key.backbone_digest[:12]})\n"
+            f"runtime image {key.image}\nmachine: {key.machine}")
+
+
+def format_fits(rank: int, function: str, fits: list[PrefillFit]) -> str:
+    """One rank's measured and fitted T(b) per prompt length, with each fit's R²."""
+    header = f"adapter rank {rank} (adapter of {function}), stored"
+    return "\n".join([header, *(format_profile(fit.profile) for fit in fits)])
