@@ -48,7 +48,9 @@ from bench_trace_policies import (
     Workload,
     build_workload,
     policies,
+    policy_invoker,
     read_trace,
+    trace_functions,
 )
 from evaluation_stats import Window, always_on_cost, bursty_and_steady, trace_windows
 from harness import REPO_ROOT, BenchParts, bench_parts, lorafaas_home, pss_kb
@@ -61,8 +63,6 @@ from lorafaas.demo.evaluation import build_large_models
 from lorafaas.invoker.containers import ContainerState
 from lorafaas.invoker.dispatcher import BatchingConfig
 from lorafaas.invoker.invoker import ActivationRequest, Invoker
-from lorafaas.invoker.keepalive import KeepAlivePolicy
-from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
 from lorafaas.invoker.pool import ContainerPool, FunctionRef
 from lorafaas.settings import load_settings
 
@@ -219,13 +219,8 @@ async def replay_pool(parts: BenchParts, workload: Workload, experiment: Experim
     pool = parts.pool({"memory_mb": POOL_MEMORY_MB, "max_instances": 4,
                        "stem_memory_mb": memory_mb, "backbone_sharing": setup.sharing,
                        "cold_start_window_s": 60 / args.compress})
-    tracker = FunctionTracker(KeepAlivePolicy(policy.keepalive))
-    maintenance = Maintenance(pool, tracker, policy.prewarm, args.period, policy.preloading)
-    invoker = Invoker(pool, tracker, setup.batching)
-    adapters = sorted(parts.models.adapters.values())
-    functions = [FunctionRef(key=f"eval/f{i}", path=f"eval/f{i}",
-                             adapter_dir=adapters[i % len(adapters)], memory_mb=memory_mb)
-                 for i in range(experiment.functions)]
+    maintenance, invoker = policy_invoker(pool, policy, args.period, setup.batching)
+    functions = trace_functions(parts.models, "eval", experiment.functions, memory_mb)
     run = SystemRun(system, experiment, workload, slo_ms=args.slo_ms)
     extra_pids = [parts.server_pid] if setup.sharing and parts.server_pid else []
     published = parts.mounts.publish_dir / "model.safetensors"

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from harness import OUT_DIR, REPO_ROOT, BenchParts, bench_parts, machine, pss_kb
 
+from lorafaas.demo import DemoModels
 from lorafaas.invoker.containers import ContainerState
 from lorafaas.invoker.dispatcher import BatchingConfig
 from lorafaas.invoker.invoker import ActivationRequest, Invoker
@@ -184,6 +185,23 @@ def policies(compress: float, stem_cells: int) -> list[Policy]:
     ]
 
 
+def policy_invoker(pool: ContainerPool, policy: Policy, period_s: float,
+                   batching: BatchingConfig) -> tuple[Maintenance, Invoker]:
+    """The pool's maintenance under `policy`, and an invoker sharing its function tracker."""
+    tracker = FunctionTracker(KeepAlivePolicy(policy.keepalive))
+    return (Maintenance(pool, tracker, policy.prewarm, period_s, policy.preloading),
+            Invoker(pool, tracker, batching))
+
+
+def trace_functions(models: DemoModels, namespace: str, count: int, memory_mb: int
+                    ) -> list[FunctionRef]:
+    """`count` functions `<namespace>/f<i>`, given the demo adapters in turn."""
+    adapters = sorted(models.adapters.values())
+    return [FunctionRef(key=f"{namespace}/f{i}", path=f"{namespace}/f{i}",
+                        adapter_dir=adapters[i % len(adapters)], memory_mb=memory_mb)
+            for i in range(count)]
+
+
 async def replay(parts: BenchParts, workload: Workload, policy: Policy, args: argparse.Namespace
                  ) -> PolicyRun:
     """Run the workload through a fresh pool under one policy."""
@@ -191,13 +209,8 @@ async def replay(parts: BenchParts, workload: Workload, policy: Policy, args: ar
                        "cold_start_window_s": 60 / args.compress,
                        "torch_threads": max(1, (os.cpu_count() or 1)
                                             // BATCHING.max_concurrent)})
-    tracker = FunctionTracker(KeepAlivePolicy(policy.keepalive))
-    maintenance = Maintenance(pool, tracker, policy.prewarm, args.period, policy.preloading)
-    invoker = Invoker(pool, tracker, BATCHING)
-    adapters = sorted(parts.models.adapters.values())
-    functions = [FunctionRef(key=f"bench/f{i}", path=f"bench/f{i}",
-                             adapter_dir=adapters[i % len(adapters)], memory_mb=1024)
-                 for i in range(args.functions)]
+    maintenance, invoker = policy_invoker(pool, policy, args.period, BATCHING)
+    functions = trace_functions(parts.models, "bench", args.functions, memory_mb=1024)
     run = PolicyRun(policy)
     ticking = asyncio.create_task(maintenance.run())
     try:

@@ -7,7 +7,6 @@ with `AutoModelForCausalLM.from_pretrained` + `PeftModel.from_pretrained`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from lorafaas.runtime import profiler
 from lorafaas.runtime.batched import generate_batch, iter_batch
@@ -39,19 +38,8 @@ STOPS = (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a busy 2-core machine, two wait on each other and run 5× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(demo_models: Any) -> PreTrainedTokenizerBase:
-    """The backbone's tokenizer."""
-    return AutoTokenizer.from_pretrained(demo_models.backbone_dir)
+# Every test here on one torch thread (conftest.py says why).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module", params=["pirate", "shout"])

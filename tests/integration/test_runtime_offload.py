@@ -3,13 +3,12 @@ the adapter and cached buffers leave the model and come back giving the same tok
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from lorafaas.runtime.function import LoadedFunction
 from lorafaas.runtime.generation import GenerationRequest, generate
@@ -19,19 +18,8 @@ REQUEST = GenerationRequest("Can you explain how a rainbow forms?", max_tokens=1
                             ignore_eos=True, return_token_ids=True)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a busy 2-core machine, two wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tokenizer(demo_models: Any) -> PreTrainedTokenizerBase:
-    """The backbone's tokenizer."""
-    return AutoTokenizer.from_pretrained(demo_models.backbone_dir)
+# Every test here on one torch thread (conftest.py says why).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def load(demo_models: Any, name: str, device: str = "cpu") -> PeftModel:
