@@ -78,6 +78,8 @@ def settings(tmp_path: Path, short_dir: Path, demo_models, runtime_image: str,  
                   invoker_id=f"test{uuid.uuid4().hex[:8]}", port=0,
                   # No stem cells unless a test asks: start kinds stay predictable.
                   prewarm_min=0, prewarm_max=0,
+                  # Containers go when their keep-alive ends, unless a test asks otherwise.
+                  preload_spare_share=0.0,
                   # No profiling container competing for the cores unless a test asks.
                   prefill_profiling="off",
                   database_url=empty_database_url)

@@ -90,6 +90,13 @@ def _non_negative_float(value: str) -> float:
     return number
 
 
+def _share(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:  # also refuses NaN
+        raise ValueError("must be a number from 0 to 1")
+    return number
+
+
 def _batching(value: str) -> str:
     if value not in ("eager", "fill-or-expire", "continuous", "off"):
         raise ValueError("must be eager, fill-or-expire, continuous or off")
@@ -161,6 +168,7 @@ class Settings:
     keepalive_policy: str
     keepalive_fixed_s: int
     preloading: bool
+    preload_spare_share: float
     backbone_sharing: bool
     maintenance_period_s: float
     container_threads: int
@@ -272,6 +280,13 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
     "preloading": SettingSpec("LORAFAAS_PRELOADING", "on", _on_off,
                               "Pre-load functions whose next request is predicted, within the "
                               "pool's memory (`on` or `off`)."),
+    "preload_spare_share": SettingSpec("LORAFAAS_PRELOAD_SPARE_SHARE", "0.5", _share,
+                                       "Share of the pool's memory (0 to 1) kept filled with "
+                                       "the functions of highest value density (request rate "
+                                       "÷ memory, over the last hour), with pre-loading on: "
+                                       "their containers stay loaded past their keep-alive, "
+                                       "and are pre-loaded when they have none; cold starts "
+                                       "still evict them when memory runs short."),
     "backbone_sharing": SettingSpec("LORAFAAS_BACKBONE_SHARING", "on", _on_off,
                                     "`on`: function containers map the backbone server's "
                                     "published weights (one copy for all). `off`: each "

@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import logging
 import math
+import os
 import time
 import uuid
 from collections import Counter
@@ -156,13 +157,23 @@ def system_setup(system: str, slo_ms: float) -> SystemSetup:
     raise ValueError(f"not a pool system: {system}")
 
 
-def function_memory_mb(sharing: bool, backbone_dir: Path) -> int:
-    """A container's memory limit: without sharing it holds the backbone (twice while the
-    checkpoint's bytes become tensors), rounded up to 256 MB."""
+def container_torch_threads(batching: BatchingConfig) -> int:
+    """Each container's torch threads, as the platform sets them (`Settings.
+    container_torch_threads`): with batching, the cores shared by the M batches running at
+    once; without, torch's default."""
+    if not batching.enabled:
+        return 0
+    return max(1, (os.cpu_count() or 1) // batching.max_concurrent)
+
+
+def function_memory_mb(sharing: bool, backbone_dir: Path, shared_mb: int) -> int:
+    """A container's memory limit: `shared_mb` when it maps the shared backbone; without
+    sharing it also holds the backbone (twice while the checkpoint's bytes become tensors),
+    rounded up to 256 MB."""
     if sharing:
-        return SHARED_MEMORY_MB
+        return shared_mb
     backbone_mb = (backbone_dir / "model.safetensors").stat().st_size / 2**20
-    return SHARED_MEMORY_MB + 256 * math.ceil(2 * backbone_mb / 256)
+    return shared_mb + 256 * math.ceil(2 * backbone_mb / 256)
 
 
 def grid(args: argparse.Namespace) -> list[Experiment]:
@@ -200,6 +211,7 @@ def make_workload(experiment: Experiment, args: argparse.Namespace
     options = argparse.Namespace(
         window_start_min=window.start_min, window_min=args.window_min,
         compress=args.compress, rate=experiment.rate, functions=experiment.functions,
+        warmup_min=args.warmup_min,
         zipf=args.zipf if experiment.popularity == "zipf" else 0.0, seed=args.seed)
     return build_workload(rows, options, trace), window
 
@@ -215,11 +227,14 @@ async def replay_pool(parts: BenchParts, workload: Workload, experiment: Experim
     """Run the workload through a fresh pool configured as `system`."""
     setup = system_setup(system, args.slo_ms)
     policy = policies(args.compress, args.stem_cells)[setup.policy_index]
-    memory_mb = function_memory_mb(setup.sharing, parts.models.backbone_dir)
+    memory_mb = function_memory_mb(setup.sharing, parts.models.backbone_dir,
+                                   args.shared_memory_mb)
     pool = parts.pool({"memory_mb": POOL_MEMORY_MB, "max_instances": 4,
                        "stem_memory_mb": memory_mb, "backbone_sharing": setup.sharing,
-                       "cold_start_window_s": 60 / args.compress})
-    maintenance, invoker = policy_invoker(pool, policy, args.period, setup.batching)
+                       "cold_start_window_s": 60 / args.compress,
+                       "torch_threads": container_torch_threads(setup.batching)})
+    maintenance, invoker = policy_invoker(pool, policy, args.period, setup.batching,
+                                          args.spare_share)
     functions = trace_functions(parts.models, "eval", experiment.functions, memory_mb)
     run = SystemRun(system, experiment, workload, slo_ms=args.slo_ms)
     extra_pids = [parts.server_pid] if setup.sharing and parts.server_pid else []
@@ -230,11 +245,12 @@ async def replay_pool(parts: BenchParts, workload: Workload, experiment: Experim
         async with invoker.dispatcher.running_loop():
             await _settle(pool, policy.prewarm.min_count)
             started = time.time()
-            sampling = asyncio.create_task(_sample(run, started, lambda: _pool_pids(
+            window_start = started + workload.warmup_s
+            sampling = asyncio.create_task(_sample(run, window_start, lambda: _pool_pids(
                 pool, extra_pids), lambda: _limits_mb(pool), unmapped_mb))
             await asyncio.gather(*(_one_pool(invoker, functions[r.function], r, started, run,
                                              prices) for r in workload.requests))
-            await asyncio.sleep(max(0.0, started + workload.duration_s - time.time()))
+            await asyncio.sleep(max(0.0, window_start + workload.duration_s - time.time()))
             sampling.cancel()
     finally:
         ticking.cancel()
@@ -273,6 +289,8 @@ async def _one_pool(invoker: Invoker, function: FunctionRef, request: TraceReque
         limits={"timeout": 300_000, "max_tokens": 64, "memory": function.memory_mb},
         received_at=arrival)
     result = await invoker.run(activation)
+    if not request.measured:  # warm-up: it only teaches the policies the functions' habits
+        return
     annotations = {a["key"]: a["value"] for a in result.annotations}
     if result.status_code != 0 or annotations.get("ttft") is None:
         run.errors += 1
@@ -297,13 +315,14 @@ async def replay_serverful(parts: BenchParts, workload: Workload, experiment: Ex
     run = SystemRun("serverful", experiment, workload, slo_ms=args.slo_ms)
     async with server.running():
         started = time.time()
-        sampling = asyncio.create_task(_sample(run, started, lambda: ([server.pid], 0),
+        window_start = started + workload.warmup_s
+        sampling = asyncio.create_task(_sample(run, window_start, lambda: ([server.pid], 0),
                                                lambda: 0.0, 0.0))
         await asyncio.gather(*(_one_serverful(server, r, started, run)
                                for r in workload.requests))
-        await asyncio.sleep(max(0.0, started + workload.duration_s - time.time()))
+        await asyncio.sleep(max(0.0, window_start + workload.duration_s - time.time()))
         sampling.cancel()
-    window_s = max(workload.duration_s, time.time() - started)
+    window_s = max(workload.duration_s, time.time() - window_start)
     run.always_on_usd = always_on_cost(window_s, run.peak_gb(), prices.accelerator_second,
                                        prices.gb_second)
     return run
@@ -318,8 +337,12 @@ async def _one_serverful(server: ServerfulProcess, request: TraceRequest, starte
         answer = await server.generate(f"f{request.function}", prompt_of(request),
                                        request.max_tokens)
     except aiohttp.ClientError as error:  # counted as failed, like the pool systems' failures
+        if not request.measured:
+            return
         run.errors += 1
         logger.warning("serverful: request failed: %s", error)
+        return
+    if not request.measured:
         return
     run.ttft_ms.append(sent_late_ms + answer["ttft_ms"])
     run.e2e_ms.append(sent_late_ms + answer["e2e_ms"])
@@ -328,10 +351,12 @@ async def _one_serverful(server: ServerfulProcess, request: TraceRequest, starte
 async def _sample(run: SystemRun, started: float,
                   pids: Callable[[], tuple[list[int], int]], limits_mb: Callable[[], float],
                   unmapped_mb: float) -> None:
-    """Sum the PSS of the system's processes every sample period, until cancelled.
+    """Sum the PSS of the system's processes every sample period from `started` (the
+    window's start, after the warm-up) until cancelled.
 
     With sharing, the published weights sit in tmpfs: PSS charges them to the containers
     mapping them, and `unmapped_mb` is added while no container does."""
+    await asyncio.sleep(max(0.0, started - time.time()))
     while True:
         ids, containers = pids()
         kb = await asyncio.to_thread(_summed_pss_kb, ids)
@@ -355,7 +380,8 @@ async def run_experiment(experiment: Experiment, args: argparse.Namespace,
         models = await asyncio.to_thread(build_large_models, lorafaas_home() / "models")
     runs = []
     async with bench_parts(models) as parts:
-        for system in experiment.systems:
+        wanted = args.systems.split(",") if args.systems else experiment.systems
+        for system in (s for s in experiment.systems if s in wanted):
             run = (await replay_serverful(parts, workload, experiment, args, prices)
                    if system == "serverful"
                    else await replay_pool(parts, workload, experiment, system, args, prices))
@@ -384,11 +410,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--experiments", default="",
                         help="comma-separated: headline, large, n8, n128, steady (all)")
     parser.add_argument("--window-min", type=int, default=10)
+    parser.add_argument("--warmup-min", type=int, default=10,
+                        help="trace minutes replayed before the window, not measured: the "
+                             "policies learn the functions' habits, as a running platform has")
+    parser.add_argument("--systems", default="",
+                        help="comma-separated subset of openwhisk, instainfer, full, "
+                             "serverful (default: each experiment's own)")
     parser.add_argument("--compress", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=0.5, help="requests per wall second")
     parser.add_argument("--zipf", type=float, default=1.0)
     parser.add_argument("--stem-cells", type=int, default=3)
     parser.add_argument("--slo-ms", type=float, default=2000.0)
+    parser.add_argument("--spare-share", type=float, default=0.5,
+                        help="share of the pool's memory the pre-loading systems fill with "
+                             "the most valuable functions (LORAFAAS_PRELOAD_SPARE_SHARE)")
+    parser.add_argument("--shared-memory-mb", type=int, default=SHARED_MEMORY_MB,
+                        help="a container's memory limit when it maps the shared backbone")
     parser.add_argument("--period", type=float, default=0.5, help="maintenance period (s)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--report-only", action="store_true",

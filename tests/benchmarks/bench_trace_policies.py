@@ -186,10 +186,13 @@ def policies(compress: float, stem_cells: int) -> list[Policy]:
 
 
 def policy_invoker(pool: ContainerPool, policy: Policy, period_s: float,
-                   batching: BatchingConfig) -> tuple[Maintenance, Invoker]:
-    """The pool's maintenance under `policy`, and an invoker sharing its function tracker."""
+                   batching: BatchingConfig, spare_share: float = 0.0
+                   ) -> tuple[Maintenance, Invoker]:
+    """The pool's maintenance under `policy` (with `spare_share` of the pool's memory kept
+    loaded when it pre-loads), and an invoker sharing its function tracker."""
     tracker = FunctionTracker(KeepAlivePolicy(policy.keepalive))
-    return (Maintenance(pool, tracker, policy.prewarm, period_s, policy.preloading),
+    return (Maintenance(pool, tracker, policy.prewarm, period_s, policy.preloading,
+                        spare_share if policy.preloading else 0.0),
             Invoker(pool, tracker, batching))
 
 

@@ -61,9 +61,13 @@ def _arguments(args: argparse.Namespace) -> str:
     chosen = f"--experiments {args.experiments} " if args.experiments else ""
     if getattr(args, "keep", False):
         chosen += "--keep "
-    return (f"{chosen}--window-min {args.window_min} --compress {args.compress:g} "
+    if getattr(args, "systems", ""):
+        chosen += f"--systems {args.systems} "
+    return (f"{chosen}--window-min {args.window_min} "
+            f"--warmup-min {getattr(args, 'warmup_min', 0)} --compress {args.compress:g} "
             f"--rate {args.rate:g} --zipf {args.zipf:g} --stem-cells {args.stem_cells} "
-            f"--slo-ms {args.slo_ms:g} --seed {args.seed}")
+            f"--slo-ms {args.slo_ms:g} --spare-share {args.spare_share:g} "
+            f"--shared-memory-mb {args.shared_memory_mb} --seed {args.seed}")
 
 
 def _setup(args: argparse.Namespace, prices: PriceSheet) -> list[str]:
@@ -74,16 +78,19 @@ def _setup(args: argparse.Namespace, prices: PriceSheet) -> list[str]:
         "no pre-loading, no batching.\n"
         "2. **InstaInfer-style**: libraries, backbone (a private copy) and adapter pre-loaded "
         f"into idle containers ({args.stem_cells} stem cells kept, functions pre-loaded when "
-        "predicted), hybrid histogram keep-alive; no sharing, no batching.\n"
+        f"predicted, and {args.spare_share:.0%} of the pool's memory kept filled with the "
+        "functions of highest value density), hybrid histogram keep-alive; no sharing, no "
+        "batching.\n"
         "3. **LoRAFaaS (full)**: backbone sharing, the same pre-loading, contention-aware "
         "batching (`eager`); offloading off (a CPU has no accelerator memory to save).\n"
         "4. **Serverful reference**: one always-on process with the backbone and all N "
         "adapters loaded with peft, serving mixed-adapter batches (`adapter_names`), up to 8 "
         "per batch, whatever waits when the model is free.")
     limits = (
-        "Containers' memory limits: 1024 MB with sharing; without, 1024 MB plus twice the "
-        "backbone (the checkpoint's bytes and the tensors, while loading), rounded up to "
-        f"256 MB. The pool holds {POOL_MEMORY_MB} MB of limits (the platform's default), "
+        f"Containers' memory limits: {args.shared_memory_mb} MB with sharing; without, "
+        f"{args.shared_memory_mb} MB plus twice the backbone (the checkpoint's bytes and "
+        f"the tensors, while loading), rounded up to 256 MB. The pool holds "
+        f"{POOL_MEMORY_MB} MB of limits (the platform's default), "
         "evicting idle containers least recently used first. Every keep-alive, pre-warm and "
         f"cold-start-window constant is divided by the time compression ({args.compress:g}×).")
     measures = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from lorafaas.invoker.backend import ContainerInfo
@@ -127,3 +128,67 @@ async def test_unpredictable_function_keeps_its_container(tmp_path: Path) -> Non
     pool.held.append(pool.container(FUNCTION, ContainerState.IDLE))
     await maintenance.tick(now)
     assert not pool.removed and not pool.preloaded
+
+
+def spare_function(name: str, memory_mb: int = 1024) -> FunctionRef:
+    """A function of its own adapter (any folder: the fake pool loads nothing)."""
+    return FunctionRef(key=f"guest/{name}@0.0.1:abc", path=f"guest/{name}",
+                       adapter_dir=Path("/none"), memory_mb=memory_mb)
+
+
+def spare_tracker(arrivals: dict[FunctionRef, int], now: float) -> FunctionTracker:
+    """A tracker that saw each function's arrivals in the last minutes, each one ended;
+    keep-alive 0: every idle container has outlived it."""
+    tracker = FunctionTracker(KeepAlivePolicy(KeepAliveConfig(policy="fixed",
+                                                              fixed_keepalive_s=0.0)))
+    for function, count in arrivals.items():
+        for i in range(count):
+            tracker.arrived(function, now - 300 + i)
+            tracker.ended(function, now - 299 + i, {})
+    return tracker
+
+
+async def test_spare_memory_preloads_the_densest_functions_one_per_tick(
+        tmp_path: Path) -> None:
+    pool = FakePool(tmp_path)
+    pool.config = replace(pool.config, memory_mb=4096)  # a share of 0.5: 2048 MB
+    busy, small, rare = spare_function("busy"), spare_function("small", 512), spare_function("rare")
+    now = time.time()
+    # Densities (arrivals ÷ MB): small 4/512 > busy 6/1024 > rare 1/1024.
+    tracker = spare_tracker({busy: 6, small: 4, rare: 1}, now)
+    maintenance = Maintenance(pool, tracker, PrewarmConfig(min_count=0, max_count=0),  # type: ignore[arg-type]
+                              period_s=1.0, spare_share=0.5)
+    assert [f.key for f in maintenance.spare_holdings(now)] == [small.key, busy.key]
+
+    await maintenance.tick(now)
+    assert pool.preloaded == [small.key]
+    for _ in range(3):  # the rest of the share, then nothing more: `rare` does not fit
+        await maintenance.tick(now)
+    assert pool.preloaded == [small.key, busy.key]
+
+
+async def test_spare_memory_keeps_containers_past_their_keep_alive(tmp_path: Path) -> None:
+    pool = FakePool(tmp_path)
+    pool.config = replace(pool.config, memory_mb=2048)  # a share of 0.5: one function
+    busy, rare = spare_function("busy"), spare_function("rare")
+    now = time.time()
+    tracker = spare_tracker({busy: 5, rare: 1}, now)
+    maintenance = Maintenance(pool, tracker, PrewarmConfig(min_count=0, max_count=0),  # type: ignore[arg-type]
+                              period_s=1.0, spare_share=0.5)
+    pool.held += [pool.container(busy, ContainerState.IDLE)]
+    pool.held += [pool.container(rare, ContainerState.IDLE)]
+
+    await maintenance.tick(now + 1.0)
+    assert pool.removed == [("c1", "keep-alive ended")]  # rare's: outside the share
+    assert [c.function_key for c in pool.held] == [busy.key] and not pool.preloaded
+
+
+async def test_no_spare_share_keeps_nothing_past_the_keep_alive(tmp_path: Path) -> None:
+    pool = FakePool(tmp_path)
+    busy = spare_function("busy")
+    now = time.time()
+    maintenance = Maintenance(pool, spare_tracker({busy: 5}, now),  # type: ignore[arg-type]
+                              PrewarmConfig(min_count=0, max_count=0), period_s=1.0)
+    pool.held.append(pool.container(busy, ContainerState.IDLE))
+    await maintenance.tick(now + 1.0)
+    assert pool.removed == [("c0", "keep-alive ended")] and not pool.preloaded

@@ -158,7 +158,8 @@ def _maintenance(settings: Settings, pool: ContainerPool,
     prewarm = PrewarmConfig(min_count=min(settings.prewarm_min, settings.prewarm_max),
                             max_count=settings.prewarm_max, ttl_s=settings.prewarm_ttl_s)
     return Maintenance(pool, tracker, prewarm, settings.maintenance_period_s,
-                       preloading=settings.preloading)
+                       preloading=settings.preloading,
+                       spare_share=settings.preload_spare_share)
 
 
 def _offloader(settings: Settings, tracker: FunctionTracker) -> Offloader | None:

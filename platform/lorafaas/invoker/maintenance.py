@@ -3,8 +3,13 @@
 Every period it (1) removes idle containers that fail their health check, (2) keeps the
 number of stem cells OpenWhisk's reactive pre-warm asks for, (3) unloads idle containers
 whose keep-alive (from the hybrid histogram policy) has run out, or that the policy wants
-unloaded until their pre-warm window, and (4) pre-loads functions whose next request is
-predicted, when the pre-loading plan holds their adapter within the pool's memory.
+unloaded until their pre-warm window, (4) pre-loads functions whose next request is
+predicted, when the pre-loading plan holds their adapter within the pool's memory, and
+(5) fills a share of the pool's memory with the functions of highest value density
+(`spare_share`): their containers stay loaded past their keep-alive and, when they have
+none, one is pre-loaded. With a shared backbone a loaded function costs little memory, so
+spare memory serves best holding functions ready (ServerlessLoRA pre-loads every artifact
+that fits); a cold start that needs the memory still evicts them, least recently used first.
 """
 
 from __future__ import annotations
@@ -91,12 +96,13 @@ class Maintenance:
     """Runs the periodic work until stopped."""
 
     def __init__(self, pool: ContainerPool, tracker: FunctionTracker, prewarm: PrewarmConfig,
-                 period_s: float, preloading: bool = True) -> None:
+                 period_s: float, preloading: bool = True, spare_share: float = 0.0) -> None:
         self.pool = pool
         self.tracker = tracker
         self.prewarm = prewarm
         self.period_s = period_s
         self.preloading = preloading  # off: only stem cells (if any) are loaded ahead
+        self.spare_share = spare_share  # of the pool's memory, held by the most valuable
 
     async def run(self) -> None:
         """Tick every period; a failed tick is logged and the next one runs."""
@@ -111,9 +117,13 @@ class Maintenance:
         """One round of the periodic work."""
         await self.pool.health_check()
         await self._keep_stem_cells(now)
-        await self.pool.remove_idle(lambda c: self._expired(c, now), "keep-alive ended")
+        spare = self.spare_holdings(now)
+        kept = {function.key for function in spare}
+        await self.pool.remove_idle(
+            lambda c: c.function_key not in kept and self._expired(c, now), "keep-alive ended")
         if self.preloading:
             await self._preload_predicted(now)
+            await self._preload_spare(spare)
 
     async def _keep_stem_cells(self, now: float) -> None:
         stems = [c for c in self.pool.containers() if c.state is ContainerState.STEM]
@@ -154,6 +164,33 @@ class Maintenance:
             held = {p.kind for p in plan.holdings.get(stats.function.key, ())}
             if ArtifactKind.ADAPTER in held:
                 await self.pool.preload(stats.function)
+
+    def spare_holdings(self, now: float) -> list[FunctionRef]:
+        """The functions the spare share of the pool's memory keeps loaded: those requested
+        in the last hour, highest value density first (request rate ÷ memory; the start a
+        loaded container saves is the same image's start for every function), while their
+        memory fits in the share; most valuable first."""
+        if not self.preloading or self.spare_share <= 0:
+            return []
+        budget = self.spare_share * self.pool.config.memory_mb
+        densities = {stats.function.key: stats.rate_per_s(now) / max(1, stats.function.memory_mb)
+                     for stats in self.tracker.stats.values()}
+        ranked = sorted((stats.function for stats in self.tracker.stats.values()
+                         if densities[stats.function.key] > 0),
+                        key=lambda function: densities[function.key], reverse=True)
+        kept = []
+        for function in ranked:
+            if function.memory_mb <= budget:
+                kept.append(function)
+                budget -= function.memory_mb
+        return kept
+
+    async def _preload_spare(self, spare: list[FunctionRef]) -> None:
+        # One start per period: a start takes a core for seconds, and requests come first.
+        loaded = {c.function_key for c in self.pool.containers()}
+        missing = next((f for f in spare if f.key not in loaded), None)
+        if missing is not None:
+            await self.pool.preload(missing)
 
     def _preload_due(self, stats: FunctionStats, now: float) -> bool:
         decision = self.tracker.decision(stats.function.key)
