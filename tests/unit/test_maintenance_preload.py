@@ -192,3 +192,20 @@ async def test_no_spare_share_keeps_nothing_past_the_keep_alive(tmp_path: Path) 
     pool.held.append(pool.container(busy, ContainerState.IDLE))
     await maintenance.tick(now + 1.0)
     assert pool.removed == [("c0", "keep-alive ended")] and not pool.preloaded
+
+
+async def test_spare_memory_keeps_one_container_per_function(tmp_path: Path) -> None:
+    pool = FakePool(tmp_path)
+    busy = spare_function("busy")
+    now = time.time()
+    maintenance = Maintenance(pool, spare_tracker({busy: 5}, now),  # type: ignore[arg-type]
+                              PrewarmConfig(min_count=0, max_count=0), period_s=1.0,
+                              spare_share=0.5)
+    older, newer = (pool.container(busy, ContainerState.IDLE) for _ in range(2))
+    newer.info = ContainerInfo(id="c1", name="c1", pid=0)
+    older.last_used, newer.last_used = time.monotonic() - 5.0, time.monotonic() - 1.0
+    pool.held += [older, newer]
+
+    await maintenance.tick(now + 1.0)  # the burst's second instance goes, the newest stays
+    assert pool.removed == [("c0", "keep-alive ended")]
+    assert pool.held == [newer] and not pool.preloaded

@@ -118,9 +118,9 @@ class Maintenance:
         await self.pool.health_check()
         await self._keep_stem_cells(now)
         spare = self.spare_holdings(now)
-        kept = {function.key for function in spare}
+        kept = self._kept_containers({function.key for function in spare})
         await self.pool.remove_idle(
-            lambda c: c.function_key not in kept and self._expired(c, now), "keep-alive ended")
+            lambda c: c.info.id not in kept and self._expired(c, now), "keep-alive ended")
         if self.preloading:
             await self._preload_predicted(now)
             await self._preload_spare(spare)
@@ -184,6 +184,18 @@ class Maintenance:
                 kept.append(function)
                 budget -= function.memory_mb
         return kept
+
+    def _kept_containers(self, functions: set[str]) -> set[str]:
+        """Ids of the containers the spare share keeps: one per function, the most recently
+        used (the share holds one container's memory per function; instances a burst added
+        go when their keep-alive ends)."""
+        newest: dict[str, PooledContainer] = {}
+        for container in self.pool.containers():
+            key = container.function_key
+            if key in functions and (key not in newest
+                                     or container.last_used > newest[key].last_used):
+                newest[key] = container
+        return {container.info.id for container in newest.values()}
 
     async def _preload_spare(self, spare: list[FunctionRef]) -> None:
         # One start per period: a start takes a core for seconds, and requests come first.
