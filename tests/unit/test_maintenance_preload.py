@@ -209,3 +209,16 @@ async def test_spare_memory_keeps_one_container_per_function(tmp_path: Path) -> 
     await maintenance.tick(now + 1.0)  # the burst's second instance goes, the newest stays
     assert pool.removed == [("c0", "keep-alive ended")]
     assert pool.held == [newer] and not pool.preloaded
+
+
+async def test_a_forgotten_action_is_neither_kept_nor_preloaded(tmp_path: Path) -> None:
+    pool = FakePool(tmp_path)
+    busy, gone = spare_function("busy"), spare_function("gone")
+    now = time.time()
+    tracker = spare_tracker({busy: 2, gone: 5}, now)
+    maintenance = Maintenance(pool, tracker, PrewarmConfig(min_count=0, max_count=0),  # type: ignore[arg-type]
+                              period_s=1.0, spare_share=0.5)
+    tracker.forget(gone.path)  # deleted, or updated to a new version
+    assert [f.key for f in maintenance.spare_holdings(now)] == [busy.key]
+    await maintenance.tick(now)
+    assert pool.preloaded == [busy.key]

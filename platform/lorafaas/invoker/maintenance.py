@@ -91,6 +91,13 @@ class FunctionTracker:
         """The keep-alive policy in force for a function."""
         return self.policy.decision(function_key)
 
+    def forget(self, function_path: str) -> None:
+        """Drop every version of an action that was updated or deleted: nothing is kept
+        or pre-loaded for it any more."""
+        for key in [k for k, s in self.stats.items() if s.function.path == function_path]:
+            del self.stats[key]
+            self.policy.forget(key)
+
 
 class Maintenance:
     """Runs the periodic work until stopped."""
@@ -169,7 +176,7 @@ class Maintenance:
         """The functions the spare share of the pool's memory keeps loaded: those requested
         in the last hour, highest value density first (request rate ÷ memory; the start a
         loaded container saves is the same image's start for every function), while their
-        memory fits in the share; most valuable first."""
+        memory fits in the share."""
         if not self.preloading or self.spare_share <= 0:
             return []
         budget = self.spare_share * self.pool.config.memory_mb

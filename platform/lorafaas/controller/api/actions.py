@@ -45,6 +45,7 @@ async def put_action(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     action = await request.app[actions_key].put(identity, name, body, flag(request, "overwrite"))
     await request.app[pool_key].remove_function(f"{identity.namespace}/{name}")
+    request.app[tracker_key].forget(f"{identity.namespace}/{name}")
     return web.json_response(action_json(action, identity.namespace, None))
 
 
@@ -91,6 +92,7 @@ async def delete_action(request: web.Request) -> web.Response:
     identity = await namespace_of(request)
     action = await request.app[actions_key].delete(identity, request.match_info["name"])
     await request.app[pool_key].remove_function(f"{identity.namespace}/{action.name}")
+    request.app[tracker_key].forget(f"{identity.namespace}/{action.name}")
     return web.json_response(action_json(action, identity.namespace, None))
 
 
