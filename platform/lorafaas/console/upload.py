@@ -19,7 +19,7 @@ from lorafaas.console.keys import console_identity_key
 from lorafaas.console.middleware import wants_json
 from lorafaas.console.pages import UploadPage
 from lorafaas.console.render import render_page
-from lorafaas.controller.appkeys import actions_key, pool_key, settings_key, tracker_key
+from lorafaas.controller.appkeys import actions_key, invocations_key, settings_key
 from lorafaas.controller.protocol import ActionBody, limit_ranges, parse_limits
 from lorafaas.errors import AdapterRejected, Conflict, LoraFaasError, PayloadTooLarge
 
@@ -90,8 +90,7 @@ async def _store(request: web.Request, form: MultiMapping[str | bytes | bytearra
         if error.status != 400:
             raise
         raise FieldError("adapter", friendly(error.message)) from error
-    await request.app[pool_key].remove_function(f"{identity.namespace}/{name}")
-    request.app[tracker_key].forget(f"{identity.namespace}/{name}")
+    await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
 
 
 def adapter_zip(files: FileFields) -> bytes:

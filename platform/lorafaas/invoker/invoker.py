@@ -68,6 +68,12 @@ class Invoker:
         self.dispatcher = Dispatcher(batching or BatchingConfig(),
                                      BatchRunner(pool, self.metrics).run, self.metrics)
 
+    async def retire(self, function_path: str) -> None:
+        """An action was updated or deleted: remove its containers and forget what was seen
+        of it, so that nothing keeps or pre-loads a version no request will use."""
+        await self.pool.remove_function(function_path)
+        self.tracker.forget(function_path)
+
     async def run(self, request: ActivationRequest,
                   on_delta: DeltaSink | None = None) -> ActivationResult:
         """Run the activation to its end; never raises for a failed action.

@@ -44,8 +44,7 @@ async def put_action(request: web.Request) -> web.Response:
     body = parse_action_body(await read_json(request), ranges, settings.max_adapter_bytes)
     name = request.match_info["name"]
     action = await request.app[actions_key].put(identity, name, body, flag(request, "overwrite"))
-    await request.app[pool_key].remove_function(f"{identity.namespace}/{name}")
-    request.app[tracker_key].forget(f"{identity.namespace}/{name}")
+    await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
     return web.json_response(action_json(action, identity.namespace, None))
 
 
@@ -91,8 +90,7 @@ async def delete_action(request: web.Request) -> web.Response:
     """Delete an action and its warm containers."""
     identity = await namespace_of(request)
     action = await request.app[actions_key].delete(identity, request.match_info["name"])
-    await request.app[pool_key].remove_function(f"{identity.namespace}/{action.name}")
-    request.app[tracker_key].forget(f"{identity.namespace}/{action.name}")
+    await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{action.name}")
     return web.json_response(action_json(action, identity.namespace, None))
 
 
