@@ -13,6 +13,7 @@ This module runs before the libraries are imported (to take the baseline): stdli
 
 from __future__ import annotations
 
+import ctypes
 from pathlib import Path
 
 STATUS = Path("/proc/self/status")
@@ -38,3 +39,22 @@ def grown(before: int | None, after: int | None) -> int | None:
     if before is None or after is None:
         return None
     return max(0, after - before)
+
+
+def release_free_heap() -> bool:
+    """Hand the C allocator's free memory back to the system; False where it cannot.
+
+    glibc keeps memory freed by a generation (activations, the KV cache, the warm-up's
+    buffers) in its arenas for reuse, so an idle container would hold its busiest moment's
+    footprint for as long as it lives. `malloc_trim(0)` returns every free page to the
+    system. Other C libraries (musl) return memory on free and have no such call.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True

@@ -22,6 +22,9 @@
   answers `{"moved": "host"|"accelerator", "bytes": int, "ms": float}` (bytes 0 when they
   were there already); 409 before /init. A /run on an offloaded function restores first and
   reports it in its timings as `restore` (ms, also counted in `ttft`).
+- After the last /init or /run in flight ends, the container gives the allocator's free
+  memory back to the system (`runtime.idle_trim`): an idle container holds what its
+  artifacts need, not its busiest moment's heap.
 - `GET /health`: `{"ok": true, "initialized": bool, "busyMs": float,
   "generations": int, "tier": "accelerator"|"host"|null, "artifactBytes": int,
   "acceleratorBytes": int}`: busyMs is the wall time spent generating since /init
@@ -48,6 +51,8 @@ from lorafaas.runtime.function import (
     load_function,
 )
 from lorafaas.runtime.generation import GenerationRequest, RequestError, parse_request
+from lorafaas.runtime.idle_trim import IdleTrimmer, idle_trim_middleware
+from lorafaas.runtime.memory import release_free_heap
 from lorafaas.runtime.streaming import IncrementalText
 from lorafaas.wire.aio import drain
 from lorafaas.wire.runtime_protocol import METRICS_HEADER, SENTINEL
@@ -60,7 +65,9 @@ function_key = web.AppKey("function", dict)
 def create_app(paths: RuntimePaths, client: str, libraries_ms: float,
                libraries_bytes: int | None = None) -> web.Application:
     """The runtime application for one container."""
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    trimmer = IdleTrimmer(release_free_heap)
+    app = web.Application(client_max_size=64 * 1024 * 1024,
+                          middlewares=[idle_trim_middleware(trimmer)])
     app[function_key] = {"loaded": None, "backbone": None, "paths": paths, "client": client,
                          "libraries_ms": libraries_ms, "libraries_bytes": libraries_bytes,
                          "libraries_reported": False, "lock": asyncio.Lock()}
