@@ -2,7 +2,7 @@
 replayed with the same requests from real traces on this machine. One command:
 
     .venv/bin/python tests/benchmarks/bench_evaluation.py [--quick]
-        [--experiments headline,large,n8,n128,steady] [--rate 0.5] [--compress 5]
+        [--experiments headline,large,n8,n128,uniform,steady] [--rate 0.5] [--compress 5]
 
 Systems (the same harness, the same requests, one after the other):
 
@@ -123,7 +123,11 @@ class SystemRun:
 
     def peak_gb(self) -> float:
         """Highest summed PSS sampled (GB)."""
-        return max((mb for _, mb, _ in self.memory_mb), default=0.0) / GB_MB
+        return self.peak_sample()[1] / GB_MB
+
+    def peak_sample(self) -> tuple[float, float, int]:
+        """The sample of the highest summed PSS: (s into the window, MB, containers)."""
+        return max(self.memory_mb, key=lambda sample: sample[1], default=(0.0, 0.0, 0))
 
     def memory_gb_s(self) -> float:
         """Summed PSS integrated over the replay (GB·s of wall time)."""
@@ -162,11 +166,14 @@ def system_setup(system: str, slo_ms: float) -> SystemSetup:
 
 def pool_memory_mb(experiment: Experiment, memory_mb: int, stem_cells: int) -> int:
     """The pool's size (the sum of its containers' limits): the platform's default, or
-    for the large backbone enough to hold every function and the stem cells, so that the
-    peak memory compared is what each system needs, not what a cap lets it hold."""
+    for the large backbone room for every function and stem cell at the system's own
+    container limit. The large cell compares memory, so both systems get the same number
+    of containers: any difference at the peak is what each container holds, not how many
+    containers a system was allowed (with the default's room, a sharing pool could hold
+    three times as many containers as one without)."""
     if experiment.backbone != "large":
         return POOL_MEMORY_MB
-    return max(POOL_MEMORY_MB, (experiment.functions + stem_cells) * memory_mb)
+    return (experiment.functions + stem_cells) * memory_mb
 
 
 def container_torch_threads(batching: BatchingConfig) -> int:
@@ -204,6 +211,9 @@ def grid(args: argparse.Namespace) -> list[Experiment]:
         "n8": Experiment("n8", "code", "bursty", 8, "zipf", "demo", serverless, args.rate),
         "n128": Experiment("n128", "code", "bursty", 128, "zipf", "demo",
                            ("openwhisk", "full", "serverful"), args.rate),
+        # The headline's requests spread evenly: no popular function to keep warm.
+        "uniform": Experiment("uniform", "code", "bursty", 32, "uniform", "demo",
+                              ("openwhisk", "full", "serverful"), args.rate),
     }
     for multiple in (1, 2, 4):
         rate = args.rate * multiple

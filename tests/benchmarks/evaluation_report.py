@@ -96,7 +96,8 @@ def _setup(args: argparse.Namespace, prices: PriceSheet) -> list[str]:
         "the backbone (the checkpoint's bytes and "
         f"the tensors, while loading), rounded up to 256 MB. The pool holds "
         f"{POOL_MEMORY_MB} MB of limits (the platform's default; with the large backbone, "
-        "enough for every function and stem cell, so each system holds what it needs), "
+        "(functions + stem cells) × the system's container limit, so both systems hold at "
+        "most as many containers and the peak compares what a container holds), "
         "evicting idle containers least recently used first. Every keep-alive, pre-warm and "
         f"cold-start-window constant is divided by the time compression ({args.compress:g}×).")
     measures = (
@@ -132,7 +133,7 @@ def _experiment_section(experiment: Experiment, runs: list[SystemRun],
              f"window, N = {experiment.functions}, {experiment.popularity}, "
              f"{experiment.backbone} backbone")
     header = ("| system | served | failed | cold starts | TTFT p50 / p90 / p99 ms | e2e p50 / "
-              "p99 ms | SLO met | peak GB | GB·s | backbone copies at peak (duplicated) | "
+              "p99 ms | SLO met | peak GB (containers) | GB·s | backbone copies at peak (duplicated) | "
               "billed $ | total $ | total $ per 1k |")
     described = (f"Workload: {workload.description}. Wall time per system: "
                  f"{workload.duration_s:.0f} s.")
@@ -145,7 +146,7 @@ def _experiment_section(experiment: Experiment, runs: list[SystemRun],
             f"| {LABELS[run.system]} | {run.served} | {run.errors} | {run.kinds['cold']} | "
             f"{_p(run.ttft_ms, 50)} / {_p(run.ttft_ms, 90)} / {_p(run.ttft_ms, 99)} | "
             f"{_p(run.e2e_ms, 50)} / {_p(run.e2e_ms, 99)} | {_share(met)} | "
-            f"{run.peak_gb():.2f} | {run.memory_gb_s():.1f} | "
+            f"{run.peak_gb():.2f} ({run.peak_sample()[2]}) | {run.memory_gb_s():.1f} | "
             f"{copies} ({100 * duplicated_share(copies):.1f}%) | "
             f"{_usd(run.billed_usd) if run.always_on_usd is None else '—'} | "
             f"{_usd(run.total_usd(prices))} | "
@@ -162,8 +163,7 @@ def _backbone_copies(run: SystemRun) -> int:
     once) with sharing or in the serverful process; one per container without sharing."""
     if run.system in ("full", "serverful"):
         return 1
-    peak = max(run.memory_mb, key=lambda sample: sample[1], default=(0.0, 0.0, 0))
-    return peak[2]
+    return run.peak_sample()[2]
 
 
 def _p(values: list[float], q: float) -> str:
@@ -253,10 +253,10 @@ def _not_run(runs: list[SystemRun], args: argparse.Namespace) -> list[str]:
     lines = [(f"The full grid ({FULL_GRID}) takes hours on two cores; the harness runs the "
              "cells the targets need (headline: code trace, bursty window, N = 32, Zipf, all "
              "systems; large: N = 8 with the ≥ 500 MB backbone; n8 and n128 with headline for "
-             "memory vs N; steady: the conv trace's steady window at three rates, for the "
-             "serverful "
+             "memory vs N; uniform: headline's requests spread evenly over the functions; "
+             "steady: the conv trace's steady window at three rates, for the serverful "
              f"crossover). Traces available: {', '.join(sorted(TRACES))}. Not run: the "
-             "uniform popularity, the conv trace's bursty and the code trace's steady "
+             "conv trace's bursty and the code trace's steady "
              "windows, and every other combination of the systems and N.")]
     if missing:
         lines.append(f"Cells of the targets' grid not run this time: {', '.join(missing)}.")
