@@ -336,7 +336,8 @@ class ContainerPool:
                        "LORAFAAS_TORCH_THREADS": str(self.config.torch_threads),
                        # glibc gives each thread that allocates its own arena and keeps what
                        # a batch freed there: ~80 MB more per warm container after a batch
-                       # of 8 (the generation runs on a worker thread). Two arenas keep it.
+                       # of 8 (the generation runs on a worker thread). Two arenas keep it
+                       # down; the runtime trims them once idle (runtime.idle_trim).
                        "MALLOC_ARENA_MAX": "2"}
         mounts = [Mount(folders.io, IO_TARGET, read_only=False),
                   Mount(folders.adapter, "/adapter")]
