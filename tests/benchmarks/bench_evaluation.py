@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import logging
 import math
 import os
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -109,6 +111,7 @@ class SystemRun:
     billed_usd: float = 0.0  # what the activations were billed (the billing model)
     always_on_usd: float | None = None  # the serverful reference: on for the whole window
     slo_ms: float = 2000.0
+    measured: str = ""  # when and at which commit (kept with the run: --keep mixes runs)
 
     @property
     def served(self) -> int:
@@ -409,11 +412,20 @@ async def run_experiment(experiment: Experiment, args: argparse.Namespace,
             run = (await replay_serverful(parts, workload, experiment, args, prices)
                    if system == "serverful"
                    else await replay_pool(parts, workload, experiment, system, args, prices))
+            run.measured = measured_stamp()
             runs.append(run)
             print(f"[{experiment.name}] {system}: {run.served} served, {run.errors} failed, "
                   f"{dict(run.kinds)}, peak {run.peak_gb():.2f} GB, "
                   f"cost ${run.total_usd(prices):.6f}", flush=True)
     return runs
+
+
+def measured_stamp() -> str:
+    """Now, and the commit of the code measured (`-dirty` with uncommitted changes)."""
+    described = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, check=False).stdout.strip()
+    now = datetime.datetime.now(datetime.UTC)
+    return f"{now:%Y-%m-%d %H:%M} UTC, commit {described or 'unknown'}"
 
 
 async def measure(args: argparse.Namespace) -> list[SystemRun]:

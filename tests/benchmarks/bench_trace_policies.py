@@ -159,10 +159,16 @@ def build_workload(rows: Sequence[tuple[float, int, int]], args: argparse.Namesp
         f" of the trace ({in_window} requests) after {warmup / 60:g} minutes of warm-up (replayed,"
         f" not measured), time compressed {args.compress:g}×, thinned at random to {measured} "
         f"requests in the window ({args.rate:g}/s of wall time, seed {args.seed}), "
-        f"{args.functions} functions by Zipf popularity (exponent {args.zipf:g}), token counts "
+        f"{args.functions} functions {popularity_text(args.zipf)}, token counts "
         f"÷{TOKEN_SCALE} (prompt 8–128 words, 1–32 new tokens)")
     return Workload(tuple(requests), warmup / args.compress, length / args.compress, in_window,
                     description)
+
+
+def popularity_text(zipf: float) -> str:
+    """How requests are spread over the functions, for the reports."""
+    return (f"by Zipf popularity (exponent {zipf:g})" if zipf > 0
+            else "uniformly (each equally popular)")
 
 
 def policies(compress: float, stem_cells: int) -> list[Policy]:

@@ -136,7 +136,7 @@ def _experiment_section(experiment: Experiment, runs: list[SystemRun],
               "p99 ms | SLO met | peak GB (containers) | GB·s | backbone copies at peak (duplicated) | "
               "billed $ | total $ | total $ per 1k |")
     described = (f"Workload: {workload.description}. Wall time per system: "
-                 f"{workload.duration_s:.0f} s.")
+                 f"{workload.duration_s:.0f} s. Measured: {_measured(runs)}.")
     lines = [title, "", described, "", header,
              "| --- |" + " ---: |" * 12]
     for run in runs:
@@ -152,6 +152,16 @@ def _experiment_section(experiment: Experiment, runs: list[SystemRun],
             f"{_usd(run.total_usd(prices))} | "
             f"{_usd(per_thousand(run.total_usd(prices), run.served))} |")
     return [*lines, ""]
+
+
+def _measured(runs: list[SystemRun]) -> str:
+    """When each system ran, and the code's commit: one stamp if they share the hour."""
+    stamps = [run.measured or "in an earlier run (time and commit not recorded)"
+              for run in runs]
+    if len({stamp[:13] + stamp.partition(",")[2] for stamp in stamps}) == 1:
+        return stamps[0]
+    return "; ".join(f"{LABELS[run.system]} {stamp}" for run, stamp in zip(runs, stamps,
+                                                                           strict=True))
 
 
 def _share(value: float) -> str:
@@ -234,11 +244,17 @@ def _crossover(runs: list[SystemRun], prices: PriceSheet) -> list[str]:
         [per_thousand(b.total_usd(prices), b.served) for _, b in pairs])
     faster = [a.experiment.rate for a, b in pairs
               if percentile(b.ttft_ms, 99) < percentile(a.ttft_ms, 99)]
-    how = "measured" if measured else "extrapolated from the rates measured"
     listed = ", ".join(f"{r:g}" for r in rates)
-    at = "—" if rate is None else f"{rate:.2f}"
+    if rate is not None and measured:
+        below = rates[rates.index(rate) - 1]
+        where = (f"between {below:g} and {rate:g} requests/s of wall time (measured: "
+                 f"LoRAFaaS costs less per request at {below:g}, the reference at {rate:g})")
+    else:
+        at = "—" if rate is None else f"{rate:.2f}"
+        where = (f"from about {at} requests/s of wall time (extrapolated from the rates "
+                 "measured)")
     lines = [(f"- Serverful reference on the steady window, rates {listed} requests/s: it "
-              f"costs less per request from about {at} requests/s of wall time ({how}).")]
+              f"costs less per request {where}.")]
     if faster:
         lines.append(f"  Its TTFT p99 beats LoRAFaaS at {', '.join(f'{r:g}' for r in faster)} "
                      "requests/s: at steady high load the always-on process wins.")

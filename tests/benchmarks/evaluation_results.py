@@ -30,7 +30,7 @@ def run_as_json(run: SystemRun) -> dict[str, Any]:
             "errors": run.errors, "memory_mb": [list(s) for s in run.memory_mb],
             "limits_gb_s": run.limits_gb_s, "accelerator_usd": run.accelerator_usd,
             "billed_usd": run.billed_usd, "always_on_usd": run.always_on_usd,
-            "slo_ms": run.slo_ms}
+            "slo_ms": run.slo_ms, "measured": run.measured}
 
 
 def run_from_json(value: dict[str, Any]) -> SystemRun:
@@ -43,7 +43,7 @@ def run_from_json(value: dict[str, Any]) -> SystemRun:
         errors=value["errors"], memory_mb=[(t, mb, int(n)) for t, mb, n in value["memory_mb"]],
         limits_gb_s=value["limits_gb_s"], accelerator_usd=value["accelerator_usd"],
         billed_usd=value["billed_usd"], always_on_usd=value["always_on_usd"],
-        slo_ms=value["slo_ms"])
+        slo_ms=value["slo_ms"], measured=value.get("measured", ""))
 
 
 def save_runs(runs: list[SystemRun], path: Path) -> None:
