@@ -32,7 +32,7 @@ class IdleTrimmer:
         self._active = 0
         self._timer: asyncio.TimerHandle | None = None
         self._releasing: asyncio.Future[object] | None = None
-        self.releases = 0  # how many times it released (for tests and /health)
+        self.releases = 0  # how many releases ended well (tests read it)
 
     @contextlib.asynccontextmanager
     async def active(self) -> AsyncIterator[None]:
@@ -50,7 +50,7 @@ class IdleTrimmer:
                                                                     self._start_release)
 
     async def settled(self) -> None:
-        """Wait for a release that has started (tests, shutdown)."""
+        """Wait for a release that has started (tests)."""
         if self._releasing is not None:
             await asyncio.shield(self._releasing)
 
