@@ -34,6 +34,10 @@ def write_report(runs: list[SystemRun], args: argparse.Namespace, prices: PriceS
     return text
 
 
+KEPT = ("Cells this command did not run were kept from earlier runs of the same harness "
+        "(`--keep`); each cell's *Measured* line says when and at which commit it ran.")
+
+
 def report(runs: list[SystemRun], args: argparse.Namespace, prices: PriceSheet,
            plots: Sequence[tuple[str, str]] = ()) -> str:
     """The Markdown report."""
@@ -42,7 +46,8 @@ def report(runs: list[SystemRun], args: argparse.Namespace, prices: PriceSheet,
              f"Machine: {machine()}  ",
              (f"Run: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; load average "
               f"then {', '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min): other "
-              "work on the machine stretches every latency, the containers' starts most."), "",
+              "work on the machine stretches every latency, the containers' starts most."),
+             *([KEPT] if getattr(args, "keep", False) else []), "",
              "## Set-up", "", *_setup(args, prices), ""]
     for experiment in _experiments(runs):
         lines += _experiment_section(experiment, [r for r in runs if r.experiment == experiment],
