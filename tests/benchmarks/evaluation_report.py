@@ -163,7 +163,9 @@ def _measured(runs: list[SystemRun]) -> str:
     """When each system ran, and the code's commit: one stamp if they share the hour."""
     stamps = [run.measured or "in an earlier run (time and commit not recorded)"
               for run in runs]
-    if len({stamp[:13] + stamp.partition(",")[2] for stamp in stamps}) == 1:
+    hour_and_commit = {(stamp[:len("YYYY-MM-DD HH")], stamp.partition(", commit ")[2])
+                       for stamp in stamps}
+    if len(hour_and_commit) == 1:
         return stamps[0]
     return "; ".join(f"{LABELS[run.system]} {stamp}" for run, stamp in zip(runs, stamps,
                                                                            strict=True))
