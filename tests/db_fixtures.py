@@ -58,10 +58,13 @@ def fresh_postgres_database(server_url: str) -> Iterator[str]:
 
 
 def _drop_database(admin: Engine, name: str) -> None:
-    # A connection a test leaked would make DROP DATABASE fail: end it first.
+    # A connection a test leaked would make DROP DATABASE fail: end it first. Only our
+    # role's own: an autovacuum worker in the database runs as the superuser, which this
+    # role may not signal, and DROP DATABASE stops autovacuum workers itself.
     with admin.connect() as connection:
         connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE datname = :name AND pid <> pg_backend_pid()"),
+                                "WHERE datname = :name AND pid <> pg_backend_pid() "
+                                "AND usename = current_user"),
                            {"name": name})
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
 
