@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -97,9 +96,7 @@ def test_build_is_idempotent(demo_models: DemoModels) -> None:
     """A second call with the same spec returns the same paths without rebuilding."""
     weights = demo_models.backbone_dir / "model.safetensors"
     before = weights.stat().st_mtime_ns
-    started = time.monotonic()
     again = build_demo_models(demo_models.backbone_dir.parent)
-    assert time.monotonic() - started < 5
     assert again == demo_models
     assert weights.stat().st_mtime_ns == before
 

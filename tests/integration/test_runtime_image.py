@@ -7,8 +7,8 @@ runs reuse them through ``$LORAFAAS_HOME`` (default ``~/.lorafaas``).
 from __future__ import annotations
 
 import json
+import logging
 import os
-import time
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -66,11 +66,13 @@ def run_python(client: docker.DockerClient, image: str, code: str) -> str:
     return bytes(output).decode()
 
 
-def test_second_call_finds_the_image(client: docker.DockerClient, image: str) -> None:
+def test_second_call_finds_the_image(client: docker.DockerClient, image: str,
+                                     caplog: pytest.LogCaptureFixture) -> None:
     """Once built, ensure_runtime_image returns the same tag without building."""
-    start = time.monotonic()
-    assert ensure_runtime_image(client, home=lorafaas_home(), repo_root=REPO_ROOT) == image
-    assert time.monotonic() - start < 10
+    with caplog.at_level(logging.INFO, logger="lorafaas.images.runtime_image"):
+        assert ensure_runtime_image(client, home=lorafaas_home(), repo_root=REPO_ROOT) == image
+    # Its log says which way it went (an assertion on time would fail on a loaded machine).
+    assert f"runtime image {image} already exists" in caplog.text
     config = client.images.get(image).attrs["Config"]
     assert config["User"] == "65534:65534"
     assert config["Entrypoint"] == ["python3", "-m", "lorafaas.runtime"]
