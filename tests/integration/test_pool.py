@@ -1,17 +1,22 @@
-"""The container pool against the real Docker engine: placement order, eviction, waiting,
-orphan clean-up and health-check replacement."""
+"""The container pool against the real Docker engine: placement order, eviction, the
+stem-cell minimum in a full pool, waiting, orphan clean-up and health-check replacement."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from lorafaas.invoker.containers import ContainerState
 from lorafaas.invoker.docker_backend import DockerBackend
+from lorafaas.invoker.keepalive import KeepAliveConfig, KeepAlivePolicy
+from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, FunctionRef, PoolConfig
+from lorafaas.invoker.prewarm import PrewarmConfig
 
 pytestmark = pytest.mark.docker
 MEMORY_MB = 1024
@@ -101,6 +106,36 @@ async def test_least_recently_used_idle_container_is_evicted(backbone, runtime_i
     finally:
         await pool.shutdown()
 
+
+
+async def test_a_pool_full_of_preloaded_containers_keeps_its_stem_cell(  # type: ignore[no-untyped-def]
+        backbone, runtime_image, short_dir, demo_models):
+    pool = make_pool(backbone, runtime_image, short_dir, f"pool{uuid.uuid4().hex[:8]}",
+                     memory_mb=2 * MEMORY_MB)
+    try:
+        pirate, shout = function(demo_models, "pirate"), function(demo_models, "shout")
+        tracker = FunctionTracker(KeepAlivePolicy(KeepAliveConfig()))
+        for f in (pirate, shout):
+            tracker.arrived(f, time.time())  # the spare share wants both kept loaded
+            assert await pool.preload(f)
+        assert not await pool.add_stem_cell(), "the pool should be full"
+        maintenance = Maintenance(pool, tracker, PrewarmConfig(min_count=1, max_count=1),
+                                  period_s=1.0, spare_share=1.0)
+
+        await maintenance.tick(time.time())  # the minimum evicts the older pre-loaded one
+        held = {c.function_path: c.state for c in pool.containers()}
+        assert held == {None: ContainerState.STEM, "guest/shout": ContainerState.PRELOADED}
+        await maintenance.tick(time.time())  # pre-loading again does not take its memory
+        assert {c.function_path: c.state for c in pool.containers()} == held
+
+        new = FunctionRef(key="guest/new@0.0.1:x", path="guest/new",
+                          adapter_dir=demo_models.adapters["pirate"], memory_mb=MEMORY_MB)
+        lease = await pool.acquire(new)
+        assert lease.start_kind == "prewarm"  # the activation record's startKind
+        assert set(lease.init_breakdown) == {"adapter", "tokenizer", "kernels"}
+        await pool.release(lease.container)
+    finally:
+        await pool.shutdown()
 
 async def test_request_waits_for_a_busy_function_at_its_instance_cap(  # type: ignore[no-untyped-def]
         backbone, runtime_image, short_dir, demo_models):

@@ -38,6 +38,8 @@ class FakePool:
         self.held: list[PooledContainer] = []
         self.preloaded: list[str] = []
         self.removed: list[tuple[str, str]] = []
+        self.stem_requests: list[bool] = []  # `evict` of each stem cell asked for
+        self.stems_start = False  # whether a stem cell asked for starts
         self._tmp = tmp
 
     def containers(self) -> list[PooledContainer]:
@@ -49,8 +51,9 @@ class FakePool:
     async def health_check(self) -> int:
         return 0
 
-    async def add_stem_cell(self) -> bool:
-        return False
+    async def add_stem_cell(self, evict: bool = False) -> bool:
+        self.stem_requests.append(evict)
+        return self.stems_start
 
     async def remove_idle(self, predicate: Callable[[PooledContainer], bool],
                           reason: str) -> int:
@@ -222,3 +225,15 @@ async def test_a_forgotten_action_is_neither_kept_nor_preloaded(tmp_path: Path) 
     assert [f.key for f in maintenance.spare_holdings(now)] == [busy.key]
     await maintenance.tick(now)
     assert pool.preloaded == [busy.key]
+
+
+async def test_only_the_stem_cell_minimum_may_evict(tmp_path: Path) -> None:
+    pool = FakePool(tmp_path)
+    pool.stems_start = True
+    tracker, _ = predictable_tracker(time.time() - 1000)
+    # Two cold starts in the last minute: one stem cell more than the minimum is wanted.
+    for _ in range(2):
+        pool.cold_starts.record(time.time())
+    prewarm = PrewarmConfig(min_count=1, max_count=2, threshold=2, increment=1)
+    await Maintenance(pool, tracker, prewarm, period_s=1.0).tick(time.time())  # type: ignore[arg-type]
+    assert pool.stem_requests == [True, False]

@@ -1,7 +1,8 @@
 """The pool's periodic work: health checks, stem cells, keep-alive, and pre-loading.
 
 Every period it (1) removes idle containers that fail their health check, (2) keeps the
-number of stem cells OpenWhisk's reactive pre-warm asks for, (3) unloads idle containers
+number of stem cells OpenWhisk's reactive pre-warm asks for (the minimum evicts pre-loaded,
+then warm idle, containers to be kept), (3) unloads idle containers
 whose keep-alive (from the hybrid histogram policy) has run out, or that the policy wants
 unloaded until their pre-warm window, (4) pre-loads functions whose next request is
 predicted, when the pre-loading plan holds their adapter within the pool's memory, and
@@ -135,8 +136,9 @@ class Maintenance:
     async def _keep_stem_cells(self, now: float) -> None:
         stems = [c for c in self.pool.containers() if c.state is ContainerState.STEM]
         wanted = desired_stem_cells(self.prewarm, self.pool.cold_starts.count(now))
-        for _ in range(wanted - len(stems)):
-            if not await self.pool.add_stem_cell():
+        for n in range(len(stems), wanted):
+            # The minimum is a promise: it makes room by evicting pre-loaded containers.
+            if not await self.pool.add_stem_cell(evict=n < self.prewarm.min_count):
                 break
         surplus = len(stems) - max(wanted, self.prewarm.min_count)
         stale = sorted((c for c in stems if time.monotonic() - c.created > self.prewarm.ttl_s),

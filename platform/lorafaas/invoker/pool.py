@@ -2,9 +2,14 @@
 
 Placement for an activation of a function: a warm container of the function, then a
 container pre-loaded with it, then a pre-warmed stem cell specialized for it (or one that
-is starting: it is ready before a cold start begun now would be), then a cold start, then a cold start after evicting the least recently used idle containers; else
-the request waits until a container is freed. Memory is counted in megabytes of container
-limits against the pool's size.
+is starting: it is ready before a cold start begun now would be), then a cold start, then a
+cold start after evicting idle containers; else the request waits until a container is
+freed. Memory is counted in megabytes of container limits against the pool's size.
+
+Eviction takes pre-loaded containers first (no request has used them yet), then warm idle
+ones, least recently used first within each, and stem cells last: they serve any function.
+The stem-cell minimum may evict pre-loaded and warm idle containers to be restored, so that
+a pool full of pre-loaded functions still starts a new function from a stem cell.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +41,9 @@ logger = logging.getLogger(__name__)
 IO_TARGET = "/lorafaas/io"
 ATTACH_TARGET = "/lorafaas/attach"
 STEM_LABEL = "(stem cell)"
+# What eviction takes first: a pre-loaded container was loaded on a prediction, a warm one
+# has served its function, and a stem cell can become any function's container.
+EVICTION_ORDER = (ContainerState.PRELOADED, ContainerState.IDLE, ContainerState.STEM)
 
 
 @dataclass(frozen=True)
@@ -221,15 +229,7 @@ class ContainerPool:
         return victims
 
     def _least_recently_used(self, needed_mb: int) -> list[PooledContainer] | None:
-        idle = sorted((c for c in self._containers.values() if c.evictable),
-                      key=lambda c: c.last_used)
-        chosen, freed = [], 0
-        for container in idle:
-            if freed >= needed_mb:
-                break
-            chosen.append(container)
-            freed += container.memory_mb
-        return chosen if freed >= needed_mb else None
+        return pick_victims(self._containers.values(), needed_mb, EVICTION_ORDER)
 
     def _instances(self, function_key: str) -> int:
         running = sum(c.function_key == function_key for c in self._containers.values())
@@ -279,15 +279,26 @@ class ContainerPool:
                 self._changed.notify_all()
         return True
 
-    async def add_stem_cell(self) -> bool:
-        """Start a pre-warmed stem cell, if memory allows; True if done."""
+    async def add_stem_cell(self, evict: bool = False) -> bool:
+        """Start a pre-warmed stem cell, if memory allows; True if done.
+
+        With `evict` (the stem-cell minimum), pre-loaded and then warm idle containers are
+        removed to make room when the pool is full."""
         size = self.config.stem_memory_mb
         async with self._changed:
-            if self.used_mb() + size > self.config.memory_mb:
-                return False
+            shortfall = self.used_mb() + size - self.config.memory_mb
+            victims: list[PooledContainer] | None = []
+            if shortfall > 0:
+                victims = (pick_victims(self._containers.values(), shortfall,
+                                        EVICTION_ORDER[:2]) if evict else None)
+                if victims is None:
+                    return False
+                for victim in victims:
+                    del self._containers[victim.info.id]  # their memory is free from now on
             self._reserved_mb += size
             self._stems_starting += 1
         try:
+            await self._remove_all(victims or [], "evicted for the stem-cell minimum")
             await self._start(size, None, ContainerState.STEM)
         finally:
             async with self._changed:
@@ -427,6 +438,22 @@ class ContainerPool:
             if not await container.client.healthy():
                 sick.append(container.info.id)
         return await self.remove_idle(lambda c: c.info.id in sick, "failed its health check")
+
+
+def pick_victims(containers: Iterable[PooledContainer], needed_mb: int,
+                 order: Sequence[ContainerState]) -> list[PooledContainer] | None:
+    """Idle containers in the states of `order` whose memory adds up to `needed_mb`: by
+    state in that order, least recently used first within a state; None if they cannot."""
+    rank = {state: i for i, state in enumerate(order)}
+    idle = sorted((c for c in containers if c.state in rank),
+                  key=lambda c: (rank[c.state], c.last_used))
+    chosen, freed = [], 0
+    for container in idle:
+        if freed >= needed_mb:
+            break
+        chosen.append(container)
+        freed += container.memory_mb
+    return chosen if freed >= needed_mb else None
 
 
 @dataclass(frozen=True)
