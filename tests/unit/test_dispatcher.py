@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from lorafaas.invoker.backend import ContainerInfo
 from lorafaas.invoker.batching import PrefillModel
 from lorafaas.invoker.dispatcher import (
     BatchFailed,
@@ -285,7 +286,7 @@ class FakePool:
     """Hands out one container; records releases and discards."""
 
     def __init__(self, client: FakeClient) -> None:
-        self.container = SimpleNamespace(client=client, info=SimpleNamespace(id="c1"))
+        self.container = SimpleNamespace(client=client, info=ContainerInfo("c1", "c1", 0))
         self.released = 0
         self.discarded: list[str] = []
         self.backend = SimpleNamespace(logs=lambda *args: ["a log line"])

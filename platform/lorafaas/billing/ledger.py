@@ -55,12 +55,13 @@ def usage_row(kind: str, namespace: str, action: str | None, start_ms: int, end_
 
 def meter_activation(request: ActivationRequest, result: ActivationResult,
                      prices: PriceSheet) -> MeteredActivation:
-    """Meter a finished activation from the runtime's timings (alone, or its share of a
-    batch)."""
+    """Meter a finished activation: its container's CPU time as the host read it, or the
+    runtime's timings (alone, or its share of a batch) where the host could not."""
     memory_mb = int(request.function.memory_mb)
     answer = result.response.get("result")
     usage = activation_usage(result.timings, memory_mb,
-                             answer if isinstance(answer, dict) else {})
+                             answer if isinstance(answer, dict) else {},
+                             prices.cpus_per_accelerator)
     cost = cost_of(usage, prices)
     annotations = {a["key"]: a["value"] for a in result.annotations}
     start_kind = annotations.get("startKind")

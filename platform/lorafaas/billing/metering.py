@@ -1,9 +1,15 @@
 """The arithmetic of metering: who used which share of each step, and what that costs.
 
-Pure functions, no I/O. An activation's accelerator-seconds are its share of every batched
-step it took part in, split by the tokens each sequence processed in that step (a prefill
-processes the prompt, a decode step one token). Its container GB-seconds are the container's
-memory limit times its share of the container's busy time, split the same way.
+Pure functions, no I/O. On a CPU host an activation is billed the CPU time the host read
+from its container's cgroup while it ran (its share of a batch's, split by tokens: see
+lorafaas.invoker.cpu_shares), so a busy neighbour, which makes it wait for a core but not
+compute more, does not make it pay more: accelerator-seconds are those CPU-seconds over the
+priced accelerator's vCPUs, and its GB-seconds are the memory limit times that CPU time on
+the container's own cores. Where the host could not read the counter (and on an accelerator
+host) an activation's accelerator-seconds are its share of every batched step it took part
+in, in wall time, split by the tokens each sequence processed in that step (a prefill
+processes the prompt, a decode step one token), and its GB-seconds the memory limit times
+its share of the container's busy time; the record says which measure billed it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,12 @@ from typing import Any, TypeVar
 from lorafaas.billing.prices import GB_MB, PriceSheet
 
 K = TypeVar("K", bound=Hashable)
+# Timings the invoker adds to the runtime's (never the runtime's own: the runner replaces
+# them): the CPU time billed to the request, and that time on the container's cores.
+CPU_KEY = "cpuMs"
+BUSY_KEY = "cpuBusyMs"
+CGROUP_CPU = "cgroup-cpu"  # the measures, as the cost annotation names them
+WALL_TIME = "wall-time"
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,8 @@ class Usage:
     gb_s: float
     prompt_tokens: int
     completion_tokens: int
+    measure: str = WALL_TIME  # what the seconds are: CGROUP_CPU or WALL_TIME
+    cpu_s: float | None = None  # with CGROUP_CPU: the CPU-seconds billed
 
 
 @dataclass(frozen=True)
@@ -105,9 +119,12 @@ def single_sequence_steps(key: K, timings_ms: Mapping[str, float], prompt_tokens
 
 
 def activation_usage(timings_ms: Mapping[str, float], memory_mb: float,
-                     result: Mapping[str, Any]) -> Usage:
-    """Meter one activation from the runtime's timings: alone in its container, or in a
-    batch whose runtime reports each request's share (`compute`).
+                     result: Mapping[str, Any],
+                     cpus_per_accelerator: float | None = None) -> Usage:
+    """Meter one activation: by the CPU time the host measured where it did and the
+    accelerator is CPUs (`cpus_per_accelerator` of them), else from the runtime's timings:
+    alone in its container, or in a batch whose runtime reports each request's share
+    (`compute`).
 
     An activation that never reached the runtime (no timings) used no accelerator and its
     container was not busy for it.
@@ -116,6 +133,11 @@ def activation_usage(timings_ms: Mapping[str, float], memory_mb: float,
     tokens: Mapping[str, Any] = reported if isinstance(reported, Mapping) else {}
     prompt = _count(tokens.get("prompt_tokens"))
     completion = _count(tokens.get("completion_tokens"))
+    if cpus_per_accelerator is not None and CPU_KEY in timings_ms:
+        cpu_s = timings_ms[CPU_KEY] / 1000
+        busy_s = timings_ms.get(BUSY_KEY, timings_ms[CPU_KEY]) / 1000
+        return Usage(cpu_s / cpus_per_accelerator, gb_seconds(memory_mb, busy_s), prompt,
+                     completion, CGROUP_CPU, cpu_s)
     steps = single_sequence_steps("self", timings_ms, prompt, completion)
     accelerator_s = attribute_steps(steps).get("self", 0.0)
     # In a batch the container is busy for every request at once: each pays for its share
@@ -135,4 +157,6 @@ def cost_annotation(usage: Usage, cost: Cost, prices: PriceSheet) -> dict[str, A
             "promptTokens": round(cost.prompt, 12),
             "completionTokens": round(cost.completion, 12),
             "acceleratorSeconds": round(usage.accelerator_s, 6),
-            "gbSeconds": round(usage.gb_s, 6), "acceleratorKind": prices.accelerator_kind}
+            "gbSeconds": round(usage.gb_s, 6), "acceleratorKind": prices.accelerator_kind,
+            "measure": usage.measure,
+            **({"cpuSeconds": round(usage.cpu_s, 6)} if usage.cpu_s is not None else {})}

@@ -7,6 +7,7 @@ Where the defaults come from (USD, on-demand list prices as of 2025):
   $0.0000010938 per GiB-second. Memory only: compute is billed as accelerator time.
 - CPU accelerator (a 2-vCPU host, what runs the backbone on this project's machines):
   c7i.large (2 vCPU, 4 GiB) $0.08925/h less its 4 GiB at the memory price: $0.0735/h.
+  Activations are metered in CPU-seconds of their container: two make one accelerator-second.
 - H100 accelerator: $2.99 per GPU-hour, the on-demand H100 SXM price of GPU clouds
   (Lambda's 8x H100 instances; RunPod and others list $2.4 to $3.3).
 - Tokens: 0 by default, a fee on top of the resources (hosted APIs that bill by tokens
@@ -22,6 +23,7 @@ from lorafaas.settings import Settings
 GB_MB = 1024  # a GB of memory limit is 1024 MB, as Lambda and OpenWhisk count it
 MEMORY_GB_SECOND = 0.0039375 / 3600
 ACCELERATOR_HOUR = {"cpu": 0.0735, "h100": 2.99}
+CPU_ACCELERATOR_VCPUS = 2  # the CPU accelerator priced above is a 2-vCPU host
 SOURCES = {
     "cpu": "CPU (2 vCPU): AWS us-east-1 c7i.large $0.08925/h less its 4 GiB of memory",
     "h100": "H100 SXM: on-demand GPU-hour at GPU clouds, 2025",
@@ -38,6 +40,12 @@ class PriceSheet:
     gb_second: float
     prompt_mtok: float
     completion_mtok: float
+
+    @property
+    def cpus_per_accelerator(self) -> float | None:
+        """vCPUs of one accelerator where it is CPUs (they are metered in CPU time), else
+        None."""
+        return CPU_ACCELERATOR_VCPUS if self.accelerator_kind == "cpu" else None
 
     @property
     def accelerator_second(self) -> float:

@@ -9,16 +9,22 @@ were all given up (timed out) mid-run, which stops the generation nobody waits f
 A continuous-batching session sends each request to its container as it joins, as its own
 /run with `"continuous": true` (streamed when the caller streams): the runtime adds it to
 the decode running there. Each is answered when it ends; the last releases the container.
+
+Every request's outcome carries the CPU time the host read from its container's cgroup for
+it (lorafaas.invoker.cpu_shares), which billing charges instead of wall time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import replace
 from typing import Any
 
+from lorafaas.invoker.cgroup_cpu import ContainerCpu
+from lorafaas.invoker.cpu_shares import RunCpu, with_cpu
 from lorafaas.invoker.dispatcher import (
     BatchFailed,
     ContinuousSession,
@@ -38,9 +44,11 @@ logger = logging.getLogger(__name__)
 class BatchRunner:
     """The dispatcher's runner on the container pool."""
 
-    def __init__(self, pool: ContainerPool, metrics: InvokerMetrics) -> None:
+    def __init__(self, pool: ContainerPool, metrics: InvokerMetrics,
+                 cpu: ContainerCpu | None = None) -> None:
         self.pool = pool
         self.metrics = metrics
+        self.cpu = cpu or ContainerCpu()
 
     async def run(self, batch: RunningBatch) -> None:
         """Run the batch to its end; every request still waited for gets an outcome."""
@@ -64,19 +72,34 @@ class BatchRunner:
                              batch.function_path, _ids(batch))
             await self._fail(batch, WHISK_ERROR, f"The invoker could not run the action: {error}")
 
+    def _run_cpu(self, lease: Lease) -> RunCpu:
+        info = lease.container.info
+        return RunCpu(lambda: self.cpu.seconds(info))
+
+    def _metered(self, outcome: RunOutcome, cpu_s: float | None) -> RunOutcome:
+        # The cores a container computes on: its torch threads, else torch's default.
+        cores = (self.pool.config.torch_threads or os.cpu_count() or 1) if cpu_s else 1
+        return replace(outcome, timings=with_cpu(outcome.timings, cpu_s, cores))
+
     async def _generate(self, batch: RunningBatch, lease: Lease) -> None:
         client = lease.container.client
+        run = self._run_cpu(lease)
         if len(batch.tickets) == 1:
             (ticket,) = batch.tickets
             payload = _payload(ticket)
             outcome = await (client.run(payload) if ticket.on_delta is None
                              else client.run_stream(payload, ticket.on_delta))
+            outcome = self._metered(outcome, run.ended(run.start, None, last=True))
             await self.pool.release(lease.container)  # warm before the caller goes on
             self._answer(batch, ticket, outcome)
             return
+        left = len(batch.tickets)
 
         async def on_result(index: int, outcome: RunOutcome) -> None:
-            self._answer(batch, batch.tickets[index], outcome)
+            nonlocal left
+            left -= 1
+            cpu_s = run.ended(run.start, outcome.timings.get("compute"), last=left == 0)
+            self._answer(batch, batch.tickets[index], self._metered(outcome, cpu_s))
 
         limit = int(batch.tickets[0].request.limits["max_tokens"])
         await client.run_batch([_payload(t) for t in batch.tickets], limit, on_result)
@@ -85,9 +108,10 @@ class BatchRunner:
     async def _serve(self, session: ContinuousSession, lease: Lease) -> None:
         """Send each request of the session as it joins, until the last one has ended."""
         sends: set[asyncio.Task[None]] = set()
+        run = self._run_cpu(lease)
         try:
             while (ticket := await session.to_send.get()) is not None:
-                sends.add(asyncio.create_task(self._send(session, lease, ticket)))
+                sends.add(asyncio.create_task(self._send(session, lease, ticket, run)))
             if session.error is not None:
                 raise session.error
             await asyncio.gather(*sends)  # their last steps: the release, the last answer
@@ -97,10 +121,11 @@ class BatchRunner:
                 task.cancel()  # when the container failed, or the session was cancelled
             await asyncio.gather(*sends, return_exceptions=True)
 
-    async def _send(self, session: ContinuousSession, lease: Lease, ticket: Ticket) -> None:
+    async def _send(self, session: ContinuousSession, lease: Lease, ticket: Ticket,
+                    run: RunCpu) -> None:
         """One request of a session: its /run joins the container's running decode."""
         client = lease.container.client
-        sent_at, size = time.time(), session.live
+        sent_at, size, sent = time.time(), session.live, run.mark()
         payload = {**_payload(ticket), "continuous": True}
         try:
             outcome = await (client.run(payload) if ticket.on_delta is None
@@ -108,7 +133,9 @@ class BatchRunner:
         except BaseException as error:
             session.fail(error)  # the runner raises it, and fails the session's requests
             raise
-        if session.ended_one():
+        last = session.ended_one()
+        outcome = self._metered(outcome, run.ended(sent, outcome.timings.get("compute"), last))
+        if last:
             await self.pool.release(lease.container)  # warm before the caller goes on
         late = ticket in session.late
         # A request that joined once the container was ready found it warm, and waited in
