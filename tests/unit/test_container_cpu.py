@@ -107,6 +107,7 @@ def test_a_batch_is_split_by_compute_shares_and_adds_up_to_the_counter() -> None
     middle = run.ended(run.start, 800.0, last=False)
     c.advance(1.0, 0.5)
     long = run.ended(run.start, 1866.0, last=True)
+    assert short is not None and middle is not None and long is not None
     assert short == pytest.approx(0.5 / 3) and middle == pytest.approx(1.0 * 0.8 / 2)
     assert short + middle + long == pytest.approx(1.5)  # exactly what the container used
 
