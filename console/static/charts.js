@@ -18,7 +18,9 @@ document.addEventListener("DOMContentLoaded", () => {
   draw("chart-start-kinds", {type: "doughnut", data: {labels: data.startKinds.labels,
     datasets: [{data: data.startKinds.data}]}});
   if (data.dedicated) {
+    // A logarithmic axis: a serverless bill can be a millionth of the dedicated one.
     draw("chart-dedicated", {type: "bar", data: {labels: data.dedicated.labels,
-      datasets: [{label: "USD", data: data.dedicated.data}]}});
+      datasets: [{label: "USD", data: data.dedicated.data}]},
+      options: {scales: {y: {type: "logarithmic"}}}});
   }
 });

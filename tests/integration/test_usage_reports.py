@@ -2,8 +2,9 @@
 
 The registry half stores usage rows and reads reports back (groupings, since/upto, CSV,
 the dedicated comparison). The platform half invokes real functions in Docker and checks
-that the billed accelerator-seconds add up to the backbone's busy time that the runtime
-measured on its own, within 1%.
+that the billed CPU-seconds add up to the CPU time the Docker engine counted for their
+containers over the same invocations (its stats API, which reads the same cgroups on its
+own), within a margin for the little the runtimes do between requests.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -108,24 +110,48 @@ async def test_totals_groups_and_lines_of_a_namespace(
 
 
 @pytest.mark.usefixtures("stored")
-async def test_the_dedicated_comparison_holds_every_function_for_the_period(
+async def test_the_dedicated_comparison_holds_each_function_from_its_first_use(
         sessions: async_sessionmaker[AsyncSession]) -> None:
     body = await report(sessions, "alice")
-    period_s = (T0 + 24 * HOUR + 1000 - T0) / 1000
+    end = T0 + 24 * HOUR + 1000
+    period_s = (end - T0) / 1000
     assert body["period"]["seconds"] == pytest.approx(period_s)
-    # a: 1 GB, b: 2 GB; accelerator 0.001 USD/s each; memory 0.001 USD/GB-s.
-    held = period_s * ((0.001 + 0.001) + (0.001 + 0.002))
+    # a: 1 GB from T0, b: 2 GB from its first use an hour later; accelerator 0.001 USD/s
+    # each; memory 0.001 USD/GB-s.
+    a_s, b_s = period_s, (end - (T0 + HOUR + 5)) / 1000
     tokens = 40 * 1e-6 + 80 * 2e-6
-    assert body["dedicated"]["cost"] == pytest.approx(held + tokens)
+    assert body["dedicated"]["cost"] == pytest.approx(a_s * 0.002 + b_s * 0.003 + tokens)
+    assert body["dedicated"]["heldFrom"] == {"alice/a": T0, "alice/b": T0 + HOUR + 5}
+    # The other figure: every function held for the whole period.
+    assert body["dedicated"]["wholePeriodCost"] == pytest.approx(period_s * 0.005 + tokens)
     assert body["totals"]["dedicatedCost"] == body["dedicated"]["cost"]
     saving = 1 - body["totals"]["cost"]["total"] / body["dedicated"]["cost"]
     assert body["totals"]["savingsPercent"] == pytest.approx(100 * saving, abs=0.01)
     assert body["dedicated"]["functions"] == 2
     assumptions = " ".join(body["dedicated"]["assumptions"])
     assert "each of the 2 functions holds its own copy of the backbone" in assumptions
-    assert "alice/b: 2048 MB" in assumptions
+    assert "alice/b: 2048 MB from 2026-01-01T01:00:00.005+00:00" in assumptions
     by_action = {g["key"]: g["dedicatedCost"] for g in body["groups"]}
-    assert by_action["b"] == pytest.approx(period_s * 0.003 + 2 * (10e-6 + 40e-6))
+    assert by_action["b"] == pytest.approx(b_s * 0.003 + 2 * (10e-6 + 40e-6))
+
+
+@pytest.mark.usefixtures("stored")
+async def test_a_function_created_before_its_first_use_is_held_from_its_creation(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    query = ReportQuery("alice", T0 - HOUR, None, "action")
+    async with sessions() as session:
+        rows = await load_rows(session, query)
+    # b was created half an hour before the period began, a ten minutes into it.
+    created = {("alice", "a"): T0 - HOUR + 600_000, ("alice", "b"): T0 - 90 * 60_000}
+    body = build_report(query, rows, PRICES, created)
+    assert body["dedicated"]["heldFrom"] == {"alice/a": T0 - HOUR + 600_000,
+                                            "alice/b": T0 - HOUR}
+    end = T0 + 24 * HOUR + 1000
+    held = (end - (T0 - HOUR + 600_000)) / 1000 * 0.002 + (end - (T0 - HOUR)) / 1000 * 0.003
+    assert body["dedicated"]["cost"] == pytest.approx(held + 40 * 1e-6 + 80 * 2e-6)
+    by_action = {g["key"]: g["dedicatedCost"] for g in body["groups"]}
+    assert by_action["b"] == pytest.approx((end - (T0 - HOUR)) / 1000 * 0.003
+                                           + 2 * (10e-6 + 40e-6))
 
 
 @pytest.mark.usefixtures("stored")
@@ -208,10 +234,17 @@ def socket_of(container: Any) -> Any:
     return container.socket_dir / RUNTIME_SOCKET_NAME
 
 
+def engine_cpu_s(docker_client: Any, container_id: str) -> float:
+    """CPU seconds of a container so far, as the Docker engine reports them."""
+    stats = docker_client.api.stats(container_id, stream=False, one_shot=True)
+    return int(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
+
+
 @pytest.mark.docker
 async def test_real_invocations_are_metered_reported_and_conserved(  # type: ignore[no-untyped-def]
-        platform, demo_models, make_zip) -> None:
+        platform, demo_models, make_zip, docker_client) -> None:
     records = []
+    test_started_ms = int(time.time() * 1000)
     for name in ("pirate", "shout"):
         await create_action(platform, name, demo_models.adapters[name], make_zip)
     for i, prompt in enumerate(PROMPTS):
@@ -226,6 +259,9 @@ async def test_real_invocations_are_metered_reported_and_conserved(  # type: ign
         cost = annotation(record, "cost")
         assert cost["currency"] == "USD" and cost["acceleratorKind"] == "cpu"
         assert cost["acceleratorSeconds"] > 0 and cost["gbSeconds"] > 0
+        # The host read the container's cgroup: two CPU-seconds make an accelerator-second.
+        assert cost["measure"] == "cgroup-cpu"
+        assert cost["acceleratorSeconds"] == pytest.approx(cost["cpuSeconds"] / 2, abs=1e-6)
         assert cost["total"] == pytest.approx(cost["accelerator"] + cost["memory"], rel=1e-6)
 
     response = await platform.request("GET", "/api/v1/namespaces/_/usage")
@@ -242,20 +278,36 @@ async def test_real_invocations_are_metered_reported_and_conserved(  # type: ign
     assert [(g["key"], g["activations"]) for g in body["groups"]] == [("pirate", 2),
                                                                       ("shout", 2)]
     assert body["totals"]["dedicatedCost"] > body["totals"]["cost"]["total"] > 0
+    # The dedicated deployment of each function starts at its creation, minutes ago.
+    first = min(r["start"] for r in records)
+    assert set(body["dedicated"]["heldFrom"]) == {"guest/pirate", "guest/shout"}
+    assert all(test_started_ms <= held <= first
+               for held in body["dedicated"]["heldFrom"].values())
+    assert body["dedicated"]["wholePeriodCost"] >= body["dedicated"]["cost"]
     # The two cold starts are overhead, not billed.
     assert body["overhead"]["byKind"]["init"]["gbSeconds"] > 0
 
-    # Conservation: billed accelerator-seconds = the backbone's busy time that each
-    # container's runtime measured around its generations, within 1%.
-    billed = math.fsum(line["acceleratorSeconds"] for line in lines.values())
     healths = [await runtime_health(socket_of(c)) for c in platform.app[pool_key].containers()]
-    busy = math.fsum(h.get("busyMs", 0.0) for h in healths) / 1000
     assert sum(h.get("generations", 0) for h in healths) == len(records)
-    print(f"conservation: billed {billed:.4f} s, measured busy {busy:.4f} s, "
-          f"difference {100 * (billed - busy) / busy:+.3f}%")
-    assert billed == pytest.approx(busy, rel=0.01)
-
     await _check_views(platform, body, records)
+    await _check_conservation(platform, docker_client)
+
+
+async def _check_conservation(platform, docker_client: Any) -> None:  # type: ignore[no-untyped-def]
+    """Billed CPU-seconds of warm invocations = the CPU time their containers used over
+    them, as the engine counts it: all of it but what the runtimes spend between requests."""
+    containers = [c.info.id for c in platform.app[pool_key].containers()]
+    before = {cid: engine_cpu_s(docker_client, cid) for cid in containers}
+    billed = []
+    for i, prompt in enumerate(PROMPTS):
+        status, record, _ = await invoke(platform, ("pirate", "shout")[i % 2], prompt=prompt,
+                                         max_tokens=MAX_TOKENS, temperature=0, ignore_eos=True)
+        assert status == 200 and annotation(record, "startKind") == "warm", record
+        billed.append(annotation(record, "cost")["cpuSeconds"])
+    used = math.fsum(engine_cpu_s(docker_client, cid) - before[cid] for cid in containers)
+    print(f"conservation: billed {math.fsum(billed):.4f} CPU-s, the engine counted "
+          f"{used:.4f} CPU-s, difference {100 * (math.fsum(billed) - used) / used:+.2f}%")
+    assert 0.9 * used <= math.fsum(billed) <= used * 1.001
 
 
 async def _check_views(platform, body: dict[str, Any], records: list[dict[str, Any]]  # type: ignore[no-untyped-def]

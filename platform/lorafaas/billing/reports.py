@@ -3,24 +3,32 @@ same requests would have had on a dedicated deployment.
 
 Only activations are billed; platform overhead (idle and initializing containers) is
 reported apart. Grouping is done here, not in SQL, so SQLite and PostgreSQL agree.
+
+The dedicated deployment holds each function from its creation (its first version in the
+registry; its first use in the period where that is earlier, or the registry has no
+version of it any more) or the period's start, whichever is later, to the period's end:
+a function minutes old costs minutes of a dedicated accelerator, not the whole window. The
+figure of every function held for the whole period is reported beside it.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lorafaas.billing.ledger import ACTIVATION
 from lorafaas.billing.prices import GB_MB, PriceSheet
 from lorafaas.errors import BadRequest
-from lorafaas.registry.models import UsageRecord
+from lorafaas.registry.models import Action, ActionVersion, Namespace, UsageRecord
+
+Function = tuple[str, str | None]  # namespace, action
 
 GROUPINGS = ("action", "day", "hour", "namespace")
 HOUR_MS, DAY_MS = 3_600_000, 86_400_000
@@ -59,6 +67,17 @@ async def load_rows(session: AsyncSession, query: ReportQuery) -> list[UsageReco
         statement = statement.where(UsageRecord.start_ms <= query.upto_ms)
     return list(await session.scalars(statement.order_by(UsageRecord.start_ms,
                                                          UsageRecord.id)))
+
+
+async def load_created(session: AsyncSession, namespace: str | None) -> dict[Function, int]:
+    """When each function of a namespace (None: of all) was created: its first version."""
+    statement = (select(Namespace.name, Action.name, func.min(ActionVersion.created_ms))
+                 .join(Action, Action.namespace_id == Namespace.id)
+                 .join(ActionVersion, ActionVersion.action_id == Action.id)
+                 .group_by(Namespace.name, Action.name))
+    if namespace is not None:
+        statement = statement.where(Namespace.name == namespace)
+    return {(ns, name): int(created) for ns, name, created in await session.execute(statement)}
 
 
 @dataclass(frozen=True)
@@ -100,43 +119,62 @@ def totals(rows: Iterable[UsageRecord]) -> dict[str, Any]:
 
 
 class Dedicated:
-    """What the same requests cost when each function holds its own backbone copy all along.
+    """What the same requests cost when each function holds its own backbone copy.
 
     Each function seen in the report gets one accelerator and a container of its memory
-    limit for the whole period, busy or not; token fees are the same as serverless.
+    limit from its creation (or first use) in the period to the period's end, busy or not;
+    token fees are the same as serverless.
     """
 
     def __init__(self, activations: Sequence[UsageRecord], period: Period,
-                 prices: PriceSheet) -> None:
+                 prices: PriceSheet, created: Mapping[Function, int] | None = None) -> None:
         self.period = period
         self.prices = prices
-        self.memory_mb: dict[tuple[str, str | None], int] = {}
-        for row in activations:
+        self.memory_mb: dict[Function, int] = {}
+        self.held_from: dict[Function, int] = {}  # when its dedicated deployment starts
+        for row in activations:  # oldest first
             key = (row.namespace, row.action)
             self.memory_mb[key] = max(self.memory_mb.get(key, 0), row.memory_mb)
+            if key not in self.held_from:
+                first = min(row.start_ms, (created or {}).get(key, row.start_ms))
+                self.held_from[key] = max(period.start_ms, first)
 
-    def rate(self, functions: Iterable[tuple[str, str | None]]) -> float:
-        """USD per second of holding these functions' accelerators and containers."""
-        return sum(self.prices.accelerator_second
-                   + self.memory_mb[f] / GB_MB * self.prices.gb_second for f in functions)
+    def rate(self, function: Function) -> float:
+        """USD per second of holding a function's accelerator and container."""
+        return (self.prices.accelerator_second
+                + self.memory_mb[function] / GB_MB * self.prices.gb_second)
 
-    def cost(self, rows: Sequence[UsageRecord], seconds: float,
-             functions: Iterable[tuple[str, str | None]]) -> float:
-        """Holding `functions` for `seconds`, plus the token fees of `rows`."""
+    def held_s(self, function: Function, start_ms: int, end_ms: int) -> float:
+        """Seconds of [start_ms, end_ms) in the period that the function is held."""
+        return self.period.overlap_s(max(start_ms, self.held_from[function]), end_ms)
+
+    def cost(self, rows: Sequence[UsageRecord], functions: Iterable[Function],
+             start_ms: int | None = None, end_ms: int | None = None) -> float:
+        """Holding `functions` from their creation within [start_ms, end_ms) (the period by
+        default), plus the token fees of `rows`."""
+        start = self.period.start_ms if start_ms is None else start_ms
+        end = self.period.end_ms if end_ms is None else end_ms
         tokens = sum(r.cost_prompt + r.cost_completion for r in rows)
-        return self.rate(functions) * seconds + tokens
+        return sum(self.rate(f) * self.held_s(f, start, end) for f in functions) + tokens
+
+    def whole_period_cost(self, rows: Sequence[UsageRecord]) -> float:
+        """Every function held for the whole period, plus the token fees of `rows`."""
+        tokens = sum(r.cost_prompt + r.cost_completion for r in rows)
+        return sum(self.rate(f) for f in self.memory_mb) * self.period.seconds + tokens
 
     def assumptions(self) -> list[str]:
         """The comparison's assumptions, as printed beside the totals."""
         p = self.prices
-        memory = ", ".join(f"{ns}/{action}: {mb} MB"
+        memory = ", ".join(f"{ns}/{action}: {mb} MB from {_iso(self.held_from[(ns, action)])}"
                            for (ns, action), mb in sorted(self.memory_mb.items(), key=str))
         return [
             (f"Dedicated deployment: each of the {len(self.memory_mb)} functions holds its own "
-             f"copy of the backbone on its own accelerator ({p.accelerator_kind}) for the "
-             f"whole period of {self.period.seconds:.3f} s ({_iso(self.period.start_ms)} to "
-             f"{_iso(self.period.end_ms)}), busy or idle."),
-            (f"Each function's container holds its memory limit for the whole period "
+             f"copy of the backbone on its own accelerator ({p.accelerator_kind}) from its "
+             f"creation (or its first use, if earlier or its creation is unknown) or the "
+             f"period's start, whichever is later, to the period's end "
+             f"({_iso(self.period.start_ms)} to {_iso(self.period.end_ms)}, "
+             f"{self.period.seconds:.3f} s), busy or idle."),
+            (f"Each function's container holds its memory limit while it is held "
              f"({memory or 'no functions'})."),
             ("One dedicated replica per function serves all of its requests: no scale-out, "
              "no cold starts, no sharing of the backbone or of accelerators."),
@@ -177,15 +215,14 @@ def _groups(query: ReportQuery, activations: Sequence[UsageRecord],
     everyone = list(dedicated.memory_mb)
     groups = []
     for key, rows in sorted(grouped.items()):
+        group = {"key": key, **totals(rows)}
         if query.group_by in ("action", "namespace"):
             functions = sorted({(r.namespace, r.action) for r in rows}, key=str)
-            seconds = dedicated.period.seconds
-        else:  # a time bucket: every function is held through the bucket's part of the period
+            group["dedicatedCost"] = dedicated.cost(rows, functions)
+        else:  # a time bucket: every function held then, through the bucket's part of it
             size = DAY_MS if query.group_by == "day" else HOUR_MS
             start = _bucket_start(rows[0].start_ms, size)
-            functions, seconds = everyone, dedicated.period.overlap_s(start, start + size)
-        group = {"key": key, **totals(rows)}
-        group["dedicatedCost"] = dedicated.cost(rows, seconds, functions)
+            group["dedicatedCost"] = dedicated.cost(rows, everyone, start, start + size)
         groups.append(group)
     return groups
 
@@ -216,14 +253,17 @@ def _overhead(rows: Sequence[UsageRecord]) -> dict[str, Any]:
             "cost": sum(r.cost_total for r in rows)}
 
 
-def build_report(query: ReportQuery, rows: Sequence[UsageRecord],
-                 prices: PriceSheet) -> dict[str, Any]:
-    """The report as JSON: totals with the dedicated comparison, groups, lines, overhead."""
+def build_report(query: ReportQuery, rows: Sequence[UsageRecord], prices: PriceSheet,
+                 created: Mapping[Function, int] | None = None) -> dict[str, Any]:
+    """The report as JSON: totals with the dedicated comparison, groups, lines, overhead.
+
+    `created`: when each function was created (`load_created`); without it, each is
+    counted from its first use in the period."""
     activations = [r for r in rows if r.kind == ACTIVATION]
     period = report_period(query, activations)
-    dedicated = Dedicated(activations, period, prices)
+    dedicated = Dedicated(activations, period, prices, created)
     total = totals(activations)
-    dedicated_cost = dedicated.cost(activations, period.seconds, list(dedicated.memory_mb))
+    dedicated_cost = dedicated.cost(activations, list(dedicated.memory_mb))
     serverless = total["cost"]["total"]
     return {
         "namespace": query.namespace if query.namespace is not None else "*",
@@ -234,7 +274,12 @@ def build_report(query: ReportQuery, rows: Sequence[UsageRecord],
                    "savingsPercent": round(100 * (1 - serverless / dedicated_cost), 2)
                    if dedicated_cost > 0 else None},
         "dedicated": {"cost": dedicated_cost, "serverlessCost": serverless,
+                      "wholePeriodCost": dedicated.whole_period_cost(activations),
+                      "timesServerless": round(dedicated_cost / serverless, 1)
+                      if serverless > 0 else None,
                       "functions": len(dedicated.memory_mb),
+                      "heldFrom": {f"{ns}/{action}": start for (ns, action), start
+                                   in sorted(dedicated.held_from.items(), key=str)},
                       "assumptions": dedicated.assumptions()},
         "groups": _groups(query, activations, dedicated),
         "activations": [_line(r) for r in activations],

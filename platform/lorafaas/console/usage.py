@@ -13,7 +13,13 @@ from typing import Any
 from aiohttp import web
 
 from lorafaas.billing.prices import price_sheet
-from lorafaas.billing.reports import ReportQuery, build_report, load_rows, report_csv
+from lorafaas.billing.reports import (
+    ReportQuery,
+    build_report,
+    load_created,
+    load_rows,
+    report_csv,
+)
 from lorafaas.console.data import activations_since
 from lorafaas.console.keys import console_identity_key
 from lorafaas.console.pages import UsageLine, UsagePage
@@ -39,7 +45,8 @@ async def _report(request: web.Request, days: int) -> dict[str, Any]:
                         now_ms, "action")
     async with request.app[sessions_key]() as session:
         rows = await load_rows(session, query)
-    return build_report(query, rows, price_sheet(request.app[settings_key]))
+        created = await load_created(session, query.namespace)
+    return build_report(query, rows, price_sheet(request.app[settings_key]), created)
 
 
 def report_lines(report: dict[str, Any]) -> list[UsageLine]:
@@ -54,6 +61,39 @@ def report_lines(report: dict[str, Any]) -> list[UsageLine]:
         s[3] += line["cost"]["total"]
     return [UsageLine(day, name, int(v[0]), int(v[1]), int(v[2]), v[3])
             for (day, name), v in sorted(sums.items())]
+
+
+def money(usd: float) -> str:
+    """A cost people can read at any size: cents from a dollar up, else 3 significant
+    digits ($1,054.62, $0.00137)."""
+    if usd >= 1:
+        return f"${usd:,.2f}"
+    return "$0" if usd <= 0 else f"${usd:.3g}" if usd >= 1e-4 else f"${usd:.2e}"
+
+
+def savings_text(serverless: float, dedicated: float) -> str:
+    """The saving against the dedicated cost, with the digits that tell it apart from 100 %,
+    and the ratio where it is large."""
+    if dedicated <= 0:
+        return "—"
+    saved = 100 * (1 - serverless / dedicated)
+    digits = 2 if saved < 99 else 4 if saved < 99.9999 else 6
+    text = f"{saved:.{digits}f} %"
+    if serverless > 0 and dedicated / serverless >= 10:
+        text += f" (dedicated costs {dedicated / serverless:,.0f}× as much)"
+    return text
+
+
+def dedicated_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The dedicated comparison of the page: both figures, and how to read them."""
+    part = report["dedicated"]
+    serverless, dedicated, whole = (part["serverlessCost"], part["cost"],
+                                    part["wholePeriodCost"])
+    return {"serverless": serverless, "dedicated": dedicated, "whole_period": whole,
+            "serverless_text": money(serverless), "dedicated_text": money(dedicated),
+            "whole_period_text": money(whole),
+            "savings_text": savings_text(serverless, dedicated),
+            "assumptions": part["assumptions"]}
 
 
 def report_start_kinds(report: dict[str, Any]) -> dict[str, int]:
@@ -74,15 +114,15 @@ async def usage_page_context(request: web.Request) -> UsagePage:
                                                    since))
     lines = report_lines(report)
     kinds = report_start_kinds(report)
-    dedicated = {"serverless": report["dedicated"]["serverlessCost"],
-                 "dedicated": report["dedicated"]["cost"],
-                 "savings_percent": report["totals"]["savingsPercent"],
-                 "assumptions": report["dedicated"]["assumptions"]}
+    dedicated = dedicated_figures(report)
     chart = {"cost": cost_chart(lines),
              "ttft": {"labels": [b[0] for b in buckets], "data": [b[1] for b in buckets]},
              "startKinds": {"labels": list(kinds), "data": list(kinds.values())},
-             "dedicated": {"labels": ["serverless (LoRAFaaS)", "dedicated deployment"],
-                           "data": [dedicated["serverless"], dedicated["dedicated"]]}}
+             "dedicated": {"labels": ["serverless (LoRAFaaS)",
+                                      "dedicated, each function from its creation",
+                                      "dedicated, every function all period"],
+                           "data": [dedicated["serverless"], dedicated["dedicated"],
+                                    dedicated["whole_period"]]}}
     return UsagePage(days=days, source=SOURCE, total_cost=report["totals"]["cost"]["total"],
                      total_requests=report["totals"]["activations"], lines=lines,
                      start_kinds=kinds, ttft_buckets=buckets, dedicated=dedicated,

@@ -5,7 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from lorafaas.billing.prices import price_sheet
-from lorafaas.billing.reports import ReportQuery, build_report, load_rows, report_csv
+from lorafaas.billing.reports import (
+    ReportQuery,
+    build_report,
+    load_created,
+    load_rows,
+    report_csv,
+)
 from lorafaas.controller.api.params import epoch_ms
 from lorafaas.controller.appkeys import sessions_key, settings_key
 from lorafaas.controller.auth import identify, namespace_of
@@ -36,7 +42,8 @@ async def _report(request: web.Request, namespace: str | None,
                         request.query.get("groupBy", default_group))
     async with request.app[sessions_key]() as session:
         rows = await load_rows(session, query)
-    report = build_report(query, rows, price_sheet(request.app[settings_key]))
+        created = await load_created(session, query.namespace)
+    report = build_report(query, rows, price_sheet(request.app[settings_key]), created)
     if output == "csv":
         return web.Response(text=report_csv(report), content_type="text/csv",
                             headers={"Content-Disposition": 'attachment; filename="usage.csv"'})
