@@ -7,6 +7,7 @@ activation records.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -77,7 +78,8 @@ def savings_text(serverless: float, dedicated: float) -> str:
     if dedicated <= 0:
         return "—"
     saved = 100 * (1 - serverless / dedicated)
-    digits = 2 if saved < 99 else 4 if saved < 99.9999 else 6
+    rest = 100 - saved  # shown to two significant digits, so 99.99987 % is not "100.00 %"
+    digits = min(8, max(2, 1 - math.floor(math.log10(rest)))) if rest > 0 else 2
     text = f"{saved:.{digits}f} %"
     if serverless > 0 and dedicated / serverless >= 10:
         text += f" (dedicated costs {dedicated / serverless:,.0f}× as much)"
