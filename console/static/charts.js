@@ -17,10 +17,16 @@ document.addEventListener("DOMContentLoaded", () => {
     datasets: [{label: "activations", data: data.ttft.data}]}});
   draw("chart-start-kinds", {type: "doughnut", data: {labels: data.startKinds.labels,
     datasets: [{data: data.startKinds.data}]}});
+  // Label only the powers of ten of a logarithmic axis, as money: $1e-6 … $100.
+  const powerOfTen = (value) => {
+    const exponent = Math.log10(value);
+    if (Math.abs(exponent - Math.round(exponent)) > 1e-9) { return null; }
+    return value >= 1 ? `$${Math.round(value)}` : `$${value.toExponential(0)}`;
+  };
   if (data.dedicated) {
     // A logarithmic axis: a serverless bill can be a millionth of the dedicated one.
     draw("chart-dedicated", {type: "bar", data: {labels: data.dedicated.labels,
       datasets: [{label: "USD", data: data.dedicated.data}]},
-      options: {scales: {y: {type: "logarithmic"}}}});
+      options: {scales: {y: {type: "logarithmic", ticks: {callback: powerOfTen}}}}});
   }
 });

@@ -1,7 +1,8 @@
 """The invoker's batching on the real platform (SQLite, then PostgreSQL) and Docker.
 
 Concurrent invocations of one function are served as one batch, each with the result it
-gets alone; their usage adds up to the busy time that the runtime measured on its own, and
+gets alone; a batch in a warm container is billed the CPU time the Docker engine counted for
+the container over it (the runtime's work between requests aside), split by tokens, and
 `/metrics` shows the batch, the requests served and the SLO misses.
 """
 
@@ -16,7 +17,7 @@ import pytest
 from lorafaas.controller.appkeys import pool_key
 from lorafaas.settings import replace
 from tests.integration.test_end_to_end import annotation, create_action
-from tests.integration.test_usage_reports import runtime_health, socket_of
+from tests.integration.test_usage_reports import engine_cpu_s, runtime_health, socket_of
 from tests.unit.test_invoker_metrics import parse, value
 
 pytestmark = pytest.mark.docker
@@ -45,7 +46,8 @@ def params(index: int) -> dict[str, Any]:
             "ignore_eos": True, "return_token_ids": True}
 
 
-async def test_concurrent_invocations_share_one_batch(platform, demo_models, make_zip):  # type: ignore[no-untyped-def]
+async def test_concurrent_invocations_share_one_batch(platform, demo_models, make_zip,  # type: ignore[no-untyped-def]
+                                                     docker_client):
     adapter = demo_models.adapters["pirate"]
     # `solo` cannot meet an SLO of 1 ms at any size: its batches hold one request.
     await create_action(platform, "solo", adapter, make_zip,
@@ -75,31 +77,42 @@ async def test_concurrent_invocations_share_one_batch(platform, demo_models, mak
     # The short request was answered when it ended, not with the longest.
     assert records[1]["end"] <= records[0]["end"]
 
-    await _check_usage(platform, records)
+    await _check_usage(platform, records, docker_client)
     await _check_metrics(platform)
 
 
-async def _check_usage(platform, records: list[dict[str, Any]]) -> None:  # type: ignore[no-untyped-def]
-    """The batch's accelerator-seconds add up to the busy time its container measured."""
-    response = await platform.request("GET", "/api/v1/namespaces/_/usage")
-    body = await response.json()
-    assert response.status == 200, body
-    lines = {line["activationId"]: line for line in body["activations"]}
-    batch = [lines[r["activationId"]] for r in records]
-    billed = math.fsum(line["acceleratorSeconds"] for line in batch)
+async def _check_usage(platform, records: list[dict[str, Any]], docker_client) -> None:  # type: ignore[no-untyped-def]
+    """A batch in the warm container is billed the CPU time the container used over it, the
+    longest request the most; its memory on the same shares."""
     (container,) = [c for c in platform.app[pool_key].containers()
                     if c.function_path == "guest/batched"]
     health = await runtime_health(socket_of(container))
     assert health["generations"] == len(PROMPTS)
-    busy = health["busyMs"] / 1000
-    print(f"batch of {len(PROMPTS)}: billed {billed:.4f} s, measured busy {busy:.4f} s, "
-          f"difference {100 * (billed - busy) / busy:+.3f}%")
-    assert billed <= busy
-    assert billed == pytest.approx(busy, rel=0.05)
+    before = engine_cpu_s(docker_client, container.info.id)
+    outcomes = await asyncio.gather(*(invoke(platform, "batched", **params(index))
+                                      for index in range(len(PROMPTS))))
+    used = engine_cpu_s(docker_client, container.info.id) - before
+    assert all(status == 200 and annotation(record, "batchSize") == len(PROMPTS)
+               for status, record, _ in outcomes), outcomes
+    response = await platform.request("GET", "/api/v1/namespaces/_/usage")
+    body = await response.json()
+    assert response.status == 200, body
+    lines = {line["activationId"]: line for line in body["activations"]}
+    assert {r["activationId"] for r in records} <= set(lines)
+    costs = [annotation(record, "cost") for _, record, _ in outcomes]
+    assert all(cost["measure"] == "cgroup-cpu" for cost in costs)
+    billed = math.fsum(cost["cpuSeconds"] for cost in costs)
+    print(f"batch of {len(PROMPTS)}: billed {billed:.4f} CPU-s, the engine counted "
+          f"{used:.4f} CPU-s, difference {100 * (billed - used) / used:+.2f}%")
+    assert 0.9 * used <= billed <= used * 1.001
+    # 24 tokens and the longest prompt cost more than 3 tokens of a short one.
+    assert costs[0]["cpuSeconds"] > costs[1]["cpuSeconds"] > 0
     # Memory is billed on the same shares: the batch pays the container's busy time once.
     memory_gb = annotation(records[0], "limits")["memory"] / 1024
-    assert math.fsum(line["gbSeconds"] for line in batch) == pytest.approx(memory_gb * billed,
-                                                                          rel=1e-3)
+    batch = [lines[record["activationId"]] for _, record, _ in outcomes]
+    busy_s = math.fsum(line["gbSeconds"] for line in batch) / memory_gb
+    assert busy_s == pytest.approx(billed / platform.settings.container_torch_threads,
+                                   rel=1e-3)
 
 
 async def _check_metrics(platform) -> None:  # type: ignore[no-untyped-def]

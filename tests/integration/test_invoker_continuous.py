@@ -1,8 +1,9 @@
 """Continuous batching on the real platform (SQLite, then PostgreSQL) and Docker.
 
 A short request that arrives while a long one decodes joins it in the same container and
-returns first, each with the tokens it gets alone; the activations' accelerator-seconds
-add up to the busy time the runtime measured on its own.
+returns first, each with the tokens it gets alone; the two are billed the CPU time the
+Docker engine counted for their container while they ran (the runtimes' work between
+requests aside).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from lorafaas.controller.appkeys import pool_key
 from lorafaas.settings import replace
 from tests.integration.test_end_to_end import annotation, create_action
 from tests.integration.test_invoker_batching import invoke
-from tests.integration.test_usage_reports import runtime_health, socket_of
+from tests.integration.test_usage_reports import engine_cpu_s, runtime_health, socket_of
 
 pytestmark = pytest.mark.docker
 # ~15 ms a token on 2 CPU cores: the long request decodes for about 3 s.
@@ -38,7 +39,7 @@ def params(base: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_a_short_request_joins_a_long_one_and_returns_first(  # type: ignore[no-untyped-def]
-        platform, demo_models, make_zip) -> None:
+        platform, demo_models, make_zip, docker_client) -> None:
     await create_action(platform, "chat", demo_models.adapters["pirate"], make_zip,
                         limits={"timeout": 300_000})
     alone = {}
@@ -48,11 +49,14 @@ async def test_a_short_request_joins_a_long_one_and_returns_first(  # type: igno
         assert annotation(record, "batchSize") == 1
         alone[name] = record["response"]["result"]["token_ids"]
 
+    (container,) = [c.info.id for c in platform.app[pool_key].containers()]
+    before = engine_cpu_s(docker_client, container)
     long = asyncio.create_task(invoke(platform, "chat", **params(LONG)))
     await asyncio.sleep(1.0)  # the long request decodes by now
     short_status, short_record, _ = await invoke(platform, "chat", **params(SHORT))
     assert not long.done(), "the short request did not wait for the long one"
     long_status, long_record, _ = await long
+    used = engine_cpu_s(docker_client, container) - before
     assert short_status == 200 and long_status == 200, (short_record, long_record)
     assert short_record["end"] < long_record["end"]
     assert short_record["response"]["result"]["token_ids"] == alone["short"]
@@ -63,7 +67,7 @@ async def test_a_short_request_joins_a_long_one_and_returns_first(  # type: igno
     # of the long generation.
     assert annotation(short_record, "ttft") < 1000
 
-    await _check_usage(platform, 4)
+    await _check_usage(platform, 4, [short_record, long_record], used)
 
 
 async def test_a_streamed_request_joins_a_running_decode(  # type: ignore[no-untyped-def]
@@ -89,18 +93,21 @@ async def test_a_streamed_request_joins_a_running_decode(  # type: ignore[no-unt
     assert long_status == 200, long_record
 
 
-async def _check_usage(platform, count: int) -> None:  # type: ignore[no-untyped-def]
-    """The activations' accelerator-seconds add up to the container's busy time."""
+async def _check_usage(platform, count: int, session: list[dict[str, Any]],  # type: ignore[no-untyped-def]
+                       used: float) -> None:
+    """The session's requests are billed the CPU time their container used meanwhile."""
     response = await platform.request("GET", "/api/v1/namespaces/_/usage")
     body = await response.json()
     assert response.status == 200, body
-    lines = body["activations"]
-    assert len(lines) == count
-    billed = math.fsum(line["acceleratorSeconds"] for line in lines)
+    assert len(body["activations"]) == count
     (container,) = [c for c in platform.app[pool_key].containers()
                     if c.function_path == "guest/chat"]
     health = await runtime_health(socket_of(container))
     assert health["generations"] == count
-    busy = health["busyMs"] / 1000
-    print(f"{count} requests: billed {billed:.4f} s, measured busy {busy:.4f} s")
-    assert billed == pytest.approx(busy, rel=0.01)
+    costs = [annotation(record, "cost") for record in session]
+    assert all(cost["measure"] == "cgroup-cpu" for cost in costs)
+    billed = math.fsum(cost["cpuSeconds"] for cost in costs)
+    print(f"a session of 2: billed {billed:.4f} CPU-s, the engine counted {used:.4f} CPU-s")
+    assert 0.9 * used <= billed <= used * 1.001
+    # The long request, in the session from its start to its end, pays more.
+    assert costs[1]["cpuSeconds"] > costs[0]["cpuSeconds"] > 0
