@@ -135,3 +135,29 @@ def test_cpu_time_bills_the_accelerator_and_memory_where_the_host_measured_it() 
     # On an accelerator host (no CPUs per accelerator) the CPU time is not the measure.
     wall = activation_usage(timings, 2048, result)
     assert (wall.accelerator_s, wall.measure, wall.cpu_s) == (pytest.approx(5.0), WALL_TIME, None)
+
+
+def test_the_record_says_which_measure_billed_it() -> None:
+    from lorafaas.billing.ledger import meter_activation
+    from lorafaas.billing.prices import PriceSheet
+    from lorafaas.invoker.invoker import ActivationRequest, ActivationResult
+    from lorafaas.invoker.pool import FunctionRef
+
+    prices = PriceSheet("cpu", accelerator_hour=3.6, gb_second=0.001, prompt_mtok=0.0,
+                        completion_mtok=0.0)
+    request = ActivationRequest("id1", "ns", "fn", "0.0.1", "subject",
+                                FunctionRef("ns/fn@0.0.1:d", "ns/fn", Path("/x"), 1024),
+                                {}, {"timeout": 1000}, 0.0)
+    timings = {"prefill": 250.0, "decode": 750.0, "total": 1000.0}
+
+    def annotation(measured: dict[str, float]) -> dict[str, object]:
+        result = ActivationResult(1000, 3000, 0, {"result": {}}, [], [],
+                                  {**timings, **measured})
+        return meter_activation(request, result, prices).annotation
+
+    by_cpu = annotation({CPU_KEY: 300.0, BUSY_KEY: 300.0})
+    assert (by_cpu["measure"], by_cpu["cpuSeconds"], by_cpu["acceleratorSeconds"]) == \
+        ("cgroup-cpu", 0.3, 0.15)
+    by_wall = annotation({})  # the host could not read the counter
+    assert (by_wall["measure"], by_wall["acceleratorSeconds"]) == ("wall-time", 1.0)
+    assert "cpuSeconds" not in by_wall
