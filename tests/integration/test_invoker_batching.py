@@ -77,8 +77,8 @@ async def test_concurrent_invocations_share_one_batch(platform, demo_models, mak
     # The short request was answered when it ended, not with the longest.
     assert records[1]["end"] <= records[0]["end"]
 
+    await _check_metrics(platform)  # before the second batch, which _check_usage runs
     await _check_usage(platform, records, docker_client)
-    await _check_metrics(platform)
 
 
 async def _check_usage(platform, records: list[dict[str, Any]], docker_client) -> None:  # type: ignore[no-untyped-def]
