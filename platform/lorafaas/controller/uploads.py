@@ -1,10 +1,10 @@
 """Receiving adapter uploads with bounded memory, and at most a few at a time.
 
 A PUT body holds the zip as base64 in `exec.code`: the body is streamed to a file, parsed
-with an iterative JSON parser (ijson), and the one string that holds the code is decoded
-in chunks to the zip file, so the controller holds the encoded adapter once, never the
-body, its text, the string and the zip side by side (one 333 MB upload took it from 129 MB
-to 1.38 GB). Uploads beyond `UploadSlots.limit` get a 429 with Retry-After.
+with that one string left on disk (see `json_spill`), and the string is decoded in chunks
+to the zip file, so the controller's memory does not grow with the adapter's size (one
+333 MB upload took it from 129 MB to 1.38 GB when the body, its text, the string and the
+zip were held side by side). Uploads beyond `UploadSlots.limit` get a 429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import ijson
 from aiohttp import web
 
+from lorafaas.controller.json_spill import SPILL_AT, decode_base64_file, load_with_spills
 from lorafaas.controller.middleware import error_response, request_id_key
 from lorafaas.errors import BadRequest, LoraFaasError, PayloadTooLarge
 
 BODY_NAME = "body.json"
 _RECEIVE_CHUNK = 1 << 20
-_DECODE_CHARS = 4 << 20  # a multiple of 4: base64 decodes in whole quanta
-BODY_OVERHEAD = 65536  # room for the fields beside exec.code
+BODY_OVERHEAD = 65536  # room for the fields beside exec.code in the body limit
+FIELDS_LIMIT = 1 << 20  # JSON beside exec.code held in memory
 RETRY_AFTER_S = 5
 
 
@@ -95,42 +95,29 @@ async def receive_body(request: web.Request, path: Path, limit: int) -> None:
 
 
 def decode_action_body(body_path: Path, zip_path: Path, max_bytes: int) -> dict[str, Any]:
-    """The PUT body's top-level fields, with `exec.code` decoded to `zip_path` and left out."""
-    body: dict[str, Any] = {}
+    """The PUT body's fields, with `exec.code` decoded to `zip_path` (and set to that path)."""
     if body_path.stat().st_size == 0:
-        return body
-    try:
-        with open(body_path, "rb") as source:
-            _check_object(source)
-            for key, value in ijson.kvitems(source, "", use_float=True):
-                if key == "exec" and isinstance(value, dict) and value.get("binary") is True \
-                        and isinstance(value.get("code"), str):
-                    decode_base64(value.pop("code"), zip_path, max_bytes)
-                    value["code"] = zip_path
-                body[key] = value
-    except (ijson.JSONError, UnicodeDecodeError, RecursionError) as error:
-        raise BadRequest(f"The request content was malformed: {error}") from error
+        return {}
+    body, spills = load_with_spills(body_path, body_path.parent, FIELDS_LIMIT)
+    if not isinstance(body, dict):
+        raise BadRequest("The request content was malformed: a JSON object is expected.")
+    exec_field = body.get("exec")
+    code = exec_field.get("code") if isinstance(exec_field, dict) else None
+    if set(spills) - {code}:
+        raise PayloadTooLarge(f"only exec.code may be a string over {SPILL_AT} bytes")
+    if isinstance(exec_field, dict) and exec_field.get("binary") is True and \
+            isinstance(code, str):
+        if code in spills:
+            decode_base64_file(spills[code], zip_path, max_bytes)
+            spills[code].unlink()
+        else:
+            zip_path.write_bytes(_small_base64(code))
+        exec_field["code"] = zip_path
     return body
 
 
-def _check_object(source: Any) -> None:
-    # kvitems yields nothing for a body that is not an object: say what is wrong instead.
-    first = next(ijson.parse(source), None)
-    source.seek(0)
-    if first is None or first[1] != "start_map":
-        raise BadRequest("The request content was malformed: a JSON object is expected.")
-
-
-def decode_base64(encoded: str, path: Path, max_bytes: int) -> None:
-    """Decode base64 text to a file, a few MB at a time, refusing it past `max_bytes`."""
-    if len(encoded) * 3 // 4 > max_bytes:
-        raise PayloadTooLarge(f"the adapter is over the limit of {max_bytes} bytes")
-    with open(path, "wb") as sink:
-        for start in range(0, len(encoded), _DECODE_CHARS):
-            chunk = encoded[start:start + _DECODE_CHARS]
-            if "=" in chunk and start + _DECODE_CHARS < len(encoded):
-                raise BadRequest("exec.code is not valid base64 (padding inside the text)")
-            try:
-                sink.write(base64.b64decode(chunk, validate=True))
-            except (binascii.Error, ValueError) as error:
-                raise BadRequest("exec.code is not valid base64") from error
+def _small_base64(code: str) -> bytes:
+    try:
+        return base64.b64decode(code, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise BadRequest("exec.code is not valid base64") from error
