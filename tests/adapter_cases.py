@@ -20,8 +20,10 @@ AdapterFiles = dict[str, bytes]
 
 
 def make_peft_adapter(backbone_dir: Path, target: Path, save_embedding_layers: bool = False,
-                      **lora: Any) -> Path:
-    """Save a fresh (seeded, untrained) peft LoRA adapter of the demo backbone in `target`."""
+                      std: float = 0.01, **lora: Any) -> Path:
+    """Save a fresh (seeded, untrained) peft LoRA adapter of the demo backbone in `target`:
+    B (zero at peft's init) and any modules_to_save copy get noise of `std`, so that the
+    adapter changes the output."""
     import warnings
 
     import torch
@@ -33,9 +35,12 @@ def make_peft_adapter(backbone_dir: Path, target: Path, save_embedding_layers: b
         model = LlamaForCausalLM.from_pretrained(str(backbone_dir))
         torch.manual_seed(7)
         peft_model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
-        for name, parameter in peft_model.named_parameters():
-            if "lora_B" in name or "lora_embedding_B" in name:  # else B is zero
-                torch.nn.init.normal_(parameter, std=0.01)
+        with torch.no_grad():
+            for name, parameter in peft_model.named_parameters():
+                if "lora_B" in name or "lora_embedding_B" in name:  # else B is zero
+                    torch.nn.init.normal_(parameter, std=std)
+                elif "modules_to_save" in name:
+                    parameter.add_(torch.randn_like(parameter) * std)
         peft_model.save_pretrained(str(target), save_embedding_layers=save_embedding_layers)
     return target
 
