@@ -38,6 +38,11 @@ _UNSERVED = {
     "trainable_token_indices": "trainable tokens rewrite the backbone's embedding",
     "alora_invocation_tokens": "activated LoRA (aLoRA) is not served",
     "megatron_config": "Megatron adapters are not served",
+    "use_bdlora": "block-diagonal LoRA is not served",
+    "arrow_config": "Arrow routing between adapters is not served",
+    "monteclora_config": "MonteCLoRA adapters are not served",
+    "velora_config": "VeLoRA adapters are not served",
+    "kasa_config": "KaSA adapters are not served",
 }
 # A module name as modules_to_save and layers_pattern give it (peft puts them in a regex).
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")

@@ -153,6 +153,8 @@ def _classify(config: LoraConfigView, tensors: Mapping[str, TensorInfo], targete
 
 def _why_unloaded(name: str, match: re.Match[str] | None, targeted: set[str],
                   backbone: Mapping[str, list[int]]) -> str:
+    if ".base_layer." in name:
+        return f"{name!r} (a backbone weight: the shared backbone is never overwritten)"
     if match is None:
         return f"{name!r} (not a LoRA key peft loads)"
     module = match["module"]
