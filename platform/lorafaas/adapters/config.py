@@ -82,6 +82,7 @@ def read_config(path: Path) -> LoraConfigView:
         raise AdapterRejected(f"{CONFIG_NAME} must hold a JSON object")
     _check_kind(config)
     _check_unserved(config)
+    _check_loaded_fields(config)
     return LoraConfigView(
         raw=config, rank=_rank(config.get("r", 8), "r"),
         alpha=_number(config.get("lora_alpha", 8), "lora_alpha"),
@@ -123,6 +124,18 @@ def _check_unserved(config: dict[str, Any]) -> None:
                for value in _PLAIN_INITS):
         raise AdapterRejected(f"{CONFIG_NAME} has init_lora_weights {init!r}, which rewrites "
                               "the backbone's weights when the adapter is loaded; use true")
+
+
+def _check_loaded_fields(config: dict[str, Any]) -> None:
+    # peft builds nn.Dropout(lora_dropout) for every layer, which fails on anything but a
+    # probability; the flags are read as booleans.
+    dropout = config.get("lora_dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or \
+            not 0.0 <= dropout <= 1.0:
+        raise AdapterRejected(f"{CONFIG_NAME}: lora_dropout must be a number between 0 and 1, "
+                              f"not {_shown(dropout)}")
+    for flag in ("fan_in_fan_out", "inference_mode", "ensure_weight_tying"):
+        _flag(config, flag)
 
 
 def _rank(value: Any, field: str) -> int:
