@@ -151,6 +151,7 @@ class Settings:
     backbone_dir: Path
     runtime_image: str
     max_adapter_bytes: int
+    max_concurrent_uploads: int
     action_timeout_ms: int
     action_history: int
     container_memory_mb: int
@@ -235,6 +236,10 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
                                  "Docker image of function containers."),
     "max_adapter_bytes": SettingSpec("LORAFAAS_MAX_ADAPTER_BYTES", str(256 * 1024 * 1024),
                                      _positive_int, "Largest adapter upload (decoded zip) in bytes."),
+    "max_concurrent_uploads": SettingSpec(
+        "LORAFAAS_MAX_CONCURRENT_UPLOADS", "4", _positive_int,
+        "Adapter uploads received and validated at once (API and console); more get 429 "
+        "with Retry-After."),
     "action_timeout_ms": SettingSpec("LORAFAAS_ACTION_TIMEOUT_MS", "60000", _positive_int,
                                      "Default action timeout limit in milliseconds."),
     "action_history": SettingSpec("LORAFAAS_ACTION_HISTORY", "5", _positive_int,

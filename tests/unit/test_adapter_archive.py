@@ -57,3 +57,44 @@ def test_pickle_only_is_refused_unread(tmp_path: Path) -> None:
     with pytest.raises(AdapterRejected, match="pickle"):
         extract_adapter(archive, "", tmp_path / "out")
     assert not (tmp_path / "out" / "adapter_model.bin").exists()
+
+
+def _stored_zip(files: dict[str, bytes]) -> bytearray:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return bytearray(buffer.getvalue())
+
+
+def _set_central_field(data: bytearray, offset: int, value: int) -> zipfile.ZipFile:
+    at = data.find(b"PK\x01\x02")
+    data[at + offset:at + offset + 2] = value.to_bytes(2, "little")
+    return open_zip(bytes(data))
+
+
+def test_a_bad_crc_is_refused_naming_the_member(tmp_path: Path) -> None:
+    data = _stored_zip({"adapter_model.safetensors": b"weights" * 1000})
+    data[data.find(b"weights") + 10] ^= 0xFF
+    with pytest.raises(AdapterRejected, match="'adapter_model.safetensors' cannot be read: Bad CRC"):
+        extract_adapter(open_zip(bytes(data)), "", tmp_path / "out")
+
+
+def test_encrypted_members_and_unknown_methods_are_refused() -> None:
+    data = _stored_zip({"adapter_config.json": b"{}"})
+    with pytest.raises(AdapterRejected, match="encrypted"):
+        check_members(_set_central_field(bytearray(data), 8, 1), 1 << 20)
+    with pytest.raises(AdapterRejected, match="compression method 99"):
+        check_members(_set_central_field(bytearray(data), 10, 99), 1 << 20)
+
+
+def test_a_truncated_member_is_refused(tmp_path: Path) -> None:
+    data = _stored_zip({"adapter_model.safetensors": b"w" * 5000})
+    start = data.find(b"w" * 5000)
+    # The member's data cut short: the central directory still says 5000 bytes.
+    cut = data[:start + 100] + data[start + 5000:]
+    central = cut.find(b"PK\x01\x02")
+    eocd = cut.find(b"PK\x05\x06")
+    cut[eocd + 16:eocd + 20] = central.to_bytes(4, "little")
+    with pytest.raises(AdapterRejected, match="cannot be read"):
+        extract_adapter(open_zip(bytes(cut)), "", tmp_path / "out")

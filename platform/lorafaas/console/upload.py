@@ -7,10 +7,11 @@ to the field they concern, in words for a person.
 
 from __future__ import annotations
 
-import io
+import asyncio
 import re
+import shutil
 import zipfile
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -21,10 +22,13 @@ from lorafaas.console.pages import UploadPage
 from lorafaas.console.render import render_page
 from lorafaas.controller.appkeys import actions_key, invocations_key, settings_key
 from lorafaas.controller.protocol import ActionBody, limit_ranges, parse_limits
+from lorafaas.controller.uploads import UploadsBusy, busy_response
 from lorafaas.errors import AdapterRejected, Conflict, LoraFaasError, PayloadTooLarge
+from lorafaas.registry.artifacts import UPLOAD_NAME
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$")
 FileFields = list[web.FileField]
+_COPY_CHUNK = 1 << 20
 
 
 class FieldError(Exception):
@@ -44,11 +48,21 @@ async def upload_form(request: web.Request) -> web.Response:
 
 async def upload_submit(request: web.Request) -> web.Response:
     """Store the adapter; the script gets JSON, a plain form post a redirect or the form."""
-    form = await request.post()
-    name = str(form.get("name", "")).strip()
-    updating = form.get("overwrite") == "on"
+    service = request.app[actions_key]
     try:
-        await _store(request, form, name, updating)
+        with service.uploads.slot():
+            # aiohttp spools each file field to a temporary file, within client_max_size.
+            form = await request.post()
+            name = str(form.get("name", "")).strip()
+            updating = form.get("overwrite") == "on"
+            with service.store.staging() as folder:
+                await _store(request, form, name, updating, folder / UPLOAD_NAME)
+    except UploadsBusy as error:
+        if wants_json(request):
+            return busy_response(request, error)
+        raise web.HTTPTooManyRequests(text=error.message,
+                                      headers={"Retry-After": str(error.retry_after_s)}) \
+            from error
     except FieldError as error:
         errors = {error.field: error.message}
         if wants_json(request):
@@ -65,16 +79,16 @@ def _page(request: web.Request, name: str, updating: bool, errors: dict[str, str
 
 
 async def _store(request: web.Request, form: MultiMapping[str | bytes | bytearray | web.FileField],
-                 name: str, overwrite: bool) -> None:
+                 name: str, overwrite: bool, zip_path: Path) -> None:
     if not NAME.match(name):
         raise FieldError("name", "Use letters, digits, '_', '-', '.' or '@' (up to 128), "
                                  "starting with a letter, digit or '_'.")
     files = [f for f in form.getall("adapter", []) if isinstance(f, web.FileField) and f.filename]
-    code = adapter_zip(files)
+    await asyncio.to_thread(write_adapter_zip, files, zip_path)
     settings = request.app[settings_key]
     ranges = limit_ranges(settings.action_timeout_ms, settings.container_memory_mb,
                           settings.slo_ttft_ms)
-    body = ActionBody(code=code, parameters=[], annotations=[], limits=parse_limits({}, ranges),
+    body = ActionBody(code=zip_path, parameters=[], annotations=[], limits=parse_limits({}, ranges),
                       publish=False)
     identity = request[console_identity_key]
     try:
@@ -93,17 +107,19 @@ async def _store(request: web.Request, form: MultiMapping[str | bytes | bytearra
     await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
 
 
-def adapter_zip(files: FileFields) -> bytes:
-    """One uploaded .zip as it is, else the folder's files zipped at the top level."""
+def write_adapter_zip(files: FileFields, path: Path) -> None:
+    """One uploaded .zip copied as it is, else the folder's files zipped at the top level;
+    file by file in chunks, never whole in memory."""
     if not files:
         raise FieldError("adapter", "Choose an adapter folder or a .zip of one.")
     if len(files) == 1 and files[0].filename.lower().endswith(".zip"):
-        return files[0].file.read()
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        with open(path, "wb") as sink:
+            shutil.copyfileobj(files[0].file, sink, _COPY_CHUNK)
+        return
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for upload in files:
-            archive.writestr(_inner_path(upload.filename), upload.file.read())
-    return buffer.getvalue()
+            with archive.open(_inner_path(upload.filename), "w", force_zip64=True) as sink:
+                shutil.copyfileobj(upload.file, sink, _COPY_CHUNK)
 
 
 def _inner_path(filename: str) -> str:

@@ -1,9 +1,11 @@
 """Creating, updating and deleting actions: adapter validation, artifact store, registry.
 
-A failed create leaves nothing behind: the artifact's files are removed when this upload
-created them and the registry transaction did not commit. Each version of an action holds
-one reference to its artifact (see `registry.actions`); an artifact's files are removed
-after the commit that dropped its last reference.
+A failed create leaves nothing behind: the upload is validated in a staging folder that
+always goes, and its files are moved into the store only inside the transaction that adds
+their reference. Each version of an action holds one reference to its artifact (see
+`registry.actions`); an artifact's files are removed after the commit that dropped its last
+reference, under the artifact row's lock, only while nothing references it again (see
+`registry.artifacts`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,14 @@ from lorafaas.controller.backbones import BackboneCatalog
 from lorafaas.controller.invocations import function_key
 from lorafaas.controller.prefill import PrefillProfiling
 from lorafaas.controller.protocol import LORA_KIND, ActionBody
+from lorafaas.controller.uploads import UploadSlots
 from lorafaas.registry import actions as action_rows
-from lorafaas.registry.artifacts import ArtifactStore, add_reference, drop_reference
+from lorafaas.registry.artifacts import (
+    ArtifactStore,
+    add_reference,
+    claim_unreferenced,
+    drop_reference,
+)
 from lorafaas.registry.models import Action, ActionVersion, Namespace
 from lorafaas.registry.namespaces import Identity
 
@@ -31,19 +39,20 @@ class ActionService:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], store: ArtifactStore,
                  backbones: BackboneCatalog, max_adapter_bytes: int, history: int,
-                 prefill: PrefillProfiling | None = None) -> None:
+                 prefill: PrefillProfiling | None = None, max_uploads: int = 4) -> None:
         self.sessions = sessions
         self.store = store
         self.backbones = backbones
         self.max_adapter_bytes = max_adapter_bytes
         self.history = history
         self.prefill = prefill  # profiles a new adapter rank before its first request
+        self.uploads = UploadSlots(max_uploads)  # uploads received and validated at once
 
     async def put(self, identity: Identity, name: str, body: ActionBody,
                   overwrite: bool) -> Action:
-        """Validate and store the adapter, then create or update the action."""
+        """Validate the staged adapter zip (`body.code`), then create or update the action."""
         backbone = self.backbones.get(body.annotation("backbone"))
-        stored = await asyncio.to_thread(self.store.put, body.code, backbone.linear_shapes,
+        stored = await asyncio.to_thread(self.store.stage, body.code, backbone.linear_shapes,
                                          self.max_adapter_bytes)
         annotations = _with_annotations(body.annotations, {
             "backbone": backbone.name, "adapter": stored.summary.as_dict(), "exec": LORA_KIND})
@@ -53,15 +62,16 @@ class ActionService:
             async with self.sessions() as session, session.begin():
                 namespace = await session.get(Namespace, identity.namespace_id)
                 assert namespace is not None
-                await add_reference(session, stored)  # the new version's
+                await add_reference(session, stored)  # the new version's; locks the row
+                await asyncio.to_thread(self.store.publish, stored)
                 action, pruned = await action_rows.put_action(session, namespace, name, spec,
                                                               overwrite, self.history)
                 orphaned = await _drop_references(session, pruned)
         except BaseException:
-            if stored.created:
-                self.store.remove(stored.digest)
+            # Files this upload may have moved into the store go unless referenced meanwhile.
+            await self._collect({stored.digest})
             raise
-        self._remove(orphaned)
+        await self._collect(orphaned)
         if self.prefill is not None:
             self.prefill.function_used(function_key(identity.namespace, action), action,
                                        self.store.folder(action.artifact_digest))
@@ -73,7 +83,7 @@ class ActionService:
             action, digests = await action_rows.delete_action(session, identity.namespace_id,
                                                               name)
             orphaned = await _drop_references(session, digests)
-        self._remove(orphaned)
+        await self._collect(orphaned)
         return action
 
     async def versions(self, identity: Identity, name: str) -> list[ActionVersion]:
@@ -82,9 +92,13 @@ class ActionService:
             action = await action_rows.get_action(session, identity.namespace_id, name)
             return await action_rows.list_versions(session, action.id)
 
-    def _remove(self, digests: set[str]) -> None:
+    async def _collect(self, digests: set[str]) -> None:
+        """Remove the files of each artifact that no version references (any more)."""
         for digest in sorted(digests):
-            self.store.remove(digest)
+            async with self.sessions() as session, session.begin():
+                if await claim_unreferenced(session, digest):
+                    # Before the commit: the row lock keeps a new reference waiting meanwhile.
+                    await asyncio.to_thread(self.store.remove, digest)
 
     async def get(self, identity: Identity, name: str) -> Action:
         """The action, or NotFound."""

@@ -148,7 +148,8 @@ async def _services(app: web.Application, settings: Settings,
                                            invoker.dispatcher)
     app[prefill_key] = prefill
     app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes,
-                                     settings.action_history, prefill=prefill)
+                                     settings.action_history, prefill=prefill,
+                                     max_uploads=settings.max_concurrent_uploads)
     app[invocations_key] = InvocationService(sessions, store, invoker, throttle, tasks,
                                              prices=price_sheet(settings), prefill=prefill)
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from lorafaas.errors import BadRequest, PayloadTooLarge
+from lorafaas.errors import BadRequest
 from lorafaas.registry.models import Action, ActionVersion
 
 LORA_KIND = "lora"
@@ -39,9 +39,9 @@ def limit_ranges(default_timeout_ms: int, default_memory_mb: int,
 
 @dataclass(frozen=True)
 class ActionBody:
-    """A parsed PUT body: the decoded adapter zip and the rest of the action."""
+    """A parsed PUT body: the decoded adapter zip (a staged file) and the rest of the action."""
 
-    code: bytes
+    code: Path
     parameters: list[dict[str, Any]]
     annotations: list[dict[str, Any]]
     limits: dict[str, int]
@@ -52,32 +52,27 @@ class ActionBody:
         return next((a.get("value") for a in self.annotations if a.get("key") == key), None)
 
 
-def parse_action_body(body: Any, ranges: dict[str, LimitRange], max_bytes: int) -> ActionBody:
-    """Validate a PUT body of an action of kind lora."""
+def parse_action_body(body: Any, ranges: dict[str, LimitRange]) -> ActionBody:
+    """Validate a PUT body of an action of kind lora, its code already decoded to a file
+    (see `uploads.decode_action_body`)."""
     if not isinstance(body, dict):
         raise BadRequest("The request content was malformed: a JSON object is expected.")
-    return ActionBody(code=_code(body.get("exec"), max_bytes),
+    return ActionBody(code=_code(body.get("exec")),
                       parameters=_key_values(body.get("parameters", []), "parameters"),
                       annotations=_key_values(body.get("annotations", []), "annotations"),
                       limits=parse_limits(body.get("limits") or {}, ranges),
                       publish=bool(body.get("publish", False)))
 
 
-def _code(exec_field: Any, max_bytes: int) -> bytes:
+def _code(exec_field: Any) -> Path:
     if not isinstance(exec_field, dict):
         raise BadRequest("The request content was malformed: 'exec' is missing.")
     if exec_field.get("kind") != LORA_KIND:
         raise BadRequest(f"exec.kind {exec_field.get('kind')!r} is not supported; "
                          f"use {LORA_KIND!r}")
-    if exec_field.get("binary") is not True or not isinstance(exec_field.get("code"), str):
+    if exec_field.get("binary") is not True or not isinstance(exec_field.get("code"), Path):
         raise BadRequest("exec.binary must be true and exec.code the base64 of an adapter zip")
-    encoded = exec_field["code"]
-    if len(encoded) * 3 // 4 > max_bytes:
-        raise PayloadTooLarge(f"the adapter is over the limit of {max_bytes} bytes")
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise BadRequest("exec.code is not valid base64") from error
+    return Path(exec_field["code"])
 
 
 def _key_values(value: Any, field: str) -> list[dict[str, Any]]:

@@ -48,10 +48,11 @@ def api_routes() -> list[Route]:
         Route("GET", f"{NAMESPACE}/actions", actions.list_actions, "List actions",
               query=("limit", "skip"), tags=("actions",)),
         Route("PUT", f"{NAMESPACE}/actions/{{name}}", actions.put_action,
-              "Create or update an action of kind lora", query=("overwrite",),
+              "Create or update an action of kind lora", query=("overwrite", "backbone"),
               body="exec {kind: lora, binary: true, code: base64 zip}, parameters, "
-                   "annotations, limits",
-              statuses=(200, 409, 413), tags=("actions",)),
+                   "annotations, limits (or, as application/zip, the zip itself, with "
+                   "?backbone=)",
+              statuses=(200, 409, 413, 429), tags=("actions",)),
         Route("GET", f"{NAMESPACE}/actions/{{name}}", actions.get_action, "Get an action",
               query=("code",), tags=("actions",)),
         Route("GET", f"{NAMESPACE}/actions/{{name}}/versions", actions.list_action_versions,

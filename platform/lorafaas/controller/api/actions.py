@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -19,14 +21,26 @@ from lorafaas.controller.appkeys import (
 from lorafaas.controller.auth import namespace_of
 from lorafaas.controller.invocations import function_key
 from lorafaas.controller.protocol import (
+    LORA_KIND,
+    ActionBody,
     action_json,
     action_version_json,
     limit_ranges,
     parse_action_body,
 )
+from lorafaas.controller.uploads import (
+    BODY_NAME,
+    UploadsBusy,
+    body_limit,
+    busy_response,
+    decode_action_body,
+    is_zip_upload,
+    receive_body,
+)
 from lorafaas.errors import BadRequest
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.activations import activation_json
+from lorafaas.registry.artifacts import UPLOAD_NAME
 from lorafaas.registry.models import Activation
 from lorafaas.registry.profiles import function_profiles, profile_json
 
@@ -36,16 +50,39 @@ MAX_BLOCKING_WAIT_MS = 600_000
 
 
 async def put_action(request: web.Request) -> web.Response:
-    """Create (or with ?overwrite=true update) an action from an adapter zip."""
+    """Create (or with ?overwrite=true update) an action from an adapter zip: JSON with its
+    base64 in exec.code, or the zip itself as an application/zip body."""
     identity = await namespace_of(request)
+    service = request.app[actions_key]
+    name = request.match_info["name"]
+    try:
+        with service.uploads.slot(), service.store.staging() as folder:
+            body = await _received_body(request, folder)
+            action = await service.put(identity, name, body, flag(request, "overwrite"))
+    except UploadsBusy as error:
+        return busy_response(request, error)
+    await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
+    return web.json_response(action_json(action, identity.namespace, None))
+
+
+async def _received_body(request: web.Request, folder: Path) -> ActionBody:
+    # The body goes to a file in the upload's staging folder, never whole into memory.
     settings = request.app[settings_key]
     ranges = limit_ranges(settings.action_timeout_ms, settings.container_memory_mb,
                           settings.slo_ttft_ms)
-    body = parse_action_body(await read_json(request), ranges, settings.max_adapter_bytes)
-    name = request.match_info["name"]
-    action = await request.app[actions_key].put(identity, name, body, flag(request, "overwrite"))
-    await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
-    return web.json_response(action_json(action, identity.namespace, None))
+    zip_path = folder / UPLOAD_NAME
+    if is_zip_upload(request):
+        await receive_body(request, zip_path, settings.max_adapter_bytes)
+        backbone = request.query.get("backbone")
+        annotations = [] if backbone is None else [{"key": "backbone", "value": backbone}]
+        fields: dict[str, Any] = {"exec": {"kind": LORA_KIND, "binary": True, "code": zip_path},
+                                  "annotations": annotations}
+    else:
+        await receive_body(request, folder / BODY_NAME, body_limit(settings.max_adapter_bytes))
+        fields = await asyncio.to_thread(decode_action_body, folder / BODY_NAME, zip_path,
+                                         settings.max_adapter_bytes)
+        (folder / BODY_NAME).unlink()
+    return parse_action_body(fields, ranges)
 
 
 async def get_action(request: web.Request) -> web.Response:
