@@ -34,7 +34,7 @@ class FakePool:
     def __init__(self, tmp: Path) -> None:
         self.config = PoolConfig(invoker_id="t", image="i", run_dir=tmp, pids_limit=64,
                                  start_timeout_s=1.0, max_instances=2)
-        self.cold_starts = ColdStartWindow()
+        self.cold_starts = {"default": ColdStartWindow()}
         self.held: list[PooledContainer] = []
         self.preloaded: list[str] = []
         self.removed: list[tuple[str, str]] = []
@@ -49,7 +49,7 @@ class FakePool:
     async def health_check(self) -> int:
         return 0
 
-    async def add_stem_cell(self) -> bool:
+    async def add_stem_cell(self, backbone: str = "") -> bool:
         return False
 
     async def remove_idle(self, predicate: Callable[[PooledContainer], bool],

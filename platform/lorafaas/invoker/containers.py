@@ -80,6 +80,7 @@ class PooledContainer:
     created: float = field(default_factory=time.monotonic)
     last_used: float = field(default_factory=time.monotonic)
     uses: int = 0
+    backbone: str = ""  # the name of the backbone it is attached to
 
     @property
     def evictable(self) -> bool:
