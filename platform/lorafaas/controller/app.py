@@ -64,10 +64,7 @@ def docker_backend_factory() -> ContainerBackend:
 
 def create_app(settings: Settings, backend_factory: BackendFactory = docker_backend_factory
                ) -> web.Application:
-    """The platform's aiohttp application; resources are acquired in cleanup contexts.
-
-    Raises SettingsError when a backbone's folder holds no checkpoint."""
-    settings.check_backbone_folders()
+    """The platform's aiohttp application; resources are acquired in cleanup contexts."""
     app = web.Application(middlewares=[error_middleware],
                           client_max_size=settings.max_adapter_bytes * 4 // 3 + 65536)
     app[settings_key] = settings

@@ -31,8 +31,11 @@ def backbone_endpoint(settings: Settings, spec: BackboneSpec) -> BackboneEndpoin
 
 def backbone_server(settings: Settings, spec: BackboneSpec
                     ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The cleanup context of one backbone's server: start, describe, yield, stop."""
+    """The cleanup context of one backbone's server: start, describe, yield, stop.
+
+    It fails at start, with SettingsError, when a backbone's folder holds no checkpoint."""
     async def serve_backbone(app: web.Application) -> AsyncIterator[None]:
+        settings.check_backbone_folders()  # a SettingsError naming the key and the value
         process = BackboneServerProcess(backbone_endpoint(settings, spec), spec.folder,
                                         spec.dtype_argument)
         await process.start()
