@@ -112,7 +112,7 @@ class ApiClient:
 
     def list_backbones(self) -> list[dict[str, Any]]:
         """The backbones the platform serves, the default first."""
-        return self._body("GET", "/api/v1/backbones")
+        return self._body("GET", "/backbones")
 
     def list_actions(self, namespace: str, limit: int, skip: int) -> list[dict[str, Any]]:
         """The namespace's actions."""
