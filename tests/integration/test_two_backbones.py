@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,16 @@ async def test_functions_on_two_backbones_match_peft_on_their_own(  # type: igno
         assert tokens[name] == expected, name
     assert tokens["on-demo"] != tokens["on-tiny"]
 
+    # The console shows each function's backbone, and every backbone server.
+    await console_sign_in(platform)
+    listing = await console_table(platform, "/console/functions", "functions")
+    assert {row[0]: row[-1] for row in listing[1:]} == {"on-demo": "demo", "on-tiny": "tiny"}
+    page = await console_page(platform, "/console/functions/on-tiny")
+    assert "Backbone tiny" in " ".join(page.text.split())
+    servers = await console_table(platform, "/console/platform", "backbones")
+    assert [(row[0], row[1]) for row in servers[1:]] == [("demo (default)", listed[0]["dtype"]),
+                                                          ("tiny", "float32")]
+
     # The CLI lists them too.
     monkeypatch.setenv("LORAFAAS_HOME", str(tmp_path / "cli-home"))
     code, out, err = await Cli(capsys)("backbone", "list", "--apihost",
@@ -163,6 +174,60 @@ async def test_functions_on_two_backbones_match_peft_on_their_own(  # type: igno
     assert code == 0, err
     rows = [line.split() for line in out.splitlines()]
     assert rows[0][0] == "name" and rows[1][:2] == ["demo", "*"] and rows[2][0] == "tiny"
+
+
+class Page(HTMLParser):
+    """A console page: its text, the csrf field, and the cells of each table by id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text, self.csrf = "", ""
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if tag == "input" and named.get("name") == "csrf":
+            self.csrf = named.get("value") or ""
+        elif tag == "table" and named.get("id"):
+            self._table = named["id"]
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th") and self._table and self.tables[self._table]:
+            self.tables[self._table][-1].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
+        rows = self.tables.get(self._table or "")
+        if rows and rows[-1]:
+            rows[-1][-1] = " ".join(f"{rows[-1][-1]} {data}".split())
+
+
+async def console_page(platform, path: str) -> Page:  # type: ignore[no-untyped-def]
+    """A console page, parsed."""
+    response = await platform.client.get(path)
+    assert response.status == 200, await response.text()
+    page = Page()
+    page.feed(await response.text())
+    return page
+
+
+async def console_sign_in(platform) -> None:  # type: ignore[no-untyped-def]
+    """Sign the test client in to the console with the guest's key."""
+    form = await console_page(platform, "/console/sign-in")
+    response = await platform.client.post("/console/sign-in", data={
+        "key": platform.credential, "csrf": form.csrf, "next": "/console/functions"})
+    assert response.status == 200, await response.text()
+
+
+async def console_table(platform, path: str, table: str) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    """The rows of one table of a console page (the header first)."""
+    return (await console_page(platform, path)).tables[table]
 
 
 def parameter_count(backbone_dir: Path) -> int:
