@@ -38,7 +38,7 @@ def setup(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Run controller, invoker and backbone server in the foreground until SIGINT/SIGTERM."""
+    """Run controller, invoker and backbone servers in the foreground until SIGINT/SIGTERM."""
     from aiohttp import web
 
     from lorafaas.controller.app import create_app

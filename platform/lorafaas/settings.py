@@ -299,9 +299,11 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
                                   "Memory of all function containers together (their limits); "
                                   "idle ones are evicted, least recently used first."),
     "prewarm_min": SettingSpec("LORAFAAS_PREWARM_MIN", "1", _non_negative_int,
-                               "Stem cells (libraries and backbone loaded) kept at least."),
+                               "Stem cells (libraries and backbone loaded) kept at least, per "
+                               "backbone."),
     "prewarm_max": SettingSpec("LORAFAAS_PREWARM_MAX", "4", _non_negative_int,
-                               "Stem cells at most, as cold starts ask for more."),
+                               "Stem cells at most per backbone, as its cold starts ask for "
+                               "more."),
     "prewarm_ttl_s": SettingSpec("LORAFAAS_PREWARM_TTL_S", "600", _positive_int,
                                  "An unused stem cell beyond the minimum goes after this."),
     "keepalive_policy": SettingSpec("LORAFAAS_KEEPALIVE_POLICY", "histogram", _keepalive_policy,

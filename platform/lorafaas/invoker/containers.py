@@ -92,4 +92,4 @@ class PooledContainer:
         """The container as the API shows it among an action's instances."""
         return {"container": self.info.name, "state": self.state.value, "uses": self.uses,
                 "idleSeconds": round(time.monotonic() - self.last_used, 1),
-                "memoryMB": self.memory_mb}
+                "memoryMB": self.memory_mb, "backbone": self.backbone}
