@@ -190,7 +190,7 @@ class Page(HTMLParser):
         if tag == "input" and named.get("name") == "csrf":
             self.csrf = named.get("value") or ""
         elif tag == "table" and named.get("id"):
-            self._table = named["id"]
+            self._table = str(named["id"])
             self.tables[self._table] = []
         elif tag == "tr" and self._table:
             self.tables[self._table].append([])
