@@ -72,7 +72,7 @@ def profile_command(settings: Settings, args: argparse.Namespace) -> str:
     from lorafaas.registry.db import upgrade
 
     upgrade(settings.database_url)
-    return asyncio.run(profile_ranks(settings, args.rank or []))
+    return asyncio.run(profile_ranks(settings, args.rank or [], args.backbone))
 
 
 async def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -112,6 +112,9 @@ def add_admin_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     profile.add_argument("--rank", type=int, action="append",
                          help="an adapter rank to profile (repeatable; default: every rank a "
                               "deployed function has)")
+    profile.add_argument("--backbone", metavar="NAME",
+                         help="profile the functions of this backbone (default: the default "
+                              "backbone; fits hold for one backbone)")
     profile.set_defaults(admin_command=profile_command)
 
 

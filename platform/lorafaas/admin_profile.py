@@ -15,8 +15,10 @@ from pathlib import Path
 from docker.errors import DockerException
 from sqlalchemy import select
 
+from lorafaas.backbone_specs import BackboneSpec
 from lorafaas.controller.prefill import (
     Sessions,
+    action_backbone,
     action_rank,
     container_measure,
     current_key,
@@ -33,8 +35,11 @@ from lorafaas.settings import Settings
 from lorafaas.wire.prefill_fit import format_profile
 
 
-async def profile_ranks(settings: Settings, ranks: list[int]) -> str:
-    """Profile `ranks` (every deployed rank when empty); return the fit tables to print."""
+async def profile_ranks(settings: Settings, ranks: list[int],
+                        backbone: str | None = None) -> str:
+    """Profile `ranks` (every rank deployed on the backbone when empty) on a backbone (the
+    default when None); return the fit tables to print."""
+    spec = chosen_backbone(settings, backbone)
     try:
         backend = DockerBackend()
     except DockerException as error:
@@ -43,13 +48,14 @@ async def profile_ranks(settings: Settings, ranks: list[int]) -> str:
     try:
         sessions = make_sessions(engine)
         try:
-            key = await current_key(settings, backend)
+            key = await current_key(settings, backend, spec)
         except DockerException as error:
             raise LoraFaasError(f"cannot find the runtime image {settings.runtime_image} "
                                 f"(`lorafaas setup` builds it): {error}") from error
-        adapters = _chosen(await deployed_adapters(sessions, ArtifactStore(settings.artifacts_dir)),
-                           ranks)
-        measure = container_measure(settings, backend)
+        deployed = await deployed_adapters(sessions, ArtifactStore(settings.artifacts_dir),
+                                           spec.name, settings.default_backbone.name)
+        adapters = _chosen(deployed, ranks)
+        measure = container_measure(settings, backend, spec)
         blocks = [describe_key(key)]
         for rank, (function, folder) in sorted(adapters.items()):
             try:
@@ -63,15 +69,27 @@ async def profile_ranks(settings: Settings, ranks: list[int]) -> str:
         backend.close()
 
 
-async def deployed_adapters(sessions: Sessions,
-                            store: ArtifactStore) -> dict[int, tuple[str, Path]]:
-    """For each adapter rank deployed, one function of that rank and its adapter folder."""
+def chosen_backbone(settings: Settings, name: str | None) -> BackboneSpec:
+    """The backbone called `name` (the default when None), or an error naming the served."""
+    for spec in settings.backbone_specs:
+        if name in (None, spec.name):
+            return spec
+    raise LoraFaasError(f"unknown backbone {name!r}; this deployment serves: "
+                        f"{', '.join(s.name for s in settings.backbone_specs)}")
+
+
+async def deployed_adapters(sessions: Sessions, store: ArtifactStore, backbone: str,
+                            default: str) -> dict[int, tuple[str, Path]]:
+    """For each adapter rank deployed on `backbone`, one function of that rank and its
+    adapter folder (an action naming no backbone is on `default`)."""
     async with sessions() as session:
         rows = (await session.execute(select(Action, Namespace.name).join(Namespace)
                                       .order_by(Namespace.name, Action.name))).all()
     found: dict[int, tuple[str, Path]] = {}
     for action, namespace in rows:
         rank, folder = action_rank(action), store.folder(action.artifact_digest)
+        if (action_backbone(action) or default) != backbone:
+            continue
         if rank is not None and rank not in found and folder.is_dir():
             found[rank] = (f"{namespace}/{action.name}", folder)
     return found

@@ -38,7 +38,7 @@ def setup(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Run controller, invoker and backbone server in the foreground until SIGINT/SIGTERM."""
+    """Run controller, invoker and backbone servers in the foreground until SIGINT/SIGTERM."""
     from aiohttp import web
 
     from lorafaas.controller.app import create_app
@@ -46,6 +46,7 @@ def serve(settings: Settings) -> None:
     from lorafaas.props import write_props
     from lorafaas.registry.db import upgrade
 
+    settings.check_backbone_folders()
     upgrade(settings.database_url)
     credential = asyncio.run(ensure_guest(settings))
     write_props(settings.props_file, {"APIHOST": settings.api_host, "AUTH": credential})
@@ -78,7 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "setup":
         setup(settings)
     elif args.command == "serve":
-        serve(settings)
+        try:
+            serve(settings)
+        except SettingsError as error:  # a backbone's folder holds no checkpoint
+            sys.exit(f"lorafaas: {error}")
     elif args.command == "migrate":
         from lorafaas.registry.db import upgrade
 

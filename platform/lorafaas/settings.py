@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lorafaas.backbone_specs import BackboneSpec, missing_folder, parse_backbones, single_backbone
+
 
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the key and the value."""
@@ -149,6 +151,7 @@ class Settings:
     shm_dir: Path
     models_dir: Path
     backbone_dir: Path
+    backbones: tuple[BackboneSpec, ...]
     runtime_image: str
     max_adapter_bytes: int
     max_concurrent_uploads: int
@@ -192,6 +195,29 @@ class Settings:
     price_completion_mtok: float
 
     @property
+    def backbone_specs(self) -> tuple[BackboneSpec, ...]:
+        """The backbones served, the default first (`LORAFAAS_BACKBONES`, else the one of
+        `LORAFAAS_BACKBONE`)."""
+        return self.backbones or (single_backbone(self.backbone_dir),)
+
+    @property
+    def default_backbone(self) -> BackboneSpec:
+        """The backbone of functions whose `backbone` annotation names none."""
+        return self.backbone_specs[0]
+
+    def check_backbone_folders(self) -> None:
+        """Raise SettingsError, naming the key and the value, unless every backbone's folder
+        holds a checkpoint (checked at start: `lorafaas setup` builds the demo's first)."""
+        key = "backbones" if self.backbones else "backbone_dir"
+        for spec in self.backbone_specs:
+            problem = missing_folder(spec)
+            if problem is not None:
+                env = SETTINGS_TABLE[key].env
+                value = (f"{spec.name}={spec.folder}" if self.backbones
+                         else str(self.backbone_dir))
+                raise SettingsError(f"setting {env}={value!r} is invalid: {problem}")
+
+    @property
     def artifacts_dir(self) -> Path:
         """Content-addressed store of uploaded adapters."""
         return self.home / "artifacts"
@@ -231,7 +257,16 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
     "models_dir": SettingSpec("LORAFAAS_MODELS_DIR", "{home}/models", _path,
                               "Folder of local models (the demo backbone and adapters)."),
     "backbone_dir": SettingSpec("LORAFAAS_BACKBONE", "{home}/models/demo-backbone", _path,
-                                "The default backbone: a Hugging Face model folder."),
+                                "The one backbone served when LORAFAAS_BACKBONES is empty: a "
+                                "Hugging Face model folder, named after the folder, served in "
+                                "the checkpoint's own dtype."),
+    "backbones": SettingSpec("LORAFAAS_BACKBONES", "", parse_backbones,
+                             "Several backbones, the first the default: comma-separated "
+                             "`name=folder[:dtype]` (dtype `float32`, `bfloat16`, `float16`, "
+                             "or `auto`: the checkpoint's own), or the path of a `.toml` file "
+                             "with one `[name]` table per backbone (`path`, optional `dtype`). "
+                             "One backbone server each; an action's `backbone` annotation "
+                             "picks one by name. Empty: LORAFAAS_BACKBONE alone."),
     "runtime_image": SettingSpec("LORAFAAS_RUNTIME_IMAGE", "lorafaas/runtime-python:latest", str,
                                  "Docker image of function containers."),
     "max_adapter_bytes": SettingSpec("LORAFAAS_MAX_ADAPTER_BYTES", str(256 * 1024 * 1024),
@@ -269,9 +304,11 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
                                   "Memory of all function containers together (their limits); "
                                   "idle ones are evicted, least recently used first."),
     "prewarm_min": SettingSpec("LORAFAAS_PREWARM_MIN", "1", _non_negative_int,
-                               "Stem cells (libraries and backbone loaded) kept at least."),
+                               "Stem cells (libraries and backbone loaded) kept at least, per "
+                               "backbone."),
     "prewarm_max": SettingSpec("LORAFAAS_PREWARM_MAX", "4", _non_negative_int,
-                               "Stem cells at most, as cold starts ask for more."),
+                               "Stem cells at most per backbone, as its cold starts ask for "
+                               "more."),
     "prewarm_ttl_s": SettingSpec("LORAFAAS_PREWARM_TTL_S", "600", _positive_int,
                                  "An unused stem cell beyond the minimum goes after this."),
     "keepalive_policy": SettingSpec("LORAFAAS_KEEPALIVE_POLICY", "histogram", _keepalive_policy,
@@ -413,7 +450,8 @@ def settings_markdown_table() -> str:
     """The settings table as Markdown, for the README."""
     lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for spec in SETTINGS_TABLE.values():
-        lines.append(f"| `{spec.env}` | `{spec.default}` | {spec.help} |")
+        default = f"`{spec.default}`" if spec.default else "(empty)"
+        lines.append(f"| `{spec.env}` | {default} | {spec.help} |")
     return "\n".join(lines)
 
 

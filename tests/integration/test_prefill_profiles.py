@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
-from lorafaas.controller.prefill import PrefillProfiling
+from lorafaas.controller.prefill import PrefillProfiling, ProfiledBackbone
 from lorafaas.invoker.dispatcher import BatchingConfig
 from lorafaas.invoker.prefill_fits import PrefillFit, PrefillKey
 from lorafaas.invoker.prefill_runner import ProfileReport, ProfilingFailed
@@ -156,9 +156,9 @@ class Profiler:
             self.running -= 1
 
 
-def action(name: str, rank: int) -> Action:
-    """An action whose adapter has `rank`."""
-    return Action(name=name, annotations=[{"key": "backbone", "value": "demo-backbone"},
+def action(name: str, rank: int, backbone: str = "demo-backbone") -> Action:
+    """An action whose adapter has `rank`, on `backbone`."""
+    return Action(name=name, annotations=[{"key": "backbone", "value": backbone},
                                           {"key": "adapter", "value": {"rank": rank}}])
 
 
@@ -174,7 +174,8 @@ def adapters(tmp_path: Path) -> dict[int, Path]:
 async def started(sessions: async_sessionmaker[AsyncSession], key: PrefillKey,
                   dispatcher: Dispatcher, profiler: Profiler | None) -> PrefillProfiling:
     """A profiling service as the controller starts it (stored fits loaded)."""
-    service = PrefillProfiling(key, sessions, dispatcher, profiler)  # type: ignore[arg-type]
+    service = PrefillProfiling(sessions, dispatcher,  # type: ignore[arg-type]
+                               {key.backbone: ProfiledBackbone(key, profiler)})  # type: ignore[arg-type]
     await service.load()
     return service
 
@@ -291,3 +292,27 @@ async def test_with_profiling_off_stored_fits_apply_and_nothing_is_profiled(
     assert service.describe(action("c", 16)) == {
         "source": "default", "adapterRank": 16, "t0Ms": 35.0, "alphaMs": 16.0,
         "profiling": "off"}
+
+
+async def test_a_fit_holds_for_its_own_backbone_only(
+        sessions: async_sessionmaker[AsyncSession], adapters: dict[int, Path]) -> None:
+    other_key = dataclasses.replace(KEY, backbone="other", backbone_digest="f" * 64)
+    await store(sessions, KEY, fits(8, 30.0))
+    dispatcher, demo_profiler, other_profiler = Dispatcher(), Profiler(), Profiler()
+    service = PrefillProfiling(sessions, dispatcher, {  # type: ignore[arg-type]
+        KEY.backbone: ProfiledBackbone(KEY, demo_profiler),  # type: ignore[arg-type]
+        "other": ProfiledBackbone(other_key, other_profiler)})  # type: ignore[arg-type]
+    await service.load()
+    async with service.running():
+        service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
+        service.function_used("guest/b@0.0.1:y", action("b", 8, "other"), adapters[8])
+        await service.idle()
+    assert demo_profiler.calls == [] and other_profiler.calls == [adapters[8]]
+    assert dispatcher.models == {"guest/a@0.0.1:x": PrefillModel(33.0, 10.0),
+                                 "guest/b@0.0.1:y": PrefillModel(31.0, 10.0)}
+    assert [f.profile.model for f in await read(sessions, other_key, 8)] == [
+        PrefillModel(28.0, 10.0), PrefillModel(31.0, 10.0)]
+    # No backbone annotation: the first backbone's fit; an unserved one: none at all.
+    assert service.describe(Action(name="c", annotations=[
+        {"key": "adapter", "value": {"rank": 8}}]))["t0Ms"] == 33.0
+    assert service.describe(action("d", 8, "gone"))["profiling"] == "off"

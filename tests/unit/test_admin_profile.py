@@ -48,3 +48,17 @@ def test_the_fits_are_printed_as_tables_with_their_r2() -> None:
     assert printed[3].split() == ["1", "30.00", "30.00"]
     assert printed[-1] == "fit: T(b) = 30.00 + 10.00·(b−1) ms   R² = 0.9876"
     assert len(printed) == 3 + 16 + 1
+
+
+def test_the_profile_command_takes_a_backbone_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    from lorafaas.admin_profile import chosen_backbone
+    from lorafaas.settings import load_settings
+
+    assert parse("profile", "--backbone", "tiny").backbone == "tiny"
+    assert parse("profile").backbone is None
+    settings = load_settings({"LORAFAAS_BACKBONES": f"demo={tmp_path}/a,tiny={tmp_path}/b"})
+    assert chosen_backbone(settings, None).name == "demo"
+    assert chosen_backbone(settings, "tiny").folder == tmp_path / "b"
+    with pytest.raises(LoraFaasError, match="unknown backbone 'big'; this deployment serves: "
+                                            "demo, tiny"):
+        chosen_backbone(settings, "big")

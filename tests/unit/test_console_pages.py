@@ -54,10 +54,11 @@ def test_a_missing_field_fails_the_render_instead_of_showing_blank() -> None:
 
 
 def test_functions_page_renders_its_rows_escaped() -> None:
-    row = FunctionRow("<pirate>", "0.0.1", "warm", 1, None, 3, 0.25)
+    row = FunctionRow("<pirate>", "0.0.1", "warm", 1, None, 3, 0.25, "llama-1b")
     html = environment().get_template(FunctionsPage.TEMPLATE).render(
         chrome=Chrome("guest", True, "tok", "functions"), functions=[row])
     assert "&lt;pirate&gt;" in html and "<pirate>" not in html
+    assert "<code>llama-1b</code>" in html
     assert "$0.250000" in html and 'value="tok"' in html
 
 

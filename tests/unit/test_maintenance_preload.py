@@ -34,7 +34,7 @@ class FakePool:
     def __init__(self, tmp: Path) -> None:
         self.config = PoolConfig(invoker_id="t", image="i", run_dir=tmp, pids_limit=64,
                                  start_timeout_s=1.0, max_instances=2)
-        self.cold_starts = ColdStartWindow()
+        self.cold_starts = {"default": ColdStartWindow()}
         self.held: list[PooledContainer] = []
         self.preloaded: list[str] = []
         self.removed: list[tuple[str, str]] = []
@@ -51,7 +51,7 @@ class FakePool:
     async def health_check(self) -> int:
         return 0
 
-    async def add_stem_cell(self, evict: bool = False) -> bool:
+    async def add_stem_cell(self, backbone: str = "", evict: bool = False) -> bool:
         self.stem_requests.append(evict)
         return self.stems_start
 
@@ -233,7 +233,7 @@ async def test_only_the_stem_cell_minimum_may_evict(tmp_path: Path) -> None:
     tracker, _ = predictable_tracker(time.time() - 1000)
     # Two cold starts in the last minute: one stem cell more than the minimum is wanted.
     for _ in range(2):
-        pool.cold_starts.record(time.time())
+        pool.cold_starts["default"].record(time.time())
     prewarm = PrewarmConfig(min_count=1, max_count=2, threshold=2, increment=1)
     await Maintenance(pool, tracker, prewarm, period_s=1.0).tick(time.time())  # type: ignore[arg-type]
     assert pool.stem_requests == [True, False]

@@ -37,3 +37,13 @@ def test_operations_document_their_path_parameters_and_errors() -> None:
             assert names == {part[1:-1] for part in path.split("/") if part.startswith("{")}
             if path != "/api/v1/openapi.json":
                 assert "401" in operation["responses"] and "404" in operation["responses"]
+
+
+def test_the_backbones_listing_documents_its_shape() -> None:
+    document = openapi_document(api_routes())
+    ok = document["paths"]["/api/v1/backbones"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Backbones"}
+    backbone = document["components"]["schemas"]["Backbone"]
+    assert set(backbone["required"]) == {"name", "default", "modelType", "architecture",
+                                         "dtype", "bytes", "parameters", "contextLength"}

@@ -44,3 +44,41 @@ def test_without_sharing_the_checkpoint_is_mounted_and_no_socket() -> None:
 def test_without_sharing_the_checkpoint_is_required() -> None:
     with pytest.raises(ValueError, match="checkpoint folder"):
         pool(False, BackboneMounts(MOUNTS.attach_socket, MOUNTS.publish_dir))
+
+
+def test_each_container_mounts_the_backbone_its_function_names() -> None:
+    other = BackboneMounts(Path("/run/other/attach.sock"), Path("/dev/shm/lorafaas/other"),
+                           Path("/models/other"))
+    config = PoolConfig(invoker_id="unit", image="img", run_dir=Path("/tmp/unit"), pids_limit=8,
+                        start_timeout_s=1, max_instances=1)
+    two = ContainerPool(None, config, {"demo": MOUNTS, "other": other})  # type: ignore[arg-type]
+    folders = ContainerFolders(Path("/tmp/unit/c/x"))
+    for name, expected in (("", MOUNTS), ("demo", MOUNTS), ("other", other)):
+        spec = two._container_spec(folders, 1024, None, name)
+        assert {m.target: m.source for m in spec.mounts}["/backbone"] == expected.publish_dir
+        assert {m.target: m.source for m in spec.mounts}["/lorafaas/attach"] == \
+            expected.attach_socket.parent
+
+
+def test_a_stem_cell_serves_only_functions_of_its_own_backbone() -> None:
+    from lorafaas.invoker.backend import ContainerInfo
+    from lorafaas.invoker.containers import ContainerState, PooledContainer
+    from lorafaas.invoker.pool import FunctionRef, UnknownBackbone
+
+    config = PoolConfig(invoker_id="unit", image="img", run_dir=Path("/tmp/unit"), pids_limit=8,
+                        start_timeout_s=1, max_instances=2)
+    two = ContainerPool(None, config, {"demo": MOUNTS, "other": MOUNTS})  # type: ignore[arg-type]
+    stem = PooledContainer(ContainerInfo(id="s", name="s", pid=0),
+                           ContainerFolders(Path("/tmp/unit/c/s")), None,  # type: ignore[arg-type]
+                           2048, ContainerState.STEM, backbone="other")
+    two._containers[stem.info.id] = stem
+
+    def function(backbone: str) -> FunctionRef:
+        return FunctionRef(f"g/f{backbone}@0.0.1:x", f"g/f{backbone}", Path("/x"), 1024,
+                           backbone=backbone)
+
+    assert two._claim_stem(function("")) is None  # the default backbone is demo
+    assert two._claim_stem(function("demo")) is None
+    assert two._claim_stem(function("other")) is stem
+    with pytest.raises(UnknownBackbone, match="'third'.*served: demo, other"):
+        two._claim_stem(function("third"))

@@ -127,6 +127,13 @@ def action_list(ctx: Context, args: argparse.Namespace) -> Output:
     return Output(render.action_rows(actions), actions)
 
 
+def backbone_list(ctx: Context, args: argparse.Namespace) -> Output:
+    """`backbone list`: the backbones table, the default marked."""
+    with unable("obtain the list of backbones"):
+        backbones = ctx.api.list_backbones()
+    return Output(render.backbone_rows(backbones), backbones)
+
+
 def action_delete(ctx: Context, args: argparse.Namespace) -> Output:
     """`action delete NAME`."""
     namespace, name = qualified(ctx, args.name)

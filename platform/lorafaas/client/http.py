@@ -110,6 +110,10 @@ class ApiClient:
         """One action, its zip as base64 only when `code`."""
         return self._body("GET", _action_path(namespace, name), params={"code": _flag(code)})
 
+    def list_backbones(self) -> list[dict[str, Any]]:
+        """The backbones the platform serves, the default first."""
+        return self._body("GET", "/backbones")
+
     def list_actions(self, namespace: str, limit: int, skip: int) -> list[dict[str, Any]]:
         """The namespace's actions."""
         return self._body("GET", f"{_namespace_path(namespace)}/actions",

@@ -1,4 +1,5 @@
-"""The wsk-style sub-commands of `lorafaas` (`action`, `activation`, `property`) and their run."""
+"""The wsk-style sub-commands of `lorafaas` (`action`, `activation`, `property`), `backbone
+list`, and their run."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ Verb = Callable[[commands.Context, argparse.Namespace], Output | Iterable[Output
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 VERB_KEY = "client_verb"
-CLIENT_COMMANDS = ("action", "activation", "property")
+CLIENT_COMMANDS = ("action", "activation", "property", "backbone")
 
 
 def add_global_options(parser: argparse.ArgumentParser, suppressed: bool = False) -> None:
@@ -53,6 +54,10 @@ def add_client_commands(subcommands: Subparsers) -> None:
                                                     help="work with activations"), common)
     _add_property_commands(subcommands.add_parser("property", help="work with properties"),
                            common)
+    backbone = subcommands.add_parser("backbone", help="the backbones the platform serves")
+    verbs = backbone.add_subparsers(dest="verb", required=True, metavar="VERB")
+    _leaf(verbs, "list", commands.backbone_list,
+          "list the backbones (an action's `backbone` annotation names one)", common)
 
 
 def _leaf(verbs: Subparsers, name: str, verb: Verb, help_text: str,

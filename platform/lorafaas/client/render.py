@@ -26,6 +26,20 @@ def action_rows(actions: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def backbone_rows(backbones: list[dict[str, Any]]) -> str:
+    """`backbone list`: name (the default starred), architecture, dtype, size, parameters,
+    context length."""
+    header = ("name", "architecture", "dtype", "published", "parameters", "context")
+    rows = [header] + [(f"{b.get('name', '')}{' *' if b.get('default') else ''}",
+                        str(b.get("architecture") or b.get("modelType") or "?"),
+                        str(b.get("dtype", "")), f"{int(b.get('bytes') or 0) / 2**20:.1f} MiB",
+                        f"{int(b.get('parameters') or 0):,}", str(b.get("contextLength") or "?"))
+                       for b in backbones]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)
+
+
 def activation_rows(activations: list[dict[str, Any]]) -> str:
     """`wsk activation list`: datetime, id, kind, cold/warm, duration, status, entity."""
     kind_width = max([len("Kind")] + [len(_kind(a)) for a in activations])

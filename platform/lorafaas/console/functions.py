@@ -20,7 +20,8 @@ from lorafaas.console.stats import (
     when,
 )
 from lorafaas.controller.api import openai
-from lorafaas.controller.appkeys import actions_key, invocations_key, sessions_key
+from lorafaas.controller.appkeys import actions_key, backbones_key, invocations_key, sessions_key
+from lorafaas.controller.prefill import action_backbone
 from lorafaas.errors import BadRequest
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.models import Action
@@ -47,7 +48,8 @@ async def list_functions(request: web.Request) -> web.Response:
         last = await activations_since(request, identity, 0, action.name, limit=1)
         rows.append(FunctionRow(action.name, action.version, state, instances,
                                 when(last[0].start_ms) if last else None,
-                                requests[action.name], cost[action.name]))
+                                requests[action.name], cost[action.name],
+                                backbone_name(request, action)))
     return await render_page(request, FunctionsPage(rows))
 
 
@@ -58,10 +60,15 @@ async def function_page(request: web.Request) -> web.Response:
     rows = await activations_since(request, identity, 0, action.name, limit=500)
     annotations = {a["key"]: a["value"] for a in action.annotations}
     return await render_page(request, FunctionPage(
-        name=action.name, version=action.version, backbone=str(annotations.get("backbone", "")),
+        name=action.name, version=action.version, backbone=backbone_name(request, action),
         adapter=dict(annotations.get("adapter") or {}), limits=dict(action.limits),
         activations=[activation_row(r) for r in rows[:RECENT]],
         latencies=latency_percentiles(rows)))
+
+
+def backbone_name(request: web.Request, action: Action) -> str:
+    """The backbone a function runs on: its annotation's, else the deployment's default."""
+    return action_backbone(action) or request.app[backbones_key].default
 
 
 def playground_parameters(form: Any) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class FunctionRow:
     last_invocation: str | None
     requests_today: int
     cost_today: float
+    backbone: str  # the backbone its `backbone` annotation names
 
 
 @dataclass(frozen=True)

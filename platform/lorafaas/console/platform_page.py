@@ -12,7 +12,13 @@ from lorafaas.console.data import containers
 from lorafaas.console.keys import console_identity_key
 from lorafaas.console.pages import ContainerRow, PlatformPage
 from lorafaas.console.render import render_page
-from lorafaas.controller.appkeys import invocations_key, pool_key, settings_key
+from lorafaas.controller.appkeys import (
+    backbones_key,
+    invocations_key,
+    pool_key,
+    served_backbones_key,
+    settings_key,
+)
 from lorafaas.errors import Forbidden
 
 
@@ -35,12 +41,15 @@ async def platform_page(request: web.Request) -> web.Response:
     shm = shutil.disk_usage("/dev/shm")
     tiers = [("function containers (limits, MB)", float(sum(r.memory_mb for r in rows))),
              ("pool size (MB)", float(limit_mb) if limit_mb else 0.0),
-             ("backbone published in tmpfs (MB)", _published_mb(settings.shm_dir)),
+             ("backbones published in tmpfs, each once (MB)", _published_mb(settings.shm_dir)),
              ("tmpfs free (MB)", round(shm.free / 2**20, 1))]
-    backbones = [{"name": settings.backbone_dir.name, "folder": str(settings.backbone_dir),
-                  "socket": str(settings.run_dir / "backbones" / settings.backbone_dir.name
-                                / "attach.sock"),
-                  "published": str(settings.shm_dir / settings.backbone_dir.name)}]
+    served = request.app[served_backbones_key]
+    backbones = [{"name": b.name, "folder": str(b.model_dir),
+                  "socket": str(served[b.name].endpoint.socket_path) if b.name in served else "",
+                  "published": str(served[b.name].endpoint.publish_dir)
+                  if b.name in served else "", "dtype": b.published.dtype,
+                  "published_mb": round(b.published.bytes / 2**20, 1), "default": b.default}
+                 for b in request.app[backbones_key].all()]
     in_flight = len(request.app[invocations_key].tasks)
     by_state = Counter(r.state for r in rows)
     queues = [("activations in flight", in_flight),

@@ -1,4 +1,5 @@
-"""Wiring of the single-machine platform: controller, invoker and one backbone server."""
+"""Wiring of the single-machine platform: controller, invoker and a backbone server per
+configured backbone."""
 
 from __future__ import annotations
 
@@ -12,21 +13,23 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
 from lorafaas.billing.ledger import IdleMeter
 from lorafaas.billing.prices import price_sheet
 from lorafaas.console import setup_console
 from lorafaas.controller.action_service import ActionService
 from lorafaas.controller.appkeys import (
     actions_key,
+    backbones_key,
     invocations_key,
     pool_key,
     prefill_key,
+    served_backbones_key,
     sessions_key,
     settings_key,
     tracker_key,
 )
-from lorafaas.controller.backbones import BackboneCatalog
+from lorafaas.controller.backbone_servers import backbone_server
+from lorafaas.controller.backbones import Backbone, BackboneCatalog, ServedBackbone
 from lorafaas.controller.invocations import InvocationService
 from lorafaas.controller.middleware import error_middleware
 from lorafaas.controller.openapi import OPENAPI_PATH, openapi_handler
@@ -65,6 +68,9 @@ def create_app(settings: Settings, backend_factory: BackendFactory = docker_back
     app = web.Application(middlewares=[error_middleware],
                           client_max_size=settings.max_adapter_bytes * 4 // 3 + 65536)
     app[settings_key] = settings
+    app[served_backbones_key] = {}
+    for spec in settings.backbone_specs:  # one context per server: each stops on its own
+        app.cleanup_ctx.append(backbone_server(settings, spec))
     app.cleanup_ctx.append(_platform(settings, backend_factory))
     app.cleanup_ctx.append(_idle_metering(settings))
     app.add_routes(_routes())
@@ -92,11 +98,9 @@ def _platform(settings: Settings, backend_factory: BackendFactory
               ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def platform(app: web.Application) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
-        backbone = _backbone_process(settings)
-        pool = ContainerPool(backend_factory(), _pool_config(settings),
-                             BackboneMounts(backbone.endpoint.socket_path,
-                                            backbone.endpoint.publish_dir,
-                                            settings.backbone_dir))
+        served = [app[served_backbones_key][spec.name] for spec in settings.backbone_specs]
+        app[backbones_key] = await asyncio.to_thread(_catalog, served)
+        pool = ContainerPool(backend_factory(), _pool_config(settings), _mounts(served))
         tracker = FunctionTracker(KeepAlivePolicy(KeepAliveConfig(
             fixed_keepalive_s=settings.keepalive_fixed_s,
             policy="fixed" if settings.keepalive_policy == "fixed" else "histogram")))
@@ -107,7 +111,6 @@ def _platform(settings: Settings, backend_factory: BackendFactory
         dispatching = contextlib.AsyncExitStack()
         try:
             await pool.remove_orphans()
-            await backbone.start()
             sessions = make_sessions(engine)
             await _services(app, settings, sessions, pool, tracker, tasks)
             # Plan pre-loading with the artifact profiles measured before this start.
@@ -128,7 +131,6 @@ def _platform(settings: Settings, backend_factory: BackendFactory
             await _finish(tasks)
             await dispatching.aclose()  # after the activations, which wait for their batches
             await pool.shutdown()
-            await backbone.stop()
             await engine.dispose()
     return platform
 
@@ -137,7 +139,7 @@ async def _services(app: web.Application, settings: Settings,
                     sessions: async_sessionmaker[AsyncSession], pool: ContainerPool,
                     tracker: FunctionTracker, tasks: set[asyncio.Task[Any]]) -> None:
     store = ArtifactStore(settings.artifacts_dir)
-    catalog = BackboneCatalog([settings.backbone_dir])
+    catalog = app[backbones_key]
     throttle = InvocationThrottle(NamespaceLimits(settings.invocations_per_minute,
                                                   settings.concurrent_invocations))
     app[sessions_key] = sessions
@@ -186,12 +188,15 @@ def _batching(settings: Settings) -> BatchingConfig:
                                                      settings.prefill_alpha_ms))
 
 
-def _backbone_process(settings: Settings) -> BackboneServerProcess:
-    name = settings.backbone_dir.name
-    endpoint = BackboneEndpoint(name=name,
-                                socket_path=settings.run_dir / "backbones" / name / "attach.sock",
-                                publish_dir=settings.shm_dir / name)
-    return BackboneServerProcess(endpoint, settings.backbone_dir)
+def _catalog(served: list[ServedBackbone]) -> BackboneCatalog:
+    # Reads each checkpoint's config and tensor headers: what adapters are checked against.
+    return BackboneCatalog(Backbone.read(s.spec, s.published, default=i == 0)
+                           for i, s in enumerate(served))
+
+
+def _mounts(served: list[ServedBackbone]) -> dict[str, BackboneMounts]:
+    return {s.spec.name: BackboneMounts(s.endpoint.socket_path, s.endpoint.publish_dir,
+                                        s.spec.folder) for s in served}
 
 
 def _pool_config(settings: Settings) -> PoolConfig:

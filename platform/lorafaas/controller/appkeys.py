@@ -6,6 +6,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.controller.action_service import ActionService
+from lorafaas.controller.backbones import BackboneCatalog, ServedBackbone
 from lorafaas.controller.invocations import InvocationService
 from lorafaas.controller.prefill import PrefillProfiling
 from lorafaas.invoker.maintenance import FunctionTracker
@@ -19,3 +20,6 @@ tracker_key = web.AppKey("tracker", FunctionTracker)
 actions_key = web.AppKey("actions", ActionService)
 invocations_key = web.AppKey("invocations", InvocationService)
 prefill_key = web.AppKey("prefill", PrefillProfiling)
+backbones_key = web.AppKey("backbones", BackboneCatalog)
+# The running backbone servers by name, filled by their cleanup contexts.
+served_backbones_key = web.AppKey("served_backbones", dict[str, ServedBackbone])

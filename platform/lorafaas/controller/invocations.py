@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.billing.ledger import meter_activation
 from lorafaas.billing.prices import PriceSheet
-from lorafaas.controller.prefill import PrefillProfiling
+from lorafaas.controller.prefill import PrefillProfiling, action_backbone
 from lorafaas.controller.protocol import parameter_values
 from lorafaas.controller.throttle import InvocationThrottle
 from lorafaas.invoker.invoker import ActivationRequest, ActivationResult, Invoker
@@ -115,7 +115,8 @@ class InvocationService:
                 key=function_key(pending.namespace, action),
                 path=f"{pending.namespace}/{action.name}",
                 adapter_dir=self.store.folder(action.artifact_digest),
-                memory_mb=action.limits["memory"], adapter_digest=action.artifact_digest),
+                memory_mb=action.limits["memory"], adapter_digest=action.artifact_digest,
+                backbone=action_backbone(action) or ""),
             parameters={**parameter_values(action.parameters), **pending.parameters},
             limits=action.limits, received_at=pending.received_ms / 1000)
         if self.prefill is not None:  # before the request reaches the dispatcher's queue

@@ -16,6 +16,28 @@ _DESCRIPTIONS = {200: "OK", 202: "Accepted: the activation id", 400: "Bad reques
                  409: "Conflict", 413: "Payload too large", 429: "Too many requests",
                  500: "Internal error", 502: "Application or developer error"}
 OPENAPI_PATH = "/api/v1/openapi.json"
+_BACKBONE = {
+    "type": "object",
+    "required": ["name", "default", "modelType", "architecture", "dtype", "bytes",
+                 "parameters", "contextLength"],
+    "properties": {
+        "name": {"type": "string", "description": "what an action's `backbone` annotation names"},
+        "default": {"type": "boolean", "description": "for actions that name none"},
+        "modelType": {"type": "string", "nullable": True,
+                      "description": "`model_type` of its config (llama, qwen2, ...)"},
+        "architecture": {"type": "string", "nullable": True,
+                         "description": "the first of its config's `architectures`"},
+        "dtype": {"type": "string", "description": "the serving dtype it is published in"},
+        "bytes": {"type": "integer", "description": "size of the published weights"},
+        "parameters": {"type": "integer", "description": "tensor elements of its checkpoint"},
+        "contextLength": {"type": "integer", "nullable": True,
+                          "description": "its config's max_position_embeddings"}}}
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error", "code"],
+              "properties": {"error": {"type": "string"}, "code": {"type": "string"}}},
+    "Backbone": _BACKBONE,
+    "Backbones": {"type": "array", "items": {"$ref": "#/components/schemas/Backbone"}},
+}
 
 
 def openapi_document(routes: list[Route]) -> dict[str, Any]:
@@ -31,9 +53,7 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
         "components": {
             "securitySchemes": {"basic": {"type": "http", "scheme": "basic",
                                           "description": "uuid:key of a namespace"}},
-            "schemas": {"Error": {"type": "object", "required": ["error", "code"],
-                                  "properties": {"error": {"type": "string"},
-                                                 "code": {"type": "string"}}}}},
+            "schemas": SCHEMAS},
         "security": [{"basic": []}],
         "paths": paths,
     }
@@ -56,6 +76,9 @@ def _responses(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in sorted(set(route.statuses) | set(ERRORS)):
         entry: dict[str, Any] = {"description": _DESCRIPTIONS[status]}
+        if status == 200 and route.response is not None:
+            entry["content"] = {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{route.response}"}}}
         if status >= 400 and status != 502:
             entry["content"] = {"application/json": {
                 "schema": {"$ref": "#/components/schemas/Error"}}}

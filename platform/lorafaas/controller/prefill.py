@@ -1,8 +1,8 @@
 """Profiled prefill models in the controller: load, schedule, store and apply the fits.
 
-At start the fits stored under this deployment's key (backbone checkpoint, runtime image
-id, machine: `lorafaas.invoker.prefill_fits`) are loaded. When a function is deployed or
-invoked, its adapter rank (which validation stored in its `adapter` annotation) is looked
+At start the fits stored under each backbone's key (its checkpoint, the runtime image id,
+the machine: `lorafaas.invoker.prefill_fits`) are loaded: a fit holds for one backbone.
+When a function is deployed or invoked, its backbone and adapter rank (which validation stored in its `adapter` annotation) is looked
 up: with a fit, the dispatcher sizes the function's batches by it; without one, and with
 `LORAFAAS_PREFILL_PROFILING=auto`, the rank is queued for profiling with the function's
 own adapter folder. One worker profiles the queued ranks one after another in the
@@ -18,13 +18,15 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.backbone.checkpoint import checkpoint_digest
+from lorafaas.backbone_specs import BackboneSpec
 from lorafaas.invoker.backend import ContainerBackend
 from lorafaas.invoker.dispatcher import Dispatcher
 from lorafaas.invoker.prefill_fits import FitTable, PrefillFit, PrefillKey
@@ -57,18 +59,31 @@ def action_rank(action: Action) -> int | None:
     return None
 
 
-async def current_key(settings: Settings, backend: ContainerBackend) -> PrefillKey:
-    """This deployment's key: the backbone's checkpoint, the runtime image, the machine."""
+def action_backbone(action: Action) -> str | None:
+    """The backbone the action's `backbone` annotation names (None: the default)."""
+    for annotation in action.annotations:
+        if annotation.get("key") == "backbone" and isinstance(annotation.get("value"), str):
+            return str(annotation["value"])
+    return None
+
+
+async def current_key(settings: Settings, backend: ContainerBackend,
+                      backbone: BackboneSpec | None = None) -> PrefillKey:
+    """A backbone's key (default: the default backbone's): its checkpoint, the runtime
+    image, the machine."""
+    spec = backbone or settings.default_backbone
     image = await asyncio.to_thread(backend.image_id, settings.runtime_image)
-    digest = await asyncio.to_thread(checkpoint_digest, settings.backbone_dir)
-    return PrefillKey(settings.backbone_dir.name, digest, image,
-                      describe_machine(settings.container_torch_threads))
+    digest = await asyncio.to_thread(checkpoint_digest, spec.folder)
+    return PrefillKey(spec.name, digest, image, describe_machine(settings.container_torch_threads))
 
 
-def container_measure(settings: Settings, backend: ContainerBackend) -> Measure:
-    """Profiling in a one-off container of the runtime image, as functions run."""
+def container_measure(settings: Settings, backend: ContainerBackend,
+                      backbone: BackboneSpec | None = None) -> Measure:
+    """Profiling on a backbone (default: the default one) in a one-off container of the
+    runtime image, as functions run."""
+    spec = backbone or settings.default_backbone
     config = ProfilerConfig(invoker_id=settings.invoker_id, image=settings.runtime_image,
-                            run_dir=settings.run_dir, checkpoint_dir=settings.backbone_dir,
+                            run_dir=settings.run_dir, checkpoint_dir=spec.folder,
                             memory_mb=settings.container_memory_mb,
                             pids_limit=settings.container_pids_limit,
                             torch_threads=settings.container_torch_threads)
@@ -84,68 +99,92 @@ async def measure_and_store(sessions: Sessions, key: PrefillKey, measure: Measur
     fits = [PrefillFit(report.adapter_rank, profile, measured) for profile in report.profiles]
     async with sessions() as session, session.begin():
         await store_fits(session, key, fits)
-    logger.info("prefill of adapter rank %d profiled on %s", report.adapter_rank,
-                report.machine)
+    logger.info("prefill of adapter rank %d profiled on %s (backbone %s)", report.adapter_rank,
+                report.machine, key.backbone)
     return fits
 
 
-class PrefillProfiling:
-    """The fits of the current key, applied to functions; missing ranks profiled in turn."""
+@dataclass(frozen=True)
+class ProfiledBackbone:
+    """One backbone's key (None: the runtime image could not be identified) and how its
+    ranks are measured (None: no profiling)."""
 
-    def __init__(self, key: PrefillKey | None, sessions: Sessions, dispatcher: Dispatcher,
-                 measure: Measure | None) -> None:
-        self.key = key  # None: the runtime image could not be identified
-        self.table = FitTable()
+    key: PrefillKey | None
+    measure: Measure | None
+
+
+# (backbone name, adapter rank): fits hold for one backbone's checkpoint only.
+Slot = tuple[str, int]
+
+
+class PrefillProfiling:
+    """The fits of each backbone's current key, applied to functions; missing ranks profiled
+    in turn, one (backbone, rank) at a time. The first backbone is the default."""
+
+    def __init__(self, sessions: Sessions, dispatcher: Dispatcher,
+                 backbones: Mapping[str, ProfiledBackbone]) -> None:
+        if not backbones:
+            raise ValueError("prefill profiling needs at least one backbone")
+        self.backbones = dict(backbones)
+        self.default = next(iter(self.backbones))
+        self.tables = {name: FitTable() for name in self.backbones}
         self._sessions = sessions
         self._dispatcher = dispatcher
-        self._measure = measure if key is not None else None  # None: no profiling
-        self._functions: dict[int, set[str]] = {}  # rank -> function keys seen
-        self._queue: asyncio.Queue[tuple[int, Path]] = asyncio.Queue()
-        self._waiting: set[int] = set()  # queued or being profiled
-        self._running: int | None = None
-        self._failed: set[int] = set()
+        self._functions: dict[Slot, set[str]] = {}  # function keys seen
+        self._queue: asyncio.Queue[tuple[Slot, Path]] = asyncio.Queue()
+        self._waiting: set[Slot] = set()  # queued or being profiled
+        self._running: Slot | None = None
+        self._failed: set[Slot] = set()
 
     async def load(self) -> None:
-        """Read the fits stored under the current key."""
-        if self.key is None:
-            return
-        async with self._sessions() as session:
-            self.table.add(await read_fits(session, self.key))
-        logger.info("prefill fits of adapter ranks %s loaded for %s on %s",
-                    self.table.ranks(), self.key.backbone, self.key.machine)
+        """Read the fits stored under each backbone's current key."""
+        for name, backbone in self.backbones.items():
+            if backbone.key is None:
+                continue
+            async with self._sessions() as session:
+                self.tables[name].add(await read_fits(session, backbone.key))
+            logger.info("prefill fits of adapter ranks %s loaded for %s on %s",
+                        self.tables[name].ranks(), name, backbone.key.machine)
+
+    def _slot(self, action: Action) -> Slot | None:
+        rank, backbone = action_rank(action), action_backbone(action) or self.default
+        return (backbone, rank) if rank is not None and backbone in self.backbones else None
 
     def function_used(self, function_key: str, action: Action, adapter_dir: Path) -> None:
         """A function is deployed or invoked: apply its rank's fit, or queue the rank."""
-        rank = action_rank(action)
-        if rank is None:
+        slot = self._slot(action)
+        if slot is None:
             return
-        self._functions.setdefault(rank, set()).add(function_key)
-        fit = self.table.chosen(rank)
+        self._functions.setdefault(slot, set()).add(function_key)
+        fit = self.tables[slot[0]].chosen(slot[1])
+        measure = self.backbones[slot[0]].measure
         if fit is not None:
             self._dispatcher.set_prefill_model(function_key, fit.model)
-        elif self._measure is not None and rank not in self._waiting | self._failed:
-            self._waiting.add(rank)
-            self._queue.put_nowait((rank, adapter_dir))
-            logger.info("prefill of adapter rank %d queued for profiling (function %s)",
-                        rank, function_key)
+        elif measure is not None and slot not in self._waiting | self._failed:
+            self._waiting.add(slot)
+            self._queue.put_nowait((slot, adapter_dir))
+            logger.info("prefill of adapter rank %d on %s queued for profiling (function %s)",
+                        slot[1], slot[0], function_key)
 
-    def apply(self, fits: Iterable[PrefillFit]) -> None:
-        """Take new fits in and size the batches of their ranks' functions by them."""
+    def apply(self, fits: Iterable[PrefillFit], backbone: str | None = None) -> None:
+        """Take a backbone's new fits in (default: the default backbone's) and size the
+        batches of their ranks' functions by them."""
+        name = backbone or self.default
         fits = list(fits)
-        self.table.add(fits)
+        self.tables[name].add(fits)
         for rank in sorted({fit.rank for fit in fits}):
-            chosen = self.table.chosen(rank)
+            chosen = self.tables[name].chosen(rank)
             assert chosen is not None  # just added
-            for function_key in self._functions.get(rank, ()):
+            for function_key in self._functions.get((name, rank), ()):
                 self._dispatcher.set_prefill_model(function_key, chosen.model)
-            logger.info("prefill of adapter rank %d: T(b) = %.2f + %.2f·(b−1) ms, R² = %.4f "
-                        "(prompt length %d)", rank, chosen.model.t0_ms, chosen.model.alpha_ms,
-                        chosen.profile.r2, chosen.profile.prompt_length)
+            logger.info("prefill of adapter rank %d on %s: T(b) = %.2f + %.2f·(b−1) ms, "
+                        "R² = %.4f (prompt length %d)", rank, name, chosen.model.t0_ms,
+                        chosen.model.alpha_ms, chosen.profile.r2, chosen.profile.prompt_length)
 
     def describe(self, action: Action) -> dict[str, Any]:
         """The prefill model in force for a function, as the API shows it."""
-        rank = action_rank(action)
-        fit = self.table.chosen(rank) if rank is not None else None
+        rank, slot = action_rank(action), self._slot(action)
+        fit = self.tables[slot[0]].chosen(slot[1]) if slot is not None else None
         if fit is not None:
             return {"source": "profiled", "adapterRank": rank,
                     "t0Ms": round(fit.model.t0_ms, 3), "alphaMs": round(fit.model.alpha_ms, 3),
@@ -153,16 +192,16 @@ class PrefillProfiling:
                     "measuredAt": fit.measured_ms}
         default = self._dispatcher.config.default_model
         return {"source": "default", "adapterRank": rank, "t0Ms": default.t0_ms,
-                "alphaMs": default.alpha_ms, "profiling": self._state(rank)}
+                "alphaMs": default.alpha_ms, "profiling": self._state(slot)}
 
-    def _state(self, rank: int | None) -> str:
-        if self._measure is None or rank is None:
+    def _state(self, slot: Slot | None) -> str:
+        if slot is None or self.backbones[slot[0]].measure is None:
             return "off"
-        if rank == self._running:
+        if slot == self._running:
             return "running"
-        if rank in self._waiting:
+        if slot in self._waiting:
             return "queued"
-        return "failed" if rank in self._failed else "none"
+        return "failed" if slot in self._failed else "none"
 
     async def idle(self) -> None:
         """Wait until every queued rank has been profiled (or failed)."""
@@ -181,56 +220,61 @@ class PrefillProfiling:
 
     async def _work(self) -> None:
         while True:
-            rank, adapter_dir = await self._queue.get()
-            self._running = rank
+            slot, adapter_dir = await self._queue.get()
+            self._running = slot
             try:
-                await self._profile(rank, adapter_dir)
+                await self._profile(slot, adapter_dir)
             finally:
                 self._running = None
-                self._waiting.discard(rank)
+                self._waiting.discard(slot)
                 self._queue.task_done()
 
-    async def _profile(self, rank: int, adapter_dir: Path) -> None:
-        assert self.key is not None and self._measure is not None  # else nothing is queued
+    async def _profile(self, slot: Slot, adapter_dir: Path) -> None:
+        name, rank = slot
+        key, measure = self.backbones[name].key, self.backbones[name].measure
+        assert key is not None and measure is not None  # else nothing is queued
         if not adapter_dir.is_dir():
             # Its function was deleted meanwhile: another function of the rank queues it again.
             logger.info("prefill of adapter rank %d not profiled: %s is gone", rank, adapter_dir)
             return
         try:
-            fits = await self._stored(rank) or await measure_and_store(
-                self._sessions, self.key, self._measure, adapter_dir)
+            fits = await self._stored(key, rank) or await measure_and_store(
+                self._sessions, key, measure, adapter_dir)
         except Exception:
             # Logged, and not retried before the next start: a profile that fails now would
             # fail again, and each try costs a container and minutes of the cores.
-            logger.exception("profiling the prefill of adapter rank %d failed; the default "
-                             "T(b) stays in force for it", rank)
-            self._failed.add(rank)
+            logger.exception("profiling the prefill of adapter rank %d failed (backbone %s); "
+                             "the default T(b) stays in force for it", rank, name)
+            self._failed.add(slot)
             return
         if rank not in {fit.rank for fit in fits}:
             logger.warning("the adapter %s queued as rank %d has rank %s", adapter_dir, rank,
                            sorted({fit.rank for fit in fits}))
-            self._failed.add(rank)
-        self.apply(fits)
+            self._failed.add(slot)
+        self.apply(fits, name)
 
-    async def _stored(self, rank: int) -> list[PrefillFit]:
+    async def _stored(self, key: PrefillKey, rank: int) -> list[PrefillFit]:
         # Stored since the start by `lorafaas admin profile` or by another controller.
-        assert self.key is not None
         async with self._sessions() as session:
-            return await read_fits(session, self.key, rank)
+            return await read_fits(session, key, rank)
 
 
 async def open_prefill_profiling(settings: Settings, backend: ContainerBackend,
                                  sessions: Sessions, dispatcher: Dispatcher) -> PrefillProfiling:
-    """The controller's prefill profiling, with the fits stored for this deployment loaded."""
-    try:
-        key = await current_key(settings, backend)
-    except Exception:
-        # Without the image's id no stored fit can be matched: the default T(b) applies.
-        logger.exception("cannot identify the runtime image %s: prefill profiles are not used",
-                         settings.runtime_image)
-        key = None
+    """The controller's prefill profiling of every backbone, with the fits stored for this
+    deployment loaded."""
     enabled = settings.prefill_profiling == "auto" and settings.batching != "off"
-    profiling = PrefillProfiling(key, sessions, dispatcher,
-                                 container_measure(settings, backend) if enabled else None)
+    backbones = {}
+    for spec in settings.backbone_specs:
+        try:
+            key: PrefillKey | None = await current_key(settings, backend, spec)
+        except Exception:
+            # Without the image's id no stored fit can be matched: the default T(b) applies.
+            logger.exception("cannot identify the runtime image %s: prefill profiles are not "
+                             "used", settings.runtime_image)
+            key = None
+        measure = container_measure(settings, backend, spec) if enabled and key else None
+        backbones[spec.name] = ProfiledBackbone(key, measure)
+    profiling = PrefillProfiling(sessions, dispatcher, backbones)
     await profiling.load()
     return profiling

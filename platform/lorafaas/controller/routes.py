@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from lorafaas.controller.api import actions, activations, metrics, namespaces, openai, usage
+from lorafaas.controller.api import (
+    actions,
+    activations,
+    backbones,
+    metrics,
+    namespaces,
+    openai,
+    usage,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NAMESPACE = "/api/v1/namespaces/{namespace}"
@@ -26,6 +34,7 @@ class Route:
     body: str | None = None  # what the JSON body holds, when it takes one
     statuses: tuple[int, ...] = (200,)
     tags: tuple[str, ...] = field(default=())
+    response: str | None = None  # the schema (lorafaas.controller.openapi) of a 200's body
 
 
 async def api_info(request: web.Request) -> web.Response:
@@ -45,6 +54,9 @@ def api_routes() -> list[Route]:
               "Namespaces of the caller's key", tags=("namespaces",)),
         Route("GET", f"{NAMESPACE}/limits", namespaces.get_limits,
               "Throttles of a namespace", tags=("namespaces",)),
+        Route("GET", "/api/v1/backbones", backbones.list_backbones,
+              "The backbones this deployment serves, the default first (an action's "
+              "`backbone` annotation names one)", tags=("backbones",), response="Backbones"),
         Route("GET", f"{NAMESPACE}/actions", actions.list_actions, "List actions",
               query=("limit", "skip"), tags=("actions",)),
         Route("PUT", f"{NAMESPACE}/actions/{{name}}", actions.put_action,

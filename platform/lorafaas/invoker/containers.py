@@ -80,6 +80,7 @@ class PooledContainer:
     created: float = field(default_factory=time.monotonic)
     last_used: float = field(default_factory=time.monotonic)
     uses: int = 0
+    backbone: str = ""  # the name of the backbone it is attached to
 
     @property
     def evictable(self) -> bool:
@@ -91,4 +92,4 @@ class PooledContainer:
         """The container as the API shows it among an action's instances."""
         return {"container": self.info.name, "state": self.state.value, "uses": self.uses,
                 "idleSeconds": round(time.monotonic() - self.last_used, 1),
-                "memoryMB": self.memory_mb}
+                "memoryMB": self.memory_mb, "backbone": self.backbone}

@@ -134,11 +134,17 @@ class Maintenance:
             await self._preload_spare(spare)
 
     async def _keep_stem_cells(self, now: float) -> None:
-        stems = [c for c in self.pool.containers() if c.state is ContainerState.STEM]
-        wanted = desired_stem_cells(self.prewarm, self.pool.cold_starts.count(now))
+        # Each backbone keeps its own stem cells: one attached to A never serves B.
+        for backbone, cold_starts in self.pool.cold_starts.items():
+            await self._keep_stem_cells_of(backbone, cold_starts.count(now))
+
+    async def _keep_stem_cells_of(self, backbone: str, cold_starts: int) -> None:
+        stems = [c for c in self.pool.containers()
+                 if c.state is ContainerState.STEM and c.backbone == backbone]
+        wanted = desired_stem_cells(self.prewarm, cold_starts)
         for n in range(len(stems), wanted):
             # The minimum is a promise: it makes room by evicting pre-loaded containers.
-            if not await self.pool.add_stem_cell(evict=n < self.prewarm.min_count):
+            if not await self.pool.add_stem_cell(backbone, evict=n < self.prewarm.min_count):
                 break
         surplus = len(stems) - max(wanted, self.prewarm.min_count)
         stale = sorted((c for c in stems if time.monotonic() - c.created > self.prewarm.ttl_s),
@@ -240,4 +246,5 @@ def _profile(stats: FunctionStats, now: float, measured: Estimates) -> FunctionP
         artifacts.append(ArtifactProfile(load_ms={Tier.DISK: load_ms},
                                          memory_bytes={Tier.HOST: size}))
     return FunctionProfile(key=stats.function.key, rate_per_s=stats.rate_per_s(now),
-                           artifacts=tuple(artifacts), backbone="default", accelerator=None)
+                           artifacts=tuple(artifacts), backbone=stats.function.backbone,
+                           accelerator=None)

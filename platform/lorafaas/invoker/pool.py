@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +55,7 @@ class FunctionRef:
     adapter_dir: Path
     memory_mb: int
     adapter_digest: str = ""  # keys the artifact profiles measured for this code
+    backbone: str = ""  # the backbone's name ("": the pool's default backbone)
 
 
 @dataclass(frozen=True)
@@ -97,28 +98,52 @@ class PoolConfig:
     backbone_sharing: bool = True
 
 
+class UnknownBackbone(LookupError):
+    """A function names a backbone this pool does not serve."""
+
+
 class ContainerPool:
-    """Hands containers to activations and keeps the pool within its memory."""
+    """Hands containers to activations and keeps the pool within its memory.
+
+    Each container serves one backbone, the one its function names: a stem cell attaches
+    to one backbone and is only specialized for functions of that backbone."""
 
     def __init__(self, backend: ContainerBackend, config: PoolConfig,
-                 backbone: BackboneMounts, offloader: Offloader | None = None) -> None:
-        if not config.backbone_sharing and backbone.checkpoint_dir is None:
+                 backbone: BackboneMounts | Mapping[str, BackboneMounts],
+                 offloader: Offloader | None = None) -> None:
+        # One mounts object: a pool of one backbone, called "default".
+        self.backbones = dict(backbone) if isinstance(backbone, Mapping) else {
+            "default": backbone}
+        if not self.backbones:
+            raise ValueError("the pool needs at least one backbone")
+        if not config.backbone_sharing and any(m.checkpoint_dir is None
+                                               for m in self.backbones.values()):
             raise ValueError("without backbone sharing the pool needs the backbone's "
                              "checkpoint folder")
+        self.default_backbone = next(iter(self.backbones))
         self.backend = backend
         self.config = config
-        self.backbone = backbone
         self.offloader = offloader  # keeps running containers within accelerator memory
-        self.cold_starts = ColdStartWindow(config.cold_start_window_s)
+        # Cold starts per backbone: each backbone's stem cells are pre-warmed by its own.
+        self.cold_starts = {name: ColdStartWindow(config.cold_start_window_s)
+                            for name in self.backbones}
         self._containers: dict[str, PooledContainer] = {}
         self._starting: Counter[str] = Counter()  # cold starts in progress per function
         self._reserved_mb = 0  # memory of containers being started
-        self._stems_starting = 0
-        self._stem_waiters = 0  # requests waiting for a starting stem cell
+        self._stems_starting: Counter[str] = Counter()  # per backbone
+        self._stem_waiters: Counter[str] = Counter()  # requests waiting for one, per backbone
         # Notified whenever a container is freed, removed or done starting.
         self._changed = asyncio.Condition()
 
     # --- what the pool holds -------------------------------------------------------------
+
+    def backbone_of(self, function: FunctionRef) -> str:
+        """The name of the backbone the function runs on; UnknownBackbone if not served."""
+        name = function.backbone or self.default_backbone
+        if name not in self.backbones:
+            raise UnknownBackbone(f"backbone {name!r} of {function.path} is not served here "
+                                  f"(served: {', '.join(self.backbones)})")
+        return name
 
     def containers(self) -> list[PooledContainer]:
         """Every container the pool holds."""
@@ -164,7 +189,7 @@ class ContainerPool:
                 stem = self._claim_stem(function)
                 if stem is None and self._stem_coming(function):
                     on_start()
-                    await self._wait_for_stem()
+                    await self._wait_for_stem(function)
                     continue
                 victims = [] if stem else self._reserve_cold_start(function)
                 if stem is None and victims is None:
@@ -191,8 +216,9 @@ class ContainerPool:
     def _claim_stem(self, function: FunctionRef) -> PooledContainer | None:
         if self._instances(function.key) >= self.config.max_instances:
             return None
+        backbone = self.backbone_of(function)
         stems = [c for c in self._containers.values() if c.state is ContainerState.STEM
-                 and c.memory_mb >= function.memory_mb]
+                 and c.backbone == backbone and c.memory_mb >= function.memory_mb]
         if not stems:
             return None
         stem = min(stems, key=lambda c: c.created)
@@ -203,16 +229,18 @@ class ContainerPool:
     def _stem_coming(self, function: FunctionRef) -> bool:
         """Whether a stem cell being started is not yet promised to another request: it is
         ready sooner than a cold start begun now would be (it began earlier)."""
-        return (self._stem_waiters < self._stems_starting
+        backbone = self.backbone_of(function)
+        return (self._stem_waiters[backbone] < self._stems_starting[backbone]
                 and self.config.stem_memory_mb >= function.memory_mb
                 and self._instances(function.key) < self.config.max_instances)
 
-    async def _wait_for_stem(self) -> None:
-        self._stem_waiters += 1
+    async def _wait_for_stem(self, function: FunctionRef) -> None:
+        backbone = self.backbone_of(function)
+        self._stem_waiters[backbone] += 1
         try:
             await self._changed.wait()
         finally:
-            self._stem_waiters -= 1
+            self._stem_waiters[backbone] -= 1
 
     def _reserve_cold_start(self, function: FunctionRef) -> list[PooledContainer] | None:
         """Reserve memory for a cold start, picking idle victims if needed; None: wait."""
@@ -251,7 +279,7 @@ class ContainerPool:
 
     async def _cold_start(self, function: FunctionRef) -> Lease:
         started = time.monotonic()
-        self.cold_starts.record(time.time())
+        self.cold_starts[self.backbone_of(function)].record(time.time())
         try:
             container = await self._start(function.memory_mb, function, ContainerState.BUSY)
         finally:
@@ -279,11 +307,15 @@ class ContainerPool:
                 self._changed.notify_all()
         return True
 
-    async def add_stem_cell(self, evict: bool = False) -> bool:
-        """Start a pre-warmed stem cell, if memory allows; True if done.
+    async def add_stem_cell(self, backbone: str = "", evict: bool = False) -> bool:
+        """Start a pre-warmed stem cell of a backbone (default: the pool's default), if
+        memory allows; True if done.
 
         With `evict` (the stem-cell minimum), pre-loaded and then warm idle containers are
         removed to make room when the pool is full."""
+        name = backbone or self.default_backbone
+        if name not in self.backbones:
+            raise UnknownBackbone(f"backbone {name!r} is not served here")
         size = self.config.stem_memory_mb
         async with self._changed:
             shortfall = self.used_mb() + size - self.config.memory_mb
@@ -296,24 +328,25 @@ class ContainerPool:
                 for victim in victims:
                     del self._containers[victim.info.id]  # their memory is free from now on
             self._reserved_mb += size
-            self._stems_starting += 1
+            self._stems_starting[name] += 1
         try:
             await self._remove_all(victims or [], "evicted for the stem-cell minimum")
-            await self._start(size, None, ContainerState.STEM)
+            await self._start(size, None, ContainerState.STEM, name)
         finally:
             async with self._changed:
                 self._reserved_mb -= size
-                self._stems_starting -= 1
+                self._stems_starting[name] -= 1
                 self._changed.notify_all()
         return True
 
     async def _start(self, memory_mb: int, function: FunctionRef | None,
-                     state: ContainerState) -> _Started:
+                     state: ContainerState, stem_backbone: str = "") -> _Started:
+        backbone = self.backbone_of(function) if function is not None else stem_backbone
         folders = ContainerFolders(self.config.run_dir / "c" / uuid.uuid4().hex[:10])
         folders.create()
         if function is not None:
             folders.fill_adapter(function.adapter_dir)
-        spec = self._container_spec(folders, memory_mb, function)
+        spec = self._container_spec(folders, memory_mb, function, backbone)
         try:
             info = await asyncio.to_thread(self.backend.start, spec)
         except BaseException:
@@ -322,7 +355,7 @@ class ContainerPool:
         container = PooledContainer(info, folders, RuntimeClient(folders.socket), memory_mb,
                                     ContainerState.STARTING,
                                     function.key if function else None,
-                                    function.path if function else None)
+                                    function.path if function else None, backbone=backbone)
         self._containers[info.id] = container
         try:
             await container.client.wait_ready(
@@ -338,7 +371,9 @@ class ContainerPool:
         return _Started(container, loaded.breakdown, loaded.memory)
 
     def _container_spec(self, folders: ContainerFolders, memory_mb: int,
-                        function: FunctionRef | None) -> ContainerSpec:
+                        function: FunctionRef | None, backbone_name: str = "") -> ContainerSpec:
+        # The backbone's own socket and published folder (or checkpoint, without sharing).
+        backbone = self.backbones[backbone_name or self.default_backbone]
         name = f"lorafaas-{self.config.invoker_id}-{folders.root.name}"
         environment = {"LORAFAAS_CONTAINER_NAME": name,
                        "LORAFAAS_RUNTIME_SOCKET": f"{IO_TARGET}/{RUNTIME_SOCKET_NAME}",
@@ -354,13 +389,13 @@ class ContainerPool:
                   Mount(folders.adapter, "/adapter")]
         if self.config.backbone_sharing:
             environment["LORAFAAS_ATTACH_SOCKET"] = \
-                f"{ATTACH_TARGET}/{self.backbone.attach_socket.name}"
-            mounts += [Mount(self.backbone.attach_socket.parent, ATTACH_TARGET),
-                       Mount(self.backbone.publish_dir, "/backbone")]
+                f"{ATTACH_TARGET}/{backbone.attach_socket.name}"
+            mounts += [Mount(backbone.attach_socket.parent, ATTACH_TARGET),
+                       Mount(backbone.publish_dir, "/backbone")]
         else:
-            assert self.backbone.checkpoint_dir is not None  # checked at construction
+            assert backbone.checkpoint_dir is not None  # checked at construction
             environment["LORAFAAS_BACKBONE_SHARING"] = "off"
-            mounts.append(Mount(self.backbone.checkpoint_dir, "/backbone"))
+            mounts.append(Mount(backbone.checkpoint_dir, "/backbone"))
         return ContainerSpec(
             name=name, image=self.config.image, memory_mb=memory_mb,
             pids_limit=self.config.pids_limit,
