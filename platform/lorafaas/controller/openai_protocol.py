@@ -85,10 +85,13 @@ def _message(message: Any, index: int) -> dict[str, str]:
         raise InvalidParameter(f"'{param}' must be an object with a 'role' and a 'content'.",
                                param)
     role = message.get("role")
-    if role in ("tool", "function") or message.get("tool_calls") or message.get(
-            "function_call"):
-        raise InvalidParameter(f"'{param}': tool and function calls are not supported.",
-                               f"{param}.role")
+    if role in ("tool", "function"):
+        raise InvalidParameter(f"'{param}.role' is {role!r}: tool and function calls are "
+                               "not supported.", f"{param}.role")
+    for calls in ("tool_calls", "function_call"):
+        if message.get(calls):
+            raise InvalidParameter(f"'{param}.{calls}': tool and function calls are not "
+                                   "supported.", f"{param}.{calls}")
     if role not in ROLES:
         raise InvalidParameter(f"'{param}.role' must be one of {', '.join(ROLES)}, not "
                                f"{role!r}.", f"{param}.role")
