@@ -29,7 +29,8 @@ MESSAGES = [{"role": "user", "content": "Tell me a story about a brave dragon"}]
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, demo_models: Any,
            runtime_image: str, make_zip_module: Any) -> Iterator[ServedPlatform]:
-    """The platform, with the pirate adapter deployed as `pirate` (max_tokens limit 64)."""
+    """The platform, with the pirate adapter deployed as `pirate`: its max_tokens limit,
+    32, is under the runtime's own default of 64."""
     run_dir = Path(tempfile.mkdtemp(prefix="lf-", dir="/tmp"))
     shm_dir = Path("/dev/shm") / f"lorafaas-test-{uuid.uuid4().hex[:8]}"
     platform = ServedPlatform(module_settings(tmp_path_factory.mktemp("home"), run_dir,
@@ -39,7 +40,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, demo_models: Any,
         code = base64.b64encode(make_zip_module(demo_models.adapters["pirate"])).decode()
         status, body = platform.request("PUT", "/api/v1/namespaces/_/actions/pirate", {
             "exec": {"kind": "lora", "binary": True, "code": code},
-            "limits": {"max_tokens": 64}})
+            "limits": {"max_tokens": 32}})
         assert status == 200, body
         yield platform
     finally:
@@ -181,6 +182,14 @@ def test_models_lists_the_callers_functions(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list().data] == ["guest/pirate"]
 
 
+def test_chat_without_max_tokens_runs_to_the_function_s_limit(client: openai.OpenAI) -> None:
+    chat = client.chat.completions.create(model="pirate", messages=MESSAGES, temperature=0,
+                                          stop=["\n\n"])
+    # Refused by the runtime if its own default (64) applied.
+    assert chat.usage is not None and 0 < chat.usage.completion_tokens <= 32
+    assert chat.choices[0].finish_reason in ("stop", "length")
+
+
 @pytest.mark.parametrize(("extra", "param"), [
     ({"n": 2}, "n"),
     ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
@@ -190,7 +199,7 @@ def test_models_lists_the_callers_functions(client: openai.OpenAI) -> None:
     ({"presence_penalty": 0.5}, "presence_penalty"),
     ({"frequency_penalty": 1}, "frequency_penalty"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
-    ({"max_tokens": 65}, "max_tokens"),  # over the function's limit of 64
+    ({"max_tokens": 33}, "max_tokens"),  # over the function's limit of 32
     ({"temperature": 3}, "temperature"),
 ])
 def test_unsupported_chat_parameters_are_refused_by_name(client: openai.OpenAI,

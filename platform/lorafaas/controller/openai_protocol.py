@@ -16,7 +16,8 @@ from lorafaas.controller.openai_params import (
     optional_stop,
 )
 
-# OpenAI's defaults: completions stop after 16 tokens; chat runs to the action's limit.
+# OpenAI's defaults: completions stop after 16 tokens; chat runs to the function's limit
+# (api/openai.py adds it).
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 OPENAI_DEFAULT_TEMPERATURE = 1.0
 # Roles a chat template knows; OpenAI's newer `developer` is its `system`.

@@ -87,19 +87,30 @@ async def _start(request: web.Request, identity: Identity, parsed: OpenAIRequest
     except NotFound as error:
         raise ModelNotFound(f"The model '{parsed.model}' does not exist: namespace "
                             f"'{identity.namespace}' has no function '{name}'.") from error
-    check_max_tokens(parsed, int(action.limits.get("max_tokens", DEFAULT_MAX_TOKENS)))
-    return await request.app[invocations_key].start(identity, action, parsed.parameters, on_delta)
+    limit = int(action.limits.get("max_tokens", DEFAULT_MAX_TOKENS))
+    check_max_tokens(parsed, limit)
+    # A chat without max_tokens runs to the function's limit, as OpenAI's runs to the model's.
+    parameters = {"max_tokens": limit, **parsed.parameters}
+    return await request.app[invocations_key].start(identity, action, parameters, on_delta)
 
 
 def _successful_result(row: Activation) -> dict[str, Any]:
     result: dict[str, Any] = row.response["result"]
     if row.status_code == 0:
         return result
-    error = ActivationFailed(str(result.get("error", "the function failed")))
-    if row.status_code == 1:  # the parameters were refused by the function
-        raise BadRequest(error.message)
-    error.status = 502 if row.status_code == 2 else 500
+    message = str(result.get("error", "the function failed"))
+    status = failure_status(row.status_code)
+    if status == 400:
+        raise BadRequest(message)
+    error = ActivationFailed(message)
+    error.status = status
     raise error
+
+
+def failure_status(status_code: int) -> int:
+    """The HTTP status of a failed activation: 400 when the function refused the parameters
+    (application error), then OpenWhisk's 502 (developer error) or 500 (internal error)."""
+    return {1: 400, 2: 502}.get(status_code, 500)
 
 
 async def stream_completion(request: web.Request, identity: Identity, body: dict[str, Any],
@@ -132,9 +143,8 @@ async def _stream(request: web.Request, identity: Identity,
     else:
         # The status is sent already: the failure goes in an error event, which OpenAI's
         # clients raise as an APIError with this message.
-        status = 400 if row.status_code == 1 else 502 if row.status_code == 2 else 500
         message = str(row.response["result"].get("error", "the function failed"))
-        await _event(response, {"error": error_object(status, message,
+        await _event(response, {"error": error_object(failure_status(row.status_code), message,
                                                       code=ActivationFailed.code)})
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
