@@ -254,14 +254,17 @@ def test_langchain_chat_openai_invokes_and_streams(served: ServedPlatform,
                                                    expected: dict[str, Any]) -> None:
     from langchain_openai import ChatOpenAI
 
-    llm = ChatOpenAI(model="pirate", base_url=served.url + "/v1", api_key=served.credential,
-                     max_tokens=24, temperature=0, max_retries=0)
-    message = llm.invoke(MESSAGES[0]["content"])
-    assert message.content == expected["chat"]["text"]
-    assert message.usage_metadata is not None
-    assert message.usage_metadata["output_tokens"] == \
-        expected["chat"]["usage"]["completion_tokens"]
-    pieces = [chunk.content for chunk in llm.stream(MESSAGES[0]["content"])]
+    # Our own HTTP client, closed at the end (LangChain's default one is cached for good).
+    with openai.DefaultHttpxClient() as http_client:
+        llm = ChatOpenAI(model="pirate", base_url=served.url + "/v1",
+                         api_key=served.credential, max_tokens=24, temperature=0,
+                         max_retries=0, http_client=http_client)
+        message = llm.invoke(MESSAGES[0]["content"])
+        assert message.content == expected["chat"]["text"]
+        assert message.usage_metadata is not None
+        assert message.usage_metadata["output_tokens"] == \
+            expected["chat"]["usage"]["completion_tokens"]
+        pieces = [chunk.content for chunk in llm.stream(MESSAGES[0]["content"])]
     assert "".join(str(p) for p in pieces) == expected["chat"]["text"]
     assert len([p for p in pieces if p]) > 1
 
@@ -274,11 +277,15 @@ def test_litellm_completion_and_stream(served: ServedPlatform,
     common = {"model": "openai/pirate", "api_base": served.url + "/v1",
               "api_key": served.credential, "messages": MESSAGES, "max_tokens": 24,
               "temperature": 0}
-    response = litellm.completion(**common)
-    assert response.choices[0].message.content == expected["chat"]["text"]
-    assert response.usage.completion_tokens == expected["chat"]["usage"]["completion_tokens"]
-    stream = litellm.completion(**common, stream=True)
-    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == \
-        expected["chat"]["text"]
-    with pytest.raises(litellm.BadRequestError, match="n=1"):
-        litellm.completion(**common, n=2)
+    # Our own client, closed at the end (LiteLLM caches the ones it makes).
+    with openai.OpenAI(base_url=served.url + "/v1", api_key=served.credential,
+                       max_retries=0) as client:
+        response = litellm.completion(**common, client=client)
+        assert response.choices[0].message.content == expected["chat"]["text"]
+        assert response.usage.completion_tokens == \
+            expected["chat"]["usage"]["completion_tokens"]
+        stream = litellm.completion(**common, stream=True, client=client)
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == \
+            expected["chat"]["text"]
+        with pytest.raises(litellm.BadRequestError, match="n=1"):
+            litellm.completion(**common, n=2, client=client)
