@@ -1,4 +1,5 @@
-"""Operator commands: `lorafaas admin namespace create`, `admin key rotate`, `admin profile`.
+"""Operator commands: `lorafaas admin namespace create|delete`, `admin key rotate`,
+`admin profile`.
 
 They work on the database directly (no running controller needed), migrating it first;
 `admin profile` also runs the prefill profiler's container on the Docker engine.
@@ -31,6 +32,21 @@ def create_namespace_command(settings: Settings, name: str) -> str:
 
     upgrade(settings.database_url)
     return asyncio.run(_in_transaction(settings, lambda session: create_namespace(session, name)))
+
+
+def delete_namespace_command(settings: Settings, name: str) -> str:
+    """Delete namespace `name` with its keys, actions and activations (NotFound if absent)."""
+    from lorafaas.registry.artifacts import ArtifactStore
+    from lorafaas.registry.db import upgrade
+    from lorafaas.registry.namespaces import delete_namespace
+
+    upgrade(settings.database_url)
+    actions, orphaned = asyncio.run(
+        _in_transaction(settings, lambda session: delete_namespace(session, name)))
+    store = ArtifactStore(settings.artifacts_dir)
+    for digest in sorted(orphaned):  # after the commit, as the actions resource does
+        store.remove(digest)
+    return f"ok: deleted namespace {name} ({actions} action{'' if actions == 1 else 's'})"
 
 
 def rotate_key_command(settings: Settings, name: str) -> str:
@@ -89,7 +105,9 @@ async def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awa
 # noun -> verb -> (command, help); each takes one argument, the namespace's name.
 ADMIN_COMMANDS: dict[str, dict[str, tuple[AdminCommand, str]]] = {
     "namespace": {"create": (create_namespace_command,
-                             "create a namespace and print its new key (uuid:key)")},
+                             "create a namespace and print its new key (uuid:key)"),
+                  "delete": (delete_namespace_command,
+                             "delete a namespace: its keys, actions and activations")},
     "key": {"rotate": (rotate_key_command,
                        "replace a namespace's keys by a new one and print it (uuid:key)")},
 }

@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(run_client(args))
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command == "admin":  # its output is the answer alone (a key, say): no migrations
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = load_settings()
     except SettingsError as error:

@@ -7,6 +7,7 @@ reports errors on stderr with exit status 1.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import subprocess
@@ -60,8 +61,95 @@ def namespace_of(env: dict[str, str], credential: str) -> str | None:
 
 
 def test_namespace_create_prints_a_working_key(admin_env: dict[str, str]) -> None:
-    credential = credential_of(lorafaas(admin_env, "admin", "namespace", "create", "alice"))
-    assert namespace_of(admin_env, credential) == "alice"
+    result = lorafaas(admin_env, "admin", "namespace", "create", "alice")
+    assert namespace_of(admin_env, credential_of(result)) == "alice"
+    # It migrated the empty database, without a word of it.
+    assert "alembic" not in result.stderr and "Running upgrade" not in result.stderr, \
+        result.stderr
+
+
+@pytest.mark.parametrize("name", ["bad name!", "-alice", "alice ", "a/b", "é", "x" * 257])
+def test_namespace_names_follow_openwhisk_s_rules(admin_env: dict[str, str],
+                                                  name: str) -> None:
+    result = lorafaas(admin_env, "admin", "namespace", "create", "--", name)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"lorafaas: {name!r} is not a valid namespace name: it "
+                                    "must start with a letter, digit or underscore"), \
+        result.stderr
+    assert asyncio.run(namespace_names(admin_env)) == []
+
+
+def test_namespace_names_openwhisk_allows_are_accepted(admin_env: dict[str, str]) -> None:
+    for name in ("a", "alice@example.com", "team 2.dev-x", "_private"):
+        credential_of(lorafaas(admin_env, "admin", "namespace", "create", name))
+    assert asyncio.run(namespace_names(admin_env)) == sorted(
+        ["a", "alice@example.com", "team 2.dev-x", "_private"])
+
+
+def test_namespace_delete_removes_it_and_its_keys(admin_env: dict[str, str]) -> None:
+    alice = credential_of(lorafaas(admin_env, "admin", "namespace", "create", "alice"))
+    bob = credential_of(lorafaas(admin_env, "admin", "namespace", "create", "bob"))
+    result = lorafaas(admin_env, "admin", "namespace", "delete", "alice")
+    assert (result.returncode, result.stdout) == (0, "ok: deleted namespace alice (0 actions)\n")
+    assert "alembic" not in result.stderr
+    assert namespace_of(admin_env, alice) is None
+    assert namespace_of(admin_env, bob) == "bob"
+    again = lorafaas(admin_env, "admin", "namespace", "delete", "alice")
+    assert (again.returncode, again.stdout) == (1, "")
+    assert "lorafaas: namespace 'alice' does not exist" in again.stderr.splitlines()
+    # The name is free again.
+    assert namespace_of(admin_env, credential_of(
+        lorafaas(admin_env, "admin", "namespace", "create", "alice"))) == "alice"
+
+
+async def namespace_names(env: dict[str, str]) -> list[str]:
+    """The names of every namespace in the registry."""
+    from lorafaas.registry.namespaces import list_namespaces
+
+    engine = make_engine(env["LORAFAAS_DATABASE_URL"])
+    try:
+        async with make_sessions(engine)() as session:
+            return [namespace.name for namespace in await list_namespaces(session)]
+    finally:
+        await engine.dispose()
+
+
+def stored_artifacts(store: Path) -> list[str]:
+    """The artifacts' zips and folders in the store (not its staging folder)."""
+    return sorted(path.name for path in store.iterdir() if not path.name.startswith("."))
+
+
+@pytest.mark.docker
+async def test_namespace_delete_takes_its_actions_and_artifacts(platform, demo_models,  # type: ignore[no-untyped-def]
+                                                                make_zip) -> None:
+    import aiohttp
+
+    env = {**os.environ, "LORAFAAS_HOME": str(platform.settings.home),
+           "LORAFAAS_DATABASE_URL": platform.settings.database_url}
+    alice = (await asyncio.to_thread(lorafaas, env, "admin", "namespace", "create",
+                                     "alice")).stdout.strip()
+    auth = {"Authorization": aiohttp.encode_basic_auth(*alice.split(":", 1))}
+    code = base64.b64encode(make_zip(demo_models.adapters["shout"])).decode()
+    put = await platform.request("PUT", "/api/v1/namespaces/alice/actions/shout",
+                                 headers=auth, json={"exec": {"kind": "lora", "binary": True,
+                                                              "code": code}})
+    assert put.status == 200, await put.text()
+    assert stored_artifacts(platform.settings.artifacts_dir), "the adapter is in the store"
+
+    result = await asyncio.to_thread(lorafaas, env, "admin", "namespace", "delete", "alice")
+    assert (result.returncode, result.stdout) == (0, "ok: deleted namespace alice (1 action)\n")
+    assert stored_artifacts(platform.settings.artifacts_dir) == []
+    gone = await platform.client.get("/api/v1/namespaces/_/actions", headers=auth)
+    assert gone.status == 401
+    assert (await platform.request("GET", "/api/v1/namespaces/_/actions")).status == 200
+
+
+@pytest.mark.docker
+async def test_an_invalid_namespace_in_a_path_is_a_400(platform) -> None:  # type: ignore[no-untyped-def]
+    response = await platform.request("GET", "/api/v1/namespaces/bad%20name!/actions")
+    body = await response.json()
+    assert response.status == 400
+    assert body["error"].startswith("'bad name!' is not a valid namespace name")
 
 
 def test_namespace_create_of_an_existing_namespace_fails(admin_env: dict[str, str]) -> None:

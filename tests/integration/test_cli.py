@@ -83,24 +83,27 @@ async def test_properties_actions_and_activations(platform, cli, demo_models, ma
         (0, "ok: created action pirate\n", "")
     code, out, err = await cli("action", "create", "pirate", adapter, "--kind", "lora")
     assert (code, out) == (1, "")
-    assert re.fullmatch(r"error: Unable to create action 'pirate': resource already exists "
-                        r"\(code [0-9a-f]+\)\n", err), err
+    assert re.fullmatch(r"error: Unable to create action 'pirate': resource already exists; "
+                        r"--overwrite replaces it, 'action update' changes only what it is "
+                        r"given \(code [0-9a-f]+\)\n", err), err
+    assert await cli("action", "create", "pirate", adapter, "--overwrite") == \
+        (0, "ok: created action pirate\n", "")
 
     # update without an adapter keeps it; with a zip replaces it; annotations accumulate
     assert await cli("action", "update", "pirate", "-a", "description", "a pirate") == \
         (0, "ok: updated action pirate\n", "")
     zip_path = tmp_path / "pirate.zip"
     zip_path.write_bytes(make_zip(demo_models.adapters["pirate"]))
-    assert await cli("action", "update", "pirate", str(zip_path), "--timeout", "30000") == \
+    assert await cli("action", "update", "pirate", str(zip_path), "--timeout", "300000") == \
         (0, "ok: updated action pirate\n", "")
     code, out, _ = await cli("--json", "action", "get", "pirate")
     action = json.loads(out)
-    assert (code, action["name"], action["version"]) == (0, "pirate", "0.0.3")
-    assert action["limits"]["timeout"] == 30000 and "code" not in action["exec"]
+    assert (code, action["name"], action["version"]) == (0, "pirate", "0.0.4")
+    assert action["limits"]["timeout"] == 300000 and "code" not in action["exec"]
     assert {"key": "description", "value": "a pirate"} in action["annotations"]
 
     code, out, _ = await cli("action", "get", "pirate")
-    assert code == 0 and after_heading(out, "ok: got action pirate")["version"] == "0.0.3"
+    assert code == 0 and after_heading(out, "ok: got action pirate")["version"] == "0.0.4"
     code, out, _ = await cli("action", "list")
     assert (code, out) == (0, f"actions\n{'/guest/pirate':<70} private lora\n")
 
@@ -128,7 +131,7 @@ async def test_properties_actions_and_activations(platform, cli, demo_models, ma
     code, out, _ = await cli("activation", "get", activation_id)
     record = after_heading(out, f"ok: got activation {activation_id}")
     assert code == 0 and record["activationId"] == activation_id
-    assert record["response"]["success"] and record["version"] == "0.0.3"
+    assert record["response"]["success"] and record["version"] == "0.0.4"
     code, out, _ = await cli("activation", "logs", activation_id)
     assert code == 0 and out == "".join(f"{line}\n" for line in record["logs"])
     code, out, _ = await cli("activation", "result", activation_id)
@@ -139,7 +142,8 @@ async def test_properties_actions_and_activations(platform, cli, demo_models, ma
     header, *rows = out.splitlines()
     assert code == 0 and header.split()[:3] == ["Datetime", "Activation", "ID"] and len(rows) == 3
     assert rows[0].split()[2:5] == [activation_id, "lora", "warm"]
-    assert rows[0].split()[-2:] == ["success", "guest/pirate:0.0.3"]
+    assert rows[-1].split()[4] == "cold"  # the record's startKind, the first invoke's
+    assert rows[0].split()[-2:] == ["success", "guest/pirate:0.0.4"]
 
     # delete; then the action is gone, with the server's 404 message
     assert await cli("action", "delete", "pirate") == (0, "ok: deleted action pirate\n", "")

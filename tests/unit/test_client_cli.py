@@ -93,7 +93,8 @@ def test_activation_list_layout_is_wsk_s() -> None:
     record = {"activationId": "a" * 32, "namespace": "guest", "name": "pirate",
               "version": "0.0.1", "start": 1_700_000_000_000, "end": 1_700_000_001_500,
               "duration": 1500, "statusCode": 1,
-              "annotations": [{"key": "kind", "value": "lora"}, {"key": "initTime", "value": 9}]}
+              "annotations": [{"key": "kind", "value": "lora"}, {"key": "initTime", "value": 9},
+                              {"key": "startKind", "value": "cold"}]}
     header, row = render.activation_rows([record]).splitlines()
     assert header.split() == ["Datetime", "Activation", "ID", "Kind", "Start", "Duration",
                               "Status", "Entity"]
@@ -105,6 +106,22 @@ def test_activation_list_layout_is_wsk_s() -> None:
     assert row.index("1.5s") == header.index("Duration")
     assert row.index("application") == header.index("Status")
     assert row.index("guest/") == header.index("Entity")
+
+
+def test_activation_list_prints_the_record_s_start_kind() -> None:
+    def record(start_kind: str | None, init_time: int | None) -> dict[str, object]:
+        annotations = [{"key": "kind", "value": "lora"}, {"key": "initTime", "value": init_time},
+                       {"key": "startKind", "value": start_kind}]
+        return {"activationId": "b" * 32, "namespace": "guest", "name": "pirate",
+                "version": "0.0.1", "start": 1_700_000_000_000, "end": 1_700_000_000_020,
+                "duration": 20, "annotations": annotations}
+
+    records = [record("prewarm", 145), record("preloaded", None), record("warm", None),
+               record("cold", 2939), record(None, None)]
+    header, *rows = render.activation_rows(records).splitlines()
+    # A stem cell's start (it has an initTime) is a prewarm one, not cold.
+    assert [row.split()[4] for row in rows] == ["prewarm", "preloaded", "warm", "cold", "-"]
+    assert all(row.index("20ms") == header.index("Duration") for row in rows)
 
 
 @pytest.mark.parametrize("milliseconds,text", [

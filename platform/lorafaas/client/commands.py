@@ -54,12 +54,24 @@ def qualified(ctx: Context, name: str) -> tuple[str, str]:
 # --- actions -------------------------------------------------------------------------------
 
 def action_create(ctx: Context, args: argparse.Namespace) -> Output:
-    """`action create NAME ADAPTER`: a 409 when the action exists."""
+    """`action create NAME ADAPTER [--overwrite]`: a 409 when the action exists, unless
+    `--overwrite` replaces it."""
     namespace, name = qualified(ctx, args.name)
     body = action_body(args, None)
-    with unable(f"create action '{name}'"):
-        action = ctx.api.put_action(namespace, name, body, overwrite=False)
+    try:
+        action = ctx.api.put_action(namespace, name, body, overwrite=args.overwrite)
+    except ClientError as error:
+        raise CommandError(f"Unable to create action '{name}': {_create_failure(error)}"
+                           ) from error
     return Output(f"ok: created action {name}", action)
+
+
+def _create_failure(error: ClientError) -> ClientError:
+    if error.status != 409:
+        return error
+    # The server's hint is in the API's words (?overwrite=true): give the CLI's.
+    return ClientError(409, "resource already exists; --overwrite replaces it, 'action "
+                            "update' changes only what it is given", error.code)
 
 
 def action_update(ctx: Context, args: argparse.Namespace) -> Output:

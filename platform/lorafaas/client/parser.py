@@ -74,6 +74,8 @@ def _add_action_commands(parser: argparse.ArgumentParser,
     create.add_argument("name", metavar="ACTION_NAME")
     create.add_argument("artifact", metavar="ADAPTER", type=Path,
                         help="a PEFT adapter folder, or a .zip of one")
+    create.add_argument("--overwrite", action="store_true",
+                        help="replace the action when it exists (the API's ?overwrite=true)")
     update = _leaf(verbs, "update", commands.action_update,
                    "update an existing action, or create it when it does not exist", common)
     update.add_argument("name", metavar="ACTION_NAME")

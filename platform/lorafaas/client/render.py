@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from lorafaas.start_kinds import NO_CONTAINER
+
 ACTION_NAME_WIDTH = 70
 # wsk's names of activation status codes 0-3.
 STATUS_NAMES = ("success", "application error", "developer error", "internal error")
@@ -41,22 +43,28 @@ def backbone_rows(backbones: list[dict[str, Any]]) -> str:
 
 
 def activation_rows(activations: list[dict[str, Any]]) -> str:
-    """`wsk activation list`: datetime, id, kind, cold/warm, duration, status, entity."""
+    """`wsk activation list`: datetime, id, kind, start kind, duration, status, entity."""
     kind_width = max([len("Kind")] + [len(_kind(a)) for a in activations])
+    start_width = max([len("Start")] + [len(start_kind(a)) for a in activations])
     status_width = max([len("Status")] + [len(status_name(a)) for a in activations])
-    header = (f"{'Datetime':<19} {'Activation ID':<32} {'Kind':<{kind_width}} {'Start':<6}"
-              f"{'Duration':<10} {'Status':<{status_width}} Entity")
-    return "\n".join([header] + [_activation_row(a, kind_width, status_width)
+    header = (f"{'Datetime':<19} {'Activation ID':<32} {'Kind':<{kind_width}} "
+              f"{'Start':<{start_width}} {'Duration':<10} {'Status':<{status_width}} Entity")
+    return "\n".join([header] + [_activation_row(a, kind_width, start_width, status_width)
                                  for a in activations])
 
 
-def _activation_row(activation: dict[str, Any], kind_width: int, status_width: int) -> str:
+def start_kind(activation: dict[str, Any]) -> str:
+    """The record's `startKind` (cold, prewarm, preloaded, warm), or `-` without one."""
+    return str(annotation(activation, "startKind") or NO_CONTAINER)
+
+
+def _activation_row(activation: dict[str, Any], kind_width: int, start_width: int,
+                    status_width: int) -> str:
     start_ms = int(activation.get("start") or 0)
     duration_ms = int(activation.get("end") or 0) - start_ms if activation.get("duration") else 0
     started = datetime.fromtimestamp(start_ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
-    start_kind = "warm" if annotation(activation, "initTime") is None else "cold"
     return (f"{started} {activation.get('activationId', ''):<32} "
-            f"{_kind(activation):<{kind_width}} {start_kind:<5} "
+            f"{_kind(activation):<{kind_width}} {start_kind(activation):<{start_width}} "
             f"{go_duration(duration_ms):<10} {status_name(activation):<{status_width}} "
             f"{entity_name(activation)}")
 

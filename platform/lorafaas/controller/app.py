@@ -32,6 +32,7 @@ from lorafaas.controller.backbone_servers import backbone_server
 from lorafaas.controller.backbones import Backbone, BackboneCatalog, ServedBackbone
 from lorafaas.controller.invocations import InvocationService
 from lorafaas.controller.middleware import error_middleware
+from lorafaas.controller.openai_errors import openai_error_middleware
 from lorafaas.controller.openapi import OPENAPI_PATH, openapi_handler
 from lorafaas.controller.prefill import open_prefill_profiling
 from lorafaas.controller.routes import api_routes
@@ -65,7 +66,7 @@ def docker_backend_factory() -> ContainerBackend:
 def create_app(settings: Settings, backend_factory: BackendFactory = docker_backend_factory
                ) -> web.Application:
     """The platform's aiohttp application; resources are acquired in cleanup contexts."""
-    app = web.Application(middlewares=[error_middleware],
+    app = web.Application(middlewares=[error_middleware, openai_error_middleware],
                           client_max_size=settings.max_adapter_bytes * 4 // 3 + 65536)
     app[settings_key] = settings
     app[served_backbones_key] = {}

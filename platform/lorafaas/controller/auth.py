@@ -9,7 +9,7 @@ from aiohttp import web
 
 from lorafaas.controller.appkeys import sessions_key
 from lorafaas.errors import Forbidden, Unauthorized
-from lorafaas.registry.namespaces import Identity, authenticate
+from lorafaas.registry.namespaces import Identity, authenticate, check_namespace_name
 
 identity_key = web.RequestKey("identity", Identity)
 
@@ -42,6 +42,8 @@ async def namespace_of(request: web.Request) -> Identity:
     """The caller's identity, checked against the `{namespace}` of the path (`_` is its own)."""
     identity = await identify(request)
     namespace = request.match_info["namespace"]
+    if namespace != "_":
+        check_namespace_name(namespace)
     if namespace not in ("_", identity.namespace):
         raise Forbidden("The supplied authentication is not authorized to access "
                         f"namespace {namespace!r}.")

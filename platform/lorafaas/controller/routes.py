@@ -109,16 +109,20 @@ def usage_routes() -> list[Route]:
 
 
 def openai_routes() -> list[Route]:
-    """The OpenAI-compatible endpoints (Bearer `uuid:key`, or Basic)."""
+    """The OpenAI-compatible endpoints (Bearer `uuid:key`, or Basic); errors in OpenAI's
+    shape `{"error": {"message", "type", "param", "code"}}`."""
+    refused = "; any other parameter not at its neutral value is refused (400, naming it)"
     return [
         Route("GET", "/v1/models", openai.list_models, "The caller's lora actions as models",
               tags=("openai",)),
         Route("POST", "/v1/completions", openai.completions,
               "OpenAI completions (stream: server-sent events)",
-              body="model, prompt, max_tokens, temperature, top_p, seed, stop, stream",
+              body="model, prompt, max_tokens, temperature, top_p, seed, stop, stream, "
+                   "stream_options" + refused,
               statuses=(200, 429, 502), tags=("openai",)),
         Route("POST", "/v1/chat/completions", openai.chat_completions,
               "OpenAI chat completions (stream: server-sent events)",
-              body="model, messages, max_tokens, temperature, top_p, seed, stop, stream",
+              body="model, messages, max_tokens (max_completion_tokens), temperature, top_p, "
+                   "seed, stop, stream, stream_options" + refused,
               statuses=(200, 429, 502), tags=("openai",)),
     ]

@@ -58,7 +58,7 @@ async def put_action(session: AsyncSession, namespace: Namespace, name: str, spe
     """Create or update an action; return it and the artifact digests of the pruned versions."""
     action = await find_action(session, namespace.id, name)
     if action is not None and not overwrite:
-        raise Conflict("resource already exists")
+        raise Conflict("resource already exists (PUT with ?overwrite=true replaces it)")
     if action is None:
         action = Action(namespace_id=namespace.id, name=name, version=FIRST_VERSION)
         session.add(action)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -11,9 +12,23 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lorafaas.errors import Conflict, NotFound, Unauthorized
+from lorafaas.errors import BadRequest, Conflict, NotFound, Unauthorized
+from lorafaas.registry import actions as action_rows
+from lorafaas.registry.artifacts import drop_reference
 from lorafaas.registry.clock import now_ms
-from lorafaas.registry.models import AuthKey, Namespace
+from lorafaas.registry.models import (
+    Action,
+    Activation,
+    ArtifactProfile,
+    AuthKey,
+    Namespace,
+    PendingInvocation,
+)
+
+# OpenWhisk's entity names (namespaces included): a word character, then word characters,
+# spaces, '@', '.' or '-', not ending in a space; at most 256 characters.
+NAME_PATTERN = re.compile(r"[\w]|[\w][\w@ .-]*[\w@.-]+", re.ASCII)
+NAME_MAX_LENGTH = 256
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,7 @@ def hash_key(key: str) -> str:
 
 async def create_namespace(session: AsyncSession, name: str) -> str:
     """Create a namespace with one key; return the `uuid:key` credential (shown once)."""
+    check_namespace_name(name)
     if await find_namespace(session, name) is not None:
         raise Conflict(f"namespace {name!r} exists already")
     namespace = Namespace(name=name, created_ms=now_ms())
@@ -57,6 +73,38 @@ async def rotate_key(session: AsyncSession, name: str) -> str:
         raise NotFound(f"namespace {name!r} does not exist")
     await session.execute(delete(AuthKey).where(AuthKey.namespace_id == namespace.id))
     return await add_key(session, namespace, subject=name)
+
+
+def check_namespace_name(name: str) -> None:
+    """Refuse a name OpenWhisk would refuse (BadRequest naming the rule)."""
+    if len(name) > NAME_MAX_LENGTH or not NAME_PATTERN.fullmatch(name):
+        raise BadRequest(f"{name!r} is not a valid namespace name: it must start with a "
+                         "letter, digit or underscore, continue with those, spaces, '@', "
+                         f"'.' or '-', not end with a space, and be at most {NAME_MAX_LENGTH} "
+                         "characters long")
+
+
+async def delete_namespace(session: AsyncSession, name: str) -> tuple[int, set[str]]:
+    """Delete a namespace, its keys, actions, activation records and profiles (NotFound if
+    absent); return how many actions it had and the artifact digests left unreferenced.
+
+    Its usage records stay: they are the operator's bill (the admin usage report).
+    """
+    namespace = await find_namespace(session, name)
+    if namespace is None:
+        raise NotFound(f"namespace {name!r} does not exist")
+    names = list(await session.scalars(select(Action.name)
+                                       .where(Action.namespace_id == namespace.id)))
+    orphaned: set[str] = set()
+    for action_name in names:
+        _, digests = await action_rows.delete_action(session, namespace.id, action_name)
+        orphaned |= {digest for digest in digests if await drop_reference(session, digest)}
+    for model in (Activation, PendingInvocation, ArtifactProfile):
+        await session.execute(delete(model).where(model.namespace == name))
+    await session.execute(delete(AuthKey).where(AuthKey.namespace_id == namespace.id))
+    await session.delete(namespace)
+    await session.flush()
+    return len(names), orphaned
 
 
 async def find_namespace(session: AsyncSession, name: str) -> Namespace | None:

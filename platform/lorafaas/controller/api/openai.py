@@ -15,25 +15,31 @@ from lorafaas.controller.api.params import read_json
 from lorafaas.controller.appkeys import actions_key, invocations_key, sessions_key
 from lorafaas.controller.auth import identify
 from lorafaas.controller.invocations import Invocation
+from lorafaas.controller.openai_errors import ModelNotFound, error_object
 from lorafaas.controller.openai_protocol import (
     OpenAIRequest,
+    check_max_tokens,
     chunk_json,
     parse_openai_request,
     resolve_model,
     response_json,
     usage_chunk_json,
 )
-from lorafaas.errors import BadRequest, LoraFaasError
+from lorafaas.controller.protocol import DEFAULT_MAX_TOKENS
+from lorafaas.errors import BadRequest, LoraFaasError, NotFound
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.models import Activation
 from lorafaas.registry.namespaces import Identity
 from lorafaas.wire.aio import drain
 
 ACTIVATION_HEADER = "x-openwhisk-activation-id"
+MODELS_PAGE = 200
 
 
 class ActivationFailed(LoraFaasError):
     """The function ran and failed; the status follows OpenWhisk's (502 or 500)."""
+
+    code = "function_failed"
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
@@ -47,10 +53,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    """`GET /v1/models`: the caller's lora actions."""
+    """`GET /v1/models`: the caller's lora actions, every one (listed 200 at a time)."""
     identity = await identify(request)
+    rows: list[Any] = []
     async with request.app[sessions_key]() as session:
-        rows = await action_rows.list_actions(session, identity.namespace_id, 200, 0)
+        while len(page := await action_rows.list_actions(
+                session, identity.namespace_id, MODELS_PAGE, len(rows))) == MODELS_PAGE:
+            rows += page
+        rows += page
     models = [{"id": f"{identity.namespace}/{row.name}", "object": "model",
                "created": row.updated_ms // 1000, "owned_by": identity.namespace}
               for row in rows if row.exec_kind == "lora"]
@@ -72,30 +82,47 @@ async def _serve(request: web.Request, chat: bool) -> web.StreamResponse:
 async def _start(request: web.Request, identity: Identity, parsed: OpenAIRequest,
                  on_delta: Any = None) -> Invocation:
     name = resolve_model(parsed.model, identity.namespace)
-    action = await request.app[actions_key].get(identity, name)
-    return await request.app[invocations_key].start(identity, action, parsed.parameters, on_delta)
+    try:
+        action = await request.app[actions_key].get(identity, name)
+    except NotFound as error:
+        raise ModelNotFound(f"The model '{parsed.model}' does not exist: namespace "
+                            f"'{identity.namespace}' has no function '{name}'.") from error
+    limit = int(action.limits.get("max_tokens", DEFAULT_MAX_TOKENS))
+    check_max_tokens(parsed, limit)
+    # A chat without max_tokens runs to the function's limit, as OpenAI's runs to the model's.
+    parameters = {"max_tokens": limit, **parsed.parameters}
+    return await request.app[invocations_key].start(identity, action, parameters, on_delta)
 
 
 def _successful_result(row: Activation) -> dict[str, Any]:
     result: dict[str, Any] = row.response["result"]
     if row.status_code == 0:
         return result
-    error = ActivationFailed(str(result.get("error", "the function failed")))
-    if row.status_code == 1:  # the parameters were refused by the function
-        raise BadRequest(error.message)
-    error.status = 502 if row.status_code == 2 else 500
+    message = str(result.get("error", "the function failed"))
+    status = failure_status(row.status_code)
+    if status == 400:
+        raise BadRequest(message)
+    error = ActivationFailed(message)
+    error.status = status
     raise error
 
 
-async def stream_completion(request: web.Request, identity: Identity,
-                            body: dict[str, Any]) -> web.StreamResponse:
+def failure_status(status_code: int) -> int:
+    """The HTTP status of a failed activation: 400 when the function refused the parameters
+    (application error), then OpenWhisk's 502 (developer error) or 500 (internal error)."""
+    return {1: 400, 2: 502}.get(status_code, 500)
+
+
+async def stream_completion(request: web.Request, identity: Identity, body: dict[str, Any],
+                            chat: bool = False) -> web.StreamResponse:
     """Stream a completion for an identity authenticated otherwise (the console's playground)."""
-    return await _stream(request, identity, parse_openai_request(body, chat=False))
+    return await _stream(request, identity, parse_openai_request(body, chat))
 
 
 async def _stream(request: web.Request, identity: Identity,
                   parsed: OpenAIRequest) -> web.StreamResponse:
-    """Server-sent events: token deltas, the finish reason, the usage, then [DONE]."""
+    """Server-sent events: token deltas, the finish reason (on the last chunk with a choice),
+    the usage when `stream_options.include_usage` asks for it, then [DONE]."""
     deltas: asyncio.Queue[str] = asyncio.Queue()
     invocation = await _start(request, identity, parsed, deltas.put)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
@@ -111,10 +138,14 @@ async def _stream(request: web.Request, identity: Identity,
         result = row.response["result"]
         await _event(response, chunk_json(parsed, row.activation_id, None,
                                           finish_reason=result.get("finish_reason", "stop")))
-        await _event(response, usage_chunk_json(parsed, row.activation_id, result))
+        if parsed.include_usage:
+            await _event(response, usage_chunk_json(parsed, row.activation_id, result))
     else:
-        await _event(response, {"error": {"message": row.response["result"].get("error"),
-                                          "type": row.response["status"]}})
+        # The status is sent already: the failure goes in an error event, which OpenAI's
+        # clients raise as an APIError with this message.
+        message = str(row.response["result"].get("error", "the function failed"))
+        await _event(response, {"error": error_object(failure_status(row.status_code), message,
+                                                      code=ActivationFailed.code)})
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     return response
