@@ -80,3 +80,15 @@ def test_activation_row_fields_are_what_the_table_reads() -> None:
     names = {f.name for f in fields(ActivationRow)}
     assert {"activation_id", "ttft_ms", "start_kind", "cost"} <= names
     assert next(label for label, _ in ttft_buckets([])) == "< 50 ms"
+
+
+def test_function_state_uses_the_start_kind_vocabulary() -> None:
+    from lorafaas.console.data import function_state
+
+    def views(*states: str) -> list[dict[str, object]]:
+        return [{"function": "ns/f", "state": s} for s in states]
+
+    assert function_state(views("starting"), "ns/f") == ("starting", 1)
+    assert function_state(views("preloaded", "starting"), "ns/f") == ("preloaded", 2)
+    assert function_state(views("busy"), "ns/f") == ("warm", 1)
+    assert function_state([], "ns/f") == ("cold", 0)

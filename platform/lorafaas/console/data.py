@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from lorafaas import start_kinds
 from lorafaas.controller.appkeys import pool_key, sessions_key
 from lorafaas.registry.activations import list_activations
 from lorafaas.registry.models import Activation
@@ -42,11 +43,14 @@ def _describe(container: Any) -> dict[str, Any]:
 
 
 def function_state(views: list[dict[str, Any]], path: str) -> tuple[str, int]:
-    """A function's instance state (warm, pre-loaded or cold) and its container count."""
+    """What the function's next call would find (warm, preloaded, starting, or cold: no
+    container), in the start-kind vocabulary, and its container count."""
     mine = [v for v in views if v["function"] == path]
     states = {str(v["state"]) for v in mine}
     if states & {"warm", "busy"}:
-        return "warm", len(mine)
+        return start_kinds.WARM, len(mine)
     if "preloaded" in states:
-        return "pre-loaded", len(mine)
-    return "cold", len(mine)
+        return start_kinds.PRELOADED, len(mine)
+    if start_kinds.STARTING in states:
+        return start_kinds.STARTING, len(mine)
+    return start_kinds.COLD, len(mine)
