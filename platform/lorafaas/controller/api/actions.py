@@ -101,15 +101,19 @@ async def invoke_action(request: web.Request) -> web.Response:
     if not isinstance(parameters, dict):
         raise BadRequest("The request content was malformed: parameters must be a JSON object.")
     action = await request.app[actions_key].get(identity, request.match_info["name"])
-    invocation = await request.app[invocations_key].start(identity, action, parameters)
+    blocking = flag(request, "blocking")
+    wait_ms = _blocking_wait_ms(request) if blocking else 0
+    service = request.app[invocations_key]
+    # Non-blocking: durable (its pending row written) before the 202 answers.
+    invocation = await service.start(identity, action, parameters, durable=not blocking)
     headers = {ACTIVATION_HEADER: invocation.activation_id}
-    if not flag(request, "blocking"):
+    if not blocking:
         return web.json_response({"activationId": invocation.activation_id}, status=202,
                                  headers=headers)
     try:
-        row = await asyncio.wait_for(asyncio.shield(invocation.task),
-                                     _blocking_wait_ms(request) / 1000)
+        row = await asyncio.wait_for(asyncio.shield(invocation.task), wait_ms / 1000)
     except TimeoutError:
+        await service.make_durable(invocation)  # a 202 promises the activation will run
         return web.json_response({"activationId": invocation.activation_id}, status=202,
                                  headers=headers)
     return _blocking_response(row, flag(request, "result"), headers)
