@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.billing.ledger import meter_activation
@@ -30,7 +30,8 @@ from lorafaas.invoker.pool import FunctionRef
 from lorafaas.invoker.runtime_client import DeltaSink
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.artifacts import ArtifactStore
-from lorafaas.registry.models import Action, Activation, PendingInvocation
+from lorafaas.registry.db import commit_unsynced
+from lorafaas.registry.models import Action, Activation, PendingInvocation, UsageRecord
 from lorafaas.registry.namespaces import Identity, find_namespace
 from lorafaas.registry.profiles import record_loads
 
@@ -171,9 +172,16 @@ class InvocationService:
         # The record, its usage, the artifact loads its start measured and the end of its
         # pending row commit together: the record is written anyway, so the profiles cost no
         # transaction of their own, and the upserts cannot conflict (registry.profiles).
-        async with state.lock, self.sessions() as session, session.begin():
-            session.add(row)
-            session.add_all(metered.rows)
+        # Unsynced: a crash of the machine may lose this commit, not a crash of the platform;
+        # and what a lost commit drops with the record is the deletion of its pending row, so
+        # a non-blocking activation runs again rather than being lost.
+        async with state.lock, commit_unsynced(self.sessions) as session:
+            # Plain INSERTs, not the ORM's unit of work: this transaction is on the
+            # critical path of every blocking invocation.
+            await session.execute(insert(Activation), [set_columns(row)])
+            if metered.rows:
+                await session.execute(insert(UsageRecord),
+                                      [set_columns(usage) for usage in metered.rows])
             await record_loads(session, request.namespace, request.name,
                                request.function.adapter_digest, result.loads, result.end_ms)
             if state.durable:
@@ -183,6 +191,12 @@ class InvocationService:
         logger.info("activation %s of %s/%s ended with status %d", request.activation_id,
                     request.namespace, request.name, result.status_code)
         return row
+
+
+def set_columns(row: object) -> dict[str, Any]:
+    """The column values set on a new ORM object (so the database fills the others)."""
+    return {attr.key: row.__dict__[attr.key] for attr in inspect(row).mapper.column_attrs
+            if attr.key in row.__dict__}
 
 
 def function_key(namespace: str, action: Action) -> str:

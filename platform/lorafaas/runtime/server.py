@@ -149,6 +149,8 @@ async def _run_one(request: web.Request, loaded: LoadedFunction, body: dict[str,
         generation_request = parse_request(value, int(body.get("max_tokens_limit", 4096)),
                                            loaded.render_chat)
     except RequestError as error:
+        # In the activation's logs: why its result is an error.
+        logger.warning("activation %s refused: %s", body.get("activation_id"), error)
         return _answer({"error": str(error)}, {}, log)
     if join and body.get("stream"):
         return await _run_streamed(request, loaded, generation_request, log, join)
@@ -251,6 +253,7 @@ async def _run_batch_logged(request: web.Request, loaded: LoadedFunction,
             accepted.append((index, parse_request(item.get("value") or {}, limit,
                                                   loaded.render_chat)))
         except RequestError as error:  # refused alone; the others still run
+            logger.warning("activation %s refused: %s", item.get("activation_id"), error)
             await response.write(_line(logs[index].add_to(
                 {"index": index, "result": {"error": str(error)}, "timings": {}})))
     outcomes = _joined(loaded, accepted) if join else _batched(loaded, accepted)

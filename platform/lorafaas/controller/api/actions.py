@@ -16,7 +16,7 @@ from lorafaas.controller.appkeys import (
     settings_key,
     tracker_key,
 )
-from lorafaas.controller.auth import namespace_of
+from lorafaas.controller.auth import namespace_and_action, namespace_of
 from lorafaas.controller.invocations import function_key
 from lorafaas.controller.protocol import (
     action_json,
@@ -24,7 +24,7 @@ from lorafaas.controller.protocol import (
     limit_ranges,
     parse_action_body,
 )
-from lorafaas.errors import BadRequest
+from lorafaas.errors import BadRequest, NotFound
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.activations import activation_json
 from lorafaas.registry.models import Activation
@@ -96,11 +96,12 @@ async def delete_action(request: web.Request) -> web.Response:
 
 async def invoke_action(request: web.Request) -> web.Response:
     """Invoke: 202 with the id, or with ?blocking=true the record (or ?result=true its result)."""
-    identity = await namespace_of(request)
+    identity, action = await namespace_and_action(request, request.match_info["name"])
     parameters = await read_json(request)
     if not isinstance(parameters, dict):
         raise BadRequest("The request content was malformed: parameters must be a JSON object.")
-    action = await request.app[actions_key].get(identity, request.match_info["name"])
+    if action is None:
+        raise NotFound("The requested resource does not exist.")
     blocking = flag(request, "blocking")
     wait_ms = _blocking_wait_ms(request) if blocking else 0
     service = request.app[invocations_key]
