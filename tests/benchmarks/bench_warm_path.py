@@ -1,6 +1,6 @@
 """What the platform adds to a warm invocation: end-to-end time minus the runtime's generation.
 
-    .venv/bin/python tests/benchmarks/bench_warm_path.py [--calls 200] [--before DIR]
+    .venv/bin/python tests/benchmarks/bench_warm_path.py [--calls 200] [--before DIR] [--rounds 2]
 
 Runs the whole single-machine platform (controller, invoker, backbone server, SQLite
 registry, the real Docker engine) on loopback, creates one function from the demo pirate
@@ -10,7 +10,8 @@ client saw, and the runtime's generation time from the activation's record (its 
 annotation's `acceleratorSeconds`: prefill + decode, as metered); their difference is the
 platform's overhead. With `--before DIR` (a checkout of an older commit, say
 `git worktree add /tmp/before <commit>`), the same measurement runs first on that code in a
-subprocess (its own runtime image), and the table shows both. Writes
+subprocess (its own runtime image), in rounds that alternate with this code's, and the
+table shows both. Writes
 docs/benchmarks/warm_path.md and warm_path.png.
 """
 
@@ -80,7 +81,8 @@ async def measure(code_root: Path, calls: int) -> dict[str, Any]:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     base = f"http://127.0.0.1:{port}/api/v1/namespaces/_"
     try:
-        async with aiohttp.ClientSession(auth=aiohttp.BasicAuth(user, key)) as client:
+        headers = {"Authorization": aiohttp.encode_basic_auth(user, key)}
+        async with aiohttp.ClientSession(headers=headers) as client:
             return await _time_calls(client, base, models.adapters["pirate"], calls)
     finally:
         await runner.cleanup()
@@ -199,19 +201,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--before", type=Path, help="a checkout of the code to compare with")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds per code, alternating (the calls are split among them)")
     parser.add_argument("--code", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)  # a subprocess's answer
     args = parser.parse_args()
     if args.json is not None:
         args.json.write_text(json.dumps(asyncio.run(measure(args.code.resolve(), args.calls))))
         return
+    codes = {"this": REPO_ROOT} if args.before is None else {"before": args.before.resolve(),
+                                                             "after": REPO_ROOT}
+    commits = {label: commit_of(root) for label, root in codes.items()}
     runs: dict[str, dict[str, Any]] = {}
-    commits: dict[str, str] = {}
-    if args.before is not None:
-        runs["before"] = run_elsewhere(args.before.resolve(), args.calls)
-        commits["before"] = commit_of(args.before)
-    runs["after" if args.before else "this"] = run_elsewhere(REPO_ROOT, args.calls)
-    commits["after" if args.before else "this"] = commit_of(REPO_ROOT)
+    # Rounds alternate between the two codes, so that both see the machine's load alike.
+    for round_no in range(args.rounds):
+        calls = args.calls // args.rounds + (round_no < args.calls % args.rounds)
+        for label, root in codes.items():
+            samples = run_elsewhere(root, calls)
+            if label not in runs:
+                runs[label] = samples
+                continue
+            for key, value in samples.items():
+                runs[label][key] += value
     for label, samples in runs.items():
         print(label, {k: round(v, 2) for k, v in summary(samples).items()})
     write_report(runs, args.calls, commits)

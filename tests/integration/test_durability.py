@@ -7,6 +7,8 @@ is a real one: no cleanup, no shutdown hook, the registry as the crash left it.
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import os
 import signal
 import socket
@@ -31,6 +33,7 @@ from tests.integration.test_api_resources import body
 pytestmark = pytest.mark.docker
 API = "/api/v1/namespaces/_"
 PARAMETERS = {"prompt": "Tell me a long story", "max_tokens": 8}
+LIMIT_MS = 600_000
 
 
 def free_port() -> int:
@@ -73,7 +76,11 @@ class PlatformProcess:
                 "LORAFAAS_RUNTIME_IMAGE": s.runtime_image,
                 "LORAFAAS_INVOKER_ID": s.invoker_id, "LORAFAAS_PREWARM_MIN": "0",
                 "LORAFAAS_PREWARM_MAX": "0", "LORAFAAS_PRELOAD_SPARE_SHARE": "0",
-                "LORAFAAS_PREFILL_PROFILING": "off"}
+                "LORAFAAS_PREFILL_PROFILING": "off",
+                # A loaded machine can take a minute to start a container: no activation
+                # here may time out for it.
+                "LORAFAAS_ACTION_TIMEOUT_MS": str(LIMIT_MS),
+                "LORAFAAS_CONTAINER_START_TIMEOUT_S": str(LIMIT_MS // 1000)}
 
     def spawn(self) -> subprocess.Popen[bytes]:
         """Start `lorafaas serve` (Popen does not wait for it)."""
@@ -102,7 +109,11 @@ class PlatformProcess:
     async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         """One API request with the guest's key; its status and JSON body."""
         user, _, key = read_props(self.settings.props_file)["AUTH"].partition(":")
-        async with aiohttp.ClientSession(auth=aiohttp.BasicAuth(user, key)) as client, \
+        headers = {"Authorization": aiohttp.encode_basic_auth(user, key)}
+        if "json" in kwargs:  # a stream: aiohttp warns about large in-memory bodies
+            kwargs["data"] = io.BytesIO(json.dumps(kwargs.pop("json")).encode())
+            headers["Content-Type"] = "application/json"
+        async with aiohttp.ClientSession(headers=headers) as client, \
                 client.request(method, f"{self.url}{API}{path}", **kwargs) as response:
             return response.status, await response.json()
 
@@ -164,7 +175,8 @@ async def test_accepted_activations_run_after_a_kill_9_and_restart(  # type: ign
         platform_process: PlatformProcess, demo_models, make_zip) -> None:
     await platform_process.start()
     status, _ = await platform_process.call(
-        "PUT", "/actions/pirate", json=body(make_zip(demo_models.adapters["pirate"])))
+        "PUT", "/actions/pirate", json=body(make_zip(demo_models.adapters["pirate"]),
+                                            limits={"timeout": LIMIT_MS}))
     assert status == 200
     # A non-blocking invocation, and a blocking one whose wait (1 ms) runs out before its
     # cold start: both are answered 202, and neither has ended when the platform is killed.
