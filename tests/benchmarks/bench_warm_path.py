@@ -128,7 +128,7 @@ async def _time_calls(client: Any, base: str, adapter_dir: Path, calls: int) -> 
         logs += len(record["logs"])
     overhead = [e - g for e, g in zip(end_to_end, generation, strict=True)]
     return {"end_to_end": end_to_end, "generation": generation, "overhead": overhead,
-            "warm": kinds.count("warm"), "log_lines": logs}
+            "warm": kinds.count("warm"), "log_lines": logs, "load": [os.getloadavg()[0]]}
 
 
 def summary(samples: dict[str, Any]) -> dict[str, float]:
@@ -159,6 +159,8 @@ def write_report(runs: dict[str, dict[str, Any]], calls: int, commits: dict[str,
                     f"{s['end_to_end_p90']:.1f} | {s['generation_p50']:.1f} | "
                     f"{s['generation_p90']:.1f} | **{s['overhead_p50']:.1f}** | "
                     f"{s['overhead_p90']:.1f} | {samples['warm']}/{calls} |")
+    loads = ", ".join(f"{label} {' / '.join(f'{v:.1f}' for v in samples['load'])}"
+                      for label, samples in runs.items())
     text = "\n".join([
         "# The warm path: what the platform adds to a warm invocation", "",
         (f"`{COMMAND}` ({calls} blocking calls `?blocking=true&result=true` of one warm "
@@ -168,8 +170,9 @@ def write_report(runs: dict[str, dict[str, Any]], calls: int, commits: dict[str,
         "*overhead* is end-to-end minus generation, per call."), "",
         *rows, "",
         (f"Machine: {stdlib_platform.processor() or stdlib_platform.machine()}, "
-        f"{os.cpu_count()} CPUs, {stdlib_platform.platform()}; shared with other work, so "
-        "absolute figures vary between runs: compare the rows of one run."), ""])
+        f"{os.cpu_count()} CPUs, {stdlib_platform.platform()}; shared with other work (load "
+        f"average at the end of each round: {loads}), so absolute figures vary between runs: "
+        "compare the rows of one run."), ""])
     (OUT_DIR / "warm_path.md").write_text(text)
     import matplotlib
 

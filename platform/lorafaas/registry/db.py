@@ -85,8 +85,9 @@ async def commit_unsynced(sessions: async_sessionmaker[AsyncSession]
                 yield session
         finally:
             if is_sqlite:  # the connection goes back to the pool as every other one is
-                async with session.begin():
-                    await session.execute(text("PRAGMA synchronous=FULL"))
+                # Outside a transaction (none is open after the commit), so it applies at
+                # once; closing the session ends the one SQLAlchemy begins for it.
+                await session.execute(text("PRAGMA synchronous=FULL"))
 
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -157,14 +157,12 @@ async def _run_one(request: web.Request, loaded: LoadedFunction, body: dict[str,
     if join:
         result, timings = await asyncio.wrap_future(loaded.continuous().submit(
             generation_request))
-        _end_of_activation()
-        return _answer(result, timings, log)
+        return _ended(result, timings, log)
     async with state["lock"]:
         if body.get("stream"):
             return await _run_streamed(request, loaded, generation_request, log)
         result, timings = await asyncio.to_thread(loaded.run, generation_request)
-    _end_of_activation()
-    return _answer(result, timings, log)
+    return _ended(result, timings, log)
 
 
 class ActivationLog:
@@ -189,6 +187,15 @@ class ActivationLog:
         """A result line of the streamed or batch form, with the logs when asked for."""
         lines = self.lines()
         return message if lines is None else {**message, "logs": lines}
+
+
+def _ended(result: dict[str, Any], timings: dict[str, float],
+           log: ActivationLog) -> web.Response:
+    """The answer of an activation that ran; its sentinel is printed once its logs are
+    collected (it is no line of theirs, and it would wake the capture's reader first)."""
+    answer = _answer(result, timings, log)
+    _end_of_activation()
+    return answer
 
 
 def _answer(result: dict[str, Any], timings: dict[str, float],
