@@ -9,7 +9,13 @@ from aiohttp import web
 
 from lorafaas.controller.appkeys import sessions_key
 from lorafaas.errors import Forbidden, Unauthorized
-from lorafaas.registry.namespaces import Identity, authenticate, check_namespace_name
+from lorafaas.registry.models import Action
+from lorafaas.registry.namespaces import (
+    Identity,
+    authenticate,
+    authenticate_with_action,
+    check_namespace_name,
+)
 
 identity_key = web.RequestKey("identity", Identity)
 
@@ -40,7 +46,20 @@ async def identify(request: web.Request) -> Identity:
 
 async def namespace_of(request: web.Request) -> Identity:
     """The caller's identity, checked against the `{namespace}` of the path (`_` is its own)."""
-    identity = await identify(request)
+    return _in_path_namespace(request, await identify(request))
+
+
+async def namespace_and_action(request: web.Request, name: str) -> tuple[Identity, Action | None]:
+    """`namespace_of`, and the action `name` of that namespace (None when there is none),
+    both read in one query (the invoke path)."""
+    credential = credential_from_header(request.headers.get("Authorization"))
+    async with request.app[sessions_key]() as session:
+        identity, action = await authenticate_with_action(session, credential, name)
+    request[identity_key] = identity
+    return _in_path_namespace(request, identity), action
+
+
+def _in_path_namespace(request: web.Request, identity: Identity) -> Identity:
     namespace = request.match_info["namespace"]
     if namespace != "_":
         check_namespace_name(namespace)

@@ -1,8 +1,11 @@
 """Invoking an action: create the activation, run it on the invoker, store the record.
 
-An accepted invocation is written to `pending_invocations` before it starts, and that row is
-deleted in the transaction that writes its record: the ones a stopped or crashed controller
-left behind are run again at the next start (`resume_pending`).
+A non-blocking invocation is written to `pending_invocations` before it is accepted (the
+202), and that row is deleted in the transaction that writes its record: the ones a stopped
+or crashed controller left behind are run again at the next start (`resume_pending`). A
+blocking one is recorded when it ends, as OpenWhisk does: its caller waits for the answer,
+so the request does not wait for a pending row as well; if the blocking wait runs out first,
+the row is written before the 202 (`make_durable`), so every 202 is durable.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.billing.ledger import meter_activation
@@ -27,11 +30,23 @@ from lorafaas.invoker.pool import FunctionRef
 from lorafaas.invoker.runtime_client import DeltaSink
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.artifacts import ArtifactStore
-from lorafaas.registry.models import Action, Activation, PendingInvocation
+from lorafaas.registry.db import commit_unsynced
+from lorafaas.registry.models import Action, Activation, PendingInvocation, UsageRecord
 from lorafaas.registry.namespaces import Identity, find_namespace
 from lorafaas.registry.profiles import record_loads
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Durability:
+    """Whether an activation's pending row exists, and whether its record is stored: the
+    two writes never interleave (the lock), so no pending row outlives its record."""
+
+    pending: PendingInvocation
+    durable: bool  # its pending row is written
+    stored: bool = False  # its record is written
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass(frozen=True)
@@ -40,6 +55,7 @@ class Invocation:
 
     activation_id: str
     task: asyncio.Task[Activation]
+    durability: Durability
 
 
 class InvocationService:
@@ -58,9 +74,10 @@ class InvocationService:
         self.prefill = prefill  # sizes batches by the function's profiled T(b)
 
     async def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
-                    on_delta: DeltaSink | None = None) -> Invocation:
-        """Accept the activation (stored as pending) and start it in the background; its
-        record is stored even if nobody waits.
+                    on_delta: DeltaSink | None = None, *, durable: bool = True) -> Invocation:
+        """Accept the activation and start it in the background; its record is stored even
+        if nobody waits. `durable`: stored as pending first, so that it runs even after a
+        crash (a blocking caller, which waits for the answer, passes False).
 
         Raises TooManyRequests (429) when the namespace is over its throttles.
         """
@@ -70,12 +87,29 @@ class InvocationService:
                                         namespace=identity.namespace, action=action.name,
                                         subject=identity.subject, parameters=parameters,
                                         received_ms=int(time.time() * 1000))
-            async with self.sessions() as session, session.begin():
-                session.add(pending)
+            if durable:
+                await self._write_pending(pending)
         except BaseException:
             self.throttle.release(identity.namespace)
             raise
-        return self._submit(pending, action, on_delta)
+        return self._submit(Durability(pending, durable), action, on_delta)
+
+    async def make_durable(self, invocation: Invocation) -> None:
+        """Write the activation's pending row unless it has one or its record is stored:
+        before a 202 for a blocking invocation still running."""
+        state = invocation.durability
+        async with state.lock:
+            if state.durable or state.stored:
+                return
+            await self._write_pending(PendingInvocation(
+                activation_id=state.pending.activation_id, namespace=state.pending.namespace,
+                action=state.pending.action, subject=state.pending.subject,
+                parameters=state.pending.parameters, received_ms=state.pending.received_ms))
+            state.durable = True
+
+    async def _write_pending(self, pending: PendingInvocation) -> None:
+        async with self.sessions() as session, session.begin():
+            session.add(pending)
 
     async def resume_pending(self) -> int:
         """Run the invocations accepted before the last stop that have no record; return
@@ -89,7 +123,7 @@ class InvocationService:
             if action is None:
                 continue
             self.throttle.hold(pending.namespace)  # accepted already: never refused now
-            self._submit(pending, action, None)
+            self._submit(Durability(pending, durable=True), action, None)
             started += 1
         logger.info("%d pending activations resubmitted", started)
         return started
@@ -106,8 +140,9 @@ class InvocationService:
                     PendingInvocation.activation_id == pending.activation_id))
         return action
 
-    def _submit(self, pending: PendingInvocation, action: Action,
+    def _submit(self, state: Durability, action: Action,
                 on_delta: DeltaSink | None) -> Invocation:
+        pending = state.pending
         request = ActivationRequest(
             activation_id=pending.activation_id, namespace=pending.namespace, name=action.name,
             version=action.version, subject=pending.subject,
@@ -121,33 +156,48 @@ class InvocationService:
             limits=action.limits, received_at=pending.received_ms / 1000)
         if self.prefill is not None:  # before the request reaches the dispatcher's queue
             self.prefill.function_used(request.function.key, action, request.function.adapter_dir)
-        task = asyncio.create_task(self._run_and_store(request, on_delta))
+        task = asyncio.create_task(self._run_and_store(request, on_delta, state))
         self.tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, pending.namespace))
-        return Invocation(request.activation_id, task)
+        return Invocation(request.activation_id, task, state)
 
     def _finished(self, task: asyncio.Task[Activation], namespace: str) -> None:
         self.tasks.discard(task)
         self.throttle.release(namespace)
 
-    async def _run_and_store(self, request: ActivationRequest,
-                             on_delta: DeltaSink | None) -> Activation:
+    async def _run_and_store(self, request: ActivationRequest, on_delta: DeltaSink | None,
+                             state: Durability) -> Activation:
         result = await self.invoker.run(request, on_delta)
         metered = meter_activation(request, result, self.prices)
         row = _activation_row(request, result, {"key": "cost", "value": metered.annotation})
         # The record, its usage, the artifact loads its start measured and the end of its
         # pending row commit together: the record is written anyway, so the profiles cost no
         # transaction of their own, and the upserts cannot conflict (registry.profiles).
-        async with self.sessions() as session, session.begin():
-            session.add(row)
-            session.add_all(metered.rows)
+        # Unsynced: a crash of the machine may lose this commit, not a crash of the platform;
+        # and what a lost commit drops with the record is the deletion of its pending row, so
+        # a non-blocking activation runs again rather than being lost.
+        async with state.lock, commit_unsynced(self.sessions) as session:
+            # Plain INSERTs, not the ORM's unit of work: this transaction is on the
+            # critical path of every blocking invocation.
+            await session.execute(insert(Activation), [set_columns(row)])
+            if metered.rows:
+                await session.execute(insert(UsageRecord),
+                                      [set_columns(usage) for usage in metered.rows])
             await record_loads(session, request.namespace, request.name,
                                request.function.adapter_digest, result.loads, result.end_ms)
-            await session.execute(delete(PendingInvocation)
-                                  .where(PendingInvocation.activation_id == request.activation_id))
+            if state.durable:
+                await session.execute(delete(PendingInvocation).where(
+                    PendingInvocation.activation_id == request.activation_id))
+            state.stored = True
         logger.info("activation %s of %s/%s ended with status %d", request.activation_id,
                     request.namespace, request.name, result.status_code)
         return row
+
+
+def set_columns(row: object) -> dict[str, Any]:
+    """The column values set on a new ORM object (so the database fills the others)."""
+    return {attr.key: row.__dict__[attr.key] for attr in inspect(row).mapper.column_attrs
+            if attr.key in row.__dict__}
 
 
 def function_key(namespace: str, action: Action) -> str:

@@ -204,8 +204,9 @@ async def container_logs(pool: ContainerPool, lease: Lease, started: float,
 
 def _payload(ticket: Ticket) -> dict[str, Any]:
     request = ticket.request
+    # The runtime answers with the activation's log lines: no call to the engine for them.
     return {"value": request.parameters, "activation_id": request.activation_id,
-            "max_tokens_limit": request.limits["max_tokens"]}
+            "max_tokens_limit": request.limits["max_tokens"], "logs": True}
 
 
 def _ids(batch: RunningBatch) -> str:

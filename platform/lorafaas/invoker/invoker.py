@@ -107,7 +107,11 @@ class Invoker:
                  if served.reports_start else ())
         self.tracker.ended(request.function, ended, lease.init_breakdown, loads)
         status = APPLICATION_ERROR if "error" in outcome.result else SUCCESS
-        logs = await container_logs(self.pool, lease, started, ended)
+        logs = outcome.logs
+        if logs is None or lease.start_kind != "warm":
+            # A container started for this activation: its start's lines belong to it too,
+            # and only the engine has those (and a runtime that captures no log, any).
+            logs = await container_logs(self.pool, lease, started, ended)
         annotations = self._annotations(request, served.ready_at, lease, outcome.timings,
                                         served.batch_size)
         return ActivationResult(_ms(started), _ms(ended), status, response(status, outcome.result),

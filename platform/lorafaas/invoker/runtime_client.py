@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from lorafaas.wire.runtime_protocol import METRICS_HEADER
+from lorafaas.wire.runtime_protocol import ENVELOPE_HEADER, METRICS_HEADER
 
 RUNTIME_URL = "http://runtime"  # the host part is ignored on a Unix socket
 
@@ -47,10 +47,13 @@ class InitOutcome:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What /run answered: the result and the runtime's timings in ms."""
+    """What /run answered: the result, the runtime's timings in ms, and the activation's
+    log lines when the payload asked for them (`"logs": true`) and the runtime captures
+    its log (None otherwise: the invoker reads them from the container engine)."""
 
     result: dict[str, Any]
     timings: dict[str, float]
+    logs: list[str] | None = None
 
 
 class RuntimeClient:
@@ -118,9 +121,11 @@ class RuntimeClient:
         try:
             async with self._session.post(f"{RUNTIME_URL}/run", json=payload) as response:
                 body = await response.json(content_type=None)
-                timings = json.loads(response.headers.get(METRICS_HEADER, "{}"))
                 if response.status != 200:
                     raise RuntimeUnavailable(str(body.get("error", f"HTTP {response.status}")))
+                if ENVELOPE_HEADER in response.headers:
+                    return RunOutcome(body["result"], body["timings"], body["logs"])
+                timings = json.loads(response.headers.get(METRICS_HEADER, "{}"))
                 return RunOutcome(result=body, timings=timings)
         except (aiohttp.ClientError, json.JSONDecodeError) as error:
             raise RuntimeUnavailable(f"the container's runtime stopped answering: "
@@ -133,7 +138,10 @@ class RuntimeClient:
             async with self._session.post(f"{RUNTIME_URL}/run",
                                           json={**payload, "stream": True}) as response:
                 if response.content_type == "application/json":  # refused before streaming
-                    return RunOutcome(result=await response.json(), timings={})
+                    body = await response.json()
+                    if ENVELOPE_HEADER in response.headers:
+                        return RunOutcome(body["result"], body["timings"], body["logs"])
+                    return RunOutcome(result=body, timings={})
                 async for line in response.content:
                     message = json.loads(line)
                     if "delta" in message:
@@ -145,7 +153,7 @@ class RuntimeClient:
                                      f"{error.__class__.__name__}") from error
         if final is None:
             raise RuntimeUnavailable("the container's runtime ended the stream without a result")
-        return RunOutcome(result=final["result"], timings=final["timings"])
+        return RunOutcome(final["result"], final["timings"], final.get("logs"))
 
     async def run_batch(self, payloads: list[dict[str, Any]], max_tokens_limit: int,
                         on_result: Callable[[int, RunOutcome], Awaitable[None]]) -> None:
@@ -158,7 +166,8 @@ class RuntimeClient:
                 async for line in response.content:
                     message = json.loads(line)
                     await on_result(int(message["index"]),
-                                    RunOutcome(message["result"], message["timings"]))
+                                    RunOutcome(message["result"], message["timings"],
+                                               message.get("logs")))
                     received += 1
         except (aiohttp.ClientError, json.JSONDecodeError) as error:
             raise RuntimeUnavailable(f"the container's runtime stopped answering: "

@@ -1,11 +1,20 @@
-"""The registry's database: async engine and session factory, and Alembic migrations."""
+"""The registry's database: async engine and session factory, and Alembic migrations.
+
+SQLite runs in write-ahead-log mode with `synchronous=FULL`: a commit is on disk when it
+returns (one fsync of the log, where the rollback journal took several), as PostgreSQL's
+is by default. `commit_unsynced` opens a transaction whose commit does not wait for the
+disk, for writes that a crash of the platform (`kill -9`) must not lose but a crash of the
+machine may: the process's writes are in the operating system's hands when it returns.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -46,7 +55,39 @@ def make_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.drivername.startswith("sqlite") and parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    return create_async_engine(async_url(url))
+    engine = create_async_engine(async_url(url))
+    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+        event.listen(engine.sync_engine, "connect", _sqlite_wal)
+    return engine
+
+
+def _sqlite_wal(connection: Any, _record: Any) -> None:
+    """Each new SQLite connection: write-ahead log, each commit synced (see the module doc)."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+@contextlib.asynccontextmanager
+async def commit_unsynced(sessions: async_sessionmaker[AsyncSession]
+                          ) -> AsyncIterator[AsyncSession]:
+    """A session in a transaction whose commit does not wait for the disk (see the module
+    doc): PostgreSQL's `synchronous_commit = off` for this transaction; SQLite's
+    `synchronous=NORMAL` for the connection while it runs (SQLite refuses the change inside
+    a transaction, and it has none open before the first write)."""
+    async with sessions() as session:
+        is_sqlite = session.get_bind().dialect.name == "sqlite"
+        try:
+            async with session.begin():
+                await session.execute(text("PRAGMA synchronous=NORMAL" if is_sqlite
+                                           else "SET LOCAL synchronous_commit TO OFF"))
+                yield session
+        finally:
+            if is_sqlite:  # the connection goes back to the pool as every other one is
+                # Outside a transaction (none is open after the commit), so it applies at
+                # once; closing the session ends the one SQLAlchemy begins for it.
+                await session.execute(text("PRAGMA synchronous=FULL"))
 
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -39,10 +39,11 @@ if int(os.environ.get("LORAFAAS_TORCH_THREADS", "0")) > 0:
     torch.set_num_threads(int(os.environ["LORAFAAS_TORCH_THREADS"]))
 
 from lorafaas.runtime.function import RuntimePaths
+from lorafaas.runtime.log_capture import LogCapture, capture_process_output
 from lorafaas.runtime.server import create_app
 
 
-async def serve() -> None:
+async def serve(capture: LogCapture) -> None:
     """Serve until the container is stopped."""
     socket_path = Path(os.environ.get("LORAFAAS_RUNTIME_SOCKET", "/lorafaas/io/runtime.sock"))
     # Sharing off: no attach socket; /backbone is the checkpoint, loaded as a private copy.
@@ -53,7 +54,7 @@ async def serve() -> None:
         backbone_dir=Path(os.environ.get("LORAFAAS_BACKBONE_DIR", "/backbone")),
         adapter_dir=Path(os.environ.get("LORAFAAS_ADAPTER_DIR", "/adapter")))
     app = create_app(paths, os.environ.get("LORAFAAS_CONTAINER_NAME", "runtime"), LIBRARIES_MS,
-                     LIBRARIES_BYTES)
+                     LIBRARIES_BYTES, capture)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     socket_path.unlink(missing_ok=True)
@@ -65,8 +66,10 @@ async def serve() -> None:
 
 def main() -> None:
     """Run the runtime server."""
+    # Each activation's log comes back with its /run answer (the engine's log still has it).
+    capture = capture_process_output()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runtime %(levelname)s %(message)s")
-    asyncio.run(serve())
+    asyncio.run(serve(capture))
 
 
 if __name__ == "__main__":

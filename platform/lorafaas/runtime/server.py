@@ -35,12 +35,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import os
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -52,10 +53,11 @@ from lorafaas.runtime.function import (
 )
 from lorafaas.runtime.generation import GenerationRequest, RequestError, parse_request
 from lorafaas.runtime.idle_trim import IdleTrimmer, idle_trim_middleware
+from lorafaas.runtime.log_capture import LogCapture
 from lorafaas.runtime.memory import release_free_heap
 from lorafaas.runtime.streaming import IncrementalText
 from lorafaas.wire.aio import drain
-from lorafaas.wire.runtime_protocol import METRICS_HEADER, SENTINEL
+from lorafaas.wire.runtime_protocol import ENVELOPE_HEADER, METRICS_HEADER, SENTINEL
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +65,16 @@ function_key = web.AppKey("function", dict)
 
 
 def create_app(paths: RuntimePaths, client: str, libraries_ms: float,
-               libraries_bytes: int | None = None) -> web.Application:
-    """The runtime application for one container."""
+               libraries_bytes: int | None = None,
+               capture: LogCapture | None = None) -> web.Application:
+    """The runtime application for one container (`capture`: its log, for `"logs"`)."""
     trimmer = IdleTrimmer(release_free_heap)
     app = web.Application(client_max_size=64 * 1024 * 1024,
                           middlewares=[idle_trim_middleware(trimmer)])
     app[function_key] = {"loaded": None, "backbone": None, "paths": paths, "client": client,
                          "libraries_ms": libraries_ms, "libraries_bytes": libraries_bytes,
-                         "libraries_reported": False, "lock": asyncio.Lock()}
+                         "libraries_reported": False, "lock": asyncio.Lock(),
+                         "capture": capture}
     app.add_routes([web.post("/init", handle_init), web.post("/run", handle_run),
                     web.post("/offload", handle_move), web.post("/restore", handle_move),
                     web.get("/health", handle_health)])
@@ -124,35 +128,89 @@ async def handle_run(request: web.Request) -> web.StreamResponse:
     if loaded is None:
         return web.json_response({"error": "the action was not initialized"}, status=502)
     body = await request.json()
+    capture: LogCapture | None = state["capture"] if body.get("logs") else None
     join = bool(body.get("continuous"))
     if isinstance(body.get("batch"), list):
         if join:
-            return await _run_batch(request, loaded, body, join)
+            return await _run_batch(request, loaded, body, join, capture)
         async with state["lock"]:
-            return await _run_batch(request, loaded, body, join)
+            return await _run_batch(request, loaded, body, join, capture)
+    with ActivationLog(capture) as log:
+        return await _run_one(request, loaded, body, log)
+
+
+async def _run_one(request: web.Request, loaded: LoadedFunction, body: dict[str, Any],
+                   log: ActivationLog) -> web.StreamResponse:
+    """The single form of /run (streamed or not, joined or not)."""
+    state = request.app[function_key]
+    join = bool(body.get("continuous"))
     value: dict[str, Any] = body.get("value") or {}
     try:
         generation_request = parse_request(value, int(body.get("max_tokens_limit", 4096)),
                                            loaded.render_chat)
     except RequestError as error:
-        return web.json_response({"error": str(error)})
+        # In the activation's logs: why its result is an error.
+        logger.warning("activation %s refused: %s", body.get("activation_id"), error)
+        return _answer({"error": str(error)}, {}, log)
     if join and body.get("stream"):
-        return await _run_streamed(request, loaded, generation_request, join)
+        return await _run_streamed(request, loaded, generation_request, log, join)
     if join:
         result, timings = await asyncio.wrap_future(loaded.continuous().submit(
             generation_request))
-        _end_of_activation()
-        return web.json_response(result, headers={METRICS_HEADER: json.dumps(timings)})
+        return _ended(result, timings, log)
     async with state["lock"]:
         if body.get("stream"):
-            return await _run_streamed(request, loaded, generation_request)
+            return await _run_streamed(request, loaded, generation_request, log)
         result, timings = await asyncio.to_thread(loaded.run, generation_request)
+    return _ended(result, timings, log)
+
+
+class ActivationLog:
+    """One activation's share of the container's log, when its /run asked for it."""
+
+    def __init__(self, capture: LogCapture | None) -> None:
+        self._capture = capture
+        self._mark = capture.begin() if capture is not None else 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.lines()  # a failed activation ends too: its lines are not held for ever
+
+    def lines(self) -> list[str] | None:
+        """The lines written since the activation began, once (None: none asked for)."""
+        capture, self._capture = self._capture, None
+        return None if capture is None else capture.end(self._mark)
+
+    def add_to(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A result line of the streamed or batch form, with the logs when asked for."""
+        lines = self.lines()
+        return message if lines is None else {**message, "logs": lines}
+
+
+def _ended(result: dict[str, Any], timings: dict[str, float],
+           log: ActivationLog) -> web.Response:
+    """The answer of an activation that ran; its sentinel is printed once its logs are
+    collected (it is no line of theirs, and it would wake the capture's reader first)."""
+    answer = _answer(result, timings, log)
     _end_of_activation()
-    return web.json_response(result, headers={METRICS_HEADER: json.dumps(timings)})
+    return answer
+
+
+def _answer(result: dict[str, Any], timings: dict[str, float],
+            log: ActivationLog) -> web.Response:
+    """A single /run's answer: the bare result, or with logs asked for, the envelope."""
+    headers = {METRICS_HEADER: json.dumps(timings)}
+    lines = log.lines()
+    if lines is None:
+        return web.json_response(result, headers=headers)
+    return web.json_response({"result": result, "timings": timings, "logs": lines},
+                             headers={**headers, ENVELOPE_HEADER: "1"})
 
 
 async def _run_streamed(request: web.Request, loaded: LoadedFunction,
-                        generation_request: GenerationRequest,
+                        generation_request: GenerationRequest, log: ActivationLog,
                         join: bool = False) -> web.StreamResponse:
     """Stream `{"delta": text}` lines, then one `{"result": ..., "timings": ...}` line
     (`join`: in the continuous-batching engine)."""
@@ -174,16 +232,25 @@ async def _run_streamed(request: web.Request, loaded: LoadedFunction,
     result, timings = running.result()
     if rest := text.finish(result["text"]):
         await response.write(_line({"delta": rest}))
-    await response.write(_line({"result": result, "timings": timings}))
+    await response.write(_line(log.add_to({"result": result, "timings": timings})))
     await response.write_eof()
     _end_of_activation()
     return response
 
 
 async def _run_batch(request: web.Request, loaded: LoadedFunction, body: dict[str, Any],
-                     join: bool) -> web.StreamResponse:
+                     join: bool, capture: LogCapture | None) -> web.StreamResponse:
     """One batched generation (`join`: each request joins the continuous-batching engine);
     a `{"index", "result", "timings"}` line as each request ends."""
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(ActivationLog(capture)) for _ in body["batch"]]
+        return await _run_batch_logged(request, loaded, body, join, logs)
+
+
+async def _run_batch_logged(request: web.Request, loaded: LoadedFunction,
+                            body: dict[str, Any], join: bool,
+                            logs: list[ActivationLog]) -> web.StreamResponse:
+    """`_run_batch` with each request's log."""
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     limit = int(body.get("max_tokens_limit", 4096))
@@ -193,11 +260,13 @@ async def _run_batch(request: web.Request, loaded: LoadedFunction, body: dict[st
             accepted.append((index, parse_request(item.get("value") or {}, limit,
                                                   loaded.render_chat)))
         except RequestError as error:  # refused alone; the others still run
-            await response.write(_line({"index": index, "result": {"error": str(error)},
-                                        "timings": {}}))
+            logger.warning("activation %s refused: %s", item.get("activation_id"), error)
+            await response.write(_line(logs[index].add_to(
+                {"index": index, "result": {"error": str(error)}, "timings": {}})))
     outcomes = _joined(loaded, accepted) if join else _batched(loaded, accepted)
     async for index, result, timings in outcomes:
-        await response.write(_line({"index": index, "result": result, "timings": timings}))
+        await response.write(_line(logs[index].add_to(
+            {"index": index, "result": result, "timings": timings})))
     await response.write_eof()
     _end_of_activation()
     return response

@@ -18,7 +18,7 @@ from lorafaas.controller.appkeys import (
     settings_key,
     tracker_key,
 )
-from lorafaas.controller.auth import namespace_of
+from lorafaas.controller.auth import namespace_and_action, namespace_of
 from lorafaas.controller.invocations import function_key
 from lorafaas.controller.protocol import (
     LORA_KIND,
@@ -37,7 +37,7 @@ from lorafaas.controller.uploads import (
     is_zip_upload,
     receive_body,
 )
-from lorafaas.errors import BadRequest
+from lorafaas.errors import BadRequest, NotFound
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.activations import activation_json
 from lorafaas.registry.artifacts import UPLOAD_NAME
@@ -133,20 +133,25 @@ async def delete_action(request: web.Request) -> web.Response:
 
 async def invoke_action(request: web.Request) -> web.Response:
     """Invoke: 202 with the id, or with ?blocking=true the record (or ?result=true its result)."""
-    identity = await namespace_of(request)
+    identity, action = await namespace_and_action(request, request.match_info["name"])
     parameters = await read_json(request)
     if not isinstance(parameters, dict):
         raise BadRequest("The request content was malformed: parameters must be a JSON object.")
-    action = await request.app[actions_key].get(identity, request.match_info["name"])
-    invocation = await request.app[invocations_key].start(identity, action, parameters)
+    if action is None:
+        raise NotFound("The requested resource does not exist.")
+    blocking = flag(request, "blocking")
+    wait_ms = _blocking_wait_ms(request) if blocking else 0
+    service = request.app[invocations_key]
+    # Non-blocking: durable (its pending row written) before the 202 answers.
+    invocation = await service.start(identity, action, parameters, durable=not blocking)
     headers = {ACTIVATION_HEADER: invocation.activation_id}
-    if not flag(request, "blocking"):
+    if not blocking:
         return web.json_response({"activationId": invocation.activation_id}, status=202,
                                  headers=headers)
     try:
-        row = await asyncio.wait_for(asyncio.shield(invocation.task),
-                                     _blocking_wait_ms(request) / 1000)
+        row = await asyncio.wait_for(asyncio.shield(invocation.task), wait_ms / 1000)
     except TimeoutError:
+        await service.make_durable(invocation)  # a 202 promises the activation will run
         return web.json_response({"activationId": invocation.activation_id}, status=202,
                                  headers=headers)
     return _blocking_response(row, flag(request, "result"), headers)
