@@ -20,6 +20,7 @@ from lorafaas.controller.action_service import ActionService
 from lorafaas.controller.appkeys import (
     actions_key,
     invocations_key,
+    login_throttle_key,
     pool_key,
     prefill_key,
     sessions_key,
@@ -28,7 +29,12 @@ from lorafaas.controller.appkeys import (
 )
 from lorafaas.controller.backbones import BackboneCatalog
 from lorafaas.controller.invocations import InvocationService
-from lorafaas.controller.middleware import error_middleware
+from lorafaas.controller.login_throttle import LoginThrottle
+from lorafaas.controller.middleware import (
+    error_middleware,
+    error_renderers_key,
+    openai_error_response,
+)
 from lorafaas.controller.openapi import OPENAPI_PATH, openapi_handler
 from lorafaas.controller.prefill import open_prefill_profiling
 from lorafaas.controller.routes import api_routes
@@ -67,9 +73,18 @@ def create_app(settings: Settings, backend_factory: BackendFactory = docker_back
     app[settings_key] = settings
     app.cleanup_ctx.append(_platform(settings, backend_factory))
     app.cleanup_ctx.append(_idle_metering(settings))
-    app.add_routes(_routes())
+    _setup_http(app, settings)
     setup_console(app, settings)
     return app
+
+
+def _setup_http(app: web.Application, settings: Settings) -> None:
+    """The API's routes, the shapes of its errors by path, and the failed-sign-in limits."""
+    app.add_routes(_routes())
+    # /v1 answers in OpenAI's error shape; the OpenAI module may register its own renderer.
+    app[error_renderers_key] = (("/v1/", openai_error_response),)
+    app[login_throttle_key] = LoginThrottle(settings.login_failures_burst,
+                                            settings.login_failures_per_minute)
 
 
 def _idle_metering(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -17,8 +17,10 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lorafaas.adapters.archive import HANDLER_NAME
 from lorafaas.billing.ledger import meter_activation
 from lorafaas.billing.prices import PriceSheet
+from lorafaas.controller.invoke_params import check_generation_parameters
 from lorafaas.controller.prefill import PrefillProfiling
 from lorafaas.controller.protocol import parameter_values
 from lorafaas.controller.throttle import InvocationThrottle
@@ -62,8 +64,11 @@ class InvocationService:
         """Accept the activation (stored as pending) and start it in the background; its
         record is stored even if nobody waits.
 
-        Raises TooManyRequests (429) when the namespace is over its throttles.
+        Raises BadRequest (400) when the default handler would refuse the parameters, and
+        TooManyRequests (429) when the namespace is over its throttles: both before anything
+        is stored, run or billed.
         """
+        self.check_parameters(action, parameters)
         self.throttle.admit(identity.namespace)
         try:
             pending = PendingInvocation(activation_id=uuid.uuid4().hex,
@@ -76,6 +81,13 @@ class InvocationService:
             self.throttle.release(identity.namespace)
             raise
         return self._submit(pending, action, on_delta)
+
+    def check_parameters(self, action: Action, parameters: dict[str, Any]) -> None:
+        """Refuse parameters the action's default handler would refuse (400)."""
+        if (self.store.folder(action.artifact_digest) / HANDLER_NAME).exists():
+            return  # its own handler takes any parameters
+        check_generation_parameters({**parameter_values(action.parameters), **parameters},
+                                    int(action.limits["max_tokens"]))
 
     async def resume_pending(self) -> int:
         """Run the invocations accepted before the last stop that have no record; return

@@ -6,7 +6,14 @@ import asyncio
 
 from aiohttp import web
 
-from lorafaas.controller.api.params import flag, paging, read_json
+from lorafaas.controller.api.params import (
+    entity_name,
+    flag,
+    integer,
+    json_object,
+    paging,
+    read_json,
+)
 from lorafaas.controller.appkeys import (
     actions_key,
     invocations_key,
@@ -24,7 +31,6 @@ from lorafaas.controller.protocol import (
     limit_ranges,
     parse_action_body,
 )
-from lorafaas.errors import BadRequest
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.activations import activation_json
 from lorafaas.registry.models import Activation
@@ -38,12 +44,12 @@ MAX_BLOCKING_WAIT_MS = 600_000
 async def put_action(request: web.Request) -> web.Response:
     """Create (or with ?overwrite=true update) an action from an adapter zip."""
     identity = await namespace_of(request)
+    name, overwrite = entity_name(request), flag(request, "overwrite")
     settings = request.app[settings_key]
     ranges = limit_ranges(settings.action_timeout_ms, settings.container_memory_mb,
                           settings.slo_ttft_ms)
     body = parse_action_body(await read_json(request), ranges, settings.max_adapter_bytes)
-    name = request.match_info["name"]
-    action = await request.app[actions_key].put(identity, name, body, flag(request, "overwrite"))
+    action = await request.app[actions_key].put(identity, name, body, overwrite)
     await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
     return web.json_response(action_json(action, identity.namespace, None))
 
@@ -52,9 +58,10 @@ async def get_action(request: web.Request) -> web.Response:
     """One action with its containers, keep-alive policy, measured artifact profiles and
     the prefill model its batches are sized by; the zip is left out with ?code=false."""
     identity = await namespace_of(request)
-    action = await request.app[actions_key].get(identity, request.match_info["name"])
+    name, with_code = entity_name(request), flag(request, "code", default=True)
+    action = await request.app[actions_key].get(identity, name)
     code = None
-    if request.query.get("code", "true").lower() != "false":
+    if with_code:
         code = request.app[actions_key].store.zip_path(action.artifact_digest).read_bytes()
     body = action_json(action, identity.namespace, code)
     body["instances"] = request.app[pool_key].instances(f"{identity.namespace}/{action.name}")
@@ -82,44 +89,41 @@ async def list_actions(request: web.Request) -> web.Response:
 async def list_action_versions(request: web.Request) -> web.Response:
     """The action's kept versions, newest first."""
     identity = await namespace_of(request)
-    rows = await request.app[actions_key].versions(identity, request.match_info["name"])
+    rows = await request.app[actions_key].versions(identity, entity_name(request))
     return web.json_response([action_version_json(row) for row in rows])
 
 
 async def delete_action(request: web.Request) -> web.Response:
     """Delete an action and its warm containers."""
     identity = await namespace_of(request)
-    action = await request.app[actions_key].delete(identity, request.match_info["name"])
+    action = await request.app[actions_key].delete(identity, entity_name(request))
     await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{action.name}")
     return web.json_response(action_json(action, identity.namespace, None))
 
 
 async def invoke_action(request: web.Request) -> web.Response:
-    """Invoke: 202 with the id, or with ?blocking=true the record (or ?result=true its result)."""
+    """Invoke: 202 with the id, or with ?blocking=true the record (or ?result=true its result).
+
+    Every parameter is checked before the activation is accepted: a refused invocation
+    never runs and is never billed.
+    """
     identity = await namespace_of(request)
-    parameters = await read_json(request)
-    if not isinstance(parameters, dict):
-        raise BadRequest("The request content was malformed: parameters must be a JSON object.")
-    action = await request.app[actions_key].get(identity, request.match_info["name"])
+    name, blocking, result_only = entity_name(request), flag(request, "blocking"), \
+        flag(request, "result")
+    wait_ms = integer(request, "timeout", DEFAULT_BLOCKING_WAIT_MS, 1, MAX_BLOCKING_WAIT_MS)
+    parameters = json_object(await read_json(request), "the parameters")
+    action = await request.app[actions_key].get(identity, name)
     invocation = await request.app[invocations_key].start(identity, action, parameters)
     headers = {ACTIVATION_HEADER: invocation.activation_id}
-    if not flag(request, "blocking"):
+    if not blocking:
         return web.json_response({"activationId": invocation.activation_id}, status=202,
                                  headers=headers)
     try:
-        row = await asyncio.wait_for(asyncio.shield(invocation.task),
-                                     _blocking_wait_ms(request) / 1000)
+        row = await asyncio.wait_for(asyncio.shield(invocation.task), wait_ms / 1000)
     except TimeoutError:
         return web.json_response({"activationId": invocation.activation_id}, status=202,
                                  headers=headers)
-    return _blocking_response(row, flag(request, "result"), headers)
-
-
-def _blocking_wait_ms(request: web.Request) -> int:
-    raw = request.query.get("timeout", str(DEFAULT_BLOCKING_WAIT_MS))
-    if not raw.isdigit() or not 0 < int(raw) <= MAX_BLOCKING_WAIT_MS:
-        raise BadRequest(f"'timeout' must be milliseconds between 1 and {MAX_BLOCKING_WAIT_MS}")
-    return int(raw)
+    return _blocking_response(row, result_only, headers)
 
 
 def _blocking_response(row: Activation, result_only: bool,
