@@ -9,14 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from lorafaas.billing.reports import GROUPINGS
-from lorafaas.controller.api.params import INT64_MAX, MAX_LIST_LIMIT, MAX_NAME_LENGTH
+from lorafaas.controller.api.params import (
+    INT64_MAX,
+    MAX_EPOCH_MS,
+    MAX_LIST_LIMIT,
+    MAX_NAME_LENGTH,
+)
 from lorafaas.controller.invoke_params import SEED_RANGE
 from lorafaas.controller.protocol import LORA_KIND, limit_ranges
 
 Schema = dict[str, Any]
 
 _BOOLEAN: Schema = {"type": "boolean"}
-_EPOCH_MS: Schema = {"type": "integer", "minimum": 0, "maximum": INT64_MAX,
+_EPOCH_MS: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS,
                      "description": "milliseconds since the epoch"}
 
 # Query parameters by name: a name means the same thing on every route that takes it.

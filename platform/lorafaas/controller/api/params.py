@@ -17,6 +17,7 @@ from lorafaas.errors import BadRequest
 
 MAX_JSON_DEPTH = 32  # arrays and objects inside each other; json's recursion ends near 1000
 INT64_MAX = 2**63 - 1
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last time Python dates
 MAX_LIST_LIMIT = 200
 # OpenWhisk's entity names: a word character first, then words, `@`, `.`, `-` and spaces.
 ENTITY_NAME = re.compile(r"\A(?:\w|\w[\w@ .-]*[\w@.-])\Z")
@@ -42,7 +43,9 @@ def parse_json(raw: bytes) -> Any:
         return {}
     try:
         value = json.loads(text, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError
+    except RecursionError as error:
+        raise _too_deep() from error
+    except ValueError as error:  # JSONDecodeError, NaN, an integer of over 4300 digits
         raise BadRequest(f"The request content was malformed: {error}", param="body") from error
     _check_value(value, 0)
     return value
@@ -55,8 +58,7 @@ def _refuse_constant(name: str) -> Any:
 def _check_value(value: Any, depth: int) -> None:
     if isinstance(value, (dict, list)):
         if depth >= MAX_JSON_DEPTH:
-            raise BadRequest(f"The request content was malformed: nested deeper than "
-                             f"{MAX_JSON_DEPTH} levels.", param="body")
+            raise _too_deep()
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
             if isinstance(key, str):
@@ -64,6 +66,11 @@ def _check_value(value: Any, depth: int) -> None:
             _check_value(item, depth + 1)
     elif isinstance(value, str):
         _check_text(value)
+
+
+def _too_deep() -> BadRequest:
+    return BadRequest(f"The request content was malformed: nested deeper than "
+                      f"{MAX_JSON_DEPTH} levels.", param="body")
 
 
 def _check_text(text: str) -> None:
@@ -110,7 +117,7 @@ def epoch_ms(request: web.Request, name: str) -> int | None:
     """An optional epoch-milliseconds query parameter (`since`, `upto`)."""
     if name not in request.query:
         return None
-    return integer(request, name, 0, 0, INT64_MAX)
+    return integer(request, name, 0, 0, MAX_EPOCH_MS)
 
 
 def entity_name(request: web.Request, name: str = "name") -> str:
