@@ -92,6 +92,7 @@ BODIES: dict[str, Schema] = {
         "publish": _BOOLEAN}},
     "Invocation": {"type": "object", "description": "The default handler's parameters "
                    "(`prompt` or `messages`); an action with its own handler takes any object.",
+                   "anyOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
                    "properties": {"prompt": {"type": "string"}, "messages": _MESSAGES,
                                   **_SAMPLING}},
     "Completion": {"type": "object", "required": ["model", "prompt"], "properties": {
