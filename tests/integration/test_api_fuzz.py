@@ -23,12 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as examples
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
+from lorafaas.settings import Settings, replace
+
 pytestmark = pytest.mark.docker
-EXAMPLES = 12  # per operation
+EXAMPLES = 20  # per operation (fewer where the schemas allow fewer)
 MIN_2XX_SHARE = 0.25
 ACTION = "fz"  # invoked: created in set-up, never replaced (a new version would cold-start)
 PUT_NAMES = ("fz-put", "fz-new")
@@ -39,6 +42,14 @@ DELETED = "fz-del"  # put again before each DELETE that names it
 def empty_database_url(tmp_path: Path) -> str:
     """SQLite only: the bad-request tests cover both registries, this one covers the API."""
     return f"sqlite:///{tmp_path / 'registry.db'}"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The shared settings, with time for a cold start on a busy machine, and one container
+    per function: invocations the fuzzer leaves running wait for the warm one instead of
+    starting cold ones."""
+    return replace(settings, container_start_timeout_s=600, max_instances=1)
 
 
 @dataclass(frozen=True)
@@ -147,7 +158,7 @@ def generate(strategy: st.SearchStrategy[Case], count: int) -> list[Case]:
     """`count` derandomized examples of the strategy (generation only: nothing to shrink)."""
     cases: list[Case] = []
 
-    @settings(max_examples=count, derandomize=True, database=None, deadline=None,
+    @examples(max_examples=count, derandomize=True, database=None, deadline=None,
               phases=[Phase.generate], suppress_health_check=list(HealthCheck))
     @given(strategy)
     def collect(case: Case) -> None:
@@ -178,7 +189,8 @@ async def test_fuzzing_every_operation(platform, demo_models, make_zip):  # type
     answered: dict[str, Counter[int]] = {}
     for method, path, operation in fuzzer.operations():
         statuses = answered.setdefault(f"{method} {path}", Counter())
-        for case in generate(fuzzer.cases(method, path, operation), EXAMPLES):
+        cases = generate(fuzzer.cases(method, path, operation), EXAMPLES)
+        for case in cases:
             if method == "DELETE" and case.path.endswith(f"/actions/{DELETED}"):
                 await put(DELETED)
             headers = {"Content-Type": "application/json"} if case.body is not None else {}
