@@ -13,8 +13,11 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
+from aiohttp.web_runner import BaseRunner
 
 from lorafaas.settings import Settings, load_settings, replace
 
@@ -95,8 +98,17 @@ async def platform(settings: Settings, aiohttp_client):  # type: ignore[no-untyp
 
     upgrade(settings.database_url)
     credential = await ensure_guest(settings)
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(PlatformTestServer(create_app(settings)))
     return PlatformClient(client, credential, settings)
+
+
+class PlatformTestServer(TestServer):
+    """aiohttp's TestServer serving through the platform's runner (parse errors in JSON)."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        from lorafaas.controller.serving import PlatformRunner
+
+        return PlatformRunner(self.app, **kwargs)
 
 
 class PlatformClient:

@@ -39,10 +39,9 @@ def setup(settings: Settings) -> None:
 
 def serve(settings: Settings) -> None:
     """Run controller, invoker and backbone servers in the foreground until SIGINT/SIGTERM."""
-    from aiohttp import web
-
     from lorafaas.controller.app import create_app
     from lorafaas.controller.bootstrap import ensure_guest
+    from lorafaas.controller.serving import run_platform
     from lorafaas.props import write_props
     from lorafaas.registry.db import upgrade
 
@@ -53,8 +52,8 @@ def serve(settings: Settings) -> None:
     print(f"LoRAFaaS is starting on {settings.api_host}", flush=True)
     print(f"guest namespace key (AUTH): {credential}", flush=True)
     print(f"props written to {settings.props_file}", flush=True)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port,
-                print=lambda message: print(message, flush=True))
+    run_platform(create_app(settings), settings.host, settings.port,
+                 lambda message: print(message, flush=True))
 
 
 def main(argv: list[str] | None = None) -> None:

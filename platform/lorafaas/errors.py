@@ -8,9 +8,12 @@ class LoraFaasError(Exception):
 
     status = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.param = param  # the request parameter at fault, when one is (OpenAI's `param`)
+        self.headers = headers or {}  # sent with the error (Retry-After, say)
 
 
 class BadRequest(LoraFaasError):
@@ -47,6 +50,12 @@ class PayloadTooLarge(LoraFaasError):
     """The upload is over the configured limit."""
 
     status = 413
+
+
+class TooManyRequests(LoraFaasError):
+    """Over a throttle: invocations of a namespace, or failed sign-ins."""
+
+    status = 429
 
 
 class AdapterRejected(BadRequest):

@@ -164,6 +164,8 @@ class Settings:
     guest_namespace: str
     invocations_per_minute: int
     concurrent_invocations: int
+    login_failures_burst: int
+    login_failures_per_minute: int
     max_instances: int
     pool_memory_mb: int
     prewarm_min: int
@@ -297,6 +299,14 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
     "concurrent_invocations": SettingSpec("LORAFAAS_CONCURRENT_INVOCATIONS", "100", _positive_int,
                                           "Activations of a namespace in flight at once (429 "
                                           "beyond)."),
+    "login_failures_burst": SettingSpec("LORAFAAS_LOGIN_FAILURES_BURST", "10", _positive_int,
+                                        "Failed sign-ins (API keys and console) a client "
+                                        "address may make at once before it gets 429; a key "
+                                        "uuid may take three times as many."),
+    "login_failures_per_minute": SettingSpec("LORAFAAS_LOGIN_FAILURES_PER_MINUTE", "10",
+                                             _positive_int,
+                                             "Failed sign-ins per minute an address regains "
+                                             "(a key uuid: three times as many)."),
     "max_instances": SettingSpec("LORAFAAS_MAX_INSTANCES", "4", _positive_int,
                                  "Containers one function may run at once (requests wait "
                                  "beyond)."),

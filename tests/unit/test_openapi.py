@@ -47,3 +47,27 @@ def test_the_backbones_listing_documents_its_shape() -> None:
     backbone = document["components"]["schemas"]["Backbone"]
     assert set(backbone["required"]) == {"name", "default", "modelType", "architecture",
                                          "dtype", "bytes", "parameters", "contextLength"}
+
+
+def test_every_parameter_and_body_has_a_valid_schema() -> None:
+    from jsonschema import Draft7Validator
+
+    for path, operations in openapi_document(api_routes())["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                Draft7Validator.check_schema(parameter["schema"])
+                assert parameter["schema"].get("type") in ("string", "integer", "boolean")
+            body = operation.get("requestBody")
+            if body is not None:
+                schema = body["content"]["application/json"]["schema"]
+                Draft7Validator.check_schema(schema)
+                assert schema.get("properties"), (method, path)  # not a bare "object"
+
+
+def test_the_documented_bounds_are_the_checked_ones() -> None:
+    from lorafaas.controller.schemas import BODIES, QUERY
+
+    assert QUERY["timeout"]["maximum"] == 600_000 and QUERY["limit"]["maximum"] == 200
+    limits = BODIES["Action"]["properties"]["limits"]["properties"]
+    assert limits["timeout"] == {"type": "integer", "minimum": 100, "maximum": 600_000,
+                                 "description": "milliseconds"}

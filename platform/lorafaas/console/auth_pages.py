@@ -7,9 +7,8 @@ from aiohttp import web
 from lorafaas.console.pages import SignInPage
 from lorafaas.console.render import render_page
 from lorafaas.console.session import sign_in, sign_out
-from lorafaas.controller.appkeys import sessions_key
-from lorafaas.errors import Unauthorized
-from lorafaas.registry.namespaces import authenticate
+from lorafaas.controller.auth import authenticate_limited, client_address
+from lorafaas.errors import TooManyRequests, Unauthorized
 
 HOME = "/console/functions"
 WRONG_KEY = ("This key was not accepted. Paste the whole key, in the form uuid:key, as "
@@ -33,10 +32,13 @@ async def sign_in_submit(request: web.Request) -> web.Response:
     next_path = _next_path(form.get("next"))
     credential = str(form.get("key", "")).strip()
     try:
-        async with request.app[sessions_key]() as session:
-            identity = await authenticate(session, credential)
+        identity = await authenticate_limited(request.app, client_address(request), credential)
     except Unauthorized:
         return await render_page(request, SignInPage(WRONG_KEY, next_path), status=401)
+    except TooManyRequests as error:  # too many failed sign-ins from here, or for this key
+        response = await render_page(request, SignInPage(error.message, next_path), status=429)
+        response.headers.update(error.headers)
+        return response
     await sign_in(request, identity)
     raise web.HTTPSeeOther(next_path)
 

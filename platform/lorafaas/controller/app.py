@@ -21,6 +21,7 @@ from lorafaas.controller.appkeys import (
     actions_key,
     backbones_key,
     invocations_key,
+    login_throttle_key,
     pool_key,
     prefill_key,
     served_backbones_key,
@@ -31,7 +32,12 @@ from lorafaas.controller.appkeys import (
 from lorafaas.controller.backbone_servers import backbone_server
 from lorafaas.controller.backbones import Backbone, BackboneCatalog, ServedBackbone
 from lorafaas.controller.invocations import InvocationService
-from lorafaas.controller.middleware import error_middleware
+from lorafaas.controller.login_throttle import LoginThrottle
+from lorafaas.controller.middleware import (
+    error_middleware,
+    error_renderers_key,
+    openai_error_response,
+)
 from lorafaas.controller.openai_errors import openai_error_middleware
 from lorafaas.controller.openapi import OPENAPI_PATH, openapi_handler
 from lorafaas.controller.prefill import open_prefill_profiling
@@ -74,9 +80,18 @@ def create_app(settings: Settings, backend_factory: BackendFactory = docker_back
         app.cleanup_ctx.append(backbone_server(settings, spec))
     app.cleanup_ctx.append(_platform(settings, backend_factory))
     app.cleanup_ctx.append(_idle_metering(settings))
-    app.add_routes(_routes())
+    _setup_http(app, settings)
     setup_console(app, settings)
     return app
+
+
+def _setup_http(app: web.Application, settings: Settings) -> None:
+    """The API's routes, the shapes of its errors by path, and the failed-sign-in limits."""
+    app.add_routes(_routes())
+    # /v1 answers in OpenAI's error shape; the OpenAI module may register its own renderer.
+    app[error_renderers_key] = (("/v1/", openai_error_response),)
+    app[login_throttle_key] = LoginThrottle(settings.login_failures_burst,
+                                            settings.login_failures_per_minute)
 
 
 def _idle_metering(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -8,12 +8,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from lorafaas.controller.action_service import ActionService
 from lorafaas.controller.backbones import BackboneCatalog, ServedBackbone
 from lorafaas.controller.invocations import InvocationService
+from lorafaas.controller.login_throttle import LoginThrottle
 from lorafaas.controller.prefill import PrefillProfiling
 from lorafaas.invoker.maintenance import FunctionTracker
 from lorafaas.invoker.pool import ContainerPool
 from lorafaas.settings import Settings
 
 settings_key = web.AppKey("settings", Settings)
+login_throttle_key = web.AppKey("login_throttle", LoginThrottle)
 sessions_key = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 pool_key = web.AppKey("pool", ContainerPool)
 tracker_key = web.AppKey("tracker", FunctionTracker)

@@ -20,8 +20,10 @@ from typing import Any
 from sqlalchemy import delete, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lorafaas.adapters.archive import HANDLER_NAME
 from lorafaas.billing.ledger import meter_activation
 from lorafaas.billing.prices import PriceSheet
+from lorafaas.controller.invoke_params import check_generation_parameters
 from lorafaas.controller.prefill import PrefillProfiling, action_backbone
 from lorafaas.controller.protocol import parameter_values
 from lorafaas.controller.throttle import InvocationThrottle
@@ -79,8 +81,11 @@ class InvocationService:
         if nobody waits. `durable`: stored as pending first, so that it runs even after a
         crash (a blocking caller, which waits for the answer, passes False).
 
-        Raises TooManyRequests (429) when the namespace is over its throttles.
+        Raises BadRequest (400) when the default handler would refuse the parameters, and
+        TooManyRequests (429) when the namespace is over its throttles: both before anything
+        is stored, run or billed.
         """
+        self.check_parameters(action, parameters)
         self.throttle.admit(identity.namespace)
         try:
             pending = PendingInvocation(activation_id=uuid.uuid4().hex,
@@ -110,6 +115,13 @@ class InvocationService:
     async def _write_pending(self, pending: PendingInvocation) -> None:
         async with self.sessions() as session, session.begin():
             session.add(pending)
+
+    def check_parameters(self, action: Action, parameters: dict[str, Any]) -> None:
+        """Refuse parameters the action's default handler would refuse (400)."""
+        if (self.store.folder(action.artifact_digest) / HANDLER_NAME).exists():
+            return  # its own handler takes any parameters
+        check_generation_parameters({**parameter_values(action.parameters), **parameters},
+                                    int(action.limits["max_tokens"]))
 
     async def resume_pending(self) -> int:
         """Run the invocations accepted before the last stop that have no record; return

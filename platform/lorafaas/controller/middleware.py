@@ -1,30 +1,85 @@
-"""Request ids and error rendering: every error under /api is JSON `{"error", "code"}`."""
+"""Request ids and error rendering: every error is JSON, in the shape of the API it hit.
+
+Under `/api` (and every other path the console does not render) the shape is OpenWhisk's
+`{"error", "code"}`. Other shapes hook in by path prefix through `error_renderers_key`: the
+application maps `/v1/` to OpenAI's error object (`openai_error_response`), which the
+OpenAI module may replace by its own renderer.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from lorafaas.errors import LoraFaasError
+from lorafaas.errors import BadRequest, LoraFaasError
 
 logger = logging.getLogger(__name__)
 
 request_id_key = web.RequestKey("request_id", str)
 
 # Messages for the errors aiohttp raises itself, in OpenWhisk's words where it has them.
-_HTTP_MESSAGES = {
+HTTP_MESSAGES = {
+    400: "The request content was malformed.",
     404: "The requested resource does not exist.",
     405: "Method not allowed.",
     413: "The request content was malformed: the request entity is too large.",
+    431: "The request's header fields are too large.",
 }
+# Headers of aiohttp's own errors worth passing on (a 405 names the methods allowed).
+_KEPT_HEADERS = ("Allow", "Retry-After")
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """One failed request, before it is rendered."""
+
+    status: int
+    message: str
+    request_id: str
+    param: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+ErrorRenderer = Callable[[ErrorInfo], web.Response]
+# (path prefix, renderer) pairs, tried in order; OpenWhisk's shape where none matches.
+error_renderers_key = web.AppKey("error_renderers", tuple[tuple[str, ErrorRenderer], ...])
 
 
 def error_response(status: int, message: str, request_id: str) -> web.Response:
-    """The JSON body every failed request gets."""
+    """The JSON body every failed request under /api gets (OpenWhisk's shape)."""
     return web.json_response({"error": message, "code": request_id}, status=status)
+
+
+def openwhisk_error(info: ErrorInfo) -> web.Response:
+    """OpenWhisk's `{"error", "code"}`."""
+    response = error_response(info.status, info.message, info.request_id)
+    response.headers.update(info.headers)
+    return response
+
+
+_OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                 403: "permission_error", 404: "not_found_error", 413: "invalid_request_error",
+                 429: "rate_limit_error"}
+
+
+def openai_error_response(info: ErrorInfo) -> web.Response:
+    """OpenAI's error object `{"error": {"message", "type", "param", "code"}}`."""
+    kind = _OPENAI_TYPES.get(info.status, "invalid_request_error" if info.status < 500
+                             else "server_error")
+    body = {"error": {"message": info.message, "type": kind, "param": info.param,
+                      "code": info.request_id}}
+    return web.json_response(body, status=info.status, headers=dict(info.headers))
+
+
+def renderer_for(renderers: tuple[tuple[str, ErrorRenderer], ...], path: str) -> ErrorRenderer:
+    """The renderer of the first prefix `path` starts with, else OpenWhisk's."""
+    return next((render for prefix, render in renderers if path.startswith(prefix)),
+                openwhisk_error)
 
 
 @web.middleware
@@ -32,15 +87,40 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Give the request an id; turn every exception into a JSON error, never a trace."""
     request_id = uuid.uuid4().hex
     request[request_id_key] = request_id
+    render = renderer_for(request.app.get(error_renderers_key, ()), request.path)
     try:
+        check_text_parameters(request)
         return await handler(request)
     except LoraFaasError as error:
-        return error_response(error.status, error.message, request_id)
+        return render(ErrorInfo(error.status, error.message, request_id, error.param,
+                                error.headers))
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        message = _HTTP_MESSAGES.get(error.status, error.reason)
-        return error_response(error.status, message, request_id)
+        message = HTTP_MESSAGES.get(error.status, error.reason)
+        headers = {name: error.headers[name] for name in _KEPT_HEADERS if name in error.headers}
+        return render(ErrorInfo(error.status, message, request_id, headers=headers))
     except Exception:
         logger.exception("request %s %s failed (%s)", request.method, request.path, request_id)
-        return error_response(500, "Internal server error.", request_id)
+        return render(ErrorInfo(500, "Internal server error.", request_id))
+
+
+def check_text_parameters(request: web.Request) -> None:
+    """Refuse path and query values no database can store: NUL, or undecodable bytes."""
+    for source, values in (("path", request.match_info.items()),
+                           ("query", request.query.items())):
+        for name, value in values:
+            if not storable_text(name) or not storable_text(value):
+                raise BadRequest(f"The {source} parameter {name!r} holds a NUL character or "
+                                 "bytes that are not UTF-8.", param=name)
+
+
+def storable_text(text: str) -> bool:
+    """Whether the text is valid Unicode without NUL (PostgreSQL refuses both)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: undecodable bytes, or a `\ud800` escape
+        return False
+    return True

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from lorafaas import __version__
 from lorafaas.controller.routes import ERRORS, Route
+from lorafaas.controller.schemas import BODIES, PATH, QUERY
 
 _DESCRIPTIONS = {200: "OK", 202: "Accepted: the activation id", 400: "Bad request",
                  401: "Unauthorized", 403: "Forbidden", 404: "Not found",
@@ -60,16 +61,23 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
 
 
 def _operation(route: Route) -> dict[str, Any]:
-    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    parameters = [{"name": name, "in": "path", "required": True, "schema": PATH[name]}
                   for name in re.findall(r"{(\w+)}", route.path)]
-    parameters += [{"name": name, "in": "query", "required": False,
-                    "schema": {"type": "string"}} for name in route.query]
+    parameters += [{"name": name, "in": "query", "required": False, "schema": QUERY[name]}
+                   for name in route.query]
     operation: dict[str, Any] = {"summary": route.summary, "tags": list(route.tags),
+                                 "operationId": _operation_id(route),
                                  "parameters": parameters, "responses": _responses(route)}
     if route.body:
-        operation["requestBody"] = {"description": route.body, "content": {
-            "application/json": {"schema": {"type": "object"}}}}
+        schema = BODIES[route.schema] if route.schema else {"type": "object"}
+        operation["requestBody"] = {"description": route.body, "required": False,
+                                    "content": {"application/json": {"schema": schema}}}
     return operation
+
+
+def _operation_id(route: Route) -> str:
+    module = route.handler.__module__.rpartition(".")[2]
+    return f"{module}.{route.handler.__name__}"
 
 
 def _responses(route: Route) -> dict[str, Any]:

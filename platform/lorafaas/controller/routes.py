@@ -19,7 +19,7 @@ from lorafaas.controller.api import (
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NAMESPACE = "/api/v1/namespaces/{namespace}"
-ERRORS = (400, 401, 403, 404, 405, 500)
+ERRORS = (400, 401, 403, 404, 405, 429, 500)
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Route:
     summary: str
     query: tuple[str, ...] = ()
     body: str | None = None  # what the JSON body holds, when it takes one
+    schema: str | None = None  # the body's schema, a key of `schemas.BODIES`
     statuses: tuple[int, ...] = (200,)
     tags: tuple[str, ...] = field(default=())
     response: str | None = None  # the schema (lorafaas.controller.openapi) of a 200's body
@@ -63,7 +64,7 @@ def api_routes() -> list[Route]:
               "Create or update an action of kind lora", query=("overwrite", "backbone"),
               body="exec {kind: lora, binary: true, code: base64 zip}, parameters, "
                    "annotations, limits (or, as application/zip, the zip itself, with "
-                   "?backbone=)",
+                   "?backbone=)", schema="Action",
               statuses=(200, 409, 413, 429), tags=("actions",)),
         Route("GET", f"{NAMESPACE}/actions/{{name}}", actions.get_action, "Get an action",
               query=("code",), tags=("actions",)),
@@ -74,6 +75,7 @@ def api_routes() -> list[Route]:
               "Delete an action", tags=("actions",)),
         Route("POST", f"{NAMESPACE}/actions/{{name}}", actions.invoke_action, "Invoke an action",
               query=("blocking", "result", "timeout"), body="the invocation's parameters",
+              schema="Invocation",
               statuses=(200, 202, 408, 429, 502), tags=("actions",)),
         Route("GET", f"{NAMESPACE}/activations", activations.list_activation_records,
               "List activations", query=("name", "limit", "skip", "since", "upto", "docs"),
@@ -119,10 +121,12 @@ def openai_routes() -> list[Route]:
               "OpenAI completions (stream: server-sent events)",
               body="model, prompt, max_tokens, temperature, top_p, seed, stop, stream, "
                    "stream_options" + refused,
+              schema="Completion",
               statuses=(200, 429, 502), tags=("openai",)),
         Route("POST", "/v1/chat/completions", openai.chat_completions,
               "OpenAI chat completions (stream: server-sent events)",
               body="model, messages, max_tokens (max_completion_tokens), temperature, top_p, "
                    "seed, stop, stream, stream_options" + refused,
+              schema="ChatCompletion",
               statuses=(200, 429, 502), tags=("openai",)),
     ]

@@ -7,14 +7,9 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lorafaas.errors import LoraFaasError
+from lorafaas.errors import TooManyRequests
 
-
-class TooManyRequests(LoraFaasError):
-    """Over the namespace's invocationsPerMinute or concurrentInvocations."""
-
-    status = 429
-
+__all__ = ["InvocationThrottle", "NamespaceLimits", "TooManyRequests"]
 
 @dataclass(frozen=True)
 class NamespaceLimits:

@@ -8,7 +8,14 @@ from typing import Any
 
 from aiohttp import web
 
-from lorafaas.controller.api.params import flag, paging, read_json
+from lorafaas.controller.api.params import (
+    entity_name,
+    flag,
+    integer,
+    json_object,
+    paging,
+    read_json,
+)
 from lorafaas.controller.appkeys import (
     actions_key,
     invocations_key,
@@ -37,7 +44,7 @@ from lorafaas.controller.uploads import (
     is_zip_upload,
     receive_body,
 )
-from lorafaas.errors import BadRequest, NotFound
+from lorafaas.errors import NotFound
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.activations import activation_json
 from lorafaas.registry.artifacts import UPLOAD_NAME
@@ -54,11 +61,11 @@ async def put_action(request: web.Request) -> web.Response:
     base64 in exec.code, or the zip itself as an application/zip body."""
     identity = await namespace_of(request)
     service = request.app[actions_key]
-    name = request.match_info["name"]
+    name, overwrite = entity_name(request), flag(request, "overwrite")
     try:
         with service.uploads.slot(), service.store.staging() as folder:
             body = await _received_body(request, folder)
-            action = await service.put(identity, name, body, flag(request, "overwrite"))
+            action = await service.put(identity, name, body, overwrite)
     except UploadsBusy as error:
         return busy_response(request, error)
     await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
@@ -89,9 +96,10 @@ async def get_action(request: web.Request) -> web.Response:
     """One action with its containers, keep-alive policy, measured artifact profiles and
     the prefill model its batches are sized by; the zip is left out with ?code=false."""
     identity = await namespace_of(request)
-    action = await request.app[actions_key].get(identity, request.match_info["name"])
+    name, with_code = entity_name(request), flag(request, "code", default=True)
+    action = await request.app[actions_key].get(identity, name)
     code = None
-    if request.query.get("code", "true").lower() != "false":
+    if with_code:
         code = request.app[actions_key].store.zip_path(action.artifact_digest).read_bytes()
     body = action_json(action, identity.namespace, code)
     body["instances"] = request.app[pool_key].instances(f"{identity.namespace}/{action.name}")
@@ -119,28 +127,31 @@ async def list_actions(request: web.Request) -> web.Response:
 async def list_action_versions(request: web.Request) -> web.Response:
     """The action's kept versions, newest first."""
     identity = await namespace_of(request)
-    rows = await request.app[actions_key].versions(identity, request.match_info["name"])
+    rows = await request.app[actions_key].versions(identity, entity_name(request))
     return web.json_response([action_version_json(row) for row in rows])
 
 
 async def delete_action(request: web.Request) -> web.Response:
     """Delete an action and its warm containers."""
     identity = await namespace_of(request)
-    action = await request.app[actions_key].delete(identity, request.match_info["name"])
+    action = await request.app[actions_key].delete(identity, entity_name(request))
     await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{action.name}")
     return web.json_response(action_json(action, identity.namespace, None))
 
 
 async def invoke_action(request: web.Request) -> web.Response:
-    """Invoke: 202 with the id, or with ?blocking=true the record (or ?result=true its result)."""
-    identity, action = await namespace_and_action(request, request.match_info["name"])
-    parameters = await read_json(request)
-    if not isinstance(parameters, dict):
-        raise BadRequest("The request content was malformed: parameters must be a JSON object.")
+    """Invoke: 202 with the id, or with ?blocking=true the record (or ?result=true its result).
+
+    Every parameter is checked before the activation is accepted: a refused invocation
+    never runs and is never billed.
+    """
+    name, blocking, result_only = entity_name(request), flag(request, "blocking"), \
+        flag(request, "result")
+    wait_ms = integer(request, "timeout", DEFAULT_BLOCKING_WAIT_MS, 1, MAX_BLOCKING_WAIT_MS)
+    identity, action = await namespace_and_action(request, name)
+    parameters = json_object(await read_json(request), "the parameters")
     if action is None:
         raise NotFound("The requested resource does not exist.")
-    blocking = flag(request, "blocking")
-    wait_ms = _blocking_wait_ms(request) if blocking else 0
     service = request.app[invocations_key]
     # Non-blocking: durable (its pending row written) before the 202 answers.
     invocation = await service.start(identity, action, parameters, durable=not blocking)
@@ -154,14 +165,7 @@ async def invoke_action(request: web.Request) -> web.Response:
         await service.make_durable(invocation)  # a 202 promises the activation will run
         return web.json_response({"activationId": invocation.activation_id}, status=202,
                                  headers=headers)
-    return _blocking_response(row, flag(request, "result"), headers)
-
-
-def _blocking_wait_ms(request: web.Request) -> int:
-    raw = request.query.get("timeout", str(DEFAULT_BLOCKING_WAIT_MS))
-    if not raw.isdigit() or not 0 < int(raw) <= MAX_BLOCKING_WAIT_MS:
-        raise BadRequest(f"'timeout' must be milliseconds between 1 and {MAX_BLOCKING_WAIT_MS}")
-    return int(raw)
+    return _blocking_response(row, result_only, headers)
 
 
 def _blocking_response(row: Activation, result_only: bool,

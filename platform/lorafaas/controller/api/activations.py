@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lorafaas.controller.api.params import epoch_ms, flag, paging
+from lorafaas.controller.api.params import activation_id, epoch_ms, flag, paging
 from lorafaas.controller.appkeys import sessions_key
 from lorafaas.controller.auth import namespace_of
 from lorafaas.registry.activations import activation_json, get_activation, list_activations
@@ -20,12 +20,12 @@ async def list_activation_records(request: web.Request) -> web.Response:
     """
     identity = await namespace_of(request)
     limit, skip = paging(request)
+    since, upto, docs = epoch_ms(request, "since"), epoch_ms(request, "upto"), flag(request, "docs")
     async with request.app[sessions_key]() as session:
         rows = await list_activations(session, identity.namespace, request.query.get("name"),
-                                      limit, skip, since=epoch_ms(request, "since"),
-                                      upto=epoch_ms(request, "upto"))
+                                      limit, skip, since=since, upto=upto)
     records = [activation_json(row) for row in rows]
-    if not flag(request, "docs"):
+    if not docs:
         records = [_summary(record) for record in records]
     return web.json_response(records)
 
@@ -38,8 +38,9 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
 
 async def _activation(request: web.Request) -> Activation:
     identity = await namespace_of(request)
+    activation = activation_id(request)
     async with request.app[sessions_key]() as session:
-        return await get_activation(session, identity.namespace, request.match_info["id"])
+        return await get_activation(session, identity.namespace, activation)
 
 
 async def get_activation_record(request: web.Request) -> web.Response:

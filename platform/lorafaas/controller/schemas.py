@@ -1,0 +1,104 @@
+"""JSON Schemas of the REST API's parameters and bodies, for the OpenAPI document.
+
+They state the bounds the handlers check (`api.params`, `protocol.parse_action_body`,
+`invoke_params`), so that a client, or a fuzzer, can build requests that are accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lorafaas.billing.reports import GROUPINGS
+from lorafaas.controller.api.params import (
+    INT64_MAX,
+    MAX_EPOCH_MS,
+    MAX_LIST_LIMIT,
+    MAX_NAME_LENGTH,
+)
+from lorafaas.controller.invoke_params import SEED_RANGE
+from lorafaas.controller.protocol import LORA_KIND, limit_ranges
+
+Schema = dict[str, Any]
+
+_BOOLEAN: Schema = {"type": "boolean"}
+_EPOCH_MS: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS,
+                     "description": "milliseconds since the epoch"}
+
+# Query parameters by name: a name means the same thing on every route that takes it.
+QUERY: dict[str, Schema] = {
+    "limit": {"type": "integer", "minimum": 0, "maximum": MAX_LIST_LIMIT,
+              "description": "at most this many (0: the maximum)"},
+    "skip": {"type": "integer", "minimum": 0, "maximum": INT64_MAX},
+    "since": _EPOCH_MS,
+    "upto": _EPOCH_MS,
+    "name": {"type": "string", "description": "only the activations of this action"},
+    "docs": _BOOLEAN,
+    "overwrite": _BOOLEAN,
+    "code": _BOOLEAN,
+    "blocking": _BOOLEAN,
+    "result": _BOOLEAN,
+    "timeout": {"type": "integer", "minimum": 1, "maximum": 600_000,
+                "description": "how long a blocking invocation waits (ms) before a 202"},
+    "groupBy": {"type": "string", "enum": list(GROUPINGS)},
+    "format": {"type": "string", "enum": ["json", "csv"]},
+    "namespace": {"type": "string", "description": "only this namespace"},
+}
+
+# Path parameters by name.
+PATH: dict[str, Schema] = {
+    "namespace": {"type": "string", "description": "the key's namespace, or `_`"},
+    "name": {"type": "string", "maxLength": MAX_NAME_LENGTH,
+             "pattern": r"^(?:\w|\w[\w@ .-]*[\w@.-])$"},
+    "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+}
+
+_KEY_VALUES: Schema = {"type": "array", "items": {
+    "type": "object", "required": ["key", "value"],
+    "properties": {"key": {"type": "string"}, "value": {}}}}
+
+
+def _limits() -> Schema:
+    ranges = limit_ranges(60_000, 2048)
+    return {"type": "object", "additionalProperties": False, "properties": {
+        name: {"type": "integer", "minimum": r.low, "maximum": r.high, "description": r.unit}
+        for name, r in ranges.items()}}
+
+
+_MAX_TOKENS: Schema = {"type": "integer", "minimum": 1,
+                       "maximum": limit_ranges(1, 1)["max_tokens"].high,
+                       "description": "at most the action's max_tokens limit"}
+_SAMPLING: dict[str, Schema] = {
+    "max_tokens": _MAX_TOKENS,
+    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+    "top_p": {"type": "number", "minimum": 0, "maximum": 1},
+    "seed": {"type": "integer", "minimum": SEED_RANGE[0], "maximum": SEED_RANGE[1]},
+    "stop": {"oneOf": [{"type": "string"},
+                       {"type": "array", "items": {"type": "string", "minLength": 1}}]},
+    "stream": _BOOLEAN,
+}
+_MESSAGES: Schema = {"type": "array", "minItems": 1, "items": {
+    "type": "object", "required": ["content"],
+    "properties": {"role": {"type": "string"}, "content": {"type": "string"}}}}
+
+BODIES: dict[str, Schema] = {
+    "Action": {"type": "object", "required": ["exec"], "properties": {
+        "exec": {"type": "object", "required": ["kind", "binary", "code"], "properties": {
+            "kind": {"type": "string", "enum": [LORA_KIND]},
+            "binary": {"type": "boolean", "enum": [True]},
+            "code": {"type": "string", "format": "byte",
+                     "description": "base64 of a zip: adapter_config.json, "
+                                    "adapter_model.safetensors, optionally __main__.py"}}},
+        "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "limits": _limits(),
+        "publish": _BOOLEAN}},
+    "Invocation": {"type": "object", "description": "The default handler's parameters "
+                   "(`prompt` or `messages`); an action with its own handler takes any object.",
+                   "anyOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
+                   "properties": {"prompt": {"type": "string"}, "messages": _MESSAGES,
+                                  **_SAMPLING}},
+    "Completion": {"type": "object", "required": ["model", "prompt"], "properties": {
+        "model": {"type": "string", "description": "`namespace/action` or `action`"},
+        "prompt": {"type": "string"}, **_SAMPLING}},
+    "ChatCompletion": {"type": "object", "required": ["model", "messages"], "properties": {
+        "model": {"type": "string", "description": "`namespace/action` or `action`"},
+        "messages": _MESSAGES, "max_completion_tokens": _MAX_TOKENS, **_SAMPLING}},
+}
