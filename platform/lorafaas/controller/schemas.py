@@ -42,6 +42,9 @@ QUERY: dict[str, Schema] = {
     "groupBy": {"type": "string", "enum": list(GROUPINGS)},
     "format": {"type": "string", "enum": ["json", "csv"]},
     "namespace": {"type": "string", "description": "only this namespace"},
+    "backbone": {"type": "string", "maxLength": MAX_NAME_LENGTH,
+                 "description": "with an application/zip body: the backbone the adapter is for "
+                                "(default: the deployment's first)"},
 }
 
 # Path parameters by name.
