@@ -63,6 +63,12 @@ def _keepalive_policy(value: str) -> str:
     return value
 
 
+def _serving_dtype(value: str) -> str:
+    if value not in ("auto", "float32", "bfloat16", "float16"):
+        raise ValueError("must be auto, float32, bfloat16 or float16")
+    return value
+
+
 def _on_off(value: str) -> bool:
     if value not in ("on", "off"):
         raise ValueError("must be on or off")
@@ -149,6 +155,7 @@ class Settings:
     shm_dir: Path
     models_dir: Path
     backbone_dir: Path
+    backbone_dtype: str
     runtime_image: str
     max_adapter_bytes: int
     action_timeout_ms: int
@@ -231,6 +238,10 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
                               "Folder of local models (the demo backbone and adapters)."),
     "backbone_dir": SettingSpec("LORAFAAS_BACKBONE", "{home}/models/demo-backbone", _path,
                                 "The default backbone: a Hugging Face model folder."),
+    "backbone_dtype": SettingSpec("LORAFAAS_BACKBONE_DTYPE", "auto", _serving_dtype,
+                                  "Dtype the backbone is published and served in: `float32`, "
+                                  "`bfloat16`, `float16`, or `auto` (the checkpoint's own: "
+                                  "`dtype` in its config, else `torch_dtype`, else float32)."),
     "runtime_image": SettingSpec("LORAFAAS_RUNTIME_IMAGE", "lorafaas/runtime-python:latest", str,
                                  "Docker image of function containers."),
     "max_adapter_bytes": SettingSpec("LORAFAAS_MAX_ADAPTER_BYTES", str(256 * 1024 * 1024),

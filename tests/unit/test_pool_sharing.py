@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from lorafaas.invoker.containers import ContainerFolders
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
 
-MOUNTS = BackboneMounts(Path("/run/bb/attach.sock"), Path("/dev/shm/lorafaas/demo"),
-                        Path("/models/demo-backbone"))
+MOUNTS = BackboneMounts(Path("/run/bb/attach.sock"), Path("/dev/shm/lorafaas/demo"))
 
 
 def pool(sharing: bool, mounts: BackboneMounts = MOUNTS) -> ContainerPool:
@@ -34,13 +31,9 @@ def test_sharing_mounts_the_published_weights_and_the_attach_socket() -> None:
     assert "LORAFAAS_BACKBONE_SHARING" not in environment
 
 
-def test_without_sharing_the_checkpoint_is_mounted_and_no_socket() -> None:
+def test_without_sharing_the_published_folder_is_mounted_and_no_socket() -> None:
+    """Containers read what the server published, never the checkpoint (it may be 0600)."""
     mounts, environment = mounted(False)
-    assert mounts["/backbone"] == MOUNTS.checkpoint_dir
+    assert mounts["/backbone"] == MOUNTS.publish_dir
     assert "/lorafaas/attach" not in mounts and "LORAFAAS_ATTACH_SOCKET" not in environment
     assert environment["LORAFAAS_BACKBONE_SHARING"] == "off"
-
-
-def test_without_sharing_the_checkpoint_is_required() -> None:
-    with pytest.raises(ValueError, match="checkpoint folder"):
-        pool(False, BackboneMounts(MOUNTS.attach_socket, MOUNTS.publish_dir))

@@ -26,7 +26,7 @@ class BackboneEndpoint:
 class BackboneServerProcess:
     """One backbone server child process."""
 
-    def __init__(self, endpoint: BackboneEndpoint, model_dir: Path, dtype: str = "float32") -> None:
+    def __init__(self, endpoint: BackboneEndpoint, model_dir: Path, dtype: str = "auto") -> None:
         self.endpoint = endpoint
         self.model_dir = model_dir
         self.dtype = dtype
@@ -50,7 +50,9 @@ class BackboneServerProcess:
         line = await asyncio.wait_for(self._process.stdout.readline(), timeout_s)
         if not line.startswith(b"READY"):
             await self.stop()
-            raise RuntimeError(f"backbone server for {self.model_dir} failed to start")
+            reason = line.decode(errors="replace").strip().removeprefix("FAILED ")
+            raise RuntimeError(f"backbone server for {self.model_dir} failed to start: "
+                               f"{reason or 'it exited'}")
         logger.info("backbone server %s ready on %s", self.endpoint.name,
                     self.endpoint.socket_path)
 

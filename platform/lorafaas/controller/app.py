@@ -95,8 +95,7 @@ def _platform(settings: Settings, backend_factory: BackendFactory
         backbone = _backbone_process(settings)
         pool = ContainerPool(backend_factory(), _pool_config(settings),
                              BackboneMounts(backbone.endpoint.socket_path,
-                                            backbone.endpoint.publish_dir,
-                                            settings.backbone_dir))
+                                            backbone.endpoint.publish_dir))
         tracker = FunctionTracker(KeepAlivePolicy(KeepAliveConfig(
             fixed_keepalive_s=settings.keepalive_fixed_s,
             policy="fixed" if settings.keepalive_policy == "fixed" else "histogram")))
@@ -190,7 +189,7 @@ def _backbone_process(settings: Settings) -> BackboneServerProcess:
     endpoint = BackboneEndpoint(name=name,
                                 socket_path=settings.run_dir / "backbones" / name / "attach.sock",
                                 publish_dir=settings.shm_dir / name)
-    return BackboneServerProcess(endpoint, settings.backbone_dir)
+    return BackboneServerProcess(endpoint, settings.backbone_dir, settings.backbone_dtype)
 
 
 def _pool_config(settings: Settings) -> PoolConfig:

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lorafaas.backbone.checkpoint import checkpoint_digest
+from lorafaas.backbone.checkpoint import checkpoint_digest, checkpoint_dtype, serving_dtype
 from lorafaas.invoker.backend import ContainerBackend
 from lorafaas.invoker.dispatcher import Dispatcher
 from lorafaas.invoker.prefill_fits import FitTable, PrefillFit, PrefillKey
@@ -60,7 +60,12 @@ def action_rank(action: Action) -> int | None:
 async def current_key(settings: Settings, backend: ContainerBackend) -> PrefillKey:
     """This deployment's key: the backbone's checkpoint, the runtime image, the machine."""
     image = await asyncio.to_thread(backend.image_id, settings.runtime_image)
-    digest = await asyncio.to_thread(checkpoint_digest, settings.backbone_dir)
+    # The serving dtype is part of what is measured (a bf16 prefill is not an fp32 one); it
+    # joins the digest where it is not the checkpoint's own.
+    dtype = await asyncio.to_thread(serving_dtype, settings.backbone_dir, settings.backbone_dtype)
+    own = await asyncio.to_thread(checkpoint_dtype, settings.backbone_dir)
+    digest = await asyncio.to_thread(checkpoint_digest, settings.backbone_dir,
+                                     None if dtype == own else dtype)
     return PrefillKey(settings.backbone_dir.name, digest, image,
                       describe_machine(settings.container_torch_threads))
 
@@ -68,7 +73,7 @@ async def current_key(settings: Settings, backend: ContainerBackend) -> PrefillK
 def container_measure(settings: Settings, backend: ContainerBackend) -> Measure:
     """Profiling in a one-off container of the runtime image, as functions run."""
     config = ProfilerConfig(invoker_id=settings.invoker_id, image=settings.runtime_image,
-                            run_dir=settings.run_dir, checkpoint_dir=settings.backbone_dir,
+                            run_dir=settings.run_dir, publish_dir=settings.shm_dir / settings.backbone_dir.name,
                             memory_mb=settings.container_memory_mb,
                             pids_limit=settings.container_pids_limit,
                             torch_threads=settings.container_torch_threads)

@@ -51,12 +51,12 @@ class FunctionRef:
 
 @dataclass(frozen=True)
 class BackboneMounts:
-    """The backbone server's attach socket and published folder, mounted into containers,
-    and the backbone's checkpoint folder (mounted instead when sharing is off)."""
+    """The backbone server's attach socket and published folder, mounted into containers
+    (without sharing only the folder: containers never read the checkpoint itself, which
+    may be readable by its owner only)."""
 
     attach_socket: Path
     publish_dir: Path
-    checkpoint_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class PoolConfig:
     stem_memory_mb: int = 2_048  # limit of a stem cell (it becomes any function's container)
     cold_start_window_s: float = 60.0  # reactive pre-warm counts the cold starts of this window
     torch_threads: int = 0  # each container's torch threads (0: torch's default)
-    # Off: each container loads a private copy of the backbone from its checkpoint (the
+    # Off: each container loads a private copy of the published backbone (the
     # OpenWhisk- and InstaInfer-style baselines); no attach socket is mounted.
     backbone_sharing: bool = True
 
@@ -94,9 +94,6 @@ class ContainerPool:
 
     def __init__(self, backend: ContainerBackend, config: PoolConfig,
                  backbone: BackboneMounts, offloader: Offloader | None = None) -> None:
-        if not config.backbone_sharing and backbone.checkpoint_dir is None:
-            raise ValueError("without backbone sharing the pool needs the backbone's "
-                             "checkpoint folder")
         self.backend = backend
         self.config = config
         self.backbone = backbone
@@ -341,15 +338,13 @@ class ContainerPool:
                        "MALLOC_ARENA_MAX": "2"}
         mounts = [Mount(folders.io, IO_TARGET, read_only=False),
                   Mount(folders.adapter, "/adapter")]
+        mounts.append(Mount(self.backbone.publish_dir, "/backbone"))
         if self.config.backbone_sharing:
             environment["LORAFAAS_ATTACH_SOCKET"] = \
                 f"{ATTACH_TARGET}/{self.backbone.attach_socket.name}"
-            mounts += [Mount(self.backbone.attach_socket.parent, ATTACH_TARGET),
-                       Mount(self.backbone.publish_dir, "/backbone")]
+            mounts.append(Mount(self.backbone.attach_socket.parent, ATTACH_TARGET))
         else:
-            assert self.backbone.checkpoint_dir is not None  # checked at construction
             environment["LORAFAAS_BACKBONE_SHARING"] = "off"
-            mounts.append(Mount(self.backbone.checkpoint_dir, "/backbone"))
         return ContainerSpec(
             name=name, image=self.config.image, memory_mb=memory_mb,
             pids_limit=self.config.pids_limit,
