@@ -234,3 +234,19 @@ def test_chat_template_is_published(published: dict[str, Published]) -> None:
         assert rendered == item.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True)
         assert rendered.startswith("<|user|> hello there")
+
+
+def test_controller_counts_prompts_as_the_runtime(published: dict[str, Published]) -> None:
+    """The controller's context check (tokenizers and jinja2, no torch) counts a prompt and
+    a chat exactly as the runtime tokenizes them, for every tokenizer format."""
+    from lorafaas.controller.context_length import PublishedTokenizer
+
+    messages = [{"role": "system", "content": "be brief"},
+                {"role": "user", "content": F.PROMPTS[1]}]
+    for item in published.values():
+        counter = PublishedTokenizer.load(item.publish_dir)
+        runtime = runtime_tokenizer(item, item.adapters[0])
+        rendered = runtime.apply_chat_template(messages, tokenize=False,
+                                               add_generation_prompt=True)
+        assert counter.count(F.PROMPTS[0]) == len(runtime(F.PROMPTS[0])["input_ids"])
+        assert counter.count_chat(messages) == len(runtime(rendered)["input_ids"])

@@ -27,6 +27,7 @@ from lorafaas.controller.appkeys import (
     tracker_key,
 )
 from lorafaas.controller.backbones import BackboneCatalog
+from lorafaas.controller.context_length import ContextCheck
 from lorafaas.controller.invocations import InvocationService
 from lorafaas.controller.middleware import error_middleware
 from lorafaas.controller.openapi import OPENAPI_PATH, openapi_handler
@@ -148,8 +149,11 @@ async def _services(app: web.Application, settings: Settings,
     app[prefill_key] = prefill
     app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes,
                                      settings.action_history, prefill=prefill)
+    name = settings.backbone_dir.name
+    context = ContextCheck({name: settings.shm_dir / name}, {name: settings.backbone_dir})
     app[invocations_key] = InvocationService(sessions, store, invoker, throttle, tasks,
-                                             prices=price_sheet(settings), prefill=prefill)
+                                             prices=price_sheet(settings), prefill=prefill,
+                                             context=context)
 
 
 def _maintenance(settings: Settings, pool: ContainerPool,

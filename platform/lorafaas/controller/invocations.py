@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.billing.ledger import meter_activation
 from lorafaas.billing.prices import PriceSheet
+from lorafaas.controller.context_length import ContextCheck
 from lorafaas.controller.prefill import PrefillProfiling
 from lorafaas.controller.protocol import parameter_values
 from lorafaas.controller.throttle import InvocationThrottle
@@ -48,7 +49,8 @@ class InvocationService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], store: ArtifactStore,
                  invoker: Invoker, throttle: InvocationThrottle,
                  tasks: set[asyncio.Task[Any]], *, prices: PriceSheet,
-                 prefill: PrefillProfiling | None = None) -> None:
+                 prefill: PrefillProfiling | None = None,
+                 context: ContextCheck | None = None) -> None:
         self.sessions = sessions
         self.prices = prices
         self.store = store
@@ -56,14 +58,18 @@ class InvocationService:
         self.throttle = throttle
         self.tasks = tasks
         self.prefill = prefill  # sizes batches by the function's profiled T(b)
+        self.context = context  # refuses prompts plus max_tokens past the context length
 
     async def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
                     on_delta: DeltaSink | None = None) -> Invocation:
         """Accept the activation (stored as pending) and start it in the background; its
         record is stored even if nobody waits.
 
-        Raises TooManyRequests (429) when the namespace is over its throttles.
+        Raises BadRequest (400) when the prompt plus max_tokens exceeds the backbone's
+        context length, TooManyRequests (429) when the namespace is over its throttles.
         """
+        if self.context is not None:
+            self.context.check(action_annotation(action, "backbone"), parameters)
         self.throttle.admit(identity.namespace)
         try:
             pending = PendingInvocation(activation_id=uuid.uuid4().hex,
@@ -147,6 +153,11 @@ class InvocationService:
         logger.info("activation %s of %s/%s ended with status %d", request.activation_id,
                     request.namespace, request.name, result.status_code)
         return row
+
+
+def action_annotation(action: Action, key: str) -> Any:
+    """The value of one of the action's annotations, or None."""
+    return next((a.get("value") for a in action.annotations or [] if a.get("key") == key), None)
 
 
 def function_key(namespace: str, action: Action) -> str:
