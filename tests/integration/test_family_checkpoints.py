@@ -9,6 +9,7 @@ one covers all of them at the runtime's own seams, without containers.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,3 +251,40 @@ def test_controller_counts_prompts_as_the_runtime(published: dict[str, Published
                                                add_generation_prompt=True)
         assert counter.count(F.PROMPTS[0]) == len(runtime(F.PROMPTS[0])["input_ids"])
         assert counter.count_chat(messages) == len(runtime(rendered)["input_ids"])
+
+
+def test_checkpoint_files_are_as_transformers_5_writes_them(published: dict[str, Published],
+                                                            tmp_path: Path) -> None:
+    """0600 files; shards with an index; each tokenizer format's own files; bf16 config."""
+    llama, qwen2 = published["llama"], published["qwen2"]
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in llama.checkpoint.iterdir())
+    assert "model.safetensors.index.json" in {p.name for p in published["gemma"].checkpoint
+                                              .iterdir()}
+    assert {"tokenizer.model"} <= {p.name for p in llama.checkpoint.iterdir()}
+    assert not (llama.checkpoint / "tokenizer.json").exists()
+    assert {"vocab.json", "merges.txt", "added_tokens.json"} <= {
+        p.name for p in qwen2.checkpoint.iterdir()}
+    assert not (qwen2.checkpoint / "tokenizer.json").exists()
+    assert (llama.publish_dir / "tokenizer.json").exists()
+    assert all(path.stat().st_mode & 0o777 == 0o644 for path in llama.publish_dir.iterdir())
+    bf16 = F.make_checkpoint(llama.family, tmp_path / "bf16", F.CheckpointOptions(
+        dtype="bfloat16", chat_template=None))
+    assert json.loads((bf16 / "config.json").read_text())["dtype"] == "bfloat16"
+    assert not (bf16 / "chat_template.jinja").exists()
+
+
+async def test_an_architecture_that_cannot_be_built_is_refused_at_start(tmp_path: Path
+                                                                        ) -> None:
+    """The backbone server refuses it before serving, naming the architecture."""
+    from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
+
+    checkpoint = tmp_path / "vision"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps(
+        {"model_type": "vit", "architectures": ["ViTModel"]}))
+    server = BackboneServerProcess(BackboneEndpoint("vision", tmp_path / "s.sock",
+                                                    tmp_path / "published"), checkpoint)
+    with pytest.raises(RuntimeError, match=r"architecture ViTModel \(model type 'vit'\) "
+                                           "cannot be served as a causal LM"):
+        await server.start()
+    assert not (tmp_path / "published").exists()
