@@ -70,10 +70,13 @@ async def current_key(settings: Settings, backend: ContainerBackend) -> PrefillK
                       describe_machine(settings.container_torch_threads))
 
 
-def container_measure(settings: Settings, backend: ContainerBackend) -> Measure:
-    """Profiling in a one-off container of the runtime image, as functions run."""
+def container_measure(settings: Settings, backend: ContainerBackend,
+                      publish_dir: Path | None = None) -> Measure:
+    """Profiling in a one-off container of the runtime image, as functions run, on what
+    the backbone server published (by default where the platform's server publishes)."""
     config = ProfilerConfig(invoker_id=settings.invoker_id, image=settings.runtime_image,
-                            run_dir=settings.run_dir, publish_dir=settings.shm_dir / settings.backbone_dir.name,
+                            run_dir=settings.run_dir,
+                            publish_dir=publish_dir or settings.shm_dir / settings.backbone_dir.name,
                             memory_mb=settings.container_memory_mb,
                             pids_limit=settings.container_pids_limit,
                             torch_threads=settings.container_torch_threads)
