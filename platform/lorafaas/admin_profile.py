@@ -10,11 +10,15 @@ next start.
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from docker.errors import DockerException
 from sqlalchemy import select
 
+from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
 from lorafaas.backbone_specs import BackboneSpec
 from lorafaas.controller.prefill import (
     Sessions,
@@ -55,14 +59,16 @@ async def profile_ranks(settings: Settings, ranks: list[int],
         deployed = await deployed_adapters(sessions, ArtifactStore(settings.artifacts_dir),
                                            spec.name, settings.default_backbone.name)
         adapters = _chosen(deployed, ranks)
-        measure = container_measure(settings, backend, spec)
         blocks = [describe_key(key)]
-        for rank, (function, folder) in sorted(adapters.items()):
-            try:
-                fits = await measure_and_store(sessions, key, measure, folder)
-            except (ProfilingFailed, DockerException) as error:
-                raise LoraFaasError(f"profiling adapter rank {rank} failed: {error}") from error
-            blocks.append(format_fits(rank, function, fits))
+        async with published_backbone(settings, spec) as publish_dir:
+            measure = container_measure(settings, backend, spec, publish_dir)
+            for rank, (function, folder) in sorted(adapters.items()):
+                try:
+                    fits = await measure_and_store(sessions, key, measure, folder)
+                except (ProfilingFailed, DockerException) as error:
+                    raise LoraFaasError(f"profiling adapter rank {rank} failed: "
+                                        f"{error}") from error
+                blocks.append(format_fits(rank, function, fits))
         return "\n\n".join(blocks)
     finally:
         await engine.dispose()
@@ -76,6 +82,29 @@ def chosen_backbone(settings: Settings, name: str | None) -> BackboneSpec:
             return spec
     raise LoraFaasError(f"unknown backbone {name!r}; this deployment serves: "
                         f"{', '.join(s.name for s in settings.backbone_specs)}")
+
+
+@contextlib.asynccontextmanager
+async def published_backbone(settings: Settings, spec: BackboneSpec) -> AsyncIterator[Path]:
+    """The folder the running platform's server published the backbone in, or, when no
+    platform runs, one published by a backbone server started for the profiling
+    (containers read only published files, never the checkpoint)."""
+    running = settings.shm_dir / spec.name
+    if (running / "manifest.json").exists():
+        yield running
+        return
+    name = f"{spec.name}-profile-{uuid.uuid4().hex[:8]}"
+    endpoint = BackboneEndpoint(name, settings.run_dir / "backbones" / name / "attach.sock",
+                                settings.shm_dir / name)
+    server = BackboneServerProcess(endpoint, spec.folder, spec.dtype)
+    try:
+        await server.start()
+    except (OSError, RuntimeError) as error:
+        raise LoraFaasError(f"cannot publish the backbone: {error}") from error
+    try:
+        yield endpoint.publish_dir
+    finally:
+        await server.stop()
 
 
 async def deployed_adapters(sessions: Sessions, store: ArtifactStore, backbone: str,

@@ -60,9 +60,10 @@ def parse_backbones(value: str) -> tuple[BackboneSpec, ...]:
     return specs
 
 
-def single_backbone(folder: Path) -> BackboneSpec:
-    """The one backbone of `LORAFAAS_BACKBONE`, named after its folder, in its own dtype."""
-    return BackboneSpec(folder.name, folder)
+def single_backbone(folder: Path, dtype: str = AUTO) -> BackboneSpec:
+    """The one backbone of `LORAFAAS_BACKBONE`, named after its folder, in `dtype`
+    (`LORAFAAS_BACKBONE_DTYPE`)."""
+    return BackboneSpec(folder.name, folder, dtype)
 
 
 def missing_folder(spec: BackboneSpec) -> str | None:

@@ -65,6 +65,12 @@ def _keepalive_policy(value: str) -> str:
     return value
 
 
+def _serving_dtype(value: str) -> str:
+    if value not in ("auto", "float32", "bfloat16", "float16"):
+        raise ValueError("must be auto, float32, bfloat16 or float16")
+    return value
+
+
 def _on_off(value: str) -> bool:
     if value not in ("on", "off"):
         raise ValueError("must be on or off")
@@ -152,6 +158,7 @@ class Settings:
     models_dir: Path
     backbone_dir: Path
     backbones: tuple[BackboneSpec, ...]
+    backbone_dtype: str
     runtime_image: str
     max_adapter_bytes: int
     max_concurrent_uploads: int
@@ -200,7 +207,7 @@ class Settings:
     def backbone_specs(self) -> tuple[BackboneSpec, ...]:
         """The backbones served, the default first (`LORAFAAS_BACKBONES`, else the one of
         `LORAFAAS_BACKBONE`)."""
-        return self.backbones or (single_backbone(self.backbone_dir),)
+        return self.backbones or (single_backbone(self.backbone_dir, self.backbone_dtype),)
 
     @property
     def default_backbone(self) -> BackboneSpec:
@@ -261,7 +268,12 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
     "backbone_dir": SettingSpec("LORAFAAS_BACKBONE", "{home}/models/demo-backbone", _path,
                                 "The one backbone served when LORAFAAS_BACKBONES is empty: a "
                                 "Hugging Face model folder, named after the folder, served in "
-                                "the checkpoint's own dtype."),
+                                "LORAFAAS_BACKBONE_DTYPE."),
+    "backbone_dtype": SettingSpec("LORAFAAS_BACKBONE_DTYPE", "auto", _serving_dtype,
+                                  "Dtype LORAFAAS_BACKBONE is published and served in: "
+                                  "`float32`, `bfloat16`, `float16`, or `auto` (the "
+                                  "checkpoint's own: `dtype` in its config, else `torch_dtype`, "
+                                  "else float32)."),
     "backbones": SettingSpec("LORAFAAS_BACKBONES", "", parse_backbones,
                              "Several backbones, the first the default: comma-separated "
                              "`name=folder[:dtype]` (dtype `float32`, `bfloat16`, `float16`, "

@@ -28,21 +28,20 @@ def memory_of(pid: int) -> dict[str, int]:
     return figures
 
 
-def make_pool(backbone: BackboneMounts, checkpoint_dir: Path, runtime_image: str,
-              run_dir: Path, sharing: bool) -> ContainerPool:
+def make_pool(backbone: BackboneMounts, runtime_image: str, run_dir: Path, sharing: bool
+              ) -> ContainerPool:
     """A pool on the real engine, with backbone sharing on or off."""
     config = PoolConfig(invoker_id=f"share{uuid.uuid4().hex[:8]}", image=runtime_image,
                         run_dir=run_dir, pids_limit=256, start_timeout_s=120, max_instances=2,
                         memory_mb=8 * MEMORY_MB, stem_memory_mb=MEMORY_MB,
                         backbone_sharing=sharing)
-    return ContainerPool(DockerBackend(), config, BackboneMounts(
-        backbone.attach_socket, backbone.publish_dir, checkpoint_dir))
+    return ContainerPool(DockerBackend(), config, backbone)
 
 
 async def test_no_sharing_holds_a_private_copy_and_generates_the_same(  # type: ignore[no-untyped-def]
         backbone, runtime_image, short_dir: Path, demo_models) -> None:
     backbone_kb = (demo_models.backbone_dir / "model.safetensors").stat().st_size / 1024
-    pools = {sharing: make_pool(backbone, demo_models.backbone_dir, runtime_image, short_dir,
+    pools = {sharing: make_pool(backbone, runtime_image, short_dir,
                                 sharing) for sharing in (True, False)}
     leases: dict[tuple[bool, str], Lease] = {}
     tokens: dict[tuple[bool, str], list[int]] = {}

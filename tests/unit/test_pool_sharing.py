@@ -9,8 +9,7 @@ import pytest
 from lorafaas.invoker.containers import ContainerFolders
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
 
-MOUNTS = BackboneMounts(Path("/run/bb/attach.sock"), Path("/dev/shm/lorafaas/demo"),
-                        Path("/models/demo-backbone"))
+MOUNTS = BackboneMounts(Path("/run/bb/attach.sock"), Path("/dev/shm/lorafaas/demo"))
 
 
 def pool(sharing: bool, mounts: BackboneMounts = MOUNTS) -> ContainerPool:
@@ -34,21 +33,16 @@ def test_sharing_mounts_the_published_weights_and_the_attach_socket() -> None:
     assert "LORAFAAS_BACKBONE_SHARING" not in environment
 
 
-def test_without_sharing_the_checkpoint_is_mounted_and_no_socket() -> None:
+def test_without_sharing_the_published_folder_is_mounted_and_no_socket() -> None:
+    """Containers read what the server published, never the checkpoint (it may be 0600)."""
     mounts, environment = mounted(False)
-    assert mounts["/backbone"] == MOUNTS.checkpoint_dir
+    assert mounts["/backbone"] == MOUNTS.publish_dir
     assert "/lorafaas/attach" not in mounts and "LORAFAAS_ATTACH_SOCKET" not in environment
     assert environment["LORAFAAS_BACKBONE_SHARING"] == "off"
 
 
-def test_without_sharing_the_checkpoint_is_required() -> None:
-    with pytest.raises(ValueError, match="checkpoint folder"):
-        pool(False, BackboneMounts(MOUNTS.attach_socket, MOUNTS.publish_dir))
-
-
 def test_each_container_mounts_the_backbone_its_function_names() -> None:
-    other = BackboneMounts(Path("/run/other/attach.sock"), Path("/dev/shm/lorafaas/other"),
-                           Path("/models/other"))
+    other = BackboneMounts(Path("/run/other/attach.sock"), Path("/dev/shm/lorafaas/other"))
     config = PoolConfig(invoker_id="unit", image="img", run_dir=Path("/tmp/unit"), pids_limit=8,
                         start_timeout_s=1, max_instances=1)
     two = ContainerPool(None, config, {"demo": MOUNTS, "other": other})  # type: ignore[arg-type]

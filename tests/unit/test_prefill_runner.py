@@ -68,7 +68,7 @@ def config(tmp_path: Path) -> ProfilerConfig:
     """A profiler on a checkpoint folder, 2 threads, its run folder in tmp_path."""
     (tmp_path / "backbone").mkdir()
     return ProfilerConfig(invoker_id="inv0", image="runtime:latest", run_dir=tmp_path / "run",
-                          checkpoint_dir=tmp_path / "backbone", memory_mb=2048, pids_limit=256,
+                          publish_dir=tmp_path / "backbone", memory_mb=2048, pids_limit=256,
                           torch_threads=2)
 
 
@@ -105,7 +105,7 @@ async def test_the_profiler_runs_hardened_and_its_report_is_read(
     assert {(m.target, m.read_only) for m in spec.mounts} == {
         ("/backbone", True), ("/adapter", True), (OUTPUT_TARGET, False)}
     assert next(m.source for m in spec.mounts if m.target == "/backbone") == \
-        config.checkpoint_dir
+        config.publish_dir
     assert backend.adapter_files == ["adapter_config.json", "adapter_model.safetensors"]
     assert backend.removed == [spec.name]
     assert leftover_folders(config) == []

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from safetensors.torch import save_model
-from transformers import PreTrainedModel
+from safetensors.torch import save_file
+from transformers import AutoTokenizer, PreTrainedModel
 
 from lorafaas.backbone.checkpoint import checkpoint_signature
 
@@ -20,8 +20,10 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
 MANIFEST_FILE = "manifest.json"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "generation_config.json")
+GENERATION_CONFIG = "generation_config.json"
+TOKENIZER_JSON = "tokenizer.json"
+# Bumped when what is published changes, so that an older publish is written afresh.
+PUBLISH_FORMAT = 2
 
 
 class BackbonePublisher(Protocol):
@@ -45,7 +47,8 @@ class TmpfsPublisher:
         self.publish_dir = publish_dir
 
     def publish(self, model: PreTrainedModel, source_dir: Path) -> dict[str, Any]:
-        """Write weights, config and tokenizer files (skipped when the manifest matches)."""
+        """Write weights, config, generation config and tokenizer (skipped when the manifest
+        matches)."""
         fingerprint = _fingerprint(source_dir, model.dtype)
         manifest_path = self.publish_dir / MANIFEST_FILE
         if manifest_path.exists() and json.loads(manifest_path.read_text()).get(
@@ -60,16 +63,11 @@ class TmpfsPublisher:
         staging = self.publish_dir.with_name(self.publish_dir.name + ".staging")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        # save_model drops tied duplicates (lm_head sharing the embedding) safely.
-        save_model(model, str(staging / WEIGHTS_FILE))
-        model.config.to_json_file(str(staging / "config.json"))
-        for name in TOKENIZER_FILES:
-            if (source_dir / name).exists():
-                shutil.copyfile(source_dir / name, staging / name)
+        save_file(published_state(model), str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
         descriptor = {"transport": "tmpfs", "weights_file": WEIGHTS_FILE,
-                      "dtype": str(model.dtype).removeprefix("torch."),
-                      "config": model.config.to_dict(), "name": source_dir.name,
+                      **describe(model, source_dir),
                       "bytes": (staging / WEIGHTS_FILE).stat().st_size}
+        write_generation_files(model, source_dir, staging)
         (staging / MANIFEST_FILE).write_text(json.dumps(
             {"fingerprint": fingerprint, "descriptor": descriptor}))
         _make_world_readable(staging)
@@ -84,7 +82,48 @@ class TmpfsPublisher:
 
 
 def _fingerprint(source_dir: Path, dtype: torch.dtype) -> str:
-    return f"{dtype}|{checkpoint_signature(source_dir)}"
+    return f"{PUBLISH_FORMAT}|{dtype}|{checkpoint_signature(source_dir)}"
+
+
+def published_state(model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """The tensors to publish: each once (a tied weight under its source's name only)."""
+    tied = tied_weights(model)
+    return {name: tensor.contiguous() for name, tensor in model.state_dict().items()
+            if name not in tied}
+
+
+def tied_weights(model: PreTrainedModel) -> dict[str, str]:
+    """Tied weights, target -> source (`lm_head.weight` -> `model.embed_tokens.weight`)."""
+    return dict(getattr(model, "all_tied_weights_keys", None) or {})
+
+
+def describe(model: PreTrainedModel, source_dir: Path) -> dict[str, Any]:
+    """What every transport's descriptor holds: dtype, config, name, tied weights."""
+    return {"dtype": str(model.dtype).removeprefix("torch."), "config": model.config.to_dict(),
+            "name": source_dir.name, "tied": tied_weights(model)}
+
+
+def write_generation_files(model: PreTrainedModel, source_dir: Path, target: Path) -> None:
+    """Everything generation depends on besides the weights: the config, the checkpoint's
+    generation config, and its tokenizer in one format whatever the checkpoint holds.
+
+    The tokenizer is loaded here (this process may read a checkpoint that containers
+    cannot, and has the converters of SentencePiece and BPE files) and saved again, so that
+    containers always load `tokenizer.json`, with the chat template beside it."""
+    model.config.to_json_file(str(target / "config.json"))
+    if (source_dir / GENERATION_CONFIG).exists():
+        shutil.copyfile(source_dir / GENERATION_CONFIG, target / GENERATION_CONFIG)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source_dir), local_files_only=True)
+    except (OSError, ValueError, TypeError) as error:
+        raise PublishError(f"the tokenizer of {source_dir} cannot be loaded: {error}") from error
+    tokenizer.save_pretrained(str(target))
+    if not (target / TOKENIZER_JSON).exists():
+        raise PublishError(f"the tokenizer of {source_dir} has no fast (tokenizers) form")
+
+
+class PublishError(RuntimeError):
+    """The checkpoint cannot be published as it is; the message says why."""
 
 
 def _make_world_readable(folder: Path) -> None:
@@ -97,7 +136,8 @@ def _make_world_readable(folder: Path) -> None:
 class CudaIpcPublisher:
     """CUDA: the weights stay in this process's device memory; runtimes get IPC handles."""
 
-    def __init__(self, device: str = "cuda:0") -> None:
+    def __init__(self, publish_dir: Path, device: str = "cuda:0") -> None:
+        self.publish_dir = publish_dir  # the generation files, which containers read
         self.device = device
         self._model: PreTrainedModel | None = None
 
@@ -107,12 +147,16 @@ class CudaIpcPublisher:
 
         # Held: the device memory lives as long as this process does.
         self._model = model.to(torch.device(self.device))  # type: ignore[arg-type]
-        tensors = {name: export_tensor(t.detach()) for name, t in self._model.state_dict().items()}
+        state = published_state(self._model)
+        tensors = {name: export_tensor(t.detach()) for name, t in state.items()}
+        self.publish_dir.mkdir(parents=True, exist_ok=True)
+        write_generation_files(model, source_dir, self.publish_dir)
+        _make_world_readable(self.publish_dir)
         return {"transport": "cuda-ipc", "tensors": tensors, "device": self.device,
-                "dtype": str(model.dtype).removeprefix("torch."),
-                "config": model.config.to_dict(), "name": source_dir.name,
-                "bytes": sum(t.numel() * t.element_size() for t in model.state_dict().values())}
+                **describe(model, source_dir),
+                "bytes": sum(t.numel() * t.element_size() for t in state.values())}
 
     def unpublish(self) -> None:
         """Drop the model; attached runtimes must have detached first."""
         self._model = None
+        shutil.rmtree(self.publish_dir, ignore_errors=True)

@@ -1,7 +1,9 @@
 """The backbone server process: load once, publish read-only, answer attach requests.
 
 Run as `python -m lorafaas.backbone.server --model-dir DIR --publish-dir DIR --socket PATH`.
-It prints one line `READY <socket>` on stdout when the socket accepts attach requests.
+It prints one line `READY <socket>` on stdout when the socket accepts attach requests, or
+`FAILED <reason>` and exits 2 when the backbone cannot be served (an architecture that
+transformers cannot build as a causal LM, say): refused at start, never in containers.
 """
 
 from __future__ import annotations
@@ -30,11 +32,31 @@ class BackboneState:
     attached: set[str] = field(default_factory=set)
 
 
+class BackboneRefused(Exception):
+    """The backbone cannot be served; the message names why (its architecture, say)."""
+
+
+def check_architecture(model_dir: Path) -> None:
+    """BackboneRefused unless transformers can build the checkpoint as a causal LM."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:
+        raise BackboneRefused(f"the config of {model_dir} cannot be read: {error}") from error
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        names = ", ".join(getattr(config, "architectures", None) or []) or "none named"
+        raise BackboneRefused(f"backbone {model_dir.name}: architecture {names} (model type "
+                              f"{config.model_type!r}) cannot be served as a causal LM")
+
+
 def load_backbone(model_dir: Path, dtype_name: str) -> Any:
     """Load a Hugging Face causal LM from a local folder in the serving dtype."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    check_architecture(model_dir)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype_name),
                                                  local_files_only=True)
     model.eval()
@@ -103,21 +125,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--publish-dir", type=Path, required=True)
     parser.add_argument("--socket", type=Path, required=True)
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--dtype", default="auto",
+                        help="serving dtype: float32, bfloat16, float16, or auto (the "
+                             "checkpoint's own)")
     parser.add_argument("--transport", choices=("tmpfs", "cuda-ipc"), default="tmpfs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s backbone %(levelname)s %(message)s")
-    from lorafaas.backbone.publisher import BackbonePublisher, CudaIpcPublisher, TmpfsPublisher
+    from lorafaas.backbone.checkpoint import serving_dtype
+    from lorafaas.backbone.publisher import (
+        BackbonePublisher,
+        CudaIpcPublisher,
+        PublishError,
+        TmpfsPublisher,
+    )
 
     started = time.monotonic()
-    model = load_backbone(args.model_dir, args.dtype)
     publisher: BackbonePublisher = (TmpfsPublisher(args.publish_dir) if args.transport == "tmpfs"
-                                    else CudaIpcPublisher())
-    descriptor = publisher.publish(model, args.model_dir)
+                                    else CudaIpcPublisher(args.publish_dir))
+    try:
+        dtype = serving_dtype(args.model_dir, args.dtype)
+        model = load_backbone(args.model_dir, dtype)
+        descriptor = publisher.publish(model, args.model_dir)
+    except (BackboneRefused, PublishError, ValueError) as error:
+        logger.error("backbone %s refused: %s", args.model_dir.name, error)
+        print(f"FAILED {error}", flush=True)
+        raise SystemExit(2) from error
     if args.transport == "tmpfs":
         del model  # runtimes map the published file; this process need not hold a copy
     state = BackboneState(descriptor=descriptor, load_seconds=time.monotonic() - started)
-    logger.info("backbone %s ready in %.2fs", args.model_dir.name, state.load_seconds)
+    logger.info("backbone %s ready in %.2fs (%s)", args.model_dir.name, state.load_seconds, dtype)
     try:
         asyncio.run(serve(state, args.socket))
     finally:

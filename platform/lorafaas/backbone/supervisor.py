@@ -26,9 +26,8 @@ class BackboneEndpoint:
 class BackboneServerProcess:
     """One backbone server child process."""
 
-    def __init__(self, endpoint: BackboneEndpoint, model_dir: Path,
-                 dtype: str | None = None) -> None:
-        # None: the server's own default (the checkpoint's dtype); else its `--dtype`.
+    def __init__(self, endpoint: BackboneEndpoint, model_dir: Path, dtype: str = "auto") -> None:
+        # `auto`: the checkpoint's own dtype; else a torch dtype name (the server's --dtype).
         self.endpoint = endpoint
         self.model_dir = model_dir
         self.dtype = dtype
@@ -43,16 +42,17 @@ class BackboneServerProcess:
         """Start the server and wait for its READY line."""
         if not (self.model_dir / "config.json").exists():
             raise FileNotFoundError(f"no backbone at {self.model_dir} (config.json missing)")
-        dtype = ["--dtype", self.dtype] if self.dtype is not None else []
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "lorafaas.backbone.server", "--model-dir", str(self.model_dir),
             "--publish-dir", str(self.endpoint.publish_dir), "--socket",
-            str(self.endpoint.socket_path), *dtype, stdout=asyncio.subprocess.PIPE)
+            str(self.endpoint.socket_path), "--dtype", self.dtype, stdout=asyncio.subprocess.PIPE)
         assert self._process.stdout is not None
         line = await asyncio.wait_for(self._process.stdout.readline(), timeout_s)
         if not line.startswith(b"READY"):
             await self.stop()
-            raise RuntimeError(f"backbone server for {self.model_dir} failed to start")
+            reason = line.decode(errors="replace").strip().removeprefix("FAILED ")
+            raise RuntimeError(f"backbone server for {self.model_dir} failed to start: "
+                               f"{reason or 'it exited'}")
         logger.info("backbone server %s ready on %s", self.endpoint.name,
                     self.endpoint.socket_path)
 

@@ -31,6 +31,7 @@ from lorafaas.controller.appkeys import (
 )
 from lorafaas.controller.backbone_servers import backbone_server
 from lorafaas.controller.backbones import Backbone, BackboneCatalog, ServedBackbone
+from lorafaas.controller.context_length import ContextCheck
 from lorafaas.controller.invocations import InvocationService
 from lorafaas.controller.login_throttle import LoginThrottle
 from lorafaas.controller.middleware import (
@@ -168,8 +169,12 @@ async def _services(app: web.Application, settings: Settings,
     app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes,
                                      settings.action_history, prefill=prefill,
                                      max_uploads=settings.max_concurrent_uploads)
+    specs = settings.backbone_specs
+    context = ContextCheck({s.name: settings.shm_dir / s.name for s in specs},
+                           {s.name: s.folder for s in specs})
     app[invocations_key] = InvocationService(sessions, store, invoker, throttle, tasks,
-                                             prices=price_sheet(settings), prefill=prefill)
+                                             prices=price_sheet(settings), prefill=prefill,
+                                             context=context)
 
 
 def _maintenance(settings: Settings, pool: ContainerPool,
@@ -211,8 +216,8 @@ def _catalog(served: list[ServedBackbone]) -> BackboneCatalog:
 
 
 def _mounts(served: list[ServedBackbone]) -> dict[str, BackboneMounts]:
-    return {s.spec.name: BackboneMounts(s.endpoint.socket_path, s.endpoint.publish_dir,
-                                        s.spec.folder) for s in served}
+    return {s.spec.name: BackboneMounts(s.endpoint.socket_path, s.endpoint.publish_dir)
+            for s in served}
 
 
 def _pool_config(settings: Settings) -> PoolConfig:

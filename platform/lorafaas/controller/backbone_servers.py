@@ -37,7 +37,7 @@ def backbone_server(settings: Settings, spec: BackboneSpec
     async def serve_backbone(app: web.Application) -> AsyncIterator[None]:
         settings.check_backbone_folders()  # a SettingsError naming the key and the value
         process = BackboneServerProcess(backbone_endpoint(settings, spec), spec.folder,
-                                        spec.dtype_argument)
+                                        spec.dtype)
         await process.start()
         try:
             answer = await request(process.endpoint.socket_path, {"op": "describe"})

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from lorafaas.adapters.archive import HANDLER_NAME
 from lorafaas.billing.ledger import meter_activation
 from lorafaas.billing.prices import PriceSheet
+from lorafaas.controller.context_length import ContextCheck
 from lorafaas.controller.invoke_params import check_generation_parameters
 from lorafaas.controller.prefill import PrefillProfiling, action_backbone
 from lorafaas.controller.protocol import parameter_values
@@ -66,7 +67,8 @@ class InvocationService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], store: ArtifactStore,
                  invoker: Invoker, throttle: InvocationThrottle,
                  tasks: set[asyncio.Task[Any]], *, prices: PriceSheet,
-                 prefill: PrefillProfiling | None = None) -> None:
+                 prefill: PrefillProfiling | None = None,
+                 context: ContextCheck | None = None) -> None:
         self.sessions = sessions
         self.prices = prices
         self.store = store
@@ -74,6 +76,7 @@ class InvocationService:
         self.throttle = throttle
         self.tasks = tasks
         self.prefill = prefill  # sizes batches by the function's profiled T(b)
+        self.context = context  # refuses prompts plus max_tokens past the context length
 
     async def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
                     on_delta: DeltaSink | None = None, *, durable: bool = True) -> Invocation:
@@ -81,11 +84,14 @@ class InvocationService:
         if nobody waits. `durable`: stored as pending first, so that it runs even after a
         crash (a blocking caller, which waits for the answer, passes False).
 
-        Raises BadRequest (400) when the default handler would refuse the parameters, and
-        TooManyRequests (429) when the namespace is over its throttles: both before anything
-        is stored, run or billed.
+        Raises BadRequest (400) when the default handler would refuse the parameters or the
+        prompt plus max_tokens exceeds the backbone's context length, and TooManyRequests
+        (429) when the namespace is over its throttles: all before anything is stored, run
+        or billed.
         """
         self.check_parameters(action, parameters)
+        if self.context is not None:
+            self.context.check(action_backbone(action), parameters)
         self.throttle.admit(identity.namespace)
         try:
             pending = PendingInvocation(activation_id=uuid.uuid4().hex,

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lorafaas.backbone.checkpoint import checkpoint_digest
+from lorafaas.backbone.checkpoint import checkpoint_digest, checkpoint_dtype, serving_dtype
 from lorafaas.backbone_specs import BackboneSpec
 from lorafaas.invoker.backend import ContainerBackend
 from lorafaas.invoker.dispatcher import Dispatcher
@@ -73,17 +73,25 @@ async def current_key(settings: Settings, backend: ContainerBackend,
     image, the machine."""
     spec = backbone or settings.default_backbone
     image = await asyncio.to_thread(backend.image_id, settings.runtime_image)
-    digest = await asyncio.to_thread(checkpoint_digest, spec.folder)
+    # The serving dtype is part of what is measured (a bf16 prefill is not an fp32 one); it
+    # joins the digest where it is not the checkpoint's own.
+    dtype = await asyncio.to_thread(serving_dtype, spec.folder, spec.dtype)
+    own = await asyncio.to_thread(checkpoint_dtype, spec.folder)
+    digest = await asyncio.to_thread(checkpoint_digest, spec.folder,
+                                     None if dtype == own else dtype)
     return PrefillKey(spec.name, digest, image, describe_machine(settings.container_torch_threads))
 
 
 def container_measure(settings: Settings, backend: ContainerBackend,
-                      backbone: BackboneSpec | None = None) -> Measure:
+                      backbone: BackboneSpec | None = None,
+                      publish_dir: Path | None = None) -> Measure:
     """Profiling on a backbone (default: the default one) in a one-off container of the
-    runtime image, as functions run."""
+    runtime image, as functions run, on what the backbone's server published (by default
+    where the platform's server publishes it)."""
     spec = backbone or settings.default_backbone
     config = ProfilerConfig(invoker_id=settings.invoker_id, image=settings.runtime_image,
-                            run_dir=settings.run_dir, checkpoint_dir=spec.folder,
+                            run_dir=settings.run_dir,
+                            publish_dir=publish_dir or settings.shm_dir / spec.name,
                             memory_mb=settings.container_memory_mb,
                             pids_limit=settings.container_pids_limit,
                             torch_threads=settings.container_torch_threads)

@@ -60,12 +60,12 @@ class FunctionRef:
 
 @dataclass(frozen=True)
 class BackboneMounts:
-    """The backbone server's attach socket and published folder, mounted into containers,
-    and the backbone's checkpoint folder (mounted instead when sharing is off)."""
+    """The backbone server's attach socket and published folder, mounted into containers
+    (without sharing only the folder: containers never read the checkpoint itself, which
+    may be readable by its owner only)."""
 
     attach_socket: Path
     publish_dir: Path
-    checkpoint_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class PoolConfig:
     stem_memory_mb: int = 2_048  # limit of a stem cell (it becomes any function's container)
     cold_start_window_s: float = 60.0  # reactive pre-warm counts the cold starts of this window
     torch_threads: int = 0  # each container's torch threads (0: torch's default)
-    # Off: each container loads a private copy of the backbone from its checkpoint (the
+    # Off: each container loads a private copy of the published backbone (the
     # OpenWhisk- and InstaInfer-style baselines); no attach socket is mounted.
     backbone_sharing: bool = True
 
@@ -116,10 +116,6 @@ class ContainerPool:
             "default": backbone}
         if not self.backbones:
             raise ValueError("the pool needs at least one backbone")
-        if not config.backbone_sharing and any(m.checkpoint_dir is None
-                                               for m in self.backbones.values()):
-            raise ValueError("without backbone sharing the pool needs the backbone's "
-                             "checkpoint folder")
         self.default_backbone = next(iter(self.backbones))
         self.backend = backend
         self.config = config
@@ -387,15 +383,13 @@ class ContainerPool:
                        "MALLOC_ARENA_MAX": "2"}
         mounts = [Mount(folders.io, IO_TARGET, read_only=False),
                   Mount(folders.adapter, "/adapter")]
+        mounts.append(Mount(backbone.publish_dir, "/backbone"))
         if self.config.backbone_sharing:
             environment["LORAFAAS_ATTACH_SOCKET"] = \
                 f"{ATTACH_TARGET}/{backbone.attach_socket.name}"
-            mounts += [Mount(backbone.attach_socket.parent, ATTACH_TARGET),
-                       Mount(backbone.publish_dir, "/backbone")]
+            mounts.append(Mount(backbone.attach_socket.parent, ATTACH_TARGET))
         else:
-            assert backbone.checkpoint_dir is not None  # checked at construction
             environment["LORAFAAS_BACKBONE_SHARING"] = "off"
-            mounts.append(Mount(backbone.checkpoint_dir, "/backbone"))
         return ContainerSpec(
             name=name, image=self.config.image, memory_mb=memory_mb,
             pids_limit=self.config.pids_limit,

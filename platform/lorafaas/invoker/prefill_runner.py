@@ -3,7 +3,7 @@
 The container is hardened as a function container is (the backend's: no network,
 read-only root, no capabilities, memory and pids limits, unprivileged user) and labelled
 with this invoker's id, so that the orphan clean-up at start and stop removes it should the
-invoker die meanwhile. It mounts the backbone's checkpoint and an adapter folder of the
+invoker die meanwhile. It mounts what the backbone server published and an adapter folder of the
 wanted rank read-only, and a folder for the JSON report read-write, and runs
 `python -m lorafaas.runtime.profiler` at the torch thread count of function containers.
 The container and its folders are removed however the run ends (exit, failure, timeout,
@@ -62,7 +62,7 @@ class ProfilerConfig:
     invoker_id: str
     image: str
     run_dir: Path
-    checkpoint_dir: Path
+    publish_dir: Path  # what the backbone server published (containers read only that)
     memory_mb: int
     pids_limit: int
     torch_threads: int  # 0: torch's default
@@ -93,7 +93,7 @@ def profiler_spec(config: ProfilerConfig, folders: ContainerFolders,
     """The one-off container: the profiler instead of the runtime server."""
     return ContainerSpec(
         name=f"lorafaas-{config.invoker_id}-{folders.root.name}", image=config.image,
-        mounts=[Mount(config.checkpoint_dir, "/backbone"), Mount(folders.adapter, "/adapter"),
+        mounts=[Mount(config.publish_dir, "/backbone"), Mount(folders.adapter, "/adapter"),
                 Mount(folders.io, OUTPUT_TARGET, read_only=False)],
         environment={}, labels={LABEL_INVOKER: config.invoker_id, LABEL_ACTION: PROFILE_LABEL},
         memory_mb=config.memory_mb, pids_limit=config.pids_limit,

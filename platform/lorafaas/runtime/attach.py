@@ -2,7 +2,7 @@
 
 The model is built on the `meta` device (no memory), the published tensors are assigned
 in place (no copy: the weights stay pages of the shared file or CUDA IPC memory), and the
-buffers that are not weights (rotary `inv_freq`) are rebuilt.
+buffers that are not weights (rotary `inv_freq`) are computed as transformers computes them.
 """
 
 from __future__ import annotations
@@ -13,9 +13,18 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    GenerationConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+from transformers import initialization as init
 
 from lorafaas.wire.attach import MAX_LINE, decode, encode
+
+GENERATION_CONFIG = "generation_config.json"
 
 
 class BackboneAttachment:
@@ -58,34 +67,62 @@ def published_tensors(descriptor: dict[str, Any], backbone_dir: Path) -> dict[st
     raise ValueError(f"unknown backbone transport {descriptor['transport']!r}")
 
 
-def build_backbone(descriptor: dict[str, Any], backbone_dir: Path) -> PreTrainedModel:
-    """The backbone model whose weights are the published tensors, ready for inference."""
+def build_backbone(descriptor: dict[str, Any], backbone_dir: Path,
+                   tensors: dict[str, torch.Tensor] | None = None) -> PreTrainedModel:
+    """The backbone model whose weights are the published tensors, ready for inference.
+
+    `tensors` defaults to the published ones, mapped; a private copy passes its own."""
     config = backbone_config(descriptor)
-    dtype = getattr(torch, descriptor["dtype"])
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    tensors = published_tensors(descriptor, backbone_dir)
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, descriptor["dtype"]))
+    if tensors is None:
+        tensors = published_tensors(descriptor, backbone_dir)
     result = model.load_state_dict(tensors, strict=False, assign=True)
     if result.unexpected_keys:
         raise RuntimeError(f"published weights the model does not have: {result.unexpected_keys}")
-    model.tie_weights()  # tied weights (lm_head = embedding) are published once
-    device = next(iter(tensors.values())).device
-    rebuild_buffers(model, device)
+    # Tied weights (lm_head = embedding) are published once, under one of their names: the
+    # other is tied to it here, after assignment (before it, the tie would point at meta).
+    model.tie_weights(missing_keys=set(result.missing_keys), recompute_mapping=False)
+    rebuild_buffers(model, next(iter(tensors.values())).device)
     still_meta = [name for name, t in [*model.named_parameters(), *model.named_buffers()]
                   if t.is_meta]
     if still_meta:
         raise RuntimeError(f"backbone tensors missing from the published weights: {still_meta}")
+    _load_generation_config(model, backbone_dir)
     model.eval()
     return model
 
 
 def rebuild_buffers(model: PreTrainedModel, device: torch.device) -> None:
-    """Recompute buffers left on `meta` (they are not weights, so they were not published)."""
-    for name, module in list(model.named_modules()):
-        if not any(buffer.is_meta for buffer in module.buffers(recurse=False)):
-            continue
-        # Modules holding computed buffers (rotary embeddings) are built from their config.
-        with torch.device(device):
-            rebuilt = type(module)(config=getattr(module, "config", model.config))
-        parent_name, _, attribute = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, attribute, rebuilt)
+    """Compute the non-persistent buffers (rotary `inv_freq`, Gemma's `embed_scale`): they
+    are not weights, so they were not published.
+
+    As transformers does after loading on `meta`: the buffers get storage, then the model's
+    own `_init_weights` fills them; every loaded tensor is marked initialised first, so
+    that the init functions (which honour the mark) never write the mapped weights.
+    """
+    buffers = [(name, buffer) for name, buffer in model.named_non_persistent_buffers()
+               if buffer.is_meta]
+    if not buffers:
+        return
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if not tensor.is_meta:
+            tensor._is_hf_initialized = True  # type: ignore[attr-defined]
+    owners: dict[str, torch.nn.Module] = {}
+    for name, buffer in buffers:
+        owner_name, _, attribute = name.rpartition(".")
+        owner = model.get_submodule(owner_name)
+        owner.register_buffer(attribute, torch.empty_like(buffer, device=device),
+                              persistent=False)
+        owners[owner_name] = owner
+    with torch.no_grad(), init.guard_torch_init_functions():
+        for owner in owners.values():
+            model._init_weights(owner)
+
+
+def _load_generation_config(model: PreTrainedModel, backbone_dir: Path) -> None:
+    # Built from a config, the model has a generation config derived from it; the
+    # checkpoint's own (its EOS ids above all) was published beside the weights.
+    if (backbone_dir / GENERATION_CONFIG).exists():
+        model.generation_config = GenerationConfig.from_pretrained(str(backbone_dir),
+                                                                   local_files_only=True)

@@ -20,7 +20,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
 # The single-request result format, reused so that the two paths answer identically.
-from lorafaas.runtime.generation import GenerationRequest, build_result
+from lorafaas.runtime.generation import GenerationRequest, build_result, eos_token_ids
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class BatchDecoder:
                  requests: Sequence[GenerationRequest], first_index: int = 0) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.eos_ids = eos_token_ids(model, tokenizer)
         self.device = next(model.parameters()).device
         prompts = [tokenizer(r.prompt)["input_ids"] for r in requests]
         self.rows = [_Row(first_index + i, r, len(p), _sampler(r, self.device)) for i, (r, p)
@@ -264,18 +264,6 @@ def _is_finished(row: _Row, eos_ids: list[int], tokenizer: PreTrainedTokenizerBa
         text = tokenizer.decode(row.tokens, skip_special_tokens=True)
         return any(stop in text for stop in row.request.stop)
     return False
-
-
-def _eos_ids(model: PeftModel | PreTrainedModel,
-             tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """The ids generate() stops on: the generation config's, else the tokenizer's."""
-    config = getattr(model, "generation_config", None)
-    configured = getattr(config, "eos_token_id", None)
-    if configured is None:
-        configured = tokenizer.eos_token_id
-    if configured is None:
-        return []
-    return [int(i) for i in configured] if isinstance(configured, list) else [int(configured)]
 
 
 def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:

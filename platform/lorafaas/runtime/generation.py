@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 from peft import PeftModel
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
 DEFAULT_MAX_TOKENS = 64
@@ -122,7 +122,7 @@ def generate(model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerB
     if request.seed is not None:
         torch.manual_seed(request.seed)
     with torch.inference_mode():
-        output = model.generate(**inputs, **_generate_options(tokenizer, request),  # type: ignore[operator]
+        output = model.generate(**inputs, **_generate_options(model, tokenizer, request),  # type: ignore[operator]
                                 streamer=clock)
     ended = time.monotonic()
     new_tokens = output[0, prompt_length:].tolist()
@@ -133,10 +133,15 @@ def generate(model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerB
     return result, timings
 
 
-def _generate_options(tokenizer: PreTrainedTokenizerBase,
+def _generate_options(model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                       request: GenerationRequest) -> dict[str, Any]:
-    options: dict[str, Any] = {"max_new_tokens": request.max_tokens,
-                               "pad_token_id": tokenizer.pad_token_id}
+    # A fresh generation config: of the checkpoint's, only its EOS ids (all of them) apply;
+    # its sampling defaults (top_k, repetition_penalty...) would change what the request
+    # asked, and the batched path (runtime.batched) does not apply them either.
+    options: dict[str, Any] = {"generation_config": GenerationConfig(
+        eos_token_id=eos_token_ids(model, tokenizer) or None,
+        pad_token_id=tokenizer.pad_token_id),
+        "max_new_tokens": request.max_tokens}
     if request.temperature > 0:
         options.update(do_sample=True, temperature=request.temperature, top_p=request.top_p)
     else:
@@ -164,3 +169,16 @@ def build_result(tokenizer: PreTrainedTokenizerBase, request: GenerationRequest,
     if request.return_token_ids:
         result["token_ids"] = new_tokens
     return result
+
+
+def eos_token_ids(model: PeftModel | PreTrainedModel,
+                  tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids generation stops on: the generation config's (the checkpoint's
+    generation_config.json), else the tokenizer's EOS."""
+    config = getattr(model, "generation_config", None)
+    configured = getattr(config, "eos_token_id", None)
+    if configured is None:
+        configured = tokenizer.eos_token_id
+    if configured is None:
+        return []
+    return [int(i) for i in configured] if isinstance(configured, list) else [int(configured)]

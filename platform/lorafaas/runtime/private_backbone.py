@@ -1,26 +1,38 @@
 """Without backbone sharing: the container loads its own copy of the backbone.
 
 What an OpenWhisk or InstaInfer function does on a cold start, and what the evaluation's
-baselines run (`LORAFAAS_BACKBONE_SHARING=off`). The checkpoint is read from its read-only
-mount into the process's private memory, not memory-mapped: a mapped checkpoint would share
-the host's page cache between containers, which is backbone sharing by another name.
+baselines run (`LORAFAAS_BACKBONE_SHARING=off`). The copy is read from what the backbone
+server published (the same weights in the same serving dtype, the same generation config
+and tokenizer, files containers may read), so both modes answer identically. It is read
+into the process's private memory, not memory-mapped: a mapped file would share the host's
+page cache between containers, which is backbone sharing by another name.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
-import torch
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from safetensors.torch import load
+from transformers import PreTrainedModel
 
-# The backbone server's default serving dtype (its `--dtype`), so that both modes compute
-# with the same weights and generate the same tokens.
-SERVING_DTYPE = torch.float32
+from lorafaas.runtime.attach import build_backbone
+
+MANIFEST_FILE = "manifest.json"  # written by the backbone server beside the weights
 
 
-def load_private_backbone(checkpoint_dir: Path) -> PreTrainedModel:
-    """The backbone loaded from its checkpoint folder into this process's own memory."""
-    model = AutoModelForCausalLM.from_pretrained(str(checkpoint_dir), dtype=SERVING_DTYPE,
-                                                 local_files_only=True, disable_mmap=True)
-    model.eval()
-    return model
+def published_descriptor(publish_dir: Path) -> dict[str, Any]:
+    """The attach descriptor the backbone server wrote beside the weights it published."""
+    descriptor: dict[str, Any] = json.loads((publish_dir / MANIFEST_FILE).read_text())[
+        "descriptor"]
+    return descriptor
+
+
+def load_private_backbone(publish_dir: Path) -> PreTrainedModel:
+    """The published backbone loaded into this process's own memory."""
+    descriptor = published_descriptor(publish_dir)
+    if descriptor["transport"] != "tmpfs":
+        raise ValueError(f"a private copy needs published weights, not {descriptor['transport']}")
+    tensors = load((publish_dir / descriptor["weights_file"]).read_bytes())
+    return build_backbone(descriptor, publish_dir, tensors)

@@ -20,6 +20,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, DynamicCache, PreTrainedModel
 
+from lorafaas.runtime.private_backbone import MANIFEST_FILE, load_private_backbone
 from lorafaas.wire.machine import describe_machine
 from lorafaas.wire.prefill_fit import PrefillProfile, fit_prefill_model, format_profile
 
@@ -65,9 +66,15 @@ def profile_prefill(model: PeftModel | PreTrainedModel, prompt_length: int,
 
 
 def load_model(backbone_dir: Path, adapter_dir: Path, dtype: str = "float32") -> PeftModel:
-    """The backbone with the adapter applied unmerged, as in a function container."""
-    backbone = AutoModelForCausalLM.from_pretrained(str(backbone_dir),
-                                                    dtype=getattr(torch, dtype))
+    """The backbone with the adapter applied unmerged, as in a function container.
+
+    `backbone_dir` is what the backbone server published (its serving dtype is then the
+    one used: a container reads only that), or a checkpoint folder loaded in `dtype`."""
+    if (backbone_dir / MANIFEST_FILE).exists():
+        backbone = load_private_backbone(backbone_dir)
+    else:
+        backbone = AutoModelForCausalLM.from_pretrained(str(backbone_dir),
+                                                        dtype=getattr(torch, dtype))
     with warnings.catch_warnings():
         # peft 0.21 reads a deprecated transformers 5 alias; not ours to fix.
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
@@ -117,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     model = load_model(args.backbone, args.adapter, args.dtype)
     machine = machine_description()
-    print(f"backbone {args.backbone.name}, adapter rank {adapter_rank(model)}, {args.dtype}")
+    dtype = str(model.dtype).removeprefix("torch.")
+    print(f"backbone {args.backbone.name}, adapter rank {adapter_rank(model)}, {dtype}")
     print(f"machine: {machine}")
     sizes = tuple(range(1, args.max_batch + 1))
     profiles = [profile_prefill(model, length, sizes, args.repeats)
@@ -126,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_profile(profile))
     if args.json:
         report = {"backbone": args.backbone.name, "adapter_rank": adapter_rank(model),
-                  "dtype": args.dtype, "machine": machine,
+                  "dtype": dtype, "machine": machine,
                   "profiles": [p.as_dict() for p in profiles]}
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
