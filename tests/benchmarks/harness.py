@@ -69,8 +69,7 @@ async def bench_parts(models: DemoModels | None = None) -> AsyncIterator[BenchPa
     await server.start()
     try:
         yield BenchParts(models, image, run_dir,
-                         BackboneMounts(endpoint.socket_path, endpoint.publish_dir,
-                                        models.backbone_dir), server.pid)
+                         BackboneMounts(endpoint.socket_path, endpoint.publish_dir), server.pid)
     finally:
         await server.stop()
 
