@@ -61,8 +61,9 @@ def sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     causal = queries > 1 and mask is None
     out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling,
                                          is_causal=causal, **options)
-    out = out.reshape(out.shape[0], -1, queries, value.shape[-1]).transpose(1, 2)
-    return out.reshape(out.shape[0], queries, -1)
+    out = out.reshape(out.shape[0], -1, queries, value.shape[-1]).transpose(1, 2).contiguous()
+    # Contiguous as transformers makes it: the projection after it must see the same layout.
+    return out.reshape(out.shape[0], queries, -1).contiguous()
 
 
 def eager(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor,
@@ -79,5 +80,5 @@ def eager(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: tor
                            torch.finfo(query.dtype).min)
     weights = weights + additive
     weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
-    out = torch.matmul(weights, value).transpose(1, 2)
-    return out.reshape(out.shape[0], out.shape[1], -1)
+    out = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return out.reshape(out.shape[0], out.shape[1], -1).contiguous()

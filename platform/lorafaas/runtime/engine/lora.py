@@ -149,5 +149,7 @@ def _weights(config: dict[str, Any], module: str, a: torch.Tensor,
         raise AdapterUnsupported(f"{module}: LoRA shapes {tuple(a.shape)}, {tuple(b.shape)} "
                                  f"do not match rank {rank}")
     scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
-    return LoraWeights(a.to(torch.float32).contiguous(), b.to(torch.float32).contiguous(),
-                       scale)
+    # Fresh (64-byte aligned) copies: tensors read from a safetensors file sit at any 8-byte
+    # offset, and the CPU matmul kernels round differently on unaligned data (not bit-equal
+    # to peft, whose weights are allocated).
+    return LoraWeights(a.to(torch.float32).clone(), b.to(torch.float32).clone(), scale)
