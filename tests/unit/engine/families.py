@@ -30,10 +30,10 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "mistral": {"sliding_window": 8, "head_dim": 16},
     "qwen2": {"tie_word_embeddings": True, "use_sliding_window": False},
     "qwen3": {"head_dim": 16, "tie_word_embeddings": True},
-    "phi3": {"max_position_embeddings": 64, "original_max_position_embeddings": 16,
+    "phi3": {"max_position_embeddings": 64, "original_max_position_embeddings": 10,
              "rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0,
                                  "short_factor": [1.0 + 0.1 * i for i in range(8)],
-                                 "long_factor": [1.0 + 0.5 * i for i in range(8)]},
+                                 "long_factor": [4.0 + 4.0 * i for i in range(8)]},
              "partial_rotary_factor": 1.0},
     "gemma": {"head_dim": 16},
     "gemma2": {"head_dim": 16, "initializer_range": 0.02, "sliding_window": 8, "attn_logit_softcapping": 3.0,
@@ -68,7 +68,12 @@ def backbone(family: str, dtype: torch.dtype) -> PreTrainedModel:
     torch.manual_seed(0)
     config = AutoConfig.for_model(model_type(family), **{**COMMON, **FAMILIES[family]})
     # As from_pretrained(dtype=...) builds it: computed buffers (rotary inv_freq) stay float32.
-    return AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.dim() == 1:  # biases and norms start at 0 or 1: make them act
+                parameter.add_(torch.randn_like(parameter) * 0.5)
+    return model
 
 
 def save_adapter(model: PreTrainedModel, family: str, folder: Path, seed: int,
