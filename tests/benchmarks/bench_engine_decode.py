@@ -15,6 +15,7 @@ Each figure is the median of `--repeats` runs, interleaved. Prints a Markdown ta
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -102,9 +103,10 @@ def main() -> None:
         "floor b1": lambda: _median_ms(_matvec(weights, 1), 1),
         "floor b8": lambda: _median_ms(_matvec(weights, 8), 1),
         "prefill forward": prefill_ms, "native ttft": lambda: _native_ttft_ms(engine),
-        **{f"native b{b}": (lambda b=b: _native_step_ms(engine, b)) for b in (1, 4, 8)},
-        **{f"peft b{b}": (lambda b=b: peft_step_ms(b)) for b in (1, 4, 8)},
     }
+    for b in (1, 4, 8):
+        measures[f"native b{b}"] = functools.partial(_native_step_ms, engine, b)
+        measures[f"peft b{b}"] = functools.partial(peft_step_ms, b)
     for measure in measures.values():  # warm-up: kernels, caches, allocator
         measure()
     samples: dict[str, list[float]] = {name: [] for name in measures}

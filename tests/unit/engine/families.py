@@ -13,10 +13,11 @@ from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreT
 from lorafaas.demo.tokenizer import TokenizerSpec, build_tokenizer
 
 VOCAB = 384
-COMMON: dict[str, Any] = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-                              num_attention_heads=4, num_key_value_heads=2, vocab_size=VOCAB,
-                              max_position_embeddings=256, pad_token_id=3, bos_token_id=1,
-                              eos_token_id=2, initializer_range=0.3)
+COMMON: dict[str, Any] = {
+    "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 3,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": VOCAB,
+    "max_position_embeddings": 256, "pad_token_id": 3, "bos_token_id": 1, "eos_token_id": 2,
+    "initializer_range": 0.3}
 # Each family sized so its own feature acts on prompts plus outputs of about 20-40 tokens.
 FAMILIES: dict[str, dict[str, Any]] = {
     "llama": {"rope_parameters": {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
@@ -48,8 +49,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 TARGETS: dict[str, list[str]] = {"phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]}
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-PROMPTS = ["Hello there, how are you today?", "The sea", "A much longer prompt that goes on "
-           "and on about ships, sails and the weather at sea"]
+PROMPTS = ["Hello there, how are you today?", "The sea",
+           "A much longer prompt that goes on and on about ships, sails and the weather at sea"]
 
 
 @lru_cache(maxsize=1)

@@ -11,7 +11,7 @@ an additive float mask, softmax in float32).
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 
 def repeat_kv(states: torch.Tensor, groups: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 from lorafaas.runtime.engine.attention import build_mask, eager, needs_mask, sdpa
 from lorafaas.runtime.engine.cache import KVCache
