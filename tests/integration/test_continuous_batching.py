@@ -181,7 +181,8 @@ def test_results_equal_a_batch_of_the_same_requests(
     for future, (expected, _) in zip(futures, batched, strict=True):
         result, timings = future.result(120)
         assert result == expected
-        assert set(timings) == {"ttft", "prefill", "decode", "total", "compute"}
+        assert set(timings) == {"ttft", "prefill", "decode", "total", "compute", "engine"}
+        assert timings["engine"] == "general"  # a PeftModel served as it is
 
 
 def test_a_short_late_request_ends_before_a_long_early_one(

@@ -83,8 +83,14 @@ class ContinuousEngine:
 
     def __init__(self, model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                  prepare: Callable[[], float | None] = lambda: None,
-                 account: Callable[[float, int], None] = lambda busy_ms, ended: None) -> None:
+                 account: Callable[[float, int], None] = lambda busy_ms, ended: None,
+                 decoder_factory: Callable[..., Any] = BatchDecoder,
+                 engine_name: str = "general") -> None:
         self.model = model
+        # Builds each admission's batch: (model, tokenizer, requests, first index); the
+        # native engine's batches have BatchDecoder's interface.
+        self._new_decoder = decoder_factory
+        self.engine_name = engine_name  # reported in each request's timings
         self.tokenizer = tokenizer
         self._prepare = prepare
         self._account = account
@@ -95,7 +101,7 @@ class ContinuousEngine:
         self._iterating = False
         self._stopping = False
         # The loop thread's own:
-        self._decoder: BatchDecoder | None = None
+        self._decoder: Any = None  # a BatchDecoder or a native engine's batch
         self._entries: dict[int, _Entry] = {}  # live requests by row index
         self._next_index = 0
         self._thread = threading.Thread(target=self._loop, name="continuous-batching",
@@ -197,7 +203,8 @@ class ContinuousEngine:
         self._account(busy_ms, len(results))
         for index, result in results:
             entry = self._entries.pop(index)
-            entry.future.set_result((result, entry.timings(now)))
+            timings: dict[str, Any] = {**entry.timings(now), "engine": self.engine_name}
+            entry.future.set_result((result, timings))
 
     def _admit(self, joining: list[_Entry], restore_ms: float | None,
                tokens: dict[int, int]) -> list[tuple[int, dict[str, Any]]]:
@@ -208,8 +215,8 @@ class ContinuousEngine:
         for offset, entry in enumerate(joining):
             entry.restore_ms = restore_ms
             self._entries[first + offset] = entry
-        newcomers = BatchDecoder(self.model, self.tokenizer, [e.request for e in joining],
-                                 first)
+        newcomers = self._new_decoder(self.model, self.tokenizer,
+                                      [e.request for e in joining], first)
         prefilled = list(newcomers.rows)
         ended = [(row.index, newcomers.result(row)) for row in newcomers.prefill()]
         now = time.monotonic()

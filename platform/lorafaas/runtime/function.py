@@ -13,8 +13,10 @@ from peft import PeftModel
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from lorafaas.runtime.attach import BackboneAttachment, build_backbone
-from lorafaas.runtime.batched import iter_batch
+from lorafaas.runtime.batched import _eos_ids, iter_batch
 from lorafaas.runtime.continuous import ContinuousEngine
+from lorafaas.runtime.engine.choice import GENERAL, native_engine
+from lorafaas.runtime.engine.serving import NativeEngine
 from lorafaas.runtime.generation import GenerationRequest, TokenSink, generate, plain_chat
 from lorafaas.runtime.memory import grown, held_bytes
 from lorafaas.runtime.offload import ACCELERATOR, ArtifactTiers
@@ -41,8 +43,11 @@ class LoadedFunction:
 
     def __init__(self, model: PeftModel, tokenizer: PreTrainedTokenizerBase,
                  attachment: BackboneAttachment | None, breakdown: dict[str, float],
-                 memory: dict[str, int]) -> None:
+                 memory: dict[str, int], native: NativeEngine | None = None) -> None:
         self.model = model
+        # The native engine serves where it computes exactly what peft does (else None:
+        # the general path, `model.generate` and the batch decoder, serves).
+        self.native = native
         self.tokenizer = tokenizer
         self.attachment = attachment
         self.breakdown = breakdown
@@ -61,7 +66,11 @@ class LoadedFunction:
         restore_ms = self._restore_if_offloaded()
         started = time.monotonic()
         try:
-            result, timings = generate(self.model, self.tokenizer, request, sink)
+            if self.native is not None:
+                result, timings = self.native.run(request, sink)
+            else:
+                result, timings = generate(self.model, self.tokenizer, request, sink)
+                timings = {**timings, "engine": GENERAL}  # type: ignore[dict-item]
             return result, _with_restore(timings, restore_ms)
         finally:
             self.busy_ms += (time.monotonic() - started) * 1000
@@ -73,8 +82,13 @@ class LoadedFunction:
         restore_ms = self._restore_if_offloaded()
         started = time.monotonic()
         try:
+            if self.native is not None:
+                for index, result, timings in self.native.run_batch(requests):
+                    yield index, result, _with_restore(timings, restore_ms)
+                return
             for done in iter_batch(self.model, self.tokenizer, requests):
-                yield done.index, done.result, _with_restore(done.timings, restore_ms)
+                timings = {**done.timings, "engine": GENERAL}  # type: ignore[dict-item]
+                yield done.index, done.result, _with_restore(timings, restore_ms)
         finally:
             self.busy_ms += (time.monotonic() - started) * 1000
             self.generations += len(requests)
@@ -82,6 +96,10 @@ class LoadedFunction:
     def continuous(self) -> ContinuousEngine:
         """The container's continuous-batching engine (started on first use): requests
         join its running decode instead of waiting for one another."""
+        if self._engine is None and self.native is not None:
+            self._engine = ContinuousEngine(self.model, self.tokenizer,
+                                            self._restore_if_offloaded, self._account,
+                                            self.native.decoder_factory(), "native")
         if self._engine is None:
             self._engine = ContinuousEngine(self.model, self.tokenizer,
                                             self._restore_if_offloaded, self._account)
@@ -174,8 +192,10 @@ def load_function(paths: RuntimePaths, client: str,
                                                      is_trainable=False))
     model.eval()
     tokenizer = _timed(breakdown, memory, "tokenizer", lambda: _load_tokenizer(paths))
-    _timed(breakdown, memory, "kernels", lambda: _warm_up(model, tokenizer))
-    return LoadedFunction(model, tokenizer, backbone.attachment, breakdown, memory)
+    native = native_engine(base, tokenizer, paths.adapter_dir,
+                           set(_eos_ids(model, tokenizer)))
+    _timed(breakdown, memory, "kernels", lambda: _warm_up(model, tokenizer, native))
+    return LoadedFunction(model, tokenizer, backbone.attachment, breakdown, memory, native)
 
 
 def _load_tokenizer(paths: RuntimePaths) -> PreTrainedTokenizerBase:
@@ -185,7 +205,11 @@ def _load_tokenizer(paths: RuntimePaths) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(str(source), local_files_only=True)
 
 
-def _warm_up(model: PeftModel, tokenizer: PreTrainedTokenizerBase) -> None:
+def _warm_up(model: PeftModel, tokenizer: PreTrainedTokenizerBase,
+             native: NativeEngine | None) -> None:
+    if native is not None:
+        native.run(GenerationRequest(WARMUP_PROMPT, max_tokens=2, ignore_eos=True))
+        return
     inputs = tokenizer(WARMUP_PROMPT, return_tensors="pt")
     with torch.inference_mode():
         model(**inputs)
