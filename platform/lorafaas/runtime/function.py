@@ -13,11 +13,17 @@ from peft import PeftModel
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from lorafaas.runtime.attach import BackboneAttachment, build_backbone
-from lorafaas.runtime.batched import _eos_ids, iter_batch
+from lorafaas.runtime.batched import iter_batch
 from lorafaas.runtime.continuous import ContinuousEngine
 from lorafaas.runtime.engine.choice import GENERAL, native_engine
 from lorafaas.runtime.engine.serving import NativeEngine
-from lorafaas.runtime.generation import GenerationRequest, TokenSink, generate, plain_chat
+from lorafaas.runtime.generation import (
+    GenerationRequest,
+    TokenSink,
+    eos_token_ids,
+    generate,
+    plain_chat,
+)
 from lorafaas.runtime.memory import grown, held_bytes
 from lorafaas.runtime.offload import ACCELERATOR, ArtifactTiers
 from lorafaas.runtime.private_backbone import load_private_backbone
@@ -193,7 +199,7 @@ def load_function(paths: RuntimePaths, client: str,
     model.eval()
     tokenizer = _timed(breakdown, memory, "tokenizer", lambda: _load_tokenizer(paths))
     native = native_engine(base, tokenizer, paths.adapter_dir,
-                           set(_eos_ids(model, tokenizer)))
+                           set(eos_token_ids(model, tokenizer)))
     _timed(breakdown, memory, "kernels", lambda: _warm_up(model, tokenizer, native))
     return LoadedFunction(model, tokenizer, backbone.attachment, breakdown, memory, native)
 
