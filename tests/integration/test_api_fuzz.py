@@ -103,8 +103,12 @@ class Fuzzer:
             p["name"]: biased(st.sampled_from(self._known(method, p["name"])),
                               from_schema(p["schema"]))
             for p in parameters if p["in"] == "path"})
-        query = st.fixed_dictionaries({}, optional={
-            p["name"]: query_value(p["schema"]) for p in parameters if p["in"] == "query"})
+        queries = {p["name"]: query_value(p["schema"]) for p in parameters if p["in"] == "query"}
+        # A PUT of a name set up already is a 409 unless it overwrites: mostly overwrite,
+        # so that creates and updates, not conflicts, make its 2xx share.
+        required = {"overwrite": biased(st.just("true"), queries.pop("overwrite"))} \
+            if method == "PUT" and "overwrite" in queries else {}
+        query = st.fixed_dictionaries(required, optional=queries)
         body = self._body(operation).map(_encoded)
         return st.builds(lambda values, q, b: Case(method, _fill(path, values), q, b),
                          path_values, query, body)

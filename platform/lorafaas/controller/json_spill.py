@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import IO, Any
 
+from lorafaas.controller.api.params import parse_json
 from lorafaas.errors import BadRequest, PayloadTooLarge
 
 SPILL_AT = 64 << 10  # strings longer than this go to a file
@@ -83,7 +84,8 @@ class _Scan:
             self.sink = open(path, "wb")  # noqa: SIM115 (closed with the string)
             self.sink.write(self.current)
             self.current = bytearray()
-            self.spills[f"\0{self.token}-{len(self.spills)}"] = path
+            # The placeholder holds a random token: no body can name a spill it did not make.
+            self.spills[f"spill-{self.token}-{len(self.spills)}"] = path
 
     def _close_string(self) -> None:
         if self.sink is not None:
@@ -109,10 +111,8 @@ def load_with_spills(path: Path, folder: Path, limit: int) -> tuple[Any, dict[st
                 scan.feed(chunk)
     finally:
         scan.close()
-    try:
-        return json.loads(bytes(scan.out)), scan.spills
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
-        raise BadRequest(f"The request content was malformed: {error}") from error
+    # The same strict reading as every JSON body: UTF-8, no NaN, bounded nesting, storable.
+    return parse_json(bytes(scan.out)), scan.spills
 
 
 def decode_base64_file(source: Path, target: Path, max_bytes: int) -> None:

@@ -83,6 +83,23 @@ _MESSAGES: Schema = {"type": "array", "minItems": 1, "items": {
     "type": "object", "required": ["content"],
     "properties": {"role": {"type": "string"}, "content": {"type": "string"}}}}
 
+# OpenAI's chat messages: a role and a text content (tool and function turns are refused).
+_CHAT_MESSAGES: Schema = {"type": "array", "minItems": 1, "items": {
+    "type": "object", "required": ["role", "content"], "additionalProperties": False,
+    "properties": {"role": {"type": "string",
+                            "enum": ["system", "developer", "user", "assistant"]},
+                   "content": {"type": "string"}}}}
+# OpenAI's parameters the platform honours; any other is refused with a 400 naming it
+# (openai_params), `max_completion_tokens` (an alias of max_tokens) included here.
+_OPENAI_SAMPLING: dict[str, Schema] = {
+    **_SAMPLING,
+    "stop": {"oneOf": [{"type": "string", "minLength": 1},
+                       {"type": "array", "maxItems": 4,
+                        "items": {"type": "string", "minLength": 1}}]},
+    "stream_options": {"type": "object", "additionalProperties": False,
+                       "properties": {"include_usage": _BOOLEAN}},
+}
+
 BODIES: dict[str, Schema] = {
     "Action": {"type": "object", "required": ["exec"], "properties": {
         "exec": {"type": "object", "required": ["kind", "binary", "code"], "properties": {
@@ -98,10 +115,17 @@ BODIES: dict[str, Schema] = {
                    "anyOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
                    "properties": {"prompt": {"type": "string"}, "messages": _MESSAGES,
                                   **_SAMPLING}},
-    "Completion": {"type": "object", "required": ["model", "prompt"], "properties": {
-        "model": {"type": "string", "description": "`namespace/action` or `action`"},
-        "prompt": {"type": "string"}, **_SAMPLING}},
-    "ChatCompletion": {"type": "object", "required": ["model", "messages"], "properties": {
-        "model": {"type": "string", "description": "`namespace/action` or `action`"},
-        "messages": _MESSAGES, "max_completion_tokens": _MAX_TOKENS, **_SAMPLING}},
+    "Completion": {"type": "object", "required": ["model", "prompt"],
+                   "additionalProperties": False, "properties": {
+                       "model": {"type": "string",
+                                 "description": "`namespace/action` or `action`"},
+                       "prompt": {"type": "string"}, **_OPENAI_SAMPLING}},
+    "ChatCompletion": {"type": "object", "required": ["model", "messages"],
+                       "additionalProperties": False,
+                       "description": "`max_completion_tokens` is taken as an alias of "
+                                      "`max_tokens`",
+                       "properties": {
+                           "model": {"type": "string",
+                                     "description": "`namespace/action` or `action`"},
+                           "messages": _CHAT_MESSAGES, **_OPENAI_SAMPLING}},
 }
