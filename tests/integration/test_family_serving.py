@@ -170,6 +170,11 @@ def result_of(record: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def engine_of(record: dict[str, Any]) -> Any:
+    """The record's `engine` annotation: which of the runtime's engines generated it."""
+    return next((a["value"] for a in record["annotations"] if a["key"] == "engine"), None)
+
+
 async def test_greedy_tokens_equal_peft(served: Served) -> None:
     """Two adapters × three prompts, each function's three at once where the deployment
     batches (batched or continuous), one after the other where it does not: each equals
@@ -185,6 +190,8 @@ async def test_greedy_tokens_equal_peft(served: Served) -> None:
         else:
             answers += await asyncio.gather(*calls)
     assert all(status == 200 for status, _ in answers), answers
+    # Every listed family is served by the native engine, and the record says so.
+    assert {engine_of(record) for _, record in answers} == {"native"}
     tokens = [result_of(record)["token_ids"] for _, record in answers]
     expected = await asyncio.to_thread(references, served, lambda _t, p: p)
     assert tokens == [t for per_adapter in expected for t in per_adapter]

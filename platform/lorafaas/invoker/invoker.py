@@ -163,6 +163,8 @@ class Invoker:
             "ttft": round(before_run_ms + timings["ttft"], 3)
             if "ttft" in timings else None,
             "batchSize": batch_size,
+            # Which of the runtime's engines generated it: `native` or `general`.
+            "engine": timings.get("engine"),
         })
 
 
