@@ -8,6 +8,7 @@ import re
 import docker
 import pytest
 
+from lorafaas.controller.appkeys import pool_key
 from tests.integration.test_api_resources import ACTIONS, body, json_of
 
 pytestmark = pytest.mark.docker
@@ -37,11 +38,16 @@ async def test_a_warm_activation_logs_its_own_lines(  # type: ignore[no-untyped-
     notes = {a["key"]: a["value"] for a in warm["annotations"]}
     assert notes["startKind"] == "warm"
 
-    refused = await invoke(platform, {"prompt": "hi", "seed": "not a number"})
-    assert refused["response"]["statusCode"] == 1  # an application error
-    lines = [line for line in refused["logs"] if "refused" in line]
-    assert len(lines) == 1, refused["logs"]
-    assert ENGINE_LINE.match(lines[0]) and refused["activationId"] in lines[0]
+    # The controller refuses such parameters before anything runs, so the runtime is asked
+    # directly, over the warm container's socket, as the invoker asks it.
+    (container,) = [c for c in platform.app[pool_key].containers() if c.function_key is not None]
+    refused_id = "f" * 32
+    refused = await container.client.run({"value": {"prompt": "hi", "seed": "not a number"},
+                                          "activation_id": refused_id, "logs": True})
+    assert "error" in refused.result  # an application error
+    lines = [line for line in refused.logs or [] if "refused" in line]
+    assert len(lines) == 1, refused.logs
+    assert ENGINE_LINE.match(lines[0]) and refused_id in lines[0]
     assert "'seed' must be an integer" in lines[0]
 
     after = await invoke(platform, {"prompt": "hi", "max_tokens": 2})
