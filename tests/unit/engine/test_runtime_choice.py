@@ -17,9 +17,14 @@ from tests.unit.engine import families as fam
 PROMPT = "Tell me about the sea"
 
 
-def test_demo_function_is_served_natively_and_equals_peft(demo_models: Any) -> None:
+def test_demo_function_is_served_natively_and_equals_peft(demo_models: Any,
+                                                           tmp_path: Path) -> None:
+    from tests.integration.test_family_checkpoints import publish
+
+    # A container reads what the backbone server published, never the checkpoint itself.
+    publish(demo_models.backbone_dir, tmp_path / "published")
     adapter = next(iter(demo_models.adapters.values()))
-    loaded = load_function(RuntimePaths(None, demo_models.backbone_dir, adapter), "test")
+    loaded = load_function(RuntimePaths(None, tmp_path / "published", adapter), "test")
     assert loaded.native is not None
     request = GenerationRequest(PROMPT, max_tokens=12, ignore_eos=True,
                                 return_token_ids=True)
