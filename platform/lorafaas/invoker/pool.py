@@ -32,7 +32,7 @@ from lorafaas.invoker.backend import (
 )
 from lorafaas.invoker.containers import ContainerFolders, ContainerState, PooledContainer
 from lorafaas.invoker.offloading import Offloader
-from lorafaas.invoker.prewarm import ColdStartWindow
+from lorafaas.invoker.prewarm import ColdStartWindow, StemBackoff
 from lorafaas.invoker.runtime_client import RuntimeClient, RuntimeUnavailable
 from lorafaas.wire.runtime_protocol import RUNTIME_SOCKET_NAME
 
@@ -123,6 +123,8 @@ class ContainerPool:
         # Cold starts per backbone: each backbone's stem cells are pre-warmed by its own.
         self.cold_starts = {name: ColdStartWindow(config.cold_start_window_s)
                             for name in self.backbones}
+        # Stem cells that fail to initialize, per backbone: the maintenance backs off.
+        self.stem_backoff = StemBackoff()
         self._containers: dict[str, PooledContainer] = {}
         self._starting: Counter[str] = Counter()  # cold starts in progress per function
         self._reserved_mb = 0  # memory of containers being started
