@@ -1,5 +1,6 @@
 """The container pool against the real Docker engine: placement order, eviction, the
-stem-cell minimum in a full pool, waiting, orphan clean-up and health-check replacement."""
+stem-cell minimum in a full pool, waiting, orphan clean-up, health-check replacement, and
+no container left of an action deleted while its container started."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lorafaas.invoker.backend import LABEL_ACTION, LABEL_INVOKER
 from lorafaas.invoker.containers import ContainerState
 from lorafaas.invoker.docker_backend import DockerBackend
 from lorafaas.invoker.keepalive import KeepAliveConfig, KeepAlivePolicy
@@ -182,3 +184,44 @@ async def test_container_failing_health_check_is_replaced(pool, demo_models):  #
     assert pool.containers() == []
     lease = await pool.acquire(pirate)
     assert lease.start_kind == "cold"
+
+
+def labelled(docker_client, pool: ContainerPool, path: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """Ids of the engine's containers of the pool's invoker labelled with the action path."""
+    filters = {"label": [f"{LABEL_INVOKER}={pool.config.invoker_id}", f"{LABEL_ACTION}={path}"]}
+    return [c.id for c in docker_client.containers.list(all=True, filters=filters)]
+
+
+async def none_left(docker_client, pool: ContainerPool, path: str) -> bool:  # type: ignore[no-untyped-def]
+    """Whether no container of the action remains, waiting a generous while for removal."""
+    deadline = time.monotonic() + 120
+    while labelled(docker_client, pool, path) and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    return not labelled(docker_client, pool, path)
+
+
+async def test_an_action_deleted_during_a_cold_start_leaves_no_container(  # type: ignore[no-untyped-def]
+        pool, demo_models, docker_client):
+    pirate = function(demo_models, "pirate")
+    acquiring = asyncio.create_task(pool.acquire(pirate))
+    while not any(c.function_path == pirate.path for c in pool.containers()):
+        assert not acquiring.done(), "the start should still be running"
+        await asyncio.sleep(0.05)
+    assert [c.state for c in pool.containers()] == [ContainerState.STARTING]
+    await pool.remove_function(pirate.path)  # Invoker.retire: the action is deleted
+    lease = await acquiring  # the request accepted before the delete is still served
+    assert lease.start_kind == "cold"
+    await pool.release(lease.container)
+    assert pool.containers() == []
+    assert await none_left(docker_client, pool, pirate.path)
+
+
+async def test_an_action_deleted_while_it_is_preloaded_leaves_no_container(  # type: ignore[no-untyped-def]
+        pool, demo_models, docker_client):
+    shout = function(demo_models, "shout")
+    preloading = asyncio.create_task(pool.preload(shout))
+    await asyncio.sleep(0)  # the start has begun, its container may not exist yet
+    await pool.remove_function(shout.path)
+    assert not await preloading
+    assert pool.containers() == [] and pool.used_mb() == 0
+    assert await none_left(docker_client, pool, shout.path)

@@ -19,6 +19,7 @@ from lorafaas.controller.prefill import PrefillProfiling, ProfiledBackbone
 from lorafaas.invoker.dispatcher import BatchingConfig
 from lorafaas.invoker.prefill_fits import PrefillFit, PrefillKey
 from lorafaas.invoker.prefill_runner import ProfileReport, ProfilingFailed
+from lorafaas.registry.clock import now_ms
 from lorafaas.registry.db import downgrade, make_engine, make_sessions, sync_url, upgrade
 from lorafaas.registry.models import Action, PrefillProfileRecord
 from lorafaas.registry.prefill_profiles import read_fits, store_fits
@@ -36,7 +37,10 @@ def profile(prompt_length: int, t0_ms: float, alpha_ms: float = 10.0) -> Prefill
     return PrefillProfile(prompt_length, [(b, model.time(b)) for b in range(1, 17)], model, 1.0)
 
 
-def fits(rank: int, t0_ms: float, measured_ms: int = 1000) -> list[PrefillFit]:
+NOW = now_ms()  # fits measured now are fresh for the test's length
+
+
+def fits(rank: int, t0_ms: float, measured_ms: int = NOW) -> list[PrefillFit]:
     """A rank's fits at prompt lengths 32 and 128 (the longer one 3 ms slower)."""
     return [PrefillFit(rank, profile(32, t0_ms), measured_ms),
             PrefillFit(rank, profile(128, t0_ms + 3), measured_ms)]
@@ -182,7 +186,7 @@ async def started(sessions: async_sessionmaker[AsyncSession], key: PrefillKey,
 
 async def test_stored_fits_size_batches_from_the_start_without_profiling(
         sessions: async_sessionmaker[AsyncSession], adapters: dict[int, Path]) -> None:
-    await store(sessions, KEY, fits(8, 30.0, measured_ms=1234))
+    await store(sessions, KEY, fits(8, 30.0, measured_ms=NOW - 1234))
     dispatcher, profiler = Dispatcher(), Profiler()
     service = await started(sessions, KEY, dispatcher, profiler)
     async with service.running():
@@ -192,7 +196,69 @@ async def test_stored_fits_size_batches_from_the_start_without_profiling(
     assert dispatcher.models == {"guest/a@0.0.1:x": PrefillModel(33.0, 10.0)}  # prompt 128
     assert service.describe(action("a", 8)) == {
         "source": "profiled", "adapterRank": 8, "t0Ms": 33.0, "alphaMs": 10.0, "r2": 1.0,
-        "promptLength": 128, "measuredAt": 1234}
+        "promptLength": 128, "measuredAt": NOW - 1234}
+
+
+def loaded(rank: int, measured_ms: int = NOW) -> list[PrefillFit]:
+    """Fits measured on a loaded machine: T0 1,463 ms, α 1,228 ms (over 20× the default)."""
+    return [PrefillFit(rank, profile(length, 1463.0, 1228.0), measured_ms) for length in (32, 128)]
+
+
+async def test_an_implausible_stored_fit_is_not_applied_and_is_measured_again(
+        sessions: async_sessionmaker[AsyncSession], adapters: dict[int, Path],
+        caplog: pytest.LogCaptureFixture) -> None:
+    await store(sessions, KEY, loaded(8))
+    dispatcher, profiler = Dispatcher(), Profiler()
+    profiler.release.clear()
+    service = await started(sessions, KEY, dispatcher, profiler)
+    async with service.running():
+        service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
+        assert dispatcher.models == {}  # the default T(b) sizes the batches meanwhile
+        shown = service.describe(action("a", 8))
+        assert (shown["source"], shown["t0Ms"]) == ("default", 35.0)
+        assert "T0 1463.0 ms over" in shown["rejectedFit"]
+        profiler.release.set()
+        await service.idle()
+    assert profiler.calls == [adapters[8]]
+    assert dispatcher.models == {"guest/a@0.0.1:x": PrefillModel(31.0, 10.0)}
+    assert [f.profile for f in await read(sessions, KEY)] == [f.profile for f in fits(8, 28.0)]
+    assert "queued for re-measurement" in caplog.text
+
+
+async def test_a_fit_implausible_again_keeps_the_default_and_is_not_retried_in_a_loop(
+        sessions: async_sessionmaker[AsyncSession], adapters: dict[int, Path],
+        caplog: pytest.LogCaptureFixture) -> None:
+    await store(sessions, KEY, loaded(8))
+    dispatcher = Dispatcher()
+
+    async def still_loaded(adapter_dir: Path) -> ProfileReport:
+        calls.append(adapter_dir)
+        return ProfileReport(8, "Some CPU", [f.profile for f in loaded(8)])
+
+    calls: list[Path] = []
+    service = await started(sessions, KEY, dispatcher, still_loaded)  # type: ignore[arg-type]
+    async with service.running():
+        for _ in range(3):
+            service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
+            await service.idle()
+    assert calls == [adapters[8]]
+    assert dispatcher.models == {}
+    assert "not applied" in caplog.text
+
+
+async def test_a_stale_fit_applies_until_its_re_measurement_replaces_it(
+        sessions: async_sessionmaker[AsyncSession], adapters: dict[int, Path]) -> None:
+    await store(sessions, KEY, fits(8, 30.0, measured_ms=NOW - 30 * 24 * 3600 * 1000))
+    dispatcher, profiler = Dispatcher(), Profiler()
+    profiler.release.clear()
+    service = await started(sessions, KEY, dispatcher, profiler)
+    async with service.running():
+        service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
+        assert dispatcher.models == {"guest/a@0.0.1:x": PrefillModel(33.0, 10.0)}
+        profiler.release.set()
+        await service.idle()
+    assert profiler.calls == [adapters[8]]
+    assert dispatcher.models == {"guest/a@0.0.1:x": PrefillModel(31.0, 10.0)}
 
 
 @pytest.mark.parametrize("change", [{"backbone_digest": "e" * 64},

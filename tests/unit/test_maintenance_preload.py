@@ -18,7 +18,7 @@ from lorafaas.invoker.containers import ContainerFolders, ContainerState, Pooled
 from lorafaas.invoker.keepalive import KeepAliveConfig, KeepAlivePolicy
 from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
 from lorafaas.invoker.pool import FunctionRef, PoolConfig
-from lorafaas.invoker.prewarm import ColdStartWindow, PrewarmConfig
+from lorafaas.invoker.prewarm import ColdStartWindow, PrewarmConfig, StemBackoff
 
 IDLE_S = 20.0  # every idle time of the function: head 20 s, pre-warm window 18 s
 # What a cold start measured: the load time a pre-load saves.
@@ -40,6 +40,7 @@ class FakePool:
         self.removed: list[tuple[str, str]] = []
         self.stem_requests: list[bool] = []  # `evict` of each stem cell asked for
         self.stems_start = False  # whether a stem cell asked for starts
+        self.stem_backoff = StemBackoff()
         self._tmp = tmp
 
     def containers(self) -> list[PooledContainer]:

@@ -9,7 +9,16 @@ import pytest
 
 from lorafaas.backbone.checkpoint import checkpoint_digest
 from lorafaas.controller.prefill import action_rank, current_key
-from lorafaas.invoker.prefill_fits import FitTable, PrefillFit, choose_fit
+from lorafaas.invoker.batching import implausible_model, max_batch_size
+from lorafaas.invoker.dispatcher import DEFAULT_PREFILL
+from lorafaas.invoker.prefill_fits import (
+    MAX_AGE_MS,
+    FitTable,
+    PrefillFit,
+    choose_fit,
+    fit_problem,
+    is_stale,
+)
 from lorafaas.registry.models import Action
 from lorafaas.settings import Settings, load_settings, replace
 from lorafaas.wire.machine import describe_machine
@@ -31,6 +40,43 @@ def test_the_fit_at_the_longest_prompt_is_chosen() -> None:
     assert chosen is not None and chosen.profile.prompt_length == 128
     assert chosen.model == PrefillModel(90.0, 10.0)
     assert choose_fit([]) is None
+
+
+@pytest.mark.parametrize(("model", "reason"), [
+    (PrefillModel(1463.0, 1228.0), "T0 1463.0 ms over"),  # measured on a loaded machine
+    (PrefillModel(40.0, 1228.0), "α 1228.0 ms over"),
+    (PrefillModel(-5.0, 10.0), "out of range"),
+    (PrefillModel(30.0, -1.0), "out of range"),
+    (PrefillModel(float("nan"), 10.0), "not finite"),
+    (PrefillModel(30.0, float("inf")), "not finite"),
+])
+def test_an_implausible_model_is_named_with_its_reason(model: PrefillModel, reason: str) -> None:
+    problem = implausible_model(model, DEFAULT_PREFILL)
+    assert problem is not None and reason in problem
+
+
+def test_a_model_near_the_default_is_plausible() -> None:
+    for model in (PrefillModel(35.0, 16.0), PrefillModel(200.0, 100.0), PrefillModel(10.0, 0.0)):
+        assert implausible_model(model, DEFAULT_PREFILL) is None
+
+
+def test_the_loaded_fit_would_size_batches_to_one_and_is_refused() -> None:
+    loaded = PrefillFit(8, PrefillProfile(128, [(1, 1463.0), (2, 2691.0)],
+                                          PrefillModel(1463.0, 1228.0), 1.0), 1)
+    assert max_batch_size(2000.0, loaded.model, 8) == 1
+    assert max_batch_size(2000.0, DEFAULT_PREFILL, 8) == 8  # what sizes them instead
+    assert fit_problem(loaded, DEFAULT_PREFILL) is not None
+
+
+def test_a_fit_with_a_low_r2_is_refused_and_an_old_one_is_stale() -> None:
+    scattered = PrefillFit(8, PrefillProfile(32, [(1, 30.0), (2, 90.0), (3, 40.0)],
+                                             PrefillModel(50.0, 5.0), 0.05), 1)
+    problem = fit_problem(scattered, DEFAULT_PREFILL)
+    assert problem is not None and "R² 0.050" in problem
+    sound = fit(8, 32, measured_ms=10_000)
+    assert fit_problem(sound, DEFAULT_PREFILL) is None
+    assert not is_stale(sound, 10_000 + MAX_AGE_MS)
+    assert is_stale(sound, 10_001 + MAX_AGE_MS)
 
 
 def test_the_table_keeps_one_fit_per_rank_and_prompt_length() -> None:

@@ -9,7 +9,9 @@ own adapter folder. One worker profiles the queued ranks one after another in th
 background (`lorafaas.invoker.prefill_runner`), so a request never waits for a profile and
 two profiles never compete for the cores; until a rank's fit exists the settings' default
 T(b) applies. A rank whose profiling failed is logged and not tried again before the next
-start.
+start. A stored fit that is not sound (`lorafaas.invoker.prefill_fits.fit_problem`: measured on a
+loaded machine, say) is not applied, and a stale or unsound one is measured again, once per
+start: until a sound fit comes, the default T(b) sizes the rank's batches.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from lorafaas.backbone.checkpoint import checkpoint_digest, checkpoint_dtype, se
 from lorafaas.backbone_specs import BackboneSpec
 from lorafaas.invoker.backend import ContainerBackend
 from lorafaas.invoker.dispatcher import Dispatcher
-from lorafaas.invoker.prefill_fits import FitTable, PrefillFit, PrefillKey
+from lorafaas.invoker.prefill_fits import FitTable, PrefillFit, PrefillKey, fit_problem, is_stale
 from lorafaas.invoker.prefill_runner import (
     ProfileOptions,
     ProfilerConfig,
@@ -143,6 +145,7 @@ class PrefillProfiling:
         self._waiting: set[Slot] = set()  # queued or being profiled
         self._running: Slot | None = None
         self._failed: set[Slot] = set()
+        self._remeasured: set[Slot] = set()  # stale or unsound fits queued again since start
 
     async def load(self) -> None:
         """Read the fits stored under each backbone's current key."""
@@ -166,9 +169,17 @@ class PrefillProfiling:
         self._functions.setdefault(slot, set()).add(function_key)
         fit = self.tables[slot[0]].chosen(slot[1])
         measure = self.backbones[slot[0]].measure
-        if fit is not None:
+        sound = fit is not None and self._problem(fit) is None
+        if fit is not None and sound:
             self._dispatcher.set_prefill_model(function_key, fit.model)
-        elif measure is not None and slot not in self._waiting | self._failed:
+        if fit is not None and (not sound or is_stale(fit, now_ms())):
+            if measure is not None and slot not in self._waiting | self._remeasured:
+                self._remeasured.add(slot)
+                self._waiting.add(slot)
+                self._queue.put_nowait((slot, adapter_dir))
+                logger.warning("prefill of adapter rank %d on %s queued for re-measurement: its "
+                            "fit is %s", slot[1], slot[0], self._problem(fit) or "stale")
+        elif fit is None and measure is not None and slot not in self._waiting | self._failed:
             self._waiting.add(slot)
             self._queue.put_nowait((slot, adapter_dir))
             logger.info("prefill of adapter rank %d on %s queued for profiling (function %s)",
@@ -183,6 +194,11 @@ class PrefillProfiling:
         for rank in sorted({fit.rank for fit in fits}):
             chosen = self.tables[name].chosen(rank)
             assert chosen is not None  # just added
+            problem = self._problem(chosen)
+            if problem is not None:
+                logger.warning("prefill fit of adapter rank %d on %s not applied (%s): the "
+                               "default T(b) sizes its batches", rank, name, problem)
+                continue
             for function_key in self._functions.get((name, rank), ()):
                 self._dispatcher.set_prefill_model(function_key, chosen.model)
             logger.info("prefill of adapter rank %d on %s: T(b) = %.2f + %.2f·(b−1) ms, "
@@ -193,14 +209,19 @@ class PrefillProfiling:
         """The prefill model in force for a function, as the API shows it."""
         rank, slot = action_rank(action), self._slot(action)
         fit = self.tables[slot[0]].chosen(slot[1]) if slot is not None else None
-        if fit is not None:
+        rejected = self._problem(fit) if fit is not None else None
+        if fit is not None and rejected is None:
             return {"source": "profiled", "adapterRank": rank,
                     "t0Ms": round(fit.model.t0_ms, 3), "alphaMs": round(fit.model.alpha_ms, 3),
                     "r2": round(fit.profile.r2, 4), "promptLength": fit.profile.prompt_length,
                     "measuredAt": fit.measured_ms}
         default = self._dispatcher.config.default_model
-        return {"source": "default", "adapterRank": rank, "t0Ms": default.t0_ms,
-                "alphaMs": default.alpha_ms, "profiling": self._state(slot)}
+        shown = {"source": "default", "adapterRank": rank, "t0Ms": default.t0_ms,
+                 "alphaMs": default.alpha_ms, "profiling": self._state(slot)}
+        return {**shown, "rejectedFit": rejected} if rejected is not None else shown
+
+    def _problem(self, fit: PrefillFit) -> str | None:
+        return fit_problem(fit, self._dispatcher.config.default_model)
 
     def _state(self, slot: Slot | None) -> str:
         if slot is None or self.backbones[slot[0]].measure is None:
@@ -246,7 +267,8 @@ class PrefillProfiling:
             logger.info("prefill of adapter rank %d not profiled: %s is gone", rank, adapter_dir)
             return
         try:
-            fits = await self._stored(key, rank) or await measure_and_store(
+            stored = await self._stored(key, rank)
+            fits = stored if self._usable(stored) else await measure_and_store(
                 self._sessions, key, measure, adapter_dir)
         except Exception:
             # Logged, and not retried before the next start: a profile that fails now would
@@ -260,6 +282,12 @@ class PrefillProfiling:
                            sorted({fit.rank for fit in fits}))
             self._failed.add(slot)
         self.apply(fits, name)
+
+    def _usable(self, fits: list[PrefillFit]) -> bool:
+        # A stored fit is taken as it is only when sound and fresh; else it is measured again.
+        chosen = FitTable(fits).chosen(fits[0].rank) if fits else None
+        return chosen is not None and self._problem(chosen) is None and not is_stale(
+            chosen, now_ms())
 
     async def _stored(self, key: PrefillKey, rank: int) -> list[PrefillFit]:
         # Stored since the start by `lorafaas admin profile` or by another controller.

@@ -24,13 +24,17 @@ from lorafaas.wire.prefill_fit import PrefillModel, fit_prefill_model
 
 __all__ = [
     "Batch", "FunctionQueue", "PrefillModel", "QueuedRequest", "SloCounts", "SloLedger",
-    "contention", "dispatch_order", "fit_prefill_model", "max_batch_size",
+    "contention", "dispatch_order", "fit_prefill_model", "implausible_model", "max_batch_size",
     "order_by_deadline_margin",
 ]
 
 T = TypeVar("T")
 # Below this per-request cost (ms) batching is free: only the configured cap limits N.
 NEGLIGIBLE_ALPHA_MS = 1e-9
+# How many times slower than the default T(b) a profiled one may be and still be believed: a
+# fit measured while other work loaded the machine (T0 and α twenty times the quiet figures)
+# would size every batch to 1 for good.
+PLAUSIBLE_SLOWDOWN = 8.0
 
 
 def max_batch_size(slo_ms: float, model: PrefillModel, cap: int) -> int:
@@ -41,6 +45,20 @@ def max_batch_size(slo_ms: float, model: PrefillModel, cap: int) -> int:
         return cap
     # An SLO below T0 cannot be met at any size: serve one at a time, the least late.
     return max(1, min(cap, math.floor((slo_ms - model.t0_ms) / model.alpha_ms) + 1))
+
+
+def implausible_model(model: PrefillModel, default: PrefillModel) -> str | None:
+    """Why a profiled T(b) is not to be believed against the default one; None if it is."""
+    if not (math.isfinite(model.t0_ms) and math.isfinite(model.alpha_ms)):
+        return "not finite"
+    if model.t0_ms <= 0 or model.alpha_ms < 0:
+        return f"T0 {model.t0_ms:.1f} ms or α {model.alpha_ms:.1f} ms out of range"
+    if model.t0_ms > PLAUSIBLE_SLOWDOWN * default.t0_ms:
+        return f"T0 {model.t0_ms:.1f} ms over {PLAUSIBLE_SLOWDOWN:g}× the default {default.t0_ms:g}"
+    if model.alpha_ms > PLAUSIBLE_SLOWDOWN * max(default.alpha_ms, NEGLIGIBLE_ALPHA_MS):
+        return (f"α {model.alpha_ms:.1f} ms over {PLAUSIBLE_SLOWDOWN:g}× the default "
+                f"{default.alpha_ms:g}")
+    return None
 
 
 def contention(running: int, max_concurrent: int) -> int:

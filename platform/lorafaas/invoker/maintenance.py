@@ -136,21 +136,38 @@ class Maintenance:
     async def _keep_stem_cells(self, now: float) -> None:
         # Each backbone keeps its own stem cells: one attached to A never serves B.
         for backbone, cold_starts in self.pool.cold_starts.items():
-            await self._keep_stem_cells_of(backbone, cold_starts.count(now))
+            await self._keep_stem_cells_of(backbone, cold_starts.count(now), now)
 
-    async def _keep_stem_cells_of(self, backbone: str, cold_starts: int) -> None:
+    async def _keep_stem_cells_of(self, backbone: str, cold_starts: int, now: float) -> None:
         stems = [c for c in self.pool.containers()
                  if c.state is ContainerState.STEM and c.backbone == backbone]
         wanted = desired_stem_cells(self.prewarm, cold_starts)
         for n in range(len(stems), wanted):
-            # The minimum is a promise: it makes room by evicting pre-loaded containers.
-            if not await self.pool.add_stem_cell(backbone, evict=n < self.prewarm.min_count):
+            if not await self._add_stem_cell(backbone, n < self.prewarm.min_count, now):
                 break
         surplus = len(stems) - max(wanted, self.prewarm.min_count)
         stale = sorted((c for c in stems if time.monotonic() - c.created > self.prewarm.ttl_s),
                        key=lambda c: c.created)[:max(0, surplus)]
         ids = {c.info.id for c in stale}
         await self.pool.remove_idle(lambda c: c.info.id in ids, "stem cell ttl ended")
+
+    async def _add_stem_cell(self, backbone: str, evict: bool, now: float) -> bool:
+        """Start one stem cell unless the backbone backs off; True if one started."""
+        backoff = self.pool.stem_backoff
+        if not backoff.allowed(backbone, now):
+            return False
+        try:
+            # The minimum is a promise: it makes room by evicting pre-loaded containers.
+            started = await self.pool.add_stem_cell(backbone, evict=evict)
+        except Exception as error:  # noqa: BLE001 - any start failure backs off, and is logged
+            delay = backoff.failed(backbone, now)
+            logger.warning("a stem cell of backbone %s failed to start (%s); the next in %.0f s "
+                           "(%d failures in a row)", backbone, error, delay,
+                           backoff.states[backbone].in_a_row)
+            return False
+        if started:
+            backoff.succeeded(backbone)
+        return started
 
     def _expired(self, container: PooledContainer, now: float) -> bool:
         if container.function_key is None or container.state is ContainerState.STEM:

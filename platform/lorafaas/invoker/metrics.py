@@ -2,7 +2,8 @@
 
 Per function (label `function`, namespace/name): requests waiting in its batch queue, a
 histogram of its batch sizes, requests served, SLO misses and attainment, and requests
-failed; for the invoker: batches running (M) and its cap, and containers by state.
+failed; for the invoker: batches running (M) and its cap, containers by state, and per
+backbone the stem cells that failed to start and how long the next one waits (backoff).
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ class Gauges:
     batches_running: int
     max_concurrent_batches: int
     containers: Mapping[str, int]  # by state
+    stem_failures: Mapping[str, int] = field(default_factory=dict)  # by backbone, in all
+    stem_backoff_s: Mapping[str, float] = field(default_factory=dict)  # by backbone, left
 
 
 def render(metrics: InvokerMetrics, gauges: Gauges) -> str:
@@ -135,6 +138,19 @@ class _Snapshot(Collector):
         for state, count in sorted(gauges.containers.items()):
             containers.add_metric([state], count)
         yield containers
+        yield from self._stem_cells()
+
+    def _stem_cells(self) -> Iterator[Metric]:
+        failures = CounterMetricFamily("lorafaas_stem_cell_failures", "Stem cells of the "
+                                       "backbone that failed to start.", labels=["backbone"])
+        waiting = GaugeMetricFamily("lorafaas_stem_cell_backoff_seconds", "How long the "
+                                    "backbone waits before its next stem cell after failures.",
+                                    labels=["backbone"])
+        for backbone, count in sorted(self.gauges.stem_failures.items()):
+            failures.add_metric([backbone], count)
+            waiting.add_metric([backbone], self.gauges.stem_backoff_s.get(backbone, 0.0))
+        yield failures
+        yield waiting
 
     def _batch_sizes(self, functions: list[str]) -> HistogramMetricFamily:
         family = HistogramMetricFamily("lorafaas_batch_size",

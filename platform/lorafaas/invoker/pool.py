@@ -10,6 +10,10 @@ Eviction takes pre-loaded containers first (no request has used them yet), then 
 ones, least recently used first within each, and stem cells last: they serve any function.
 The stem-cell minimum may evict pre-loaded and warm idle containers to be restored, so that
 a pool full of pre-loaded functions still starts a new function from a stem cell.
+
+An action deleted or updated (`remove_function`) loses its idle containers at once; one
+busy or still starting for it goes as soon as its activation ends or its start returns, so
+no container of a retired version outlives its work.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from lorafaas.invoker.backend import (
 )
 from lorafaas.invoker.containers import ContainerFolders, ContainerState, PooledContainer
 from lorafaas.invoker.offloading import Offloader
-from lorafaas.invoker.prewarm import ColdStartWindow
+from lorafaas.invoker.prewarm import ColdStartWindow, StemBackoff
 from lorafaas.invoker.runtime_client import RuntimeClient, RuntimeUnavailable
 from lorafaas.wire.runtime_protocol import RUNTIME_SOCKET_NAME
 
@@ -102,6 +106,10 @@ class UnknownBackbone(LookupError):
     """A function names a backbone this pool does not serve."""
 
 
+class FunctionRetired(RuntimeError):
+    """The function's action was deleted or updated while a container started for it."""
+
+
 class ContainerPool:
     """Hands containers to activations and keeps the pool within its memory.
 
@@ -123,11 +131,15 @@ class ContainerPool:
         # Cold starts per backbone: each backbone's stem cells are pre-warmed by its own.
         self.cold_starts = {name: ColdStartWindow(config.cold_start_window_s)
                             for name in self.backbones}
+        # Stem cells that fail to initialize, per backbone: the maintenance backs off.
+        self.stem_backoff = StemBackoff()
         self._containers: dict[str, PooledContainer] = {}
         self._starting: Counter[str] = Counter()  # cold starts in progress per function
         self._reserved_mb = 0  # memory of containers being started
         self._stems_starting: Counter[str] = Counter()  # per backbone
         self._stem_waiters: Counter[str] = Counter()  # requests waiting for one, per backbone
+        self._retirements: Counter[str] = Counter()  # remove_function calls per action path
+        self._doomed: set[str] = set()  # ids of containers to remove once their work ends
         # Notified whenever a container is freed, removed or done starting.
         self._changed = asyncio.Condition()
 
@@ -296,6 +308,8 @@ class ContainerPool:
             self._starting[function.key] += 1
         try:
             await self._start(function.memory_mb, function, ContainerState.PRELOADED)
+        except FunctionRetired:
+            return False
         finally:
             async with self._changed:
                 self._reserved_mb -= function.memory_mb
@@ -338,6 +352,8 @@ class ContainerPool:
     async def _start(self, memory_mb: int, function: FunctionRef | None,
                      state: ContainerState, stem_backbone: str = "") -> _Started:
         backbone = self.backbone_of(function) if function is not None else stem_backbone
+        path = function.path if function is not None else None
+        retirements = self._retirements[path] if path is not None else 0
         folders = ContainerFolders(self.config.run_dir / "c" / uuid.uuid4().hex[:10])
         folders.create()
         if function is not None:
@@ -363,6 +379,11 @@ class ContainerPool:
         except BaseException:
             await self.discard(container, "initialization failed")
             raise
+        if path is not None and self._retirements[path] != retirements:
+            self._doomed.add(info.id)  # retired while it started (see the module doc)
+        if info.id in self._doomed and state is not ContainerState.BUSY:
+            await self.discard(container, "action changed while it started")
+            raise FunctionRetired(f"{path} was deleted or updated while its container started")
         container.state = state
         return _Started(container, loaded.breakdown, loaded.memory)
 
@@ -400,7 +421,11 @@ class ContainerPool:
     # --- giving back and removing --------------------------------------------------------
 
     async def release(self, container: PooledContainer) -> None:
-        """The activation is done; the container stays warm for the next one."""
+        """The activation is done; the container stays warm for the next one (unless its
+        action changed meanwhile)."""
+        if container.info.id in self._doomed:
+            await self.discard(container, "action changed")
+            return
         async with self._changed:
             container.state = ContainerState.IDLE
             container.last_used = time.monotonic()
@@ -417,6 +442,7 @@ class ContainerPool:
     async def _remove_all(self, containers: list[PooledContainer], reason: str) -> None:
         for container in containers:
             logger.info("removing container %s: %s", container.info.name, reason)
+            self._doomed.discard(container.info.id)
             await container.client.close()
             await asyncio.to_thread(self.backend.remove, container.info.id)
             container.folders.remove()
@@ -436,7 +462,11 @@ class ContainerPool:
         return len(chosen)
 
     async def remove_function(self, function_path: str) -> None:
-        """Remove the idle containers of an action (it was deleted or updated)."""
+        """Remove the containers of an action (it was deleted or updated): idle ones now, busy
+        or starting ones when their activation ends or their start returns."""
+        self._retirements[function_path] += 1
+        self._doomed |= {c.info.id for c in self._containers.values()
+                         if c.function_path == function_path and not c.evictable}
         await self.remove_idle(lambda c: c.function_path == function_path, "action changed")
 
     async def remove_orphans(self) -> int:

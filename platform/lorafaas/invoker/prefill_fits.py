@@ -8,6 +8,11 @@ Of a rank's fits, the one at the longest profiled prompt length sizes its batche
 time grows with the prompt, so that fit predicts the slowest batches among the profiled
 lengths, and batches sized by it still meet their SLO when prompts are shorter (the
 controller does not know a function's prompts before they come).
+
+A fit is believed only when it is sound (`fit_problem`): T0 and α within bounds of the
+default T(b), R² high enough that the line describes the samples, and measured recently
+enough. A fit measured on a loaded machine is not: it would size every batch to 1 for
+good, so the default T(b) sizes them until a re-measurement gives a sound fit.
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from lorafaas.invoker.batching import implausible_model
 from lorafaas.wire.prefill_fit import PrefillModel, PrefillProfile
+
+MIN_R2 = 0.8  # below this the samples do not lie on a line: the machine was busy
+MAX_AGE_MS = 7 * 24 * 3600 * 1000  # older fits are measured again (and kept meanwhile)
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,19 @@ class PrefillFit:
     def model(self) -> PrefillModel:
         """The fitted T(b)."""
         return self.profile.model
+
+
+def fit_problem(fit: PrefillFit, default: PrefillModel) -> str | None:
+    """Why a fit is not to be believed (see the module doc); None when it is sound."""
+    problem = implausible_model(fit.model, default)
+    if problem is None and not fit.profile.r2 >= MIN_R2:
+        problem = f"R² {fit.profile.r2:.3f} below {MIN_R2}"
+    return problem
+
+
+def is_stale(fit: PrefillFit, now_ms: int) -> bool:
+    """Whether a fit is old enough to be measured again."""
+    return now_ms - fit.measured_ms > MAX_AGE_MS
 
 
 def choose_fit(fits: Iterable[PrefillFit]) -> PrefillFit | None:

@@ -24,6 +24,10 @@ class RuntimeUnavailable(Exception):
     """The container's runtime did not answer (it died, or never came up)."""
 
 
+class StreamCancelled(Exception):
+    """Raised by a delta sink whose reader has left: the generation is to stop."""
+
+
 @dataclass(frozen=True)
 class TierMove:
     """What /offload or /restore answered: where the artifacts are now, bytes, ms."""
@@ -132,8 +136,12 @@ class RuntimeClient:
                                      f"{error.__class__.__name__}") from error
 
     async def run_stream(self, payload: dict[str, Any], on_delta: DeltaSink) -> RunOutcome:
-        """POST /run with streaming: hand each text delta to `on_delta` as it comes."""
+        """POST /run with streaming: hand each text delta to `on_delta` as it comes.
+
+        When `on_delta` raises StreamCancelled the runtime is told to stop (`/cancel`): the
+        outcome is then the result up to the cut (finish_reason "cancelled")."""
         final: dict[str, Any] | None = None
+        cancelled = False
         try:
             async with self._session.post(f"{RUNTIME_URL}/run",
                                           json={**payload, "stream": True}) as response:
@@ -144,10 +152,15 @@ class RuntimeClient:
                     return RunOutcome(result=body, timings={})
                 async for line in response.content:
                     message = json.loads(line)
-                    if "delta" in message:
-                        await on_delta(message["delta"])
-                    else:
+                    if "delta" not in message:
                         final = message
+                    elif not cancelled:
+                        try:
+                            await on_delta(message["delta"])
+                        except StreamCancelled:
+                            cancelled = True
+                            await self._post("/cancel",
+                                             {"activation_id": payload.get("activation_id")})
         except (aiohttp.ClientError, json.JSONDecodeError) as error:
             raise RuntimeUnavailable(f"the container's runtime stopped answering: "
                                      f"{error.__class__.__name__}") from error

@@ -254,8 +254,8 @@ def _sampler(request: GenerationRequest, device: torch.device) -> torch.Generato
 
 
 def _is_finished(row: _Row, eos_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> bool:
-    """Whether the row hit max_tokens, EOS, or one of its stop strings."""
-    if len(row.tokens) >= row.request.max_tokens:
+    """Whether the row hit max_tokens, EOS, or one of its stop strings, or was cancelled."""
+    if len(row.tokens) >= row.request.max_tokens or row.request.cancelled.is_set():
         return True
     if not row.request.ignore_eos and row.tokens[-1] in eos_ids:
         return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,7 +10,13 @@ from typing import Any
 
 import torch
 from peft import PeftModel
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 from transformers.generation.streamers import BaseStreamer
 
 DEFAULT_MAX_TOKENS = 64
@@ -31,6 +38,10 @@ class GenerationRequest:
     stop: list[str] = field(default_factory=list)
     ignore_eos: bool = False
     return_token_ids: bool = False
+    # Set (from any thread) when nobody reads the generation any more: it ends after the
+    # decode step running, with finish_reason "cancelled" (see `runtime.server`).
+    cancelled: threading.Event = field(default_factory=threading.Event, compare=False,
+                                       repr=False)
 
 
 ChatRenderer = Callable[[list[dict[str, Any]]], str]
@@ -123,7 +134,8 @@ def generate(model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerB
         torch.manual_seed(request.seed)
     with torch.inference_mode():
         output = model.generate(**inputs, **_generate_options(model, tokenizer, request),  # type: ignore[operator]
-                                streamer=clock)
+                                streamer=clock,
+                                stopping_criteria=StoppingCriteriaList([Cancelled(request)]))
     ended = time.monotonic()
     new_tokens = output[0, prompt_length:].tolist()
     result = build_result(tokenizer, request, new_tokens, prompt_length)
@@ -131,6 +143,20 @@ def generate(model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerB
     timings = {"ttft": (first - started) * 1000, "prefill": (first - started) * 1000,
                "decode": (ended - first) * 1000, "total": (ended - started) * 1000}
     return result, timings
+
+
+class Cancelled(StoppingCriteria):
+    """Stops generate() at the step after the request was cancelled."""
+
+    def __init__(self, request: GenerationRequest) -> None:
+        self.event = request.cancelled
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor,
+                 **kwargs: Any) -> torch.BoolTensor:
+        """Every row done once the request is cancelled."""
+        done = torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool,
+                          device=input_ids.device)
+        return done  # type: ignore[return-value]
 
 
 def _generate_options(model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
@@ -158,6 +184,8 @@ def build_result(tokenizer: PreTrainedTokenizerBase, request: GenerationRequest,
     """The function result of one generation: text (stop strings cut), reason, usage."""
     text = tokenizer.decode(new_tokens, skip_special_tokens=True)
     finish_reason = "length" if len(new_tokens) >= request.max_tokens else "stop"
+    if finish_reason == "stop" and request.cancelled.is_set():
+        finish_reason = "cancelled"  # its reader left: the text ends at the cut
     for stop in request.stop:
         if stop in text:
             text, finish_reason = text[:text.index(stop)], "stop"

@@ -9,6 +9,10 @@
   as in OpenWhisk). Timings travel in the `X-LoRAFaaS-Metrics` header (JSON, ms).
   With `"stream": true` the answer is NDJSON: `{"delta": text}` lines as tokens come,
   then `{"result": ..., "timings": ...}`; the deltas add up to the result's text.
+  A streamed generation is cancelled by `POST /cancel` `{"activation_id"}` (answers
+  `{"cancelled": bool}`: whether one of that id was streaming) or when its reader closes
+  the connection: it ends after the decode step running, its result with finish_reason
+  "cancelled" and the usage and timings up to the cut.
   The batch form `{"batch": [{"value": {...}, "activation_id": ...}, ...]}` runs them as
   one batched generation and answers NDJSON `{"index", "result", "timings"}` lines, each
   as soon as its request ends (a short request does not wait for the longest).
@@ -74,8 +78,9 @@ def create_app(paths: RuntimePaths, client: str, libraries_ms: float,
     app[function_key] = {"loaded": None, "backbone": None, "paths": paths, "client": client,
                          "libraries_ms": libraries_ms, "libraries_bytes": libraries_bytes,
                          "libraries_reported": False, "lock": asyncio.Lock(),
-                         "capture": capture}
+                         "capture": capture, "streams": {}}
     app.add_routes([web.post("/init", handle_init), web.post("/run", handle_run),
+                    web.post("/cancel", handle_cancel),
                     web.post("/offload", handle_move), web.post("/restore", handle_move),
                     web.get("/health", handle_health)])
     return app
@@ -152,15 +157,18 @@ async def _run_one(request: web.Request, loaded: LoadedFunction, body: dict[str,
         # In the activation's logs: why its result is an error.
         logger.warning("activation %s refused: %s", body.get("activation_id"), error)
         return _answer({"error": str(error)}, {}, log)
+    activation_id = str(body.get("activation_id", ""))
     if join and body.get("stream"):
-        return await _run_streamed(request, loaded, generation_request, log, join)
+        return await _run_streamed(request, loaded, generation_request, log, activation_id,
+                                   join)
     if join:
         result, timings = await asyncio.wrap_future(loaded.continuous().submit(
             generation_request))
         return _ended(result, timings, log)
     async with state["lock"]:
         if body.get("stream"):
-            return await _run_streamed(request, loaded, generation_request, log)
+            return await _run_streamed(request, loaded, generation_request, log,
+                                       activation_id)
         result, timings = await asyncio.to_thread(loaded.run, generation_request)
     return _ended(result, timings, log)
 
@@ -209,11 +217,35 @@ def _answer(result: dict[str, Any], timings: dict[str, float],
                              headers={**headers, ENVELOPE_HEADER: "1"})
 
 
+async def handle_cancel(request: web.Request) -> web.Response:
+    """Cancel the streamed generation of an activation (see the module doc)."""
+    body = await request.json()
+    streams: dict[str, GenerationRequest] = request.app[function_key]["streams"]
+    streaming = streams.get(str(body.get("activation_id", "")))
+    if streaming is not None:
+        streaming.cancelled.set()
+        logger.info("activation %s cancelled: its reader left", body.get("activation_id"))
+    return web.json_response({"cancelled": streaming is not None})
+
+
 async def _run_streamed(request: web.Request, loaded: LoadedFunction,
                         generation_request: GenerationRequest, log: ActivationLog,
-                        join: bool = False) -> web.StreamResponse:
+                        activation_id: str, join: bool = False) -> web.StreamResponse:
+    """`_stream_lines`, cancellable by `/cancel` while it runs."""
+    streams: dict[str, GenerationRequest] = request.app[function_key]["streams"]
+    streams[activation_id] = generation_request
+    try:
+        return await _stream_lines(request, loaded, generation_request, log, join)
+    finally:
+        streams.pop(activation_id, None)
+
+
+async def _stream_lines(request: web.Request, loaded: LoadedFunction,
+                        generation_request: GenerationRequest, log: ActivationLog,
+                        join: bool) -> web.StreamResponse:
     """Stream `{"delta": text}` lines, then one `{"result": ..., "timings": ...}` line
-    (`join`: in the continuous-batching engine)."""
+    (`join`: in the continuous-batching engine). A reader that leaves cancels the
+    generation, which ends after its decode step, before the next request runs."""
     loop = asyncio.get_running_loop()
     tokens: asyncio.Queue[list[int]] = asyncio.Queue()
 
@@ -224,11 +256,18 @@ async def _run_streamed(request: web.Request, loaded: LoadedFunction,
         asyncio.wrap_future(loaded.continuous().submit(generation_request, sink)) if join
         else asyncio.ensure_future(asyncio.to_thread(loaded.run, generation_request, sink)))
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
     text = IncrementalText(loaded.tokenizer, generation_request.stop)
-    async for token_ids in drain(tokens, running):
-        if delta := text.add(token_ids):
-            await response.write(_line({"delta": delta}))
+    try:
+        await response.prepare(request)
+        async for token_ids in drain(tokens, running):
+            if delta := text.add(token_ids):
+                await response.write(_line({"delta": delta}))
+    except (ConnectionError, asyncio.CancelledError):
+        generation_request.cancelled.set()
+        # Held (the lock, the engine's row) until the step running ends: then it is free.
+        await asyncio.shield(asyncio.wait([running]))
+        _end_of_activation()
+        raise
     result, timings = running.result()
     if rest := text.finish(result["text"]):
         await response.write(_line({"delta": rest}))

@@ -6,6 +6,7 @@ with `basic_auth` set to the uuid and key of a namespace in LORAFAAS_ADMIN_NAMES
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from aiohttp import web
@@ -24,10 +25,14 @@ async def prometheus_metrics(request: web.Request) -> web.Response:
                         "the invoker's metrics.")
     invoker = request.app[invocations_key].invoker
     dispatcher = invoker.dispatcher
-    states = Counter(c.state.value for c in request.app[pool_key].containers())
+    pool = request.app[pool_key]
+    states = Counter(c.state.value for c in pool.containers())
+    backoff, now = pool.stem_backoff, time.time()
     gauges = Gauges(queue_lengths=dispatcher.queue_lengths(),
                     batches_running=dispatcher.running,
                     max_concurrent_batches=dispatcher.config.max_concurrent,
-                    containers=states)
+                    containers=states,
+                    stem_failures={b: s.total for b, s in backoff.states.items()},
+                    stem_backoff_s={b: backoff.waiting_s(b, now) for b in backoff.states})
     return web.Response(body=render(invoker.metrics, gauges).encode(),
                         headers={"Content-Type": CONTENT_TYPE})

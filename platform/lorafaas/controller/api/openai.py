@@ -1,12 +1,15 @@
 """OpenAI-compatible endpoints: /v1/completions, /v1/chat/completions, /v1/models.
 
-Each call is an activation like any other: throttled, recorded and metered.
+Each call is an activation like any other: throttled, recorded and metered. A client that
+closes a stream cancels its generation: the activation ends at the cut (finish_reason
+"cancelled"), metered up to it, and its container is free for the next request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -27,11 +30,13 @@ from lorafaas.controller.openai_protocol import (
 )
 from lorafaas.controller.protocol import DEFAULT_MAX_TOKENS
 from lorafaas.errors import BadRequest, LoraFaasError, NotFound
+from lorafaas.invoker.runtime_client import StreamCancelled
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.models import Activation
 from lorafaas.registry.namespaces import Identity
 from lorafaas.wire.aio import drain
 
+logger = logging.getLogger(__name__)
 ACTIVATION_HEADER = "x-openwhisk-activation-id"
 MODELS_PAGE = 200
 
@@ -124,10 +129,32 @@ async def _stream(request: web.Request, identity: Identity,
     """Server-sent events: token deltas, the finish reason (on the last chunk with a choice),
     the usage when `stream_options.include_usage` asks for it, then [DONE]."""
     deltas: asyncio.Queue[str] = asyncio.Queue()
-    invocation = await _start(request, identity, parsed, deltas.put)
+    gone = asyncio.Event()  # the client closed the stream
+
+    async def on_delta(delta: str) -> None:
+        if gone.is_set():
+            raise StreamCancelled("the client closed the stream")
+        await deltas.put(delta)
+
+    invocation = await _start(request, identity, parsed, on_delta)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache",
                                            ACTIVATION_HEADER: invocation.activation_id})
+    try:
+        await _send_events(request, response, parsed, invocation, deltas)
+    except (ConnectionError, asyncio.CancelledError) as error:
+        # The next delta cancels the generation (within one decode step); the activation's
+        # record is stored when it ends, at the cut.
+        gone.set()
+        logger.info("activation %s: the client closed its stream", invocation.activation_id)
+        if isinstance(error, asyncio.CancelledError):
+            raise
+    return response
+
+
+async def _send_events(request: web.Request, response: web.StreamResponse,
+                       parsed: OpenAIRequest, invocation: Invocation,
+                       deltas: asyncio.Queue[str]) -> None:
     await response.prepare(request)
     if parsed.chat:
         await _event(response, chunk_json(parsed, invocation.activation_id, None, role=True))
@@ -148,7 +175,6 @@ async def _stream(request: web.Request, identity: Identity,
                                                       code=ActivationFailed.code)})
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
-    return response
 
 
 async def _event(response: web.StreamResponse, payload: dict[str, Any]) -> None:

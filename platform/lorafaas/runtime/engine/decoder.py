@@ -159,7 +159,7 @@ class NativeBatch:
         return finished
 
     def _finished(self, row: Row) -> bool:
-        if len(row.tokens) >= row.request.max_tokens:
+        if len(row.tokens) >= row.request.max_tokens or row.request.cancelled.is_set():
             return True
         if not row.request.ignore_eos and row.tokens[-1] in self.eos_ids:
             return True
