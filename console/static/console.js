@@ -124,7 +124,23 @@ async function showStats(activation) {
   document.getElementById("run-stats").hidden = false;
 }
 
+function setupCopyButtons() {
+  for (const button of document.querySelectorAll("button[data-copy]")) {
+    button.addEventListener("click", async () => {
+      const text = document.getElementById(button.dataset.copy).textContent;
+      try {
+        await navigator.clipboard.writeText(text);
+        button.textContent = "Copied";
+      } catch (e) {
+        button.textContent = "Select and copy";  // no clipboard (an insecure origin)
+      }
+      setTimeout(() => { button.textContent = "Copy"; }, 2000);
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  setupCopyButtons();
   const upload = document.getElementById("upload");
   if (upload) { setupUpload(upload); }
   const playground = document.getElementById("playground");

@@ -92,3 +92,29 @@ def test_function_state_uses_the_start_kind_vocabulary() -> None:
     assert function_state(views("preloaded", "starting"), "ns/f") == ("preloaded", 2)
     assert function_state(views("busy"), "ns/f") == ("warm", 1)
     assert function_state([], "ns/f") == ("cold", 0)
+
+
+def test_call_snippets_name_the_function_and_the_endpoint() -> None:
+    from lorafaas.console.snippets import call_snippets
+
+    snippets = {s.key: s.code for s in call_snippets("http://h:1", "ns", "pirate", 16)}
+    assert "http://h:1/v1/completions" in snippets["curl"]
+    assert '"model": "ns/pirate"' in snippets["curl"] and '"max_tokens": 16' in snippets["curl"]
+    assert 'base_url="http://h:1/v1"' in snippets["python"] and "ns/pirate" in snippets["python"]
+    assert "--apihost http://h:1" in snippets["cli"]
+    assert "action invoke pirate" in snippets["cli"]
+
+
+def test_edited_limits_refuse_a_blank_or_fractional_field() -> None:
+    from lorafaas.console.functions import edited_limits
+    from lorafaas.errors import BadRequest
+
+    form = {"memory": "1024", "timeout": "5000", "max_tokens": "64", "slo_ttft_ms": "900"}
+    current = {"memory": 2048, "timeout": 60000, "max_tokens": 512, "slo_ttft_ms": 2000,
+               "concurrency": 3}
+    assert edited_limits(form, current) == {**form | {k: int(v) for k, v in form.items()},
+                                            "concurrency": 3}
+    with pytest.raises(BadRequest, match="max tokens must be a whole number"):
+        edited_limits({**form, "max_tokens": "6.5"}, current)
+    with pytest.raises(BadRequest, match="memory"):
+        edited_limits({**form, "memory": ""}, current)

@@ -93,8 +93,30 @@ class Percentiles:
 
 
 @dataclass(frozen=True)
+class Snippet:
+    """One way of calling a function, shown with a copy button."""
+
+    key: str  # the element id's suffix
+    label: str
+    code: str
+
+
+@dataclass(frozen=True)
+class LimitField:
+    """One editable limit of a function: its value and the range the API accepts."""
+
+    name: str
+    label: str
+    value: int
+    low: int
+    high: int
+    unit: str
+
+
+@dataclass(frozen=True)
 class FunctionPage:
-    """A function: the playground, its recent activations and latency percentiles."""
+    """A function: how to call it, its limits, the playground, recent activations and
+    latency percentiles; `error` is a refused limits edit."""
 
     TEMPLATE: ClassVar[str] = "function.html"
     SECTION: ClassVar[str] = "functions"
@@ -103,8 +125,12 @@ class FunctionPage:
     backbone: str
     adapter: dict[str, Any]
     limits: dict[str, Any]
+    limit_fields: list[LimitField]
+    snippets: list[Snippet]
+    endpoint: str
     activations: list[ActivationRow]
     latencies: list[Percentiles]
+    error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,119 @@
+"""A function's page in headless Chromium at desktop and phone widths, on one real platform.
+
+How to call it (curl, OpenAI Python, the CLI) with the real name and the endpoint, copied to
+the clipboard; the latency table without a request refused before it ran; limits edited
+through the action service; a function deleted after typing its name. Screenshots go to
+test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from lorafaas.controller.appkeys import sessions_key
+from lorafaas.registry.models import Activation
+from tests.browser.test_console import Shots, browser_page  # noqa: F401  (a fixture)
+
+pytestmark = [pytest.mark.docker, pytest.mark.browser]
+WIDTHS = {"desktop": 1200, "phone": 390}
+
+
+async def create(platform: Any, name: str, zip_bytes: bytes) -> None:
+    """Create a function from the demo adapter's zip through the API."""
+    response = await platform.request("PUT", f"/api/v1/namespaces/_/actions/{name}",
+                                      data=io.BytesIO(zip_bytes),
+                                      headers={"Content-Type": "application/zip"})
+    assert response.status == 200, await response.text()
+
+
+async def store_refused(platform: Any, name: str) -> str:
+    """A record of a request refused before it ran: no container, no start kind, 90 s."""
+    now_ms = int(time.time() * 1000)
+    activation_id = uuid.uuid4().hex
+    row = Activation(activation_id=activation_id, namespace=platform.settings.guest_namespace,
+                     name=name, version="0.0.1", subject="guest", start_ms=now_ms - 90_000,
+                     end_ms=now_ms, status_code=1, logs=[],
+                     response={"status": "application error", "success": False,
+                               "result": {"error": "refused"}},
+                     annotations=[{"key": "startKind", "value": None}])
+    async with platform.app[sessions_key]() as session, session.begin():
+        session.add(row)
+    return activation_id
+
+
+async def sign_in(page: Any, base: str, credential: str) -> None:
+    """Sign the browser in with the guest's key."""
+    from playwright.async_api import expect
+
+    await page.goto(f"{base}/console/sign-in")
+    await page.fill("#key", credential)
+    await page.click("form.card button[type=submit]")
+    await expect(page).to_have_url(re.compile(r"/console/functions$"))
+
+
+async def test_function_page_calls_limits_and_delete(  # type: ignore[no-untyped-def]
+        platform, browser_page, demo_models, make_zip) -> None:  # noqa: F811  (a fixture)
+    from playwright.async_api import expect
+
+    page = browser_page
+    base = str(platform.client.make_url("")).rstrip("/")
+    namespace = platform.settings.guest_namespace
+    zip_bytes = make_zip(demo_models.adapters["pirate"])
+    await create(platform, "pirate", zip_bytes)
+    await create(platform, "doomed", zip_bytes)
+    refused = await store_refused(platform, "pirate")
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await sign_in(page, base, platform.credential)
+    shots = Shots(page, "function-page")
+
+    for width_name, width in WIDTHS.items():
+        await page.set_viewport_size({"width": width, "height": 900})
+        await page.goto(f"{base}/console/functions/pirate")
+        await expect(page.locator("#endpoint")).to_have_text(f"{base}/v1")
+        for key in ("curl", "python", "cli"):
+            code = await page.locator(f"#code-{key}").inner_text()
+            assert base in code, (key, code)
+            assert ("pirate" in code) and (key == "cli" or f"{namespace}/pirate" in code), code
+        await page.click("#snippet-curl button.copy")
+        await expect(page.locator("#snippet-curl button.copy")).to_have_text("Copied")
+        copied = await page.evaluate("navigator.clipboard.readText()")
+        assert copied == await page.locator("#code-curl").inner_text()
+        # The refused request is listed, but has no latency to count.
+        await expect(page.locator(f"a[href='/console/activations/{refused}']")).to_have_count(1)
+        duration = page.locator("#latency tbody tr", has_text="duration")
+        await expect(duration.locator("td").last).to_have_text("0")
+        await shots.take(width_name)
+
+    # Limits: a new version with the same adapter and the edited limits.
+    await page.set_viewport_size({"width": 1200, "height": 900})
+    await page.fill("#limits input[name=max_tokens]", "300")
+    await page.fill("#limits input[name=timeout]", "45000")
+    await page.click("#limits button[type=submit]")
+    await expect(page).to_have_url(re.compile(r"/console/functions/pirate$"))
+    await expect(page.locator("#limits input[name=max_tokens]")).to_have_value("300")
+    await expect(page.locator("h1 small")).to_have_text("version 0.0.2")
+    response = await platform.request("GET", "/api/v1/namespaces/_/actions/pirate?code=false")
+    limits = (await response.json())["limits"]
+    assert (limits["max_tokens"], limits["timeout"]) == (300, 45000)
+    await shots.take("limits-saved")
+
+    # Delete: a wrong name is refused and keeps the function; the right one deletes it.
+    await page.goto(f"{base}/console/functions/doomed")
+    await page.fill("#confirm", "pirate")
+    await page.click("#delete button[type=submit]")
+    await expect(page.locator("#function-error")).to_contain_text("Type the name 'doomed'")
+    await shots.take("delete-refused")
+    response = await platform.request("GET", "/api/v1/namespaces/_/actions/doomed?code=false")
+    assert response.status == 200
+    await page.fill("#confirm", "doomed")
+    await page.click("#delete button[type=submit]")
+    await expect(page).to_have_url(re.compile(r"/console/functions$"))
+    await expect(page.locator("#functions tbody tr", has_text="doomed")).to_have_count(0)
+    response = await platform.request("GET", "/api/v1/namespaces/_/actions/doomed?code=false")
+    assert response.status == 404
