@@ -2,7 +2,8 @@
 
 How to call it (curl, OpenAI Python, the CLI) with the real name and the endpoint, copied to
 the clipboard; the latency table without a request refused before it ran; limits edited
-through the action service; a function deleted after typing its name. Screenshots go to
+through the action service; the playground's chat mode with turns and stop sequences, its
+max_tokens bounded by the function's limit; a function deleted after typing its name. Screenshots go to
 test-artifacts/screenshots/.
 """
 
@@ -18,7 +19,11 @@ import pytest
 
 from lorafaas.controller.appkeys import sessions_key
 from lorafaas.registry.models import Activation
-from tests.browser.test_console import Shots, browser_page  # noqa: F401  (a fixture)
+from tests.browser.test_console import (  # noqa: F401  (browser_page: a fixture)
+    STEP_TIMEOUT_MS,
+    Shots,
+    browser_page,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 WIDTHS = {"desktop": 1200, "phone": 390}
@@ -102,6 +107,54 @@ async def test_function_page_calls_limits_and_delete(  # type: ignore[no-untyped
     limits = (await response.json())["limits"]
     assert (limits["max_tokens"], limits["timeout"]) == (300, 45000)
     await shots.take("limits-saved")
+
+    # The playground: max_tokens bounded by the function's own limit, in the form and behind it.
+    max_tokens = page.locator("#playground input[name=max_tokens]")
+    await expect(max_tokens).to_have_attribute("max", "300")
+    await max_tokens.fill("400")
+    assert await max_tokens.evaluate("input => input.validity.rangeOverflow")
+    refused_run = await page.evaluate("""async () => {
+        const form = document.getElementById('playground');
+        const response = await fetch(form.dataset.stream, {method: 'POST',
+            headers: {'Content-Type': 'application/json', 'Accept': 'application/json',
+                      'X-CSRF-Token': form.querySelector('input[name=csrf]').value},
+            body: JSON.stringify({prompt: 'hi', max_tokens: '400'})});
+        return [response.status, (await response.json()).error];
+    }""")
+    assert refused_run[0] == 400 and "over the limit of 300" in refused_run[1], refused_run
+    await max_tokens.fill("12")
+
+    # Chat mode: a system prompt and turns; the second message carries the first turn.
+    await page.check("#playground input[name=mode][value=chat]")
+    await expect(page.locator("#prompt")).to_be_hidden()
+    await page.fill("#system", "You are a pirate.")
+    await page.fill("#message", "Where is the treasure?")
+    await page.click("#playground button[type=submit]")
+    await expect(page.locator("#run-stats")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    await expect(page.locator("#playground-error")).to_be_hidden()
+    first = await page.locator("#output").text_content()
+    assert first and first.strip(), "the chat showed no output"
+    await expect(page.locator("#turns li")).to_have_count(2)
+    await expect(page.locator("#turns li").last).to_have_text(first)
+    chat_activation = (await page.locator("#stat-activation").text_content() or "").strip()
+    # Stop sequences: the output ends before the first "e" (the run stops there).
+    await page.fill("#message", "And then?")
+    await page.fill("#playground textarea[name=stop]", "e")
+    await page.click("#playground button[type=submit]")
+    await expect(page.locator("#stat-activation")).not_to_have_text(chat_activation,
+                                                                    timeout=STEP_TIMEOUT_MS)
+    await expect(page.locator("#playground-error")).to_be_hidden()
+    await expect(page.locator("#turns li")).to_have_count(4)
+    assert "e" not in (await page.locator("#output").text_content() or "")
+    # The two runs count in the latency table; the refused request still does not.
+    await page.reload()
+    duration = page.locator("#latency tbody tr", has_text="duration")
+    await expect(duration.locator("td").last).to_have_text("2")
+    await page.check("#playground input[name=mode][value=chat]")
+    for width_name, width in WIDTHS.items():
+        await page.set_viewport_size({"width": width, "height": 900})
+        await shots.take(f"chat-{width_name}")
+    await page.set_viewport_size({"width": 1200, "height": 900})
 
     # Delete: a wrong name is refused and keeps the function; the right one deletes it.
     await page.goto(f"{base}/console/functions/doomed")

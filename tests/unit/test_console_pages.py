@@ -118,3 +118,19 @@ def test_edited_limits_refuse_a_blank_or_fractional_field() -> None:
         edited_limits({**form, "max_tokens": "6.5"}, current)
     with pytest.raises(BadRequest, match="memory"):
         edited_limits({**form, "memory": ""}, current)
+
+
+def test_playground_body_builds_a_chat_from_system_turns_and_message() -> None:
+    from lorafaas.console.functions import playground_body
+    from lorafaas.errors import BadRequest
+
+    turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    chat, body = playground_body({"mode": "chat", "system": "Be brief.", "turns": turns,
+                                  "message": "c", "stop": "END\n\n###", "max_tokens": "8"})
+    assert chat and body["messages"] == [{"role": "system", "content": "Be brief."}, *turns,
+                                         {"role": "user", "content": "c"}]
+    assert body["stop"] == ["END", "###"] and body["max_tokens"] == 8
+    chat, body = playground_body({"mode": "prompt", "prompt": "hi", "system": "ignored"})
+    assert not chat and body == {"prompt": "hi"}
+    with pytest.raises(BadRequest, match="Write a message"):
+        playground_body({"mode": "chat", "message": " "})

@@ -47,7 +47,10 @@ async def activation_summary(request: web.Request) -> web.Response:
     """What the playground shows after a stream: tokens, TTFT, start kind, cost."""
     row = await _activation(request)
     summary = activation_row(row)
-    return web.json_response({**usage_of(row), "ttft_ms": summary.ttft_ms,
+    result = row.response.get("result")
+    # The finished text, stop sequences cut: streamed deltas may run past a stop string.
+    text = result.get("text") if isinstance(result, dict) else None
+    return web.json_response({**usage_of(row), "ttft_ms": summary.ttft_ms, "text": text,
                               "start_kind": summary.start_kind, "cost": summary.cost,
                               "duration_ms": summary.duration_ms, "status": summary.status,
                               "url": f"/console/activations/{row.activation_id}"})

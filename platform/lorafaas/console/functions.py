@@ -30,6 +30,7 @@ from lorafaas.controller.appkeys import (
     sessions_key,
     settings_key,
 )
+from lorafaas.controller.openai_protocol import check_max_tokens, parse_openai_request
 from lorafaas.controller.prefill import action_backbone
 from lorafaas.controller.protocol import (
     DEFAULT_MAX_TOKENS,
@@ -90,7 +91,7 @@ async def _function_page(request: web.Request, action: Action,
     return FunctionPage(
         name=action.name, version=action.version, backbone=backbone_name(request, action),
         adapter=dict(annotations.get("adapter") or {}), limits=limits,
-        limit_fields=limit_fields(limits, _ranges(request)),
+        limit_fields=limit_fields(limits, _ranges(request)), max_tokens_limit=max_tokens,
         snippets=call_snippets(endpoint, identity.namespace, action.name, max_tokens),
         endpoint=endpoint, activations=[activation_row(r) for r in rows[:RECENT]],
         # A request refused before it ran (no container leased) has no latency to count.
@@ -166,41 +167,62 @@ def backbone_name(request: web.Request, action: Action) -> str:
     return action_backbone(action) or request.app[backbones_key].default
 
 
-def playground_parameters(form: Any) -> dict[str, Any]:
-    """The invocation's parameters from the playground form; blank fields are left out."""
-    prompt = str(form.get("prompt", "")).strip()
-    if not prompt:
-        raise BadRequest("Write a prompt first.")
-    parameters: dict[str, Any] = {"prompt": prompt}
+def playground_body(form: Any) -> tuple[bool, dict[str, Any]]:
+    """Whether the playground asks for a chat, and its OpenAI-shaped body (without `model`):
+    a prompt, or the system prompt, earlier turns and the new message; blank fields are
+    left out; stop sequences one per line."""
+    chat = str(form.get("mode", "")) == "chat"
+    body: dict[str, Any] = {}
+    if chat:
+        message = str(form.get("message", "")).strip()
+        if not message:
+            raise BadRequest("Write a message first.")
+        system = str(form.get("system", "") or "").strip()
+        turns = form.get("turns") or []
+        if not isinstance(turns, list):
+            raise BadRequest("The playground sent malformed turns.")
+        body["messages"] = ([{"role": "system", "content": system}] if system else []) \
+            + list(turns) + [{"role": "user", "content": message}]
+    else:
+        prompt = str(form.get("prompt", "")).strip()
+        if not prompt:
+            raise BadRequest("Write a prompt first.")
+        body["prompt"] = prompt
     for name, kind in PLAYGROUND_FIELDS.items():
         raw = str(form.get(name, "") or "").strip()
         if raw:
             try:
-                parameters[name] = kind(raw)
+                body[name] = kind(raw)
             except ValueError as error:
                 raise BadRequest(f"{name.replace('_', ' ')} must be a number") from error
-    return parameters
+    stops = [line for line in str(form.get("stop", "") or "").splitlines() if line]
+    if stops:
+        body["stop"] = stops
+    return chat, body
 
 
 async def invoke_submit(request: web.Request) -> web.Response:
     """The playground without JavaScript: a blocking invoke, then the activation's page."""
     identity = request[console_identity_key]
     action: Action = await request.app[actions_key].get(identity, request.match_info["name"])
-    parameters = playground_parameters(await request.post())
-    invocation = await request.app[invocations_key].start(identity, action, parameters)
+    chat, body = playground_body(await request.post())
+    parsed = parse_openai_request({**body, "model": action.name}, chat)
+    check_max_tokens(parsed, int(action.limits.get("max_tokens", DEFAULT_MAX_TOKENS)))
+    invocation = await request.app[invocations_key].start(identity, action, parsed.parameters)
     row = await invocation.task
     raise web.HTTPSeeOther(f"/console/activations/{row.activation_id}")
 
 
 async def stream_completion(request: web.Request) -> web.StreamResponse:
-    """The playground's stream: `/v1/completions` with the session's identity (SSE)."""
+    """The playground's stream: `/v1/completions` or `/v1/chat/completions` with the
+    session's identity (SSE)."""
     identity = request[console_identity_key]
     try:
-        body = await request.json()
-        parameters = playground_parameters(body if isinstance(body, dict) else {})
+        received = await request.json()
+        chat, body = playground_body(received if isinstance(received, dict) else {})
     except json.JSONDecodeError as error:
         raise BadRequest("The playground sent a malformed request.") from error
     name = request.match_info["name"]
     await request.app[actions_key].get(identity, name)  # 404 before any stream starts
     return await openai.stream_completion(request, identity,
-                                          {**parameters, "model": name, "stream": True})
+                                          {**body, "model": name, "stream": True}, chat=chat)

@@ -126,6 +126,7 @@ class FunctionPage:
     adapter: dict[str, Any]
     limits: dict[str, Any]
     limit_fields: list[LimitField]
+    max_tokens_limit: int  # the playground's bound: the function's own `max_tokens` limit
     snippets: list[Snippet]
     endpoint: str
     activations: list[ActivationRow]
