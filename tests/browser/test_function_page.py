@@ -27,6 +27,10 @@ from tests.browser.test_console import (  # noqa: F401  (browser_page: a fixture
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 WIDTHS = {"desktop": 1200, "phone": 390}
+# An error as long as a wrong-rank one, which once filled a 5,110 px page.
+LONG_ERROR = "The adapter's rank 8 does not fit the backbone's layers:\n" + "\n".join(
+    f"model.layers.{i}.self_attn.q_proj: lora_A is [8, 64], the layer's input is 128"
+    for i in range(120))
 
 
 async def create(platform: Any, name: str, zip_bytes: bytes) -> None:
@@ -45,7 +49,7 @@ async def store_refused(platform: Any, name: str) -> str:
                      name=name, version="0.0.1", subject="guest", start_ms=now_ms - 90_000,
                      end_ms=now_ms, status_code=1, logs=[],
                      response={"status": "application error", "success": False,
-                               "result": {"error": "refused"}},
+                               "result": {"error": LONG_ERROR}},
                      annotations=[{"key": "startKind", "value": None}])
     async with platform.app[sessions_key]() as session, session.begin():
         session.add(row)
@@ -146,6 +150,7 @@ async def test_function_page_calls_limits_and_delete(  # type: ignore[no-untyped
     await expect(page.locator("#playground-error")).to_be_hidden()
     await expect(page.locator("#turns li")).to_have_count(4)
     assert "e" not in (await page.locator("#output").text_content() or "")
+    stopped_activation = (await page.locator("#stat-activation").text_content() or "").strip()
     # The two runs count in the latency table; the refused request still does not.
     await page.reload()
     duration = page.locator("#latency tbody tr", has_text="duration")
@@ -154,6 +159,43 @@ async def test_function_page_calls_limits_and_delete(  # type: ignore[no-untyped
     for width_name, width in WIDTHS.items():
         await page.set_viewport_size({"width": width, "height": 900})
         await shots.take(f"chat-{width_name}")
+    await page.set_viewport_size({"width": 1200, "height": 900})
+
+    # The activation pages: parameters, wait/init/batch size, the timeline, the start.
+    for activation_id, cold in ((chat_activation, True), (stopped_activation, False)):
+        await page.goto(f"{base}/console/activations/{activation_id}")
+        parameters = await page.locator("#parameters").inner_text()
+        assert "You are a pirate." in parameters and '"max_tokens": 12' in parameters
+        assert ('"stop": [\n    "e"\n  ]' in parameters) != cold, parameters
+        await expect(page.locator("#wait-time")).to_have_text(re.compile(r"^\d+ ms$"))
+        await expect(page.locator("#batch-size")).to_have_text(re.compile(r"^\d+$"))
+        kinds = await page.locator("#timeline-legend li").evaluate_all(
+            "items => items.map((item) => item.dataset.kind)")
+        assert {"prefill", "decode"} <= set(kinds), kinds
+        assert ("init" in kinds) == cold, kinds
+        if cold:
+            await expect(page.locator("#init-time")).to_have_text(re.compile(r"^\d+ ms$"))
+            await expect(page.locator("#init-breakdown li").first).to_be_visible()
+        else:
+            await expect(page.locator("#init-note")).to_contain_text("warm container")
+        await shots.take("activation-cold" if cold else "activation-warm")
+    # A failed one: no talk of a warm container, the long error folded, no \u0027 escapes.
+    for width_name, width in WIDTHS.items():
+        await page.set_viewport_size({"width": width, "height": 900})
+        await page.goto(f"{base}/console/activations/{refused}")
+        await expect(page.locator("#init-note")).to_contain_text("failed before it ran")
+        await expect(page.locator("#init-note")).not_to_contain_text("warm")
+        summary = page.locator("#error summary")
+        await expect(summary).to_have_text("The adapter's rank 8 does not fit the backbone's "
+                                           "layers:")
+        assert not await page.locator("#error").evaluate("details => details.open")
+        assert await page.evaluate("document.documentElement.scrollHeight") < 2500
+        await summary.click()
+        await expect(page.locator("#error pre")).to_contain_text("model.layers.119")
+        html = await page.content()
+        assert "\\u0027" not in html and "The adapter's rank" in html
+        await summary.click()
+        await shots.take(f"activation-failed-{width_name}")
     await page.set_viewport_size({"width": 1200, "height": 900})
 
     # Delete: a wrong name is refused and keeps the function; the right one deletes it.

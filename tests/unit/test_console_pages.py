@@ -134,3 +134,48 @@ def test_playground_body_builds_a_chat_from_system_turns_and_message() -> None:
     assert not chat and body == {"prompt": "hi"}
     with pytest.raises(BadRequest, match="Write a message"):
         playground_body({"mode": "chat", "message": " "})
+
+
+def _record(annotations: dict[str, object], success: bool = True,
+            result: object = None) -> object:
+    from lorafaas.registry.models import Activation
+
+    return Activation(activation_id="a", namespace="ns", name="f", version="0.0.1",
+                      subject="s", start_ms=0, end_ms=1000, status_code=0 if success else 2,
+                      logs=[], response={"success": success, "result": result or {}},
+                      annotations=[{"key": k, "value": v} for k, v in annotations.items()])
+
+
+def test_timeline_splits_the_duration_into_queue_init_prefill_decode() -> None:
+    from lorafaas.console.activations import init_segments, timeline
+
+    row = _record({"waitTime": 100, "initTime": 400, "ttft": 600,
+                   "initBreakdown": {"libraries": 300, "adapter": 100}})
+    phases = timeline(row, init_segments(row)[0])  # type: ignore[arg-type]
+    assert [(p.label, p.kind, round(p.ms)) for p in phases] == [
+        ("queue", "queue", 100), ("libraries", "init", 300), ("adapter", "init", 100),
+        ("prefill", "prefill", 100), ("decode", "decode", 400)]
+    assert round(sum(p.percent for p in phases)) == 100
+    failed = _record({"waitTime": 200}, success=False)
+    assert [(p.kind, p.ms) for p in timeline(failed, [])] == [  # type: ignore[arg-type]
+        ("queue", 200.0), ("run", 800.0)]
+
+
+def test_init_note_says_warm_only_for_a_warm_container() -> None:
+    from lorafaas.console.activations import init_note
+
+    assert "warm container" in init_note(_record({"startKind": "warm"}))  # type: ignore[arg-type]
+    timed_out = _record({"startKind": "cold", "timeout": True}, success=False)
+    assert "timed out" in init_note(timed_out)  # type: ignore[arg-type]
+    failed = _record({"startKind": "cold"}, success=False)
+    assert "did not start" in init_note(failed)  # type: ignore[arg-type]
+    assert "before it ran" in init_note(_record({}, success=False))  # type: ignore[arg-type]
+
+
+def test_a_long_error_folds_to_its_first_line_and_json_keeps_quotes() -> None:
+    from lorafaas.console.activations import as_json, error_head
+
+    assert error_head("short") is None
+    assert error_head("it's wrong:\nline 2") == "it's wrong:"
+    assert error_head("x" * 500) == "x" * 159 + "…"
+    assert as_json({"error": "it's é"}) == '{\n  "error": "it\'s é"\n}'

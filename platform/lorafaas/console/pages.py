@@ -144,16 +144,33 @@ class InitSegment:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """One phase of an activation's timeline: queue, an artifact's load, prefill, decode."""
+
+    label: str
+    kind: str  # queue, init, prefill, decode or run: the segment's colour
+    ms: float
+    percent: float
+
+
+@dataclass(frozen=True)
 class ActivationPage:
-    """One activation: the record, the init breakdown as a bar, the logs."""
+    """One activation: the record, its parameters, the timeline and init breakdown as bars,
+    the error folded to its first line, the result and the logs."""
 
     TEMPLATE: ClassVar[str] = "activation.html"
     SECTION: ClassVar[str] = "functions"
     summary: ActivationRow
     usage: dict[str, Any]
+    timings: dict[str, Any]  # waitTime, initTime (ms) and batchSize, None where not recorded
+    parameters_json: str | None
+    phases: list[Phase]
     init_segments: list[InitSegment]
     init_total_ms: float
-    result: Any
+    init_note: str  # why there is no init breakdown, when there is none
+    error: str | None
+    error_head: str | None  # the error's first line, shortened
+    result_json: str
     logs: list[str]
     record_json: str
 
