@@ -3,7 +3,8 @@
 How to call it (curl, OpenAI Python, the CLI) with the real name and the endpoint, copied to
 the clipboard; the latency table without a request refused before it ran; limits edited
 through the action service; the playground's chat mode with turns and stop sequences, its
-max_tokens bounded by the function's limit; a function deleted after typing its name. Screenshots go to
+max_tokens bounded by the function's limit; the activation pages; every page at a phone's
+width without sideways scrolling; a function deleted after typing its name. Screenshots go to
 test-artifacts/screenshots/.
 """
 
@@ -196,6 +197,27 @@ async def test_function_page_calls_limits_and_delete(  # type: ignore[no-untyped
         assert "\\u0027" not in html and "The adapter's rank" in html
         await summary.click()
         await shots.take(f"activation-failed-{width_name}")
+    await page.set_viewport_size({"width": 1200, "height": 900})
+
+    # Every page at phone width: no sideways page scroll; wide tables scroll in their box.
+    await page.set_viewport_size({"width": 390, "height": 900})
+    for path in ("/console/functions", "/console/functions/pirate", "/console/upload",
+                 f"/console/activations/{chat_activation}", f"/console/activations/{refused}",
+                 "/console/usage", "/console/platform"):
+        await page.goto(f"{base}{path}")
+        overflow = await page.evaluate("""() => [document.documentElement.scrollWidth,
+                                                 document.body.scrollWidth, window.innerWidth]""")
+        assert max(overflow[:2]) <= overflow[2], (path, overflow)
+        for link in await page.locator(".nav nav a").all():
+            box = await link.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 390, (path, box)
+        await shots.take("phone-" + path.strip("/").replace("/", "-")[:40])
+    wide = page.locator(".table-scroll").first
+    await page.goto(f"{base}/console/functions/pirate")
+    scroll = await page.locator(".table-scroll:has(table.activations)").evaluate(
+        "box => [box.scrollWidth, box.clientWidth]")
+    assert scroll[0] > scroll[1], scroll  # the activations table scrolls inside its box
+    assert await wide.count() > 0
     await page.set_viewport_size({"width": 1200, "height": 900})
 
     # Delete: a wrong name is refused and keeps the function; the right one deletes it.
