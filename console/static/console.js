@@ -167,8 +167,24 @@ function setupCopyButtons() {
   }
 }
 
+// A live page: its content fetched again every few seconds and swapped in (no full reload).
+function setupLiveRefresh(live) {
+  const every = Number(live.dataset.refreshMs);
+  setInterval(async () => {
+    try {
+      const response = await fetch(window.location.href, {credentials: "same-origin"});
+      if (!response.ok) { return; }
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html")
+        .getElementById(live.id);
+      if (fresh) { live.innerHTML = fresh.innerHTML; }
+    } catch (e) { /* offline for a moment: the next tick tries again */ }
+  }, every);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setupCopyButtons();
+  const live = document.querySelector("[data-refresh-ms]");
+  if (live) { setupLiveRefresh(live); }
   const upload = document.getElementById("upload");
   if (upload) { setupUpload(upload); }
   const playground = document.getElementById("playground");

@@ -3,7 +3,8 @@
 How to call it (curl, OpenAI Python, the CLI) with the real name and the endpoint, copied to
 the clipboard; the latency table without a request refused before it ran; limits edited
 through the action service; the playground's chat mode with turns and stop sequences, its
-max_tokens bounded by the function's limit; the activation pages; every page at a phone's
+max_tokens bounded by the function's limit; the activation pages; the platform page's RSS and
+PSS, refreshed live; every page at a phone's
 width without sideways scrolling; a function deleted after typing its name. Screenshots go to
 test-artifacts/screenshots/.
 """
@@ -198,6 +199,29 @@ async def test_function_page_calls_limits_and_delete(  # type: ignore[no-untyped
         await summary.click()
         await shots.take(f"activation-failed-{width_name}")
     await page.set_viewport_size({"width": 1200, "height": 900})
+
+    # The platform page: the warm container's and the backbone server's RSS and PSS, the
+    # pool's stem cells and pre-loaded containers, refreshed while it is open.
+    await page.goto(f"{base}/console/platform")
+    container = page.locator("#containers tbody tr", has_text="guest/pirate")
+    await expect(container).to_have_count(1)
+    rss = float((await container.locator("td.rss").inner_text()).removesuffix(" MB"))
+    pss = float((await container.locator("td.pss").inner_text()).removesuffix(" MB"))
+    assert 0 < pss <= rss, (rss, pss)
+    server = page.locator("#backbones tbody tr").first
+    server_rss = float((await server.locator("td.rss").inner_text()).removesuffix(" MB"))
+    assert server_rss > 0
+    for label in ("stem cells", "pre-loaded containers", "warm containers"):
+        row = page.locator("#pool tr", has_text=label)
+        await expect(row.locator("td")).to_have_text(re.compile(r"^\d+$"))
+    await expect(page.locator("#pool tr", has_text="warm containers").locator("td")
+                 ).to_have_text("1")
+    updated = await page.locator("#updated").inner_text()
+    await expect(page.locator("#updated")).not_to_have_text(updated, timeout=30_000)
+    await expect(page.locator("#containers tbody tr", has_text="guest/pirate")).to_have_count(1)
+    for width_name, width in WIDTHS.items():
+        await page.set_viewport_size({"width": width, "height": 900})
+        await shots.take(f"platform-{width_name}")
 
     # Every page at phone width: no sideways page scroll; wide tables scroll in their box.
     await page.set_viewport_size({"width": 390, "height": 900})

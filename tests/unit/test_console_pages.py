@@ -179,3 +179,23 @@ def test_a_long_error_folds_to_its_first_line_and_json_keeps_quotes() -> None:
     assert error_head("it's wrong:\nline 2") == "it's wrong:"
     assert error_head("x" * 500) == "x" * 159 + "…"
     assert as_json({"error": "it's é"}) == '{\n  "error": "it\'s é"\n}'
+
+
+def test_footprints_sum_a_process_tree_from_proc(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from lorafaas.console.memory import Footprint, footprints
+
+    def process(pid: int, ppid: int, rss_kb: int, pss_kb: int) -> None:
+        folder = tmp_path / str(pid)
+        folder.mkdir()
+        (folder / "stat").write_text(f"{pid} (a (b) c) S {ppid} 1 1")
+        (folder / "smaps_rollup").write_text(f"00 [rollup]\nRss: {rss_kb} kB\nPss: {pss_kb} kB\n")
+
+    process(10, 1, 2048, 1024)
+    process(11, 10, 1024, 512)
+    process(12, 11, 1024, 512)
+    process(20, 1, 4096, 4096)
+    assert footprints([10, 99], proc=tmp_path) == {10: Footprint(4.0, 2.0), 99: None}
+    mine = footprints([os.getpid()])[os.getpid()]
+    assert mine is not None and 0 < mine.pss_mb <= mine.rss_mb

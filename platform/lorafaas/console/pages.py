@@ -213,11 +213,14 @@ class ContainerRow:
     state: str
     memory_mb: int
     idle_s: float
+    rss_mb: float | None = None  # None where /proc cannot be read
+    pss_mb: float | None = None
 
 
 @dataclass(frozen=True)
 class PlatformPage:
-    """For admins: containers, memory per tier, backbone servers, queue lengths."""
+    """For admins: containers and backbone servers with RSS and PSS, the pool's stem cells
+    and pre-loaded containers, memory per tier, queue lengths; refreshed live."""
 
     TEMPLATE: ClassVar[str] = "platform.html"
     SECTION: ClassVar[str] = "platform"
@@ -225,6 +228,9 @@ class PlatformPage:
     memory_tiers: list[tuple[str, float]]
     backbones: list[dict[str, Any]]
     queues: list[tuple[str, int]]
+    pool: list[tuple[str, int]]  # stem cells, pre-loaded, warm, busy, starting
+    measured: list[tuple[str, float]]  # summed RSS and PSS of containers and backbone servers
+    updated: str
 
 
 @dataclass(frozen=True)
