@@ -73,7 +73,24 @@ function setupPlayground(form) {
   const output = document.getElementById("output");
   const stats = document.getElementById("run-stats");
   const error = document.getElementById("playground-error");
-  const button = form.querySelector("button");
+  const button = form.querySelector("button[type=submit]");
+  const turnsList = document.getElementById("turns");
+  let turns = [];  // the chat's earlier turns, sent with each new message
+  const mode = () => form.querySelector('input[name="mode"]:checked').value;
+  const showMode = () => {
+    document.getElementById("prompt-mode").hidden = mode() !== "prompt";
+    document.getElementById("chat-mode").hidden = mode() !== "chat";
+  };
+  const addTurn = (role, content) => {
+    turns.push({role: role, content: content});
+    const item = document.createElement("li");
+    item.className = "turn turn-" + role;
+    item.textContent = content;
+    turnsList.appendChild(item);
+  };
+  for (const radio of form.querySelectorAll('input[name="mode"]')) { radio.addEventListener("change", showMode); }
+  showMode();
+  document.getElementById("clear-chat").addEventListener("click", () => { turns = []; turnsList.textContent = ""; });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     output.textContent = "";
@@ -82,6 +99,8 @@ function setupPlayground(form) {
     button.disabled = true;
     const body = Object.fromEntries(new FormData(form));
     delete body.csrf;
+    const chat = body.mode === "chat";
+    if (chat) { body.turns = turns; }
     try {
       const response = await fetch(form.dataset.stream, {
         method: "POST", credentials: "same-origin",
@@ -96,10 +115,18 @@ function setupPlayground(form) {
       let failed = null;
       await readEvents(response, (payload) => {
         if (payload.error) { failed = payload.error.message || "The function failed."; return; }
-        for (const choice of payload.choices || []) { output.textContent += choice.text || ""; }
+        for (const choice of payload.choices || []) {
+          output.textContent += (chat ? (choice.delta || {}).content : choice.text) || "";
+        }
       });
       if (failed) { throw new Error(failed); }
-      await showStats(activation);
+      const summary = await showStats(activation);
+      if (typeof summary.text === "string") { output.textContent = summary.text; }
+      if (chat) {
+        addTurn("user", body.message);
+        addTurn("assistant", output.textContent);
+        form.querySelector("#message").value = "";
+      }
     } catch (e) {
       error.textContent = e.message;
       error.hidden = false;
@@ -122,9 +149,42 @@ async function showStats(activation) {
   link.href = s.url;
   link.textContent = activation;
   document.getElementById("run-stats").hidden = false;
+  return s;
+}
+
+function setupCopyButtons() {
+  for (const button of document.querySelectorAll("button[data-copy]")) {
+    button.addEventListener("click", async () => {
+      const text = document.getElementById(button.dataset.copy).textContent;
+      try {
+        await navigator.clipboard.writeText(text);
+        button.textContent = "Copied";
+      } catch (e) {
+        button.textContent = "Select and copy";  // no clipboard (an insecure origin)
+      }
+      setTimeout(() => { button.textContent = "Copy"; }, 2000);
+    });
+  }
+}
+
+// A live page: its content fetched again every few seconds and swapped in (no full reload).
+function setupLiveRefresh(live) {
+  const every = Number(live.dataset.refreshMs);
+  setInterval(async () => {
+    try {
+      const response = await fetch(window.location.href, {credentials: "same-origin"});
+      if (!response.ok) { return; }
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html")
+        .getElementById(live.id);
+      if (fresh) { live.innerHTML = fresh.innerHTML; }
+    } catch (e) { /* offline for a moment: the next tick tries again */ }
+  }, every);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  setupCopyButtons();
+  const live = document.querySelector("[data-refresh-ms]");
+  if (live) { setupLiveRefresh(live); }
   const upload = document.getElementById("upload");
   if (upload) { setupUpload(upload); }
   const playground = document.getElementById("playground");

@@ -38,6 +38,8 @@ def _describe(container: Any) -> dict[str, Any]:
                 "idleSeconds": round(time.monotonic() - container.last_used, 1),
                 "memoryMB": 0}
     key = getattr(container, "function_key", None) or ""
+    info = getattr(container, "info", None)
+    view["pid"] = int(getattr(info, "pid", 0) or 0)  # on the host, for its memory
     view["function"] = getattr(container, "function_path", None) or key.split("@")[0]
     return view
 

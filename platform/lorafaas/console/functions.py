@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shutil
 from collections import defaultdict
 from typing import Any
 
@@ -10,8 +12,9 @@ from aiohttp import web
 
 from lorafaas.console.data import activations_since, containers, function_state
 from lorafaas.console.keys import console_identity_key
-from lorafaas.console.pages import FunctionPage, FunctionRow, FunctionsPage
+from lorafaas.console.pages import FunctionPage, FunctionRow, FunctionsPage, LimitField
 from lorafaas.console.render import render_page
+from lorafaas.console.snippets import call_snippets
 from lorafaas.console.stats import (
     activation_row,
     cost_of,
@@ -20,14 +23,31 @@ from lorafaas.console.stats import (
     when,
 )
 from lorafaas.controller.api import openai
-from lorafaas.controller.appkeys import actions_key, backbones_key, invocations_key, sessions_key
+from lorafaas.controller.appkeys import (
+    actions_key,
+    backbones_key,
+    invocations_key,
+    sessions_key,
+    settings_key,
+)
+from lorafaas.controller.openai_protocol import check_max_tokens, parse_openai_request
 from lorafaas.controller.prefill import action_backbone
+from lorafaas.controller.protocol import (
+    DEFAULT_MAX_TOKENS,
+    ActionBody,
+    LimitRange,
+    limit_ranges,
+    parse_limits,
+)
 from lorafaas.errors import BadRequest
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.models import Action
 
 RECENT = 20
 PLAYGROUND_FIELDS = {"max_tokens": int, "temperature": float, "top_p": float, "seed": int}
+# The limits the function page edits, in the order shown, with their labels.
+EDITABLE_LIMITS = {"memory": "memory", "timeout": "timeout", "max_tokens": "max tokens",
+                   "slo_ttft_ms": "TTFT objective"}
 
 
 async def list_functions(request: web.Request) -> web.Response:
@@ -54,16 +74,92 @@ async def list_functions(request: web.Request) -> web.Response:
 
 
 async def function_page(request: web.Request) -> web.Response:
-    """A function: playground, recent activations, latency percentiles."""
+    """A function: how to call it, its limits, playground, activations, latency percentiles."""
+    action = await request.app[actions_key].get(request[console_identity_key],
+                                                request.match_info["name"])
+    return await render_page(request, await _function_page(request, action))
+
+
+async def _function_page(request: web.Request, action: Action,
+                         error: str | None = None) -> FunctionPage:
     identity = request[console_identity_key]
-    action = await request.app[actions_key].get(identity, request.match_info["name"])
     rows = await activations_since(request, identity, 0, action.name, limit=500)
     annotations = {a["key"]: a["value"] for a in action.annotations}
-    return await render_page(request, FunctionPage(
+    limits = dict(action.limits)
+    endpoint = f"{request.scheme}://{request.host}"
+    max_tokens = int(limits.get("max_tokens", DEFAULT_MAX_TOKENS))
+    return FunctionPage(
         name=action.name, version=action.version, backbone=backbone_name(request, action),
-        adapter=dict(annotations.get("adapter") or {}), limits=dict(action.limits),
-        activations=[activation_row(r) for r in rows[:RECENT]],
-        latencies=latency_percentiles(rows)))
+        adapter=dict(annotations.get("adapter") or {}), limits=limits,
+        limit_fields=limit_fields(limits, _ranges(request)), max_tokens_limit=max_tokens,
+        snippets=call_snippets(endpoint, identity.namespace, action.name, max_tokens),
+        endpoint=endpoint, activations=[activation_row(r) for r in rows[:RECENT]],
+        # A request refused before it ran (no container leased) has no latency to count.
+        latencies=latency_percentiles([r for r in rows if activation_row(r).start_kind]),
+        error=error)
+
+
+def _ranges(request: web.Request) -> dict[str, LimitRange]:
+    settings = request.app[settings_key]
+    return limit_ranges(settings.action_timeout_ms, settings.container_memory_mb,
+                        settings.slo_ttft_ms)
+
+
+def limit_fields(limits: dict[str, Any], ranges: dict[str, LimitRange]) -> list[LimitField]:
+    """The editable limits with their current values and the API's ranges."""
+    return [LimitField(name, label, int(limits.get(name, ranges[name].default)),
+                       ranges[name].low, ranges[name].high, ranges[name].unit)
+            for name, label in EDITABLE_LIMITS.items()]
+
+
+def edited_limits(form: Any, current: dict[str, Any]) -> dict[str, Any]:
+    """The function's limits with the form's edits; a blank or non-integer field is a 400."""
+    limits = dict(current)
+    for name, label in EDITABLE_LIMITS.items():
+        raw = str(form.get(name, "") or "").strip()
+        try:
+            limits[name] = int(raw)
+        except ValueError as error:
+            raise BadRequest(f"{label} must be a whole number") from error
+    return limits
+
+
+async def limits_submit(request: web.Request) -> web.Response:
+    """Store a new version with edited limits (same adapter), through `ActionService.put`."""
+    identity = request[console_identity_key]
+    service = request.app[actions_key]
+    action: Action = await service.get(identity, request.match_info["name"])
+    try:
+        limits = parse_limits(edited_limits(await request.post(), action.limits),
+                              _ranges(request))
+    except BadRequest as error:
+        page = await _function_page(request, action, error.message)
+        return await render_page(request, page, status=400)
+    with service.store.staging() as folder:
+        code = folder / "adapter.zip"
+        await asyncio.to_thread(shutil.copyfile, service.store.zip_path(action.artifact_digest),
+                                code)
+        body = ActionBody(code=code, parameters=list(action.parameters),
+                          annotations=list(action.annotations), limits=limits,
+                          publish=action.publish)
+        await service.put(identity, action.name, body, overwrite=True)
+    # Running containers were sized by the old limits.
+    await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{action.name}")
+    raise web.HTTPSeeOther(f"/console/functions/{action.name}")
+
+
+async def delete_submit(request: web.Request) -> web.Response:
+    """Delete the function once its name is typed to confirm; its containers go too."""
+    identity = request[console_identity_key]
+    name = request.match_info["name"]
+    action = await request.app[actions_key].get(identity, name)
+    if str((await request.post()).get("confirm", "")).strip() != name:
+        page = await _function_page(request, action,
+                                    f"Type the name {name!r} to confirm deleting it.")
+        return await render_page(request, page, status=400)
+    await request.app[actions_key].delete(identity, name)
+    await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
+    raise web.HTTPSeeOther("/console/functions")
 
 
 def backbone_name(request: web.Request, action: Action) -> str:
@@ -71,41 +167,62 @@ def backbone_name(request: web.Request, action: Action) -> str:
     return action_backbone(action) or request.app[backbones_key].default
 
 
-def playground_parameters(form: Any) -> dict[str, Any]:
-    """The invocation's parameters from the playground form; blank fields are left out."""
-    prompt = str(form.get("prompt", "")).strip()
-    if not prompt:
-        raise BadRequest("Write a prompt first.")
-    parameters: dict[str, Any] = {"prompt": prompt}
+def playground_body(form: Any) -> tuple[bool, dict[str, Any]]:
+    """Whether the playground asks for a chat, and its OpenAI-shaped body (without `model`):
+    a prompt, or the system prompt, earlier turns and the new message; blank fields are
+    left out; stop sequences one per line."""
+    chat = str(form.get("mode", "")) == "chat"
+    body: dict[str, Any] = {}
+    if chat:
+        message = str(form.get("message", "")).strip()
+        if not message:
+            raise BadRequest("Write a message first.")
+        system = str(form.get("system", "") or "").strip()
+        turns = form.get("turns") or []
+        if not isinstance(turns, list):
+            raise BadRequest("The playground sent malformed turns.")
+        body["messages"] = ([{"role": "system", "content": system}] if system else []) \
+            + list(turns) + [{"role": "user", "content": message}]
+    else:
+        prompt = str(form.get("prompt", "")).strip()
+        if not prompt:
+            raise BadRequest("Write a prompt first.")
+        body["prompt"] = prompt
     for name, kind in PLAYGROUND_FIELDS.items():
         raw = str(form.get(name, "") or "").strip()
         if raw:
             try:
-                parameters[name] = kind(raw)
+                body[name] = kind(raw)
             except ValueError as error:
                 raise BadRequest(f"{name.replace('_', ' ')} must be a number") from error
-    return parameters
+    stops = [line for line in str(form.get("stop", "") or "").splitlines() if line]
+    if stops:
+        body["stop"] = stops
+    return chat, body
 
 
 async def invoke_submit(request: web.Request) -> web.Response:
     """The playground without JavaScript: a blocking invoke, then the activation's page."""
     identity = request[console_identity_key]
     action: Action = await request.app[actions_key].get(identity, request.match_info["name"])
-    parameters = playground_parameters(await request.post())
-    invocation = await request.app[invocations_key].start(identity, action, parameters)
+    chat, body = playground_body(await request.post())
+    parsed = parse_openai_request({**body, "model": action.name}, chat)
+    check_max_tokens(parsed, int(action.limits.get("max_tokens", DEFAULT_MAX_TOKENS)))
+    invocation = await request.app[invocations_key].start(identity, action, parsed.parameters)
     row = await invocation.task
     raise web.HTTPSeeOther(f"/console/activations/{row.activation_id}")
 
 
 async def stream_completion(request: web.Request) -> web.StreamResponse:
-    """The playground's stream: `/v1/completions` with the session's identity (SSE)."""
+    """The playground's stream: `/v1/completions` or `/v1/chat/completions` with the
+    session's identity (SSE)."""
     identity = request[console_identity_key]
     try:
-        body = await request.json()
-        parameters = playground_parameters(body if isinstance(body, dict) else {})
+        received = await request.json()
+        chat, body = playground_body(received if isinstance(received, dict) else {})
     except json.JSONDecodeError as error:
         raise BadRequest("The playground sent a malformed request.") from error
     name = request.match_info["name"]
     await request.app[actions_key].get(identity, name)  # 404 before any stream starts
     return await openai.stream_completion(request, identity,
-                                          {**parameters, "model": name, "stream": True})
+                                          {**body, "model": name, "stream": True}, chat=chat)

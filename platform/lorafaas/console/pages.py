@@ -93,8 +93,30 @@ class Percentiles:
 
 
 @dataclass(frozen=True)
+class Snippet:
+    """One way of calling a function, shown with a copy button."""
+
+    key: str  # the element id's suffix
+    label: str
+    code: str
+
+
+@dataclass(frozen=True)
+class LimitField:
+    """One editable limit of a function: its value and the range the API accepts."""
+
+    name: str
+    label: str
+    value: int
+    low: int
+    high: int
+    unit: str
+
+
+@dataclass(frozen=True)
 class FunctionPage:
-    """A function: the playground, its recent activations and latency percentiles."""
+    """A function: how to call it, its limits, the playground, recent activations and
+    latency percentiles; `error` is a refused limits edit."""
 
     TEMPLATE: ClassVar[str] = "function.html"
     SECTION: ClassVar[str] = "functions"
@@ -103,8 +125,13 @@ class FunctionPage:
     backbone: str
     adapter: dict[str, Any]
     limits: dict[str, Any]
+    limit_fields: list[LimitField]
+    max_tokens_limit: int  # the playground's bound: the function's own `max_tokens` limit
+    snippets: list[Snippet]
+    endpoint: str
     activations: list[ActivationRow]
     latencies: list[Percentiles]
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,16 +144,33 @@ class InitSegment:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """One phase of an activation's timeline: queue, an artifact's load, prefill, decode."""
+
+    label: str
+    kind: str  # queue, init, prefill, decode or run: the segment's colour
+    ms: float
+    percent: float
+
+
+@dataclass(frozen=True)
 class ActivationPage:
-    """One activation: the record, the init breakdown as a bar, the logs."""
+    """One activation: the record, its parameters, the timeline and init breakdown as bars,
+    the error folded to its first line, the result and the logs."""
 
     TEMPLATE: ClassVar[str] = "activation.html"
     SECTION: ClassVar[str] = "functions"
     summary: ActivationRow
     usage: dict[str, Any]
+    timings: dict[str, Any]  # waitTime, initTime (ms) and batchSize, None where not recorded
+    parameters_json: str | None
+    phases: list[Phase]
     init_segments: list[InitSegment]
     init_total_ms: float
-    result: Any
+    init_note: str  # why there is no init breakdown, when there is none
+    error: str | None
+    error_head: str | None  # the error's first line, shortened
+    result_json: str
     logs: list[str]
     record_json: str
 
@@ -169,11 +213,14 @@ class ContainerRow:
     state: str
     memory_mb: int
     idle_s: float
+    rss_mb: float | None = None  # None where /proc cannot be read
+    pss_mb: float | None = None
 
 
 @dataclass(frozen=True)
 class PlatformPage:
-    """For admins: containers, memory per tier, backbone servers, queue lengths."""
+    """For admins: containers and backbone servers with RSS and PSS, the pool's stem cells
+    and pre-loaded containers, memory per tier, queue lengths; refreshed live."""
 
     TEMPLATE: ClassVar[str] = "platform.html"
     SECTION: ClassVar[str] = "platform"
@@ -181,6 +228,9 @@ class PlatformPage:
     memory_tiers: list[tuple[str, float]]
     backbones: list[dict[str, Any]]
     queues: list[tuple[str, int]]
+    pool: list[tuple[str, int]]  # stem cells, pre-loaded, warm, busy, starting
+    measured: list[tuple[str, float]]  # summed RSS and PSS of containers and backbone servers
+    updated: str
 
 
 @dataclass(frozen=True)

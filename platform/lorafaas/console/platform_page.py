@@ -1,17 +1,23 @@
-"""For admins: the pool's containers, memory per tier, backbone servers, queue lengths."""
+"""For admins: the pool's containers and the backbone servers with their RSS and PSS, stem
+cells and pre-loaded containers, memory per tier, queue lengths."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aiohttp import web
 
 from lorafaas.console.data import containers
 from lorafaas.console.keys import console_identity_key
+from lorafaas.console.memory import Footprint, footprints
 from lorafaas.console.pages import ContainerRow, PlatformPage
 from lorafaas.console.render import render_page
+from lorafaas.console.stats import when
 from lorafaas.controller.appkeys import (
     backbones_key,
     invocations_key,
@@ -20,6 +26,11 @@ from lorafaas.controller.appkeys import (
     settings_key,
 )
 from lorafaas.errors import Forbidden
+
+# The pool's states as the page names them, in the order shown.
+POOL_STATES = {"prewarmed": "stem cells", "preloaded": "pre-loaded containers",
+               "warm": "warm containers", "busy": "busy containers",
+               "starting": "starting containers"}
 
 
 def _published_mb(folder: Path) -> float:
@@ -33,8 +44,13 @@ async def platform_page(request: web.Request) -> web.Response:
     if request[console_identity_key].namespace not in settings.admin_namespaces:
         raise Forbidden("This page is for the platform's administrators.")
     views = containers(request)
+    served = request.app[served_backbones_key]
+    backbone_pids = {name: b.pid for name, b in served.items() if b.pid}
+    measured = await asyncio.to_thread(
+        footprints, [int(v.get("pid") or 0) for v in views] + list(backbone_pids.values()))
     rows = [ContainerRow(str(v["container"]), str(v["function"] or "—"), str(v["state"]),
-                         int(v.get("memoryMB") or 0), float(v.get("idleSeconds") or 0))
+                         int(v.get("memoryMB") or 0), float(v.get("idleSeconds") or 0),
+                         *_mb(measured.get(int(v.get("pid") or 0))))
             for v in views]
     pool = request.app[pool_key]
     limit_mb = getattr(pool.config, "memory_mb", None)
@@ -43,15 +59,41 @@ async def platform_page(request: web.Request) -> web.Response:
              ("pool size (MB)", float(limit_mb) if limit_mb else 0.0),
              ("backbones published in tmpfs, each once (MB)", _published_mb(settings.shm_dir)),
              ("tmpfs free (MB)", round(shm.free / 2**20, 1))]
-    served = request.app[served_backbones_key]
     backbones = [{"name": b.name, "folder": str(b.model_dir),
                   "socket": str(served[b.name].endpoint.socket_path) if b.name in served else "",
                   "published": str(served[b.name].endpoint.publish_dir)
                   if b.name in served else "", "dtype": b.published.dtype,
-                  "published_mb": round(b.published.bytes / 2**20, 1), "default": b.default}
+                  "published_mb": round(b.published.bytes / 2**20, 1), "default": b.default,
+                  **dict(zip(("rss_mb", "pss_mb"),
+                             _mb(measured.get(backbone_pids.get(b.name, 0))), strict=True))}
                  for b in request.app[backbones_key].all()]
     in_flight = len(request.app[invocations_key].tasks)
     by_state = Counter(r.state for r in rows)
     queues = [("activations in flight", in_flight),
               *((f"containers {state}", count) for state, count in sorted(by_state.items()))]
-    return await render_page(request, PlatformPage(rows, tiers, backbones, queues))
+    pool_counts = [(label, by_state.get(state, 0)) for state, label in POOL_STATES.items()]
+    return await render_page(request, PlatformPage(
+        rows, tiers, backbones, queues, pool_counts, totals(rows, backbones),
+        when(int(time.time() * 1000))))
+
+
+def _mb(footprint: Footprint | None) -> tuple[float | None, float | None]:
+    return (footprint.rss_mb, footprint.pss_mb) if footprint else (None, None)
+
+
+def totals(rows: list[ContainerRow], backbones: Sequence[Mapping[str, object]]
+           ) -> list[tuple[str, float]]:
+    """Summed RSS and PSS of the containers and of the backbone servers, and of all."""
+    def total(values: list[object]) -> float:
+        return round(sum(float(v) for v in values if isinstance(v, int | float)), 1)
+
+    containers_rss = total([r.rss_mb for r in rows])
+    containers_pss = total([r.pss_mb for r in rows])
+    backbones_rss = total([b.get("rss_mb") for b in backbones])
+    backbones_pss = total([b.get("pss_mb") for b in backbones])
+    return [("containers, RSS (MB)", containers_rss), ("containers, PSS (MB)", containers_pss),
+            ("backbone servers, RSS (MB)", backbones_rss),
+            ("backbone servers, PSS (MB)", backbones_pss),
+            ("all, RSS (MB): shared pages counted in each", round(containers_rss
+                                                                 + backbones_rss, 1)),
+            ("all, PSS (MB): what the host spends", round(containers_pss + backbones_pss, 1))]

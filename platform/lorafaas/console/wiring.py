@@ -60,6 +60,8 @@ def console_routes() -> list[web.RouteDef]:
         web.get("/console/functions/{name}", functions.function_page),
         web.post("/console/functions/{name}/invoke", functions.invoke_submit),
         web.post("/console/functions/{name}/stream", functions.stream_completion),
+        web.post("/console/functions/{name}/limits", functions.limits_submit),
+        web.post("/console/functions/{name}/delete", functions.delete_submit),
         web.get("/console/activations/{id}", activations.activation_page),
         web.get("/console/activations/{id}/summary.json", activations.activation_summary),
         web.get("/console/usage", usage.usage_page),

@@ -155,6 +155,7 @@ class Invoker:
             "path": f"{request.namespace}/{request.name}",
             "kind": "lora",
             "limits": request.limits,
+            "parameters": request.parameters,  # what the request asked, shown by the console
             "waitTime": round(wait_ms),
             "initTime": round(init_ms) if init_ms is not None else None,
             "startKind": lease.start_kind if lease is not None else None,

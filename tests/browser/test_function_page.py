@@ -1,0 +1,260 @@
+"""A function's page in headless Chromium at desktop and phone widths, on one real platform.
+
+How to call it (curl, OpenAI Python, the CLI) with the real name and the endpoint, copied to
+the clipboard; the latency table without a request refused before it ran; limits edited
+through the action service; the playground's chat mode with turns and stop sequences, its
+max_tokens bounded by the function's limit; the activation pages; the platform page's RSS and
+PSS, refreshed live; every page at a phone's
+width without sideways scrolling; a function deleted after typing its name. Screenshots go to
+test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from lorafaas.controller.appkeys import sessions_key
+from lorafaas.registry.models import Activation
+from tests.browser.test_console import (  # noqa: F401  (browser_page: a fixture)
+    STEP_TIMEOUT_MS,
+    Shots,
+    browser_page,
+)
+
+pytestmark = [pytest.mark.docker, pytest.mark.browser]
+WIDTHS = {"desktop": 1200, "phone": 390}
+# An error as long as a wrong-rank one, which once filled a 5,110 px page.
+LONG_ERROR = "The adapter's rank 8 does not fit the backbone's layers:\n" + "\n".join(
+    f"model.layers.{i}.self_attn.q_proj: lora_A is [8, 64], the layer's input is 128"
+    for i in range(120))
+
+
+async def create(platform: Any, name: str, zip_bytes: bytes) -> None:
+    """Create a function from the demo adapter's zip through the API."""
+    response = await platform.request("PUT", f"/api/v1/namespaces/_/actions/{name}",
+                                      data=io.BytesIO(zip_bytes),
+                                      headers={"Content-Type": "application/zip"})
+    assert response.status == 200, await response.text()
+
+
+async def store_refused(platform: Any, name: str) -> str:
+    """A record of a request refused before it ran: no container, no start kind, 90 s."""
+    now_ms = int(time.time() * 1000)
+    activation_id = uuid.uuid4().hex
+    row = Activation(activation_id=activation_id, namespace=platform.settings.guest_namespace,
+                     name=name, version="0.0.1", subject="guest", start_ms=now_ms - 90_000,
+                     end_ms=now_ms, status_code=1, logs=[],
+                     response={"status": "application error", "success": False,
+                               "result": {"error": LONG_ERROR}},
+                     annotations=[{"key": "startKind", "value": None}])
+    async with platform.app[sessions_key]() as session, session.begin():
+        session.add(row)
+    return activation_id
+
+
+async def sign_in(page: Any, base: str, credential: str) -> None:
+    """Sign the browser in with the guest's key."""
+    from playwright.async_api import expect
+
+    await page.goto(f"{base}/console/sign-in")
+    await page.fill("#key", credential)
+    await page.click("form.card button[type=submit]")
+    await expect(page).to_have_url(re.compile(r"/console/functions$"))
+
+
+async def test_function_page_calls_limits_and_delete(  # type: ignore[no-untyped-def]
+        platform, browser_page, demo_models, make_zip) -> None:  # noqa: F811  (a fixture)
+    from playwright.async_api import expect
+
+    page = browser_page
+    base = str(platform.client.make_url("")).rstrip("/")
+    namespace = platform.settings.guest_namespace
+    zip_bytes = make_zip(demo_models.adapters["pirate"])
+    await create(platform, "pirate", zip_bytes)
+    await create(platform, "doomed", zip_bytes)
+    refused = await store_refused(platform, "pirate")
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await sign_in(page, base, platform.credential)
+    shots = Shots(page, "function-page")
+
+    for width_name, width in WIDTHS.items():
+        await page.set_viewport_size({"width": width, "height": 900})
+        await page.goto(f"{base}/console/functions/pirate")
+        await expect(page.locator("#endpoint")).to_have_text(f"{base}/v1")
+        for key in ("curl", "python", "cli"):
+            code = await page.locator(f"#code-{key}").inner_text()
+            assert base in code, (key, code)
+            assert ("pirate" in code) and (key == "cli" or f"{namespace}/pirate" in code), code
+        await page.click("#snippet-curl button.copy")
+        await expect(page.locator("#snippet-curl button.copy")).to_have_text("Copied")
+        copied = await page.evaluate("navigator.clipboard.readText()")
+        assert copied == await page.locator("#code-curl").inner_text()
+        # The refused request is listed, but has no latency to count.
+        await expect(page.locator(f"a[href='/console/activations/{refused}']")).to_have_count(1)
+        duration = page.locator("#latency tbody tr", has_text="duration")
+        await expect(duration.locator("td").last).to_have_text("0")
+        await shots.take(width_name)
+
+    # Limits: a new version with the same adapter and the edited limits.
+    await page.set_viewport_size({"width": 1200, "height": 900})
+    await page.fill("#limits input[name=max_tokens]", "300")
+    await page.fill("#limits input[name=timeout]", "45000")
+    await page.click("#limits button[type=submit]")
+    await expect(page).to_have_url(re.compile(r"/console/functions/pirate$"))
+    await expect(page.locator("#limits input[name=max_tokens]")).to_have_value("300")
+    await expect(page.locator("h1 small")).to_have_text("version 0.0.2")
+    response = await platform.request("GET", "/api/v1/namespaces/_/actions/pirate?code=false")
+    limits = (await response.json())["limits"]
+    assert (limits["max_tokens"], limits["timeout"]) == (300, 45000)
+    await shots.take("limits-saved")
+
+    # The playground: max_tokens bounded by the function's own limit, in the form and behind it.
+    max_tokens = page.locator("#playground input[name=max_tokens]")
+    await expect(max_tokens).to_have_attribute("max", "300")
+    await max_tokens.fill("400")
+    assert await max_tokens.evaluate("input => input.validity.rangeOverflow")
+    refused_run = await page.evaluate("""async () => {
+        const form = document.getElementById('playground');
+        const response = await fetch(form.dataset.stream, {method: 'POST',
+            headers: {'Content-Type': 'application/json', 'Accept': 'application/json',
+                      'X-CSRF-Token': form.querySelector('input[name=csrf]').value},
+            body: JSON.stringify({prompt: 'hi', max_tokens: '400'})});
+        return [response.status, (await response.json()).error];
+    }""")
+    assert refused_run[0] == 400 and "over the limit of 300" in refused_run[1], refused_run
+    await max_tokens.fill("12")
+
+    # Chat mode: a system prompt and turns; the second message carries the first turn.
+    await page.check("#playground input[name=mode][value=chat]")
+    await expect(page.locator("#prompt")).to_be_hidden()
+    await page.fill("#system", "You are a pirate.")
+    await page.fill("#message", "Where is the treasure?")
+    await page.click("#playground button[type=submit]")
+    await expect(page.locator("#run-stats")).to_be_visible(timeout=STEP_TIMEOUT_MS)
+    await expect(page.locator("#playground-error")).to_be_hidden()
+    first = await page.locator("#output").text_content()
+    assert first and first.strip(), "the chat showed no output"
+    await expect(page.locator("#turns li")).to_have_count(2)
+    await expect(page.locator("#turns li").last).to_have_text(first)
+    chat_activation = (await page.locator("#stat-activation").text_content() or "").strip()
+    # Stop sequences: the output ends before the first "e" (the run stops there).
+    await page.fill("#message", "And then?")
+    await page.fill("#playground textarea[name=stop]", "e")
+    await page.click("#playground button[type=submit]")
+    await expect(page.locator("#stat-activation")).not_to_have_text(chat_activation,
+                                                                    timeout=STEP_TIMEOUT_MS)
+    await expect(page.locator("#playground-error")).to_be_hidden()
+    await expect(page.locator("#turns li")).to_have_count(4)
+    assert "e" not in (await page.locator("#output").text_content() or "")
+    stopped_activation = (await page.locator("#stat-activation").text_content() or "").strip()
+    # The two runs count in the latency table; the refused request still does not.
+    await page.reload()
+    duration = page.locator("#latency tbody tr", has_text="duration")
+    await expect(duration.locator("td").last).to_have_text("2")
+    await page.check("#playground input[name=mode][value=chat]")
+    for width_name, width in WIDTHS.items():
+        await page.set_viewport_size({"width": width, "height": 900})
+        await shots.take(f"chat-{width_name}")
+    await page.set_viewport_size({"width": 1200, "height": 900})
+
+    # The activation pages: parameters, wait/init/batch size, the timeline, the start.
+    for activation_id, cold in ((chat_activation, True), (stopped_activation, False)):
+        await page.goto(f"{base}/console/activations/{activation_id}")
+        parameters = await page.locator("#parameters").inner_text()
+        assert "You are a pirate." in parameters and '"max_tokens": 12' in parameters
+        assert ('"stop": [\n    "e"\n  ]' in parameters) != cold, parameters
+        await expect(page.locator("#wait-time")).to_have_text(re.compile(r"^\d+ ms$"))
+        await expect(page.locator("#batch-size")).to_have_text(re.compile(r"^\d+$"))
+        kinds = await page.locator("#timeline-legend li").evaluate_all(
+            "items => items.map((item) => item.dataset.kind)")
+        assert {"prefill", "decode"} <= set(kinds), kinds
+        assert ("init" in kinds) == cold, kinds
+        if cold:
+            await expect(page.locator("#init-time")).to_have_text(re.compile(r"^\d+ ms$"))
+            await expect(page.locator("#init-breakdown li").first).to_be_visible()
+        else:
+            await expect(page.locator("#init-note")).to_contain_text("warm container")
+        await shots.take("activation-cold" if cold else "activation-warm")
+    # A failed one: no talk of a warm container, the long error folded, no \u0027 escapes.
+    for width_name, width in WIDTHS.items():
+        await page.set_viewport_size({"width": width, "height": 900})
+        await page.goto(f"{base}/console/activations/{refused}")
+        await expect(page.locator("#init-note")).to_contain_text("failed before it ran")
+        await expect(page.locator("#init-note")).not_to_contain_text("warm")
+        summary = page.locator("#error summary")
+        await expect(summary).to_have_text("The adapter's rank 8 does not fit the backbone's "
+                                           "layers:")
+        assert not await page.locator("#error").evaluate("details => details.open")
+        assert await page.evaluate("document.documentElement.scrollHeight") < 2500
+        await summary.click()
+        await expect(page.locator("#error pre")).to_contain_text("model.layers.119")
+        html = await page.content()
+        assert "\\u0027" not in html and "The adapter's rank" in html
+        await summary.click()
+        await shots.take(f"activation-failed-{width_name}")
+    await page.set_viewport_size({"width": 1200, "height": 900})
+
+    # The platform page: the warm container's and the backbone server's RSS and PSS, the
+    # pool's stem cells and pre-loaded containers, refreshed while it is open.
+    await page.goto(f"{base}/console/platform")
+    container = page.locator("#containers tbody tr", has_text="guest/pirate")
+    await expect(container).to_have_count(1)
+    rss = float((await container.locator("td.rss").inner_text()).removesuffix(" MB"))
+    pss = float((await container.locator("td.pss").inner_text()).removesuffix(" MB"))
+    assert 0 < pss <= rss, (rss, pss)
+    server = page.locator("#backbones tbody tr").first
+    server_rss = float((await server.locator("td.rss").inner_text()).removesuffix(" MB"))
+    assert server_rss > 0
+    for label in ("stem cells", "pre-loaded containers", "warm containers"):
+        row = page.locator("#pool tr", has_text=label)
+        await expect(row.locator("td")).to_have_text(re.compile(r"^\d+$"))
+    await expect(page.locator("#pool tr", has_text="warm containers").locator("td")
+                 ).to_have_text("1")
+    updated = await page.locator("#updated").inner_text()
+    await expect(page.locator("#updated")).not_to_have_text(updated, timeout=30_000)
+    await expect(page.locator("#containers tbody tr", has_text="guest/pirate")).to_have_count(1)
+    for width_name, width in WIDTHS.items():
+        await page.set_viewport_size({"width": width, "height": 900})
+        await shots.take(f"platform-{width_name}")
+
+    # Every page at phone width: no sideways page scroll; wide tables scroll in their box.
+    await page.set_viewport_size({"width": 390, "height": 900})
+    for path in ("/console/functions", "/console/functions/pirate", "/console/upload",
+                 f"/console/activations/{chat_activation}", f"/console/activations/{refused}",
+                 "/console/usage", "/console/platform"):
+        await page.goto(f"{base}{path}")
+        overflow = await page.evaluate("""() => [document.documentElement.scrollWidth,
+                                                 document.body.scrollWidth, window.innerWidth]""")
+        assert max(overflow[:2]) <= overflow[2], (path, overflow)
+        for link in await page.locator(".nav nav a").all():
+            box = await link.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 390, (path, box)
+        await shots.take("phone-" + path.strip("/").replace("/", "-")[:40])
+    wide = page.locator(".table-scroll").first
+    await page.goto(f"{base}/console/functions/pirate")
+    scroll = await page.locator(".table-scroll:has(table.activations)").evaluate(
+        "box => [box.scrollWidth, box.clientWidth]")
+    assert scroll[0] > scroll[1], scroll  # the activations table scrolls inside its box
+    assert await wide.count() > 0
+    await page.set_viewport_size({"width": 1200, "height": 900})
+
+    # Delete: a wrong name is refused and keeps the function; the right one deletes it.
+    await page.goto(f"{base}/console/functions/doomed")
+    await page.fill("#confirm", "pirate")
+    await page.click("#delete button[type=submit]")
+    await expect(page.locator("#function-error")).to_contain_text("Type the name 'doomed'")
+    await shots.take("delete-refused")
+    response = await platform.request("GET", "/api/v1/namespaces/_/actions/doomed?code=false")
+    assert response.status == 200
+    await page.fill("#confirm", "doomed")
+    await page.click("#delete button[type=submit]")
+    await expect(page).to_have_url(re.compile(r"/console/functions$"))
+    await expect(page.locator("#functions tbody tr", has_text="doomed")).to_have_count(0)
+    response = await platform.request("GET", "/api/v1/namespaces/_/actions/doomed?code=false")
+    assert response.status == 404
