@@ -16,6 +16,7 @@ class IncrementalText:
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, stops: list[str]) -> None:
         self.tokenizer = tokenizer
+        self.stops = stops
         self.holdback = max((len(stop) for stop in stops), default=1) - 1
         self.tokens: list[int] = []
         self.sent = 0
@@ -24,7 +25,10 @@ class IncrementalText:
         """The new text that can be sent after these tokens ('' when none yet)."""
         self.tokens.extend(token_ids)
         text = str(self.tokenizer.decode(self.tokens, skip_special_tokens=True))
-        settled = len(text) - self.holdback
+        # One token may complete a stop string and run past it: the text ends before the
+        # earliest stop, as the final result's does, and nothing after it is ever sent.
+        cut = min((text.find(stop) for stop in self.stops if stop in text), default=None)
+        settled = len(text) - self.holdback if cut is None else cut
         while settled > self.sent and text[settled - 1] == "\ufffd":
             settled -= 1  # half a multi-byte character: wait for the rest
         if settled <= self.sent:
