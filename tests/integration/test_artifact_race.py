@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lorafaas.backbone_specs import BackboneSpec
 from lorafaas.controller.action_service import ActionService
 from lorafaas.controller.appkeys import actions_key
-from lorafaas.controller.backbones import BackboneCatalog
+from lorafaas.controller.backbones import Backbone, BackboneCatalog, Published
 from lorafaas.controller.protocol import ActionBody
 from lorafaas.errors import NotFound
 from lorafaas.registry.artifacts import UPLOAD_NAME, ArtifactStore
@@ -76,7 +77,8 @@ async def two_controllers(postgres_url: str, demo_models, tmp_path: Path  # type
     """Two action services, each with its own engine, on one database and one store."""
     engines = [make_engine(postgres_url) for _ in range(2)]
     sessions = [make_sessions(engine) for engine in engines]
-    catalog = BackboneCatalog([demo_models.backbone_dir])
+    spec = BackboneSpec("demo-backbone", demo_models.backbone_dir)
+    catalog = BackboneCatalog([Backbone.read(spec, Published("float32", 0), default=True)])
     services = [ActionService(s, ArtifactStore(tmp_path / "artifacts"), catalog,
                               256 << 20, history=5) for s in sessions]
     yield services[0], services[1], await _guest(sessions[0])
