@@ -21,6 +21,7 @@ from transformers.cache_utils import DynamicLayer
 
 # The single-request result format, reused so that the two paths answer identically.
 from lorafaas.runtime.generation import GenerationRequest, build_result, eos_token_ids
+from lorafaas.runtime.tokens import pad_id
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class BatchDecoder:
         prompts = [tokenizer(r.prompt)["input_ids"] for r in requests]
         self.rows = [_Row(first_index + i, r, len(p), _sampler(r, self.device)) for i, (r, p)
                      in enumerate(zip(requests, prompts, strict=True))]
-        self.input_ids, self.mask = _left_pad(prompts, _pad_id(tokenizer), self.device)
+        self.input_ids, self.mask = _left_pad(prompts, pad_id(tokenizer), self.device)
         # Position of each row's next token: its count of real (unpadded) tokens so far.
         self.positions = self.mask.sum(dim=1)
         self.cache = DynamicCache()
@@ -265,10 +266,3 @@ def _is_finished(row: _Row, eos_ids: list[int], tokenizer: PreTrainedTokenizerBa
         return any(stop in text for stop in row.request.stop)
     return False
 
-
-def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """Any id works under the mask; the tokenizer's pad token when it has one."""
-    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
-        if isinstance(candidate, int):
-            return candidate
-    return 0

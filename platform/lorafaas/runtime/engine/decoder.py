@@ -21,6 +21,7 @@ from transformers import PreTrainedTokenizerBase
 from lorafaas.runtime.engine.cache import KVCache
 from lorafaas.runtime.engine.model import NativeModel, Routing, Step
 from lorafaas.runtime.generation import GenerationRequest, build_result
+from lorafaas.runtime.tokens import pad_id
 
 
 @dataclass
@@ -71,7 +72,7 @@ class NativeBatch:
 
     def _prefill(self, sequences: list[list[int]]) -> list[Row]:
         width = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), width), _pad_id(self.tokenizer), dtype=torch.long)
+        ids = torch.full((len(sequences), width), pad_id(self.tokenizer), dtype=torch.long)
         positions = torch.zeros((len(sequences), width), dtype=torch.long)
         for row, sequence in enumerate(sequences):
             ids[row, width - len(sequence):] = torch.tensor(sequence, dtype=torch.long)
@@ -189,9 +190,3 @@ def _sampler(request: GenerationRequest) -> torch.Generator | None:
         generator.manual_seed(request.seed)
     return generator
 
-
-def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
-        if isinstance(candidate, int):
-            return candidate
-    return 0
