@@ -6,16 +6,11 @@ loaded adapters stay within their byte budget."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from peft import PeftModel
-from transformers import AutoTokenizer, LlamaForCausalLM
 
-from lorafaas.demo.adapters import AdapterSpec, LoraSpec, random_adapter, save_adapter
 from lorafaas.runtime.generation import GenerationRequest
 from lorafaas.runtime.namespace import (
     FunctionUnavailable,
@@ -23,57 +18,26 @@ from lorafaas.runtime.namespace import (
     NamespaceRuntime,
     load_namespace,
 )
-
-# Eight functions: ranks 1 to 32, each on its own set of modules.
-CONFIGS: list[tuple[int, tuple[str, ...]]] = [
-    (2, ("q_proj", "v_proj")),
-    (4, ("q_proj", "k_proj", "v_proj", "o_proj")),
-    (8, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")),
-    (16, ("gate_proj", "up_proj", "down_proj")),
-    (1, ("o_proj",)),
-    (8, ("down_proj",)),
-    (32, ("k_proj", "up_proj")),
-    (4, ("v_proj", "gate_proj")),
-]
-PROMPTS = ["Tell me about the sea", "hi", "Can you explain how a rainbow forms?",
-           "Write a short poem about autumn leaves falling", "What is two plus two?",
-           "ok", "Describe a busy market in the morning", "Why is the sky blue?"]
-TOKENS = [12, 20, 9, 16, 24, 7, 14, 18]
+from tests.namespace_cases import CONFIGS, PROMPTS, TOKENS, make_adapters, peft_tokens
 
 
 @pytest.fixture(scope="module")
 def namespace(demo_models: Any, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[tuple[Path, Path]]:
+              ) -> tuple[Path, Path]:
     """The published backbone and a namespace's folder of eight adapters (f0..f7)."""
     from tests.integration.test_family_checkpoints import publish
 
     root = tmp_path_factory.mktemp("namespace")
     publish(demo_models.backbone_dir, root / "published")
-    base = LlamaForCausalLM.from_pretrained(str(demo_models.backbone_dir))
-    adapters = root / "adapters"
-    for index, (rank, targets) in enumerate(CONFIGS):
-        spec = AdapterSpec(f"f{index}", "", "", seed=300 + index)
-        model = random_adapter(base, spec, LoraSpec(r=rank, lora_alpha=2 * rank,
-                                                    target_modules=targets))
-        save_adapter(model, adapters / f"f{index}")
-    yield root / "published", adapters
+    make_adapters(demo_models.backbone_dir, root / "adapters")
+    return root / "published", root / "adapters"
 
 
 @pytest.fixture(scope="module")
 def alone(demo_models: Any, namespace: tuple[Path, Path]) -> list[list[int]]:
     """Each request's tokens from peft with its function's adapter alone."""
-    tokenizer = AutoTokenizer.from_pretrained(str(demo_models.backbone_dir))
-    expected = []
-    for index in range(len(CONFIGS)):
-        base = LlamaForCausalLM.from_pretrained(str(demo_models.backbone_dir))
-        model = PeftModel.from_pretrained(base, str(namespace[1] / f"f{index}"))
-        inputs = tokenizer(PROMPTS[index], return_tensors="pt")
-        with torch.inference_mode():
-            out = model.generate(**inputs, max_new_tokens=TOKENS[index],
-                                 min_new_tokens=TOKENS[index], do_sample=False)
-        expected.append(out[0, inputs["input_ids"].shape[1]:].tolist())
-    assert len({tuple(t) for t in expected}) == len(expected), "the adapters differ"
-    return expected
+    return peft_tokens(demo_models.backbone_dir,
+                       [namespace[1] / f"f{i}" for i in range(len(CONFIGS))])
 
 
 def runtime_of(namespace: tuple[Path, Path], budget: int = 1 << 30) -> NamespaceRuntime:
