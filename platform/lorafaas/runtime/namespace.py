@@ -36,8 +36,13 @@ from lorafaas.runtime.engine.lora import AdapterUnsupported, load_adapter
 from lorafaas.runtime.engine.model import Linear
 from lorafaas.runtime.engine.serving import NativeEngine
 from lorafaas.runtime.engine.spec import unsupported
-from lorafaas.runtime.function import WARMUP_PROMPT, AttachedBackbone, RuntimePaths, _timed
-from lorafaas.runtime.function import attach_backbone as attach
+from lorafaas.runtime.function import (
+    WARMUP_PROMPT,
+    AttachedBackbone,
+    RuntimePaths,
+    _timed,
+    attach_backbone,
+)
 from lorafaas.runtime.generation import GenerationRequest, TokenSink, eos_token_ids, plain_chat
 
 logger = logging.getLogger(__name__)
@@ -80,6 +85,7 @@ class NamespaceRuntime:
         self._routes: dict[int, str] = {}  # id(request) -> its function's slot
         self._routes_lock = threading.Lock()
         self.steps = StepStats()
+        # The engine hands its model to the batch factory only: here the native model.
         self.engine = ContinuousEngine(native.model, tokenizer, account=self._account,  # type: ignore[arg-type]
                                        decoder_factory=self._batch, engine_name="native",
                                        observe=self._observe)
@@ -101,19 +107,27 @@ class NamespaceRuntime:
     def submit(self, slot: str, request: GenerationRequest,
                sink: TokenSink | None = None) -> Future[Outcome]:
         """Join the shared decode with the function's adapter (pinned by the caller)."""
+        # A pin of its own until the row leaves the decode: the caller's may end first
+        # (its client gone), and a row's adapter must not be dropped under it.
+        self.adapters.acquire(slot)
         with self._routes_lock:
             self._routes[id(request)] = slot
-        future = self.engine.submit(request, sink)
-        future.add_done_callback(lambda _: self._forget(request))
+        try:
+            future = self.engine.submit(request, sink)
+        except BaseException:
+            self._ended(slot, request)
+            raise
+        future.add_done_callback(lambda _: self._ended(slot, request))
         return future
 
     def close(self) -> None:
         """Stop the shared decode."""
         self.engine.close()
 
-    def _forget(self, request: GenerationRequest) -> None:
+    def _ended(self, slot: str, request: GenerationRequest) -> None:
         with self._routes_lock:
             self._routes.pop(id(request), None)
+        self.adapters.release(slot)
 
     def _batch(self, model: object, tokenizer: object, requests: list[GenerationRequest],
                first: int) -> NativeBatch:
@@ -223,6 +237,8 @@ class FunctionView:
                 outer.set_result((result, {**timings, **self._extra}))
 
         inner.add_done_callback(done)
+        # Withdrawn before its admission when its caller gives up (no effect once running).
+        outer.add_done_callback(lambda f: inner.cancel() if f.cancelled() else None)
         return outer
 
     def run(self, request: GenerationRequest, sink: TokenSink | None = None) -> Outcome:
@@ -267,8 +283,8 @@ def load_namespace(paths: NamespacePaths, client: str, budget_bytes: int,
     breakdown: dict[str, float] = {}
     memory: dict[str, int] = {}
     if backbone is None:
-        backbone = attach(RuntimePaths(paths.attach_socket, paths.backbone_dir,
-                                       paths.adapters_dir), client)
+        backbone = attach_backbone(RuntimePaths(paths.attach_socket, paths.backbone_dir,
+                                                paths.adapters_dir), client)
         breakdown["backbone"] = backbone.attach_ms
         if backbone.attach_bytes is not None:
             memory["backbone"] = backbone.attach_bytes
