@@ -218,9 +218,24 @@ class ContainerRow:
 
 
 @dataclass(frozen=True)
+class EvictionRow:
+    """A container the pool removed recently: which, when, and why."""
+
+    when: str
+    container: str
+    function: str  # namespace/name, or "stem cell"
+    state: str  # what it was when removed
+    memory_mb: int
+    idle_s: float
+    uses: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class PlatformPage:
     """For admins: containers and backbone servers with RSS and PSS, the pool's stem cells
-    and pre-loaded containers, memory per tier, queue lengths; refreshed live."""
+    and pre-loaded containers, memory per tier, queue lengths, recent evictions; refreshed
+    live."""
 
     TEMPLATE: ClassVar[str] = "platform.html"
     SECTION: ClassVar[str] = "platform"
@@ -230,6 +245,7 @@ class PlatformPage:
     queues: list[tuple[str, int]]
     pool: list[tuple[str, int]]  # stem cells, pre-loaded, warm, busy, starting
     measured: list[tuple[str, float]]  # summed RSS and PSS of containers and backbone servers
+    evictions: list[EvictionRow]  # newest first
     updated: str
 
 
