@@ -114,9 +114,21 @@ class LimitField:
 
 
 @dataclass(frozen=True)
+class TimelineRow:
+    """One bucket of a function's charts, for the table beside them."""
+
+    start: str
+    requests: int
+    ttft_p50: float | None
+    ttft_p99: float | None
+    cold_share: float | None  # percent of the requests that ran
+    cost_per_hour: float
+
+
+@dataclass(frozen=True)
 class FunctionPage:
-    """A function: how to call it, its limits, the playground, recent activations and
-    latency percentiles; `error` is a refused limits edit."""
+    """A function: how to call it, its limits, the playground, charts over time, recent
+    activations and latency percentiles; `error` is a refused limits edit."""
 
     TEMPLATE: ClassVar[str] = "function.html"
     SECTION: ClassVar[str] = "functions"
@@ -131,6 +143,10 @@ class FunctionPage:
     endpoint: str
     activations: list[ActivationRow]
     latencies: list[Percentiles]
+    window: str  # the charts' window: a key of `windows`
+    windows: list[tuple[str, str]]  # key and label of each window the charts offer
+    chart_data: dict[str, Any]  # the series of the charts over time (console.timeline)
+    timeline_rows: list[TimelineRow]  # the buckets with any request or cost
     error: str | None = None
 
 
@@ -250,6 +266,17 @@ class PlatformPage:
 
 
 @dataclass(frozen=True)
+class ApiReferencePage:
+    """The REST API's OpenAPI document, rendered by a renderer this platform serves."""
+
+    TEMPLATE: ClassVar[str] = "api_reference.html"
+    SECTION: ClassVar[str] = "api-reference"
+    spec_url: str
+    renderer: str  # its name and version
+    assets: str  # where its files are served
+
+
+@dataclass(frozen=True)
 class ErrorPage:
     """An error, in words for a person, with the request id to quote."""
 
@@ -261,4 +288,4 @@ class ErrorPage:
 
 
 PAGES: tuple[type, ...] = (SignInPage, FunctionsPage, UploadPage, FunctionPage, ActivationPage,
-                           UsagePage, PlatformPage, ErrorPage)
+                           UsagePage, PlatformPage, ApiReferencePage, ErrorPage)
