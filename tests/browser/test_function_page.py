@@ -280,7 +280,7 @@ async def test_function_page_calls_limits_and_delete(  # type: ignore[no-untyped
     await expect(eviction).to_have_count(1, timeout=30_000)
     await expect(eviction.locator("td.state")).to_have_text("warm")
     await expect(eviction.locator("td.reason")).to_have_text("action changed")
-    await expect(eviction.locator("td").first).to_have_text(
+    await expect(eviction.locator("td.when")).to_have_text(
         re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
     await expect(page.locator("#containers tbody tr", has_text="guest/pirate")).to_have_count(0)
     for width_name, width in WIDTHS.items():

@@ -131,8 +131,8 @@ def timeline_rows(chart: timeline.Timeline) -> list[TimelineRow]:
     def start(ms: int) -> str:
         return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
-    return [TimelineRow(start(chart.starts_ms[i]), chart.requests[i], chart.ttft_p50[i], chart.ttft_p99[i],
-                        chart.cold_share[i], chart.cost_per_hour[i])
+    return [TimelineRow(start(chart.starts_ms[i]), chart.requests[i], chart.ttft_p50[i],
+                        chart.ttft_p99[i], chart.cold_share[i], chart.cost_per_hour[i])
             for i in reversed(chart.busy_buckets())]
 
 
