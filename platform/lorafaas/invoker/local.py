@@ -75,7 +75,7 @@ class LocalInvoker:
     def snapshot(self) -> InvokerSnapshot:
         """Every pooled container as the console shows it, and the pool's size."""
         return InvokerSnapshot([container_view(c) for c in self.pool.containers()],
-                               self.pool.config.memory_mb)
+                               self.pool.config.memory_mb, self.pool.evictions.recent())
 
     def metrics(self) -> MetricsText:
         """The dispatcher's, the pool's and the activations' metrics, rendered."""
