@@ -1,9 +1,12 @@
 """The native forward: one decoder for the Llama, Mistral, Qwen2/3, Phi-3 and Gemma 1/2/3
 families, on the backbone's mapped weights (never written, never copied).
 
-Each operation is the one transformers 5 runs, in the same dtype and order (RMSNorm in
-float32, rotary cos/sin in float32 cast to the model dtype, the LoRA delta in float32
-added as peft adds it), so greedy tokens equal peft's in float32 and in bfloat16.
+Each operation computes what transformers 5 computes, bit for bit, in the same dtype and
+order (RMSNorm in float32, rotary cos/sin in float32 cast to the model dtype, the LoRA delta
+in float32 added as peft adds it), so greedy tokens equal peft's in float32 and in
+bfloat16. Where fewer operations give the same bits they are used: the decode step is
+bound by the per-op overhead once the weights' bytes are read (one matmul per projection
+on 2-D states, a fused rms_norm, in-place adds, rope from a table).
 """
 
 from __future__ import annotations

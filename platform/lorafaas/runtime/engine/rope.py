@@ -157,6 +157,6 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor,
     if dim != x.shape[-1]:
         whole = torch.cat([rotate(x[..., :dim], cos, signed_sin), x[..., dim:]], dim=-1)
         return whole if out is None else out.copy_(whole)
-    halves = x.reshape(*x.shape[:-1], 2, dim // 2).flip(-2).reshape(x.shape)
+    halves = x.roll(dim // 2, -1)  # x₂‖x₁
     product = x * cos if out is None else torch.mul(x, cos, out=out)
     return product.add_(halves * signed_sin)
