@@ -13,12 +13,14 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lorafaas.backbone.health import BackboneHealth
 from lorafaas.billing.ledger import IdleMeter
 from lorafaas.billing.prices import price_sheet
 from lorafaas.console import setup_console
 from lorafaas.controller.action_service import ActionService
 from lorafaas.controller.appkeys import (
     actions_key,
+    backbone_health_key,
     backbones_key,
     invocations_key,
     login_throttle_key,
@@ -29,7 +31,7 @@ from lorafaas.controller.appkeys import (
     settings_key,
     tracker_key,
 )
-from lorafaas.controller.backbone_servers import backbone_server
+from lorafaas.controller.backbone_servers import backbone_server, run_ownership
 from lorafaas.controller.backbones import Backbone, BackboneCatalog, ServedBackbone
 from lorafaas.controller.context_length import ContextCheck
 from lorafaas.controller.invocations import InvocationService
@@ -77,6 +79,8 @@ def create_app(settings: Settings, backend_factory: BackendFactory = docker_back
                           client_max_size=settings.max_adapter_bytes * 4 // 3 + 65536)
     app[settings_key] = settings
     app[served_backbones_key] = {}
+    app[backbone_health_key] = BackboneHealth()
+    app.cleanup_ctx.append(run_ownership(settings))  # first: reclaims what a dead run left
     for spec in settings.backbone_specs:  # one context per server: each stops on its own
         app.cleanup_ctx.append(backbone_server(settings, spec))
     app.cleanup_ctx.append(_platform(settings, backend_factory))
@@ -117,7 +121,8 @@ def _platform(settings: Settings, backend_factory: BackendFactory
         engine = make_engine(settings.database_url)
         served = [app[served_backbones_key][spec.name] for spec in settings.backbone_specs]
         app[backbones_key] = await asyncio.to_thread(_catalog, served)
-        pool = ContainerPool(backend_factory(), _pool_config(settings), _mounts(served))
+        pool = ContainerPool(backend_factory(), _pool_config(settings), _mounts(served),
+                             health=app[backbone_health_key])
         tracker = FunctionTracker(KeepAlivePolicy(KeepAliveConfig(
             fixed_keepalive_s=settings.keepalive_fixed_s,
             policy="fixed" if settings.keepalive_policy == "fixed" else "histogram")))

@@ -18,7 +18,8 @@ from lorafaas.invoker.metrics import CONTENT_TYPE, Gauges, render
 
 
 async def prometheus_metrics(request: web.Request) -> web.Response:
-    """Queue lengths, batches running (M), batch sizes, SLO attainment, containers."""
+    """Queue lengths, batches running (M), batch sizes, SLO attainment, containers,
+    backbone servers up and restarted."""
     identity = await identify(request)
     if identity.namespace not in request.app[settings_key].admin_namespaces:
         raise Forbidden("Only keys of an admin namespace (LORAFAAS_ADMIN_NAMESPACES) may read "
@@ -33,6 +34,8 @@ async def prometheus_metrics(request: web.Request) -> web.Response:
                     max_concurrent_batches=dispatcher.config.max_concurrent,
                     containers=states,
                     stem_failures={b: s.total for b, s in backoff.states.items()},
-                    stem_backoff_s={b: backoff.waiting_s(b, now) for b in backoff.states})
+                    stem_backoff_s={b: backoff.waiting_s(b, now) for b in backoff.states},
+                    backbones_up={b: s.up for b, s in pool.health.states.items()},
+                    backbone_restarts={b: s.restarts for b, s in pool.health.states.items()})
     return web.Response(body=render(invoker.metrics, gauges).encode(),
                         headers={"Content-Type": CONTENT_TYPE})
