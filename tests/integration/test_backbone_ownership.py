@@ -93,5 +93,6 @@ def test_a_server_whose_platform_is_killed_stops_on_its_own(
         assert not alive(pid), "the server outlived its platform"
         assert not socket_path.exists() and not publish_dir.exists()  # it cleaned up its own
     finally:
+        launcher.stdout.close()
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
