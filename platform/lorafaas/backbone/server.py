@@ -110,9 +110,8 @@ async def watch_parent(parent: int, stop: asyncio.Event, period_s: float = 1.0) 
     stop.set()
 
 
-async def serve(state: BackboneState, socket_path: Path) -> None:
+async def serve(state: BackboneState, socket_path: Path, parent: int) -> None:
     """Serve the attach socket until SIGTERM or SIGINT, or until the parent is gone."""
-    parent = os.getppid()
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)  # a dead server's: the platform reclaimed it
     server = await asyncio.start_unix_server(lambda r, w: handle_client(state, r, w),
@@ -147,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--owner", default=uuid.uuid4().hex,
                         help="the platform run's owner id: marks what this server publishes")
     args = parser.parse_args(argv)
+    parent = os.getppid()  # before the load: the platform may die while it runs
     logging.basicConfig(level=logging.INFO, format="%(asctime)s backbone %(levelname)s %(message)s")
     from lorafaas.backbone.checkpoint import serving_dtype
     from lorafaas.backbone.publisher import (
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     state = BackboneState(descriptor=descriptor, load_seconds=time.monotonic() - started)
     logger.info("backbone %s ready in %.2fs (%s)", args.model_dir.name, state.load_seconds, dtype)
     try:
-        asyncio.run(serve(state, args.socket))
+        asyncio.run(serve(state, args.socket, parent))
     finally:
         if still_owned(args.publish_dir, args.owner, claimed):
             publisher.unpublish()
