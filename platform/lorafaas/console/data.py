@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
 
 from lorafaas import start_kinds
-from lorafaas.controller.appkeys import pool_key, sessions_key
+from lorafaas.controller.appkeys import invoker_key, sessions_key
 from lorafaas.registry.activations import list_activations
 from lorafaas.registry.models import Activation
 from lorafaas.registry.namespaces import Identity
@@ -26,22 +25,7 @@ async def activations_since(request: web.Request, identity: Identity, since_ms: 
 
 def containers(request: web.Request) -> list[dict[str, Any]]:
     """Every pooled container: name, function, state, memory, idle time."""
-    return [_describe(c) for c in request.app[pool_key].containers()]
-
-
-def _describe(container: Any) -> dict[str, Any]:
-    if hasattr(container, "describe"):
-        view = dict(container.describe())
-    else:  # the pool before container states: busy or warm
-        view = {"container": container.info.name,
-                "state": "busy" if container.busy else "warm",
-                "idleSeconds": round(time.monotonic() - container.last_used, 1),
-                "memoryMB": 0}
-    key = getattr(container, "function_key", None) or ""
-    info = getattr(container, "info", None)
-    view["pid"] = int(getattr(info, "pid", 0) or 0)  # on the host, for its memory
-    view["function"] = getattr(container, "function_path", None) or key.split("@")[0]
-    return view
+    return request.app[invoker_key].snapshot().containers
 
 
 def function_state(views: list[dict[str, Any]], path: str) -> tuple[str, int]:

@@ -30,8 +30,8 @@ from lorafaas.controller.appkeys import (
     sessions_key,
     settings_key,
 )
+from lorafaas.controller.function_refs import action_backbone
 from lorafaas.controller.openai_protocol import check_max_tokens, parse_openai_request
-from lorafaas.controller.prefill import action_backbone
 from lorafaas.controller.protocol import (
     DEFAULT_MAX_TOKENS,
     ActionBody,

@@ -21,7 +21,7 @@ from lorafaas.console.stats import when
 from lorafaas.controller.appkeys import (
     backbones_key,
     invocations_key,
-    pool_key,
+    invoker_key,
     served_backbones_key,
     settings_key,
 )
@@ -52,8 +52,7 @@ async def platform_page(request: web.Request) -> web.Response:
                          int(v.get("memoryMB") or 0), float(v.get("idleSeconds") or 0),
                          *_mb(measured.get(int(v.get("pid") or 0))))
             for v in views]
-    pool = request.app[pool_key]
-    limit_mb = getattr(pool.config, "memory_mb", None)
+    limit_mb = request.app[invoker_key].snapshot().pool_memory_mb
     shm = shutil.disk_usage("/dev/shm")
     tiers = [("function containers (limits, MB)", float(sum(r.memory_mb for r in rows))),
              ("pool size (MB)", float(limit_mb) if limit_mb else 0.0),

@@ -45,6 +45,7 @@ from lorafaas.invoker.containers import ContainerFolders, ContainerState, Pooled
 from lorafaas.invoker.offloading import Offloader
 from lorafaas.invoker.prewarm import ColdStartWindow, StemBackoff
 from lorafaas.invoker.runtime_client import RuntimeClient, RuntimeUnavailable
+from lorafaas.invoking.activations import FunctionRef
 from lorafaas.wire.runtime_protocol import RUNTIME_SOCKET_NAME
 
 logger = logging.getLogger(__name__)
@@ -55,18 +56,6 @@ STEM_LABEL = "(stem cell)"
 # What eviction takes first: a pre-loaded container was loaded on a prediction, a warm one
 # has served its function, and a stem cell can become any function's container.
 EVICTION_ORDER = (ContainerState.PRELOADED, ContainerState.IDLE, ContainerState.STEM)
-
-
-@dataclass(frozen=True)
-class FunctionRef:
-    """What the pool needs of an action to start and reuse its containers."""
-
-    key: str  # namespace/name@version:digest: containers are reused only for the same code
-    path: str  # namespace/name
-    adapter_dir: Path
-    memory_mb: int
-    adapter_digest: str = ""  # keys the artifact profiles measured for this code
-    backbone: str = ""  # the backbone's name ("": the pool's default backbone)
 
 
 @dataclass(frozen=True)
