@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lorafaas.backbone.health import BackboneHealth
 from lorafaas.invoker.backend import ContainerBackend
 from lorafaas.invoker.batching import PrefillModel
 from lorafaas.invoker.containers import PooledContainer
@@ -87,7 +88,9 @@ class LocalInvoker:
                         max_concurrent_batches=dispatcher.config.max_concurrent,
                         containers=states,
                         stem_failures={b: s.total for b, s in backoff.states.items()},
-                        stem_backoff_s={b: backoff.waiting_s(b, now) for b in backoff.states})
+                        stem_backoff_s={b: backoff.waiting_s(b, now) for b in backoff.states},
+                        backbones_up={b: s.up for b, s in pool.health.states.items()},
+                        backbone_restarts={b: s.restarts for b, s in pool.health.states.items()})
         return MetricsText(render(self.runner.metrics, gauges), CONTENT_TYPE)
 
     @contextlib.asynccontextmanager
@@ -119,11 +122,11 @@ def container_view(container: PooledContainer) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def local_invoker(settings: Settings, backend: ContainerBackend,
                         mounts: Mapping[str, BackboneMounts],
-                        sessions: async_sessionmaker[AsyncSession]
-                        ) -> AsyncIterator[LocalInvoker]:
+                        sessions: async_sessionmaker[AsyncSession],
+                        health: BackboneHealth | None = None) -> AsyncIterator[LocalInvoker]:
     """The in-process invoker with orphans removed and the measured profiles loaded; its
-    containers are removed on exit."""
-    pool = ContainerPool(backend, pool_config(settings), dict(mounts))
+    containers are removed on exit. `health`: which backbones' servers are up."""
+    pool = ContainerPool(backend, pool_config(settings), dict(mounts), health=health)
     tracker = FunctionTracker(KeepAlivePolicy(KeepAliveConfig(
         fixed_keepalive_s=settings.keepalive_fixed_s,
         policy="fixed" if settings.keepalive_policy == "fixed" else "histogram")))

@@ -3,7 +3,8 @@
 Per function (label `function`, namespace/name): requests waiting in its batch queue, a
 histogram of its batch sizes, requests served, SLO misses and attainment, and requests
 failed; for the invoker: batches running (M) and its cap, containers by state, and per
-backbone the stem cells that failed to start and how long the next one waits (backoff).
+backbone the stem cells that failed to start and how long the next one waits (backoff),
+and whether its server is up and how often it was restarted.
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class Gauges:
     containers: Mapping[str, int]  # by state
     stem_failures: Mapping[str, int] = field(default_factory=dict)  # by backbone, in all
     stem_backoff_s: Mapping[str, float] = field(default_factory=dict)  # by backbone, left
+    backbones_up: Mapping[str, bool] = field(default_factory=dict)  # by backbone
+    backbone_restarts: Mapping[str, int] = field(default_factory=dict)  # by backbone, in all
 
 
 def render(metrics: InvokerMetrics, gauges: Gauges) -> str:
@@ -139,6 +142,19 @@ class _Snapshot(Collector):
             containers.add_metric([state], count)
         yield containers
         yield from self._stem_cells()
+        yield from self._backbone_servers()
+
+    def _backbone_servers(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("lorafaas_backbone_up", "1 while the backbone's server is up, "
+                               "0 while it is down and being restarted.", labels=["backbone"])
+        restarts = CounterMetricFamily("lorafaas_backbone_restarts", "Restarts of the "
+                                       "backbone's server after it exited.",
+                                       labels=["backbone"])
+        for backbone, is_up in sorted(self.gauges.backbones_up.items()):
+            up.add_metric([backbone], float(is_up))
+            restarts.add_metric([backbone], self.gauges.backbone_restarts.get(backbone, 0))
+        yield up
+        yield restarts
 
     def _stem_cells(self) -> Iterator[Metric]:
         failures = CounterMetricFamily("lorafaas_stem_cell_failures", "Stem cells of the "

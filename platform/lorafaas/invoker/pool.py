@@ -14,11 +14,17 @@ a pool full of pre-loaded functions still starts a new function from a stem cell
 An action deleted or updated (`remove_function`) loses its idle containers at once; one
 busy or still starting for it goes as soon as its activation ends or its start returns, so
 no container of a retired version outlives its work.
+
+A backbone whose server is down (`BackboneHealth`, written by its supervisor) gets no new
+container: warm and pre-loaded ones keep serving, a start waits for the server (up to the
+start timeout, then fails naming the backbone), and nothing is evicted, pre-loaded or
+pre-warmed for it meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -27,6 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lorafaas.backbone.health import BackboneHealth
 from lorafaas.invoker.backend import (
     LABEL_ACTION,
     LABEL_INVOKER,
@@ -109,7 +116,8 @@ class ContainerPool:
 
     def __init__(self, backend: ContainerBackend, config: PoolConfig,
                  backbone: BackboneMounts | Mapping[str, BackboneMounts],
-                 offloader: Offloader | None = None) -> None:
+                 offloader: Offloader | None = None,
+                 health: BackboneHealth | None = None) -> None:
         # One mounts object: a pool of one backbone, called "default".
         self.backbones = dict(backbone) if isinstance(backbone, Mapping) else {
             "default": backbone}
@@ -119,6 +127,7 @@ class ContainerPool:
         self.backend = backend
         self.config = config
         self.offloader = offloader  # keeps running containers within accelerator memory
+        self.health = health or BackboneHealth()  # which backbones' servers are up
         # Cold starts per backbone: each backbone's stem cells are pre-warmed by its own.
         self.cold_starts = {name: ColdStartWindow(config.cold_start_window_s)
                             for name in self.backbones}
@@ -181,11 +190,17 @@ class ContainerPool:
         return lease
 
     async def _place(self, function: FunctionRef, on_start: _Once) -> Lease:
+        waiting_since: float | None = None  # for a backbone that is down
         while True:
             async with self._changed:
                 lease = self._reuse(function)
                 if lease is not None:
                     return lease
+                if not self.health.is_up(self.backbone_of(function)):
+                    on_start()
+                    waiting_since = waiting_since or time.monotonic()
+                    await self._wait_for_backbone(function, waiting_since)
+                    continue
                 stem = self._claim_stem(function)
                 if stem is None and self._stem_coming(function):
                     on_start()
@@ -201,6 +216,16 @@ class ContainerPool:
                 return await self._specialize(stem, function)
             await self._remove_all(victims or [], "evicted for a cold start")
             return await self._cold_start(function)
+
+    async def _wait_for_backbone(self, function: FunctionRef, since: float) -> None:
+        """Wait a while for the backbone to come up, or a warm container to be freed;
+        BackboneDown once the start timeout has passed."""
+        waited = time.monotonic() - since
+        if waited > self.config.start_timeout_s:
+            raise self.health.down_error(self.backbone_of(function), waited)
+        with contextlib.suppress(TimeoutError):
+            # The health is not an asyncio condition: look again each second.
+            await asyncio.wait_for(self._changed.wait(), 1.0)
 
     def _reuse(self, function: FunctionRef) -> Lease | None:
         for state, kind in ((ContainerState.IDLE, "warm"), (ContainerState.PRELOADED,
@@ -294,6 +319,7 @@ class ContainerPool:
         """Start a container with `function` fully loaded, if memory allows; True if done."""
         async with self._changed:
             if (self._instances(function.key) >= self.config.max_instances
+                    or not self.health.is_up(self.backbone_of(function))
                     or self.used_mb() + function.memory_mb > self.config.memory_mb):
                 return False
             self._reserved_mb += function.memory_mb
@@ -318,6 +344,8 @@ class ContainerPool:
         name = backbone or self.default_backbone
         if name not in self.backbones:
             raise UnknownBackbone(f"backbone {name!r} is not served here")
+        if not self.health.is_up(name):
+            return False  # it would fail to attach: no churn while the server restarts
         size = self.config.stem_memory_mb
         async with self._changed:
             shortfall = self.used_mb() + size - self.config.memory_mb
