@@ -14,6 +14,7 @@ weighs on both alike. Reports medians and writes docs/benchmarks/cold_imports.md
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -105,8 +106,11 @@ def main() -> None:
     images = {"after": current_image()}
     if args.before:
         images = {"before": args.before, **images}
+    load_before = os.getloadavg()[0]
     samples = measure(images, args.runs)
-    OUT.write_text(report(images, samples, args.runs))
+    page = report(images, samples, args.runs)
+    load = f"Load average (1 min) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end."
+    OUT.write_text(page.replace("\nMachine: ", f"\n{load}\n\nMachine: "))
     print(OUT.read_text())
 
 
