@@ -188,4 +188,5 @@ def pool_config(settings: Settings) -> PoolConfig:
                       memory_mb=settings.pool_memory_mb,
                       stem_memory_mb=settings.container_memory_mb,
                       backbone_sharing=settings.backbone_sharing,
+                      generation_defaults=settings.generation_defaults,
                       torch_threads=settings.container_torch_threads)

@@ -98,6 +98,8 @@ class PoolConfig:
     # Off: each container loads a private copy of the published backbone (the
     # OpenWhisk- and InstaInfer-style baselines); no attach socket is mounted.
     backbone_sharing: bool = True
+    # What requests sample with when they name no temperature (runtime.sampling).
+    generation_defaults: str = "greedy"
 
 
 class UnknownBackbone(LookupError):
@@ -421,7 +423,8 @@ class ContainerPool:
                        # a batch freed there: ~80 MB more per warm container after a batch
                        # of 8 (the generation runs on a worker thread). Two arenas keep it
                        # down; the runtime trims them once idle (runtime.idle_trim).
-                       "MALLOC_ARENA_MAX": "2"}
+                       "MALLOC_ARENA_MAX": "2",
+                       "LORAFAAS_GENERATION_DEFAULTS": self.config.generation_defaults}
         mounts = [Mount(folders.io, IO_TARGET, read_only=False),
                   Mount(folders.adapter, "/adapter")]
         mounts.append(Mount(backbone.publish_dir, "/backbone"))

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from lorafaas.runtime.engine.cache import KVCache
 from lorafaas.runtime.engine.model import NativeModel, Routing, Step
-from lorafaas.runtime.generation import GenerationRequest, build_result
+from lorafaas.runtime.request import GenerationRequest, build_result
+from lorafaas.runtime.tokens import TextTokenizer as PreTrainedTokenizerBase
 from lorafaas.runtime.tokens import pad_id
 
 
