@@ -1,7 +1,9 @@
 """The backbone server process: load once, publish read-only, answer attach requests.
 
 Run as `python -m lorafaas.backbone.server --model-dir DIR --publish-dir DIR --socket PATH`.
-It prints one line `READY <socket>` on stdout when the socket accepts attach requests, or
+`--socket` is the control socket (the invoker's; each container attaches on a channel
+opened from it, see `wire/attach.py`). It prints one line `READY <socket>` on stdout when
+the control socket accepts requests, or
 `FAILED <reason>` and exits 2 when the backbone cannot be served (an architecture that
 transformers cannot build as a causal LM, say): refused at start, never in containers.
 """
@@ -11,25 +13,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorafaas.wire.attach import MAX_LINE, decode, encode
+from lorafaas.backbone.channels import Channels, SameShare
+from lorafaas.backbone.control import Control, start_control
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class BackboneState:
-    """What the server publishes and who is attached."""
+    """What the server publishes (who is attached: its channels, see `channels.py`)."""
 
     descriptor: dict[str, Any]
     load_seconds: float
-    attached: set[str] = field(default_factory=set)
 
 
 class BackboneRefused(Exception):
@@ -63,52 +64,13 @@ def load_backbone(model_dir: Path, dtype_name: str) -> Any:
     return model
 
 
-async def handle_client(state: BackboneState, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter) -> None:
-    """Answer one connection's requests; its attachments end when it closes."""
-    clients: set[str] = set()
-    try:
-        while line := await reader.readline():
-            writer.write(encode(answer(state, decode(line), clients)))
-            await writer.drain()
-    except (ConnectionError, ValueError) as error:
-        logger.warning("attach connection ended: %s", error)
-    finally:
-        state.attached -= clients
-        writer.close()
-
-
-def answer(state: BackboneState, request: dict[str, Any], clients: set[str]) -> dict[str, Any]:
-    """The reply to one attach-protocol request."""
-    op = request.get("op")
-    if op == "describe":
-        return {"ok": True, "backbone": state.descriptor}
-    if op == "attach":
-        client = str(request.get("client", "anonymous"))
-        clients.add(client)
-        state.attached.add(client)
-        logger.info("client %s attached", client)
-        return {"ok": True, "backbone": state.descriptor}
-    if op == "detach":
-        client = str(request.get("client", "anonymous"))
-        clients.discard(client)
-        state.attached.discard(client)
-        return {"ok": True}
-    if op == "stats":
-        return {"ok": True, "attached": sorted(state.attached),
-                "bytes": state.descriptor.get("bytes", 0), "loadSeconds": state.load_seconds}
-    return {"ok": False, "error": f"unknown op {op!r}"}
-
-
 async def serve(state: BackboneState, socket_path: Path) -> None:
-    """Serve the attach socket until SIGTERM or SIGINT."""
+    """Serve the control socket and the channels it opens until SIGTERM or SIGINT."""
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)
-    server = await asyncio.start_unix_server(lambda r, w: handle_client(state, r, w),
-                                             path=str(socket_path), limit=MAX_LINE)
-    # Function containers run as an unprivileged user and must be able to connect.
-    os.chmod(socket_path.parent, 0o755)
-    os.chmod(socket_path, 0o666)
+    # The control socket is the invoker's; each container gets its own channel from it.
+    control = Control(state.descriptor, state.load_seconds, Channels(SameShare(state.descriptor)))
+    server = await start_control(control, socket_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -116,6 +78,7 @@ async def serve(state: BackboneState, socket_path: Path) -> None:
     print(f"READY {socket_path}", flush=True)
     async with server:
         await stop.wait()
+    await control.channels.close_all()
     socket_path.unlink(missing_ok=True)
 
 
