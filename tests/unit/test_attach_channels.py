@@ -17,6 +17,9 @@ import pytest
 from lorafaas.backbone.channels import Channels, SameShare
 from lorafaas.backbone.control import Control, start_control
 from lorafaas.invoker.attach_channels import AttachChannels, ChannelUnavailable
+from lorafaas.invoker.backend import ContainerInfo
+from lorafaas.invoker.containers import ContainerFolders, ContainerState, PooledContainer
+from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
 from lorafaas.wire.attach import decode, encode
 
 DESCRIPTOR = {"transport": "tmpfs", "weights_file": "model.safetensors", "bytes": 1234}
@@ -211,3 +214,45 @@ async def test_the_invoker_is_told_when_the_server_refuses_or_is_gone(server: Se
         await channels.open("a", short_dir / "a.sock")
     with pytest.raises(ChannelUnavailable, match="did not answer close"):
         await AttachChannels(short_dir / "nobody.sock").close("a")
+
+
+class Removed:
+    """A backend and runtime client that only record removals."""
+
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+
+    def remove(self, container_id: str) -> None:
+        self.removed.append(container_id)
+
+    async def close(self) -> None:
+        """The runtime client's close."""
+
+
+def pooled(root: Path, server: Server, fake: Removed) -> tuple[ContainerPool, PooledContainer]:
+    """A pool holding one idle container whose channel folder exists."""
+    config = PoolConfig(invoker_id="unit", image="img", run_dir=root, pids_limit=8,
+                        start_timeout_s=1, max_instances=1)
+    pool = ContainerPool(fake, config,  # type: ignore[arg-type]
+                         BackboneMounts(server.control_socket, root / "published"))
+    folders = ContainerFolders(root / "c" / "k1")
+    folders.create()
+    container = PooledContainer(ContainerInfo("id1", "lorafaas-unit-k1", 0), folders,
+                                fake, 1024, ContainerState.IDLE,  # type: ignore[arg-type]
+                                backbone="default")
+    pool._containers[container.info.id] = container
+    return pool, container
+
+
+async def test_the_pool_opens_again_the_channels_a_restarted_server_lacks(
+        short_dir: Path) -> None:
+    fake = Removed()
+    async with Server(short_dir) as restarted:
+        pool, container = pooled(short_dir, restarted, fake)
+        assert await pool.ensure_channels() == 1
+        assert await pool.ensure_channels() == 0  # nothing missing any more
+        assert (await ask(container.folders.attach_socket, {"op": "attach"}))["ok"] is True
+        await pool.discard(container, "test")
+        assert fake.removed == ["id1"]
+        assert (await ask(restarted.control_socket, {"op": "channels"}))["channels"] == []
+    assert await pool.ensure_channels() == 0  # no server: told in the log, nothing raised
