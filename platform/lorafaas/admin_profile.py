@@ -1,7 +1,7 @@
 """`lorafaas admin profile`: profile the prefill of adapter ranks now, store and print the fits.
 
 It runs the same one-off profiler container as the controller's background profiling
-(lorafaas.controller.prefill), one rank after another, with a deployed function's adapter
+(lorafaas.invoker.prefill_profiling), one rank after another, with a deployed function's adapter
 of each rank, and stores the fits under this machine's key, replacing any stored. A
 controller already running uses them for a rank it has no fit of yet when a function of
 that rank is next deployed or invoked (with LORAFAAS_PREFILL_PROFILING=auto), else at its
@@ -20,17 +20,16 @@ from sqlalchemy import select
 
 from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
 from lorafaas.backbone_specs import BackboneSpec
-from lorafaas.controller.prefill import (
+from lorafaas.controller.function_refs import action_backbone, action_rank
+from lorafaas.errors import LoraFaasError
+from lorafaas.invoker.docker_backend import DockerBackend
+from lorafaas.invoker.prefill_fits import PrefillFit, PrefillKey
+from lorafaas.invoker.prefill_profiling import (
     Sessions,
-    action_backbone,
-    action_rank,
     container_measure,
     current_key,
     measure_and_store,
 )
-from lorafaas.errors import LoraFaasError
-from lorafaas.invoker.docker_backend import DockerBackend
-from lorafaas.invoker.prefill_fits import PrefillFit, PrefillKey
 from lorafaas.invoker.prefill_runner import ProfilingFailed
 from lorafaas.registry.artifacts import ArtifactStore
 from lorafaas.registry.db import make_engine, make_sessions

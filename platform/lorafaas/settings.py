@@ -366,7 +366,7 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
                                         "How often the pool checks health, stem cells, "
                                         "keep-alive and pre-loading."),
     # Batching (lorafaas.invoker.dispatcher); T(b) = T0 + α·(b−1) is the prefill model until
-    # a function's adapter rank has a profile of its own (lorafaas.controller.prefill).
+    # a function's adapter rank has a profile of its own (lorafaas.invoker.prefill_profiling).
     "batching": SettingSpec("LORAFAAS_BATCHING", "eager", _batching,
                             "How the invoker batches a function's requests: `eager` (a batch "
                             "closes as soon as one of the M slots is free, so requests batch "

@@ -8,7 +8,7 @@ import re
 import docker
 import pytest
 
-from lorafaas.controller.appkeys import pool_key
+from lorafaas.controller.app import local_invoker_key
 from tests.integration.test_api_resources import ACTIONS, body, json_of
 
 pytestmark = pytest.mark.docker
@@ -40,7 +40,7 @@ async def test_a_warm_activation_logs_its_own_lines(  # type: ignore[no-untyped-
 
     # The controller refuses such parameters before anything runs, so the runtime is asked
     # directly, over the warm container's socket, as the invoker asks it.
-    (container,) = [c for c in platform.app[pool_key].containers() if c.function_key is not None]
+    (container,) = [c for c in platform.app[local_invoker_key].pool.containers() if c.function_key is not None]
     refused_id = "f" * 32
     refused = await container.client.run({"value": {"prompt": "hi", "seed": "not a number"},
                                           "activation_id": refused_id, "logs": True})

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from lorafaas.controller.appkeys import pool_key, sessions_key, tracker_key
+from lorafaas.controller.app import local_invoker_key
+from lorafaas.controller.appkeys import sessions_key
 from lorafaas.invoker.artifact_loads import ARTIFACTS, ewma
 from lorafaas.registry.models import Action
 from lorafaas.registry.profiles import function_profiles
@@ -61,7 +62,7 @@ async def test_cold_starts_keep_profiles_that_the_api_and_a_restart_show(  # typ
     assert all(row.memory_bytes >= 0 for row in rows.values())
 
     # Its containers removed, the next invocation starts cold again: a second sample.
-    await platform.app[pool_key].remove_function(f"{platform.settings.guest_namespace}/pirate")
+    await platform.app[local_invoker_key].pool.remove_function(f"{platform.settings.guest_namespace}/pirate")
     second = await cold_invocation(platform, "pirate")
     _, rows = await stored_profiles(platform, "pirate")
     for artifact, row in rows.items():
@@ -81,7 +82,7 @@ async def test_cold_starts_keep_profiles_that_the_api_and_a_restart_show(  # typ
     await platform.client.close()
     restarted = PlatformClient(await aiohttp_client(create_app(platform.settings)),
                                platform.credential, platform.settings)
-    known = restarted.app[tracker_key].profiles.of(
+    known = restarted.app[local_invoker_key].tracker.profiles.of(
         f"{platform.settings.guest_namespace}/pirate", digest)
     assert known[("libraries", "host")].memory_bytes == rows["libraries"].memory_bytes
     assert {key[0] for key in known} == set(ARTIFACTS)

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from lorafaas.controller.appkeys import pool_key, sessions_key
+from lorafaas.controller.app import local_invoker_key
+from lorafaas.controller.appkeys import sessions_key
 
 pytestmark = pytest.mark.docker
 NS = "/api/v1/namespaces/_"
@@ -48,7 +49,7 @@ async def nothing_ran(platform) -> None:  # type: ignore[no-untyped-def]
     async with platform.app[sessions_key]() as session:
         for model in (Activation, PendingInvocation, UsageRecord):
             assert await session.scalar(select(func.count()).select_from(model)) == 0, model
-    assert platform.app[pool_key].containers() == []
+    assert platform.app[local_invoker_key].pool.containers() == []
 
 
 BAD_BODIES = [

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lorafaas.controller.appkeys import pool_key
+from lorafaas.controller.app import local_invoker_key
 from lorafaas.invoker.containers import ContainerState
 
 pytestmark = pytest.mark.docker
@@ -109,7 +109,7 @@ async def test_two_functions_share_the_backbone_pages(platform, demo_models, mak
         await create_action(platform, name, demo_models.adapters[name], make_zip)
         status, record, _ = await invoke(platform, name, prompt=PROMPT, max_tokens=8)
         assert status == 200, record
-    containers = platform.app[pool_key].containers()
+    containers = platform.app[local_invoker_key].pool.containers()
     assert len(containers) == 2
     figures = [memory_of(c.info.pid) for c in containers]
     backbone_kb = (platform.settings.shm_dir / demo_models.backbone_dir.name
@@ -128,7 +128,7 @@ async def test_killed_container_ends_the_activation_and_the_next_starts_fresh(  
                         limits={"max_tokens": 2000, "timeout": 60000})
     status, record, _ = await invoke(platform, "pirate", prompt=PROMPT, max_tokens=4)
     assert status == 200, record
-    pool = platform.app[pool_key]
+    pool = platform.app[local_invoker_key].pool
     (container,) = pool.containers()
 
     long_run = asyncio.create_task(invoke(platform, "pirate", prompt=PROMPT, max_tokens=1500,

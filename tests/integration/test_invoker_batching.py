@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from lorafaas.controller.appkeys import pool_key
+from lorafaas.controller.app import local_invoker_key
 from lorafaas.settings import replace
 from tests.integration.test_end_to_end import annotation, create_action
 from tests.integration.test_usage_reports import engine_cpu_s, runtime_health, socket_of
@@ -84,7 +84,7 @@ async def test_concurrent_invocations_share_one_batch(platform, demo_models, mak
 async def _check_usage(platform, records: list[dict[str, Any]], docker_client) -> None:  # type: ignore[no-untyped-def]
     """A batch in the warm container is billed the CPU time the container used over it, the
     longest request the most; its memory on the same shares."""
-    (container,) = [c for c in platform.app[pool_key].containers()
+    (container,) = [c for c in platform.app[local_invoker_key].pool.containers()
                     if c.function_path == "guest/batched"]
     health = await runtime_health(socket_of(container))
     assert health["generations"] == len(PROMPTS)

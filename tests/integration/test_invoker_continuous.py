@@ -15,7 +15,7 @@ from typing import Any
 import openai
 import pytest
 
-from lorafaas.controller.appkeys import pool_key
+from lorafaas.controller.app import local_invoker_key
 from lorafaas.settings import replace
 from tests.integration.test_end_to_end import annotation, create_action
 from tests.integration.test_invoker_batching import invoke
@@ -49,7 +49,7 @@ async def test_a_short_request_joins_a_long_one_and_returns_first(  # type: igno
         assert annotation(record, "batchSize") == 1
         alone[name] = record["response"]["result"]["token_ids"]
 
-    (container,) = [c.info.id for c in platform.app[pool_key].containers()]
+    (container,) = [c.info.id for c in platform.app[local_invoker_key].pool.containers()]
     before = engine_cpu_s(docker_client, container)
     long = asyncio.create_task(invoke(platform, "chat", **params(LONG)))
     await asyncio.sleep(1.0)  # the long request decodes by now
@@ -100,7 +100,7 @@ async def _check_usage(platform, count: int, session: list[dict[str, Any]],  # t
     body = await response.json()
     assert response.status == 200, body
     assert len(body["activations"]) == count
-    (container,) = [c for c in platform.app[pool_key].containers()
+    (container,) = [c for c in platform.app[local_invoker_key].pool.containers()
                     if c.function_path == "guest/chat"]
     health = await runtime_health(socket_of(container))
     assert health["generations"] == count

@@ -15,13 +15,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
-from lorafaas.controller.prefill import PrefillProfiling, ProfiledBackbone
 from lorafaas.invoker.dispatcher import BatchingConfig
 from lorafaas.invoker.prefill_fits import PrefillFit, PrefillKey
+from lorafaas.invoker.prefill_profiling import PrefillProfiling, ProfiledBackbone
 from lorafaas.invoker.prefill_runner import ProfileReport, ProfilingFailed
+from lorafaas.invoking.activations import FunctionRef
 from lorafaas.registry.clock import now_ms
 from lorafaas.registry.db import downgrade, make_engine, make_sessions, sync_url, upgrade
-from lorafaas.registry.models import Action, PrefillProfileRecord
+from lorafaas.registry.models import PrefillProfileRecord
 from lorafaas.registry.prefill_profiles import read_fits, store_fits
 from lorafaas.wire.prefill_fit import PrefillModel, PrefillProfile
 from tests.integration.test_registry import table_names
@@ -160,10 +161,11 @@ class Profiler:
             self.running -= 1
 
 
-def action(name: str, rank: int, backbone: str = "demo-backbone") -> Action:
-    """An action whose adapter has `rank`, on `backbone`."""
-    return Action(name=name, annotations=[{"key": "backbone", "value": backbone},
-                                          {"key": "adapter", "value": {"rank": rank}}])
+def function(key: str, rank: int, adapter_dir: Path = Path("/absent"),
+             backbone: str = "demo-backbone") -> FunctionRef:
+    """A function whose adapter (in `adapter_dir`) has `rank`, on `backbone`."""
+    return FunctionRef(key=key, path=key.split("@")[0], adapter_dir=adapter_dir, memory_mb=256,
+                       backbone=backbone, adapter_rank=rank)
 
 
 @pytest.fixture
@@ -190,11 +192,11 @@ async def test_stored_fits_size_batches_from_the_start_without_profiling(
     dispatcher, profiler = Dispatcher(), Profiler()
     service = await started(sessions, KEY, dispatcher, profiler)
     async with service.running():
-        service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
+        service.function_used(function("guest/a@0.0.1:x", 8, adapters[8]))
         await service.idle()
     assert profiler.calls == []
     assert dispatcher.models == {"guest/a@0.0.1:x": PrefillModel(33.0, 10.0)}  # prompt 128
-    assert service.describe(action("a", 8)) == {
+    assert service.describe(function("a", 8)) == {
         "source": "profiled", "adapterRank": 8, "t0Ms": 33.0, "alphaMs": 10.0, "r2": 1.0,
         "promptLength": 128, "measuredAt": NOW - 1234}
 
@@ -212,9 +214,9 @@ async def test_an_implausible_stored_fit_is_not_applied_and_is_measured_again(
     profiler.release.clear()
     service = await started(sessions, KEY, dispatcher, profiler)
     async with service.running():
-        service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
+        service.function_used(function("guest/a@0.0.1:x", 8, adapters[8]))
         assert dispatcher.models == {}  # the default T(b) sizes the batches meanwhile
-        shown = service.describe(action("a", 8))
+        shown = service.describe(function("a", 8))
         assert (shown["source"], shown["t0Ms"]) == ("default", 35.0)
         assert "T0 1463.0 ms over" in shown["rejectedFit"]
         profiler.release.set()
@@ -239,7 +241,7 @@ async def test_a_fit_implausible_again_keeps_the_default_and_is_not_retried_in_a
     service = await started(sessions, KEY, dispatcher, still_loaded)  # type: ignore[arg-type]
     async with service.running():
         for _ in range(3):
-            service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
+            service.function_used(function("guest/a@0.0.1:x", 8, adapters[8]))
             await service.idle()
     assert calls == [adapters[8]]
     assert dispatcher.models == {}
@@ -253,7 +255,7 @@ async def test_a_stale_fit_applies_until_its_re_measurement_replaces_it(
     profiler.release.clear()
     service = await started(sessions, KEY, dispatcher, profiler)
     async with service.running():
-        service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
+        service.function_used(function("guest/a@0.0.1:x", 8, adapters[8]))
         assert dispatcher.models == {"guest/a@0.0.1:x": PrefillModel(33.0, 10.0)}
         profiler.release.set()
         await service.idle()
@@ -274,9 +276,9 @@ async def test_a_changed_key_finds_no_fit_and_profiles_the_rank_again(
     profiler.release.clear()
     service = await started(sessions, new_key, dispatcher, profiler)
     async with service.running():
-        service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
+        service.function_used(function("guest/a@0.0.1:x", 8, adapters[8]))
         assert dispatcher.models == {}  # the default T(b) until the profile is done
-        default = service.describe(action("a", 8))
+        default = service.describe(function("a", 8))
         assert (default["source"], default["t0Ms"], default["alphaMs"]) == ("default", 35.0, 16.0)
         profiler.release.set()
         await service.idle()
@@ -285,7 +287,7 @@ async def test_a_changed_key_finds_no_fit_and_profiles_the_rank_again(
     assert [(f.rank, f.profile) for f in await read(sessions, new_key)] == [
         (f.rank, f.profile) for f in fits(8, 28.0)]
     assert await read(sessions, KEY) == fits(8, 30.0)  # the old key's rows stay as they were
-    assert service.describe(action("a", 8))["source"] == "profiled"
+    assert service.describe(function("a", 8))["source"] == "profiled"
 
 
 async def test_one_profile_at_a_time_and_one_per_rank(
@@ -294,11 +296,11 @@ async def test_one_profile_at_a_time_and_one_per_rank(
     profiler.release.clear()
     service = await started(sessions, KEY, dispatcher, profiler)
     async with service.running():
-        service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
-        service.function_used("guest/b@0.0.1:y", action("b", 8), adapters[8])
-        service.function_used("guest/c@0.0.1:z", action("c", 16), adapters[16])
+        service.function_used(function("guest/a@0.0.1:x", 8, adapters[8]))
+        service.function_used(function("guest/b@0.0.1:y", 8, adapters[8]))
+        service.function_used(function("guest/c@0.0.1:z", 16, adapters[16]))
         await asyncio.sleep(0.05)
-        assert [service.describe(action(n, r))["profiling"] for n, r in
+        assert [service.describe(function(n, r))["profiling"] for n, r in
                 (("a", 8), ("c", 16))] == ["running", "queued"]
         profiler.release.set()
         await service.idle()
@@ -315,22 +317,22 @@ async def test_a_failed_profile_is_retried_only_at_the_next_start(
     dispatcher, failing = Dispatcher(), Profiler(fail=True)
     service = await started(sessions, KEY, dispatcher, failing)
     async with service.running():
-        service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
+        service.function_used(function("guest/a@0.0.1:x", 8, adapters[8]))
         await service.idle()
-        service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
+        service.function_used(function("guest/a@0.0.1:x", 8, adapters[8]))
         await service.idle()
     assert failing.calls == [adapters[8]]
     assert "profiling the prefill of adapter rank 8 failed" in caplog.text
-    assert service.describe(action("a", 8))["profiling"] == "failed"
+    assert service.describe(function("a", 8))["profiling"] == "failed"
     assert dispatcher.models == {}
 
     profiler = Profiler()
     restarted = await started(sessions, KEY, Dispatcher(), profiler)
     async with restarted.running():
-        restarted.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
+        restarted.function_used(function("guest/a@0.0.1:x", 8, adapters[8]))
         await restarted.idle()
     assert profiler.calls == [adapters[8]]
-    assert restarted.describe(action("a", 8))["source"] == "profiled"
+    assert restarted.describe(function("a", 8))["source"] == "profiled"
 
 
 async def test_a_fit_stored_meanwhile_is_used_instead_of_profiling(
@@ -339,7 +341,7 @@ async def test_a_fit_stored_meanwhile_is_used_instead_of_profiling(
     service = await started(sessions, KEY, dispatcher, profiler)
     await store(sessions, KEY, fits(8, 30.0))  # by `lorafaas admin profile`, after the start
     async with service.running():
-        service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
+        service.function_used(function("guest/a@0.0.1:x", 8, adapters[8]))
         await service.idle()
     assert profiler.calls == []
     assert dispatcher.models == {"guest/a@0.0.1:x": PrefillModel(33.0, 10.0)}
@@ -351,11 +353,11 @@ async def test_with_profiling_off_stored_fits_apply_and_nothing_is_profiled(
     dispatcher = Dispatcher()
     service = await started(sessions, KEY, dispatcher, None)
     async with service.running():
-        service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
-        service.function_used("guest/c@0.0.1:z", action("c", 16), adapters[16])
+        service.function_used(function("guest/a@0.0.1:x", 8, adapters[8]))
+        service.function_used(function("guest/c@0.0.1:z", 16, adapters[16]))
         await service.idle()
     assert dispatcher.models == {"guest/a@0.0.1:x": PrefillModel(33.0, 10.0)}
-    assert service.describe(action("c", 16)) == {
+    assert service.describe(function("c", 16)) == {
         "source": "default", "adapterRank": 16, "t0Ms": 35.0, "alphaMs": 16.0,
         "profiling": "off"}
 
@@ -370,8 +372,8 @@ async def test_a_fit_holds_for_its_own_backbone_only(
         "other": ProfiledBackbone(other_key, other_profiler)})  # type: ignore[arg-type]
     await service.load()
     async with service.running():
-        service.function_used("guest/a@0.0.1:x", action("a", 8), adapters[8])
-        service.function_used("guest/b@0.0.1:y", action("b", 8, "other"), adapters[8])
+        service.function_used(function("guest/a@0.0.1:x", 8, adapters[8]))
+        service.function_used(function("guest/b@0.0.1:y", 8, adapters[8], "other"))
         await service.idle()
     assert demo_profiler.calls == [] and other_profiler.calls == [adapters[8]]
     assert dispatcher.models == {"guest/a@0.0.1:x": PrefillModel(33.0, 10.0),
@@ -379,6 +381,5 @@ async def test_a_fit_holds_for_its_own_backbone_only(
     assert [f.profile.model for f in await read(sessions, other_key, 8)] == [
         PrefillModel(28.0, 10.0), PrefillModel(31.0, 10.0)]
     # No backbone annotation: the first backbone's fit; an unserved one: none at all.
-    assert service.describe(Action(name="c", annotations=[
-        {"key": "adapter", "value": {"rank": 8}}]))["t0Ms"] == 33.0
-    assert service.describe(action("d", 8, "gone"))["profiling"] == "off"
+    assert service.describe(function("c", 8, backbone=""))["t0Ms"] == 33.0
+    assert service.describe(function("d", 8, backbone="gone"))["profiling"] == "off"

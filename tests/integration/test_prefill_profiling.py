@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from lorafaas.backbone.checkpoint import checkpoint_digest
-from lorafaas.controller.appkeys import prefill_key, sessions_key
+from lorafaas.controller.app import local_invoker_key
+from lorafaas.controller.appkeys import sessions_key
 from lorafaas.invoker.backend import LABEL_ACTION, LABEL_INVOKER
 from lorafaas.invoker.prefill_runner import PROFILE_LABEL
 from lorafaas.registry.models import PrefillProfileRecord
@@ -103,7 +104,7 @@ async def test_a_deployed_rank_is_profiled_stored_shown_and_kept_across_restarts
     rank = next(a["value"]["rank"] for a in created["annotations"] if a["key"] == "adapter")
     # Deploying queued the rank: the profile runs in the background, the API answers meanwhile.
     assert (await prefill_model(platform, "pirate"))["source"] in ("default", "profiled")
-    await asyncio.wait_for(platform.app[prefill_key].idle(), PATIENCE_S)
+    await asyncio.wait_for(platform.app[local_invoker_key].prefill.idle(), PATIENCE_S)
 
     [row] = await stored_rows(platform)
     check_row(row, rank, settings)

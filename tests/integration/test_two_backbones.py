@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from lorafaas.backbone_specs import BackboneSpec
-from lorafaas.controller.appkeys import pool_key
+from lorafaas.controller.app import local_invoker_key
 from lorafaas.invoker.containers import ContainerState
 from lorafaas.settings import Settings, replace
 from tests.integration.test_cli import Cli
@@ -88,7 +88,7 @@ async def stem_cells(platform, timeout_s: float = 600.0) -> dict[str, str]:  # t
     """Backbone -> container id of its stem cell, once each backbone has one."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        stems = {c.backbone: c.info.id for c in platform.app[pool_key].containers()
+        stems = {c.backbone: c.info.id for c in platform.app[local_invoker_key].pool.containers()
                  if c.state is ContainerState.STEM}
         if set(stems) == {"demo", "tiny"}:
             return stems
@@ -145,7 +145,7 @@ async def test_functions_on_two_backbones_match_peft_on_their_own(  # type: igno
         status, record, _ = await invoke(platform, name, prompt=PROMPT, max_tokens=MAX_TOKENS,
                                          return_token_ids=True)
         assert status == 200, record
-        served = [c for c in platform.app[pool_key].containers()
+        served = [c for c in platform.app[local_invoker_key].pool.containers()
                   if c.function_path == f"guest/{name}"]
         assert [c.backbone for c in served] == [backbone or "demo"]
         assert annotation(record, "startKind") == "prewarm"

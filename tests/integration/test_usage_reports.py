@@ -24,7 +24,8 @@ from lorafaas.billing.ledger import ACTIVATION, usage_row
 from lorafaas.billing.metering import Usage, cost_of
 from lorafaas.billing.prices import PriceSheet
 from lorafaas.billing.reports import ReportQuery, build_report, load_rows, report_csv
-from lorafaas.controller.appkeys import pool_key, sessions_key
+from lorafaas.controller.app import local_invoker_key
+from lorafaas.controller.appkeys import sessions_key
 from lorafaas.errors import BadRequest
 from lorafaas.registry.db import make_engine, make_sessions
 from lorafaas.registry.namespaces import create_namespace
@@ -287,7 +288,7 @@ async def test_real_invocations_are_metered_reported_and_conserved(  # type: ign
     # The two cold starts are overhead, not billed.
     assert body["overhead"]["byKind"]["init"]["gbSeconds"] > 0
 
-    healths = [await runtime_health(socket_of(c)) for c in platform.app[pool_key].containers()]
+    healths = [await runtime_health(socket_of(c)) for c in platform.app[local_invoker_key].pool.containers()]
     assert sum(h.get("generations", 0) for h in healths) == len(records)
     await _check_views(platform, body, records)
     await _check_conservation(platform, docker_client)
@@ -296,7 +297,7 @@ async def test_real_invocations_are_metered_reported_and_conserved(  # type: ign
 async def _check_conservation(platform, docker_client: Any) -> None:  # type: ignore[no-untyped-def]
     """Billed CPU-seconds of warm invocations = the CPU time their containers used over
     them, as the engine counts it: all of it but what the runtimes spend between requests."""
-    containers = [c.info.id for c in platform.app[pool_key].containers()]
+    containers = [c.info.id for c in platform.app[local_invoker_key].pool.containers()]
     before = {cid: engine_cpu_s(docker_client, cid) for cid in containers}
     billed = []
     for i, prompt in enumerate(PROMPTS):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lorafaas.backbone.checkpoint import checkpoint_digest
-from lorafaas.controller.prefill import action_rank, current_key
+from lorafaas.controller.function_refs import action_rank
 from lorafaas.invoker.batching import implausible_model, max_batch_size
 from lorafaas.invoker.dispatcher import DEFAULT_PREFILL
 from lorafaas.invoker.prefill_fits import (
@@ -19,6 +19,7 @@ from lorafaas.invoker.prefill_fits import (
     fit_problem,
     is_stale,
 )
+from lorafaas.invoker.prefill_profiling import current_key
 from lorafaas.registry.models import Action
 from lorafaas.settings import Settings, load_settings, replace
 from lorafaas.wire.machine import describe_machine

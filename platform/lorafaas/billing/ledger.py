@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.billing.metering import Cost, Usage, activation_usage, cost_annotation, cost_of
 from lorafaas.billing.prices import PriceSheet
-from lorafaas.invoker.invoker import ActivationRequest, ActivationResult
+from lorafaas.invoking.activations import ActivationRequest, ActivationResult
 from lorafaas.registry.models import UsageRecord
 
 logger = logging.getLogger(__name__)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import select
 
 from lorafaas import start_kinds
-from lorafaas.controller.appkeys import pool_key, sessions_key
+from lorafaas.billing.ledger import ACTIVATION
+from lorafaas.console.timeline import Charge
+from lorafaas.controller.appkeys import invoker_key, sessions_key
 from lorafaas.registry.activations import list_activations
-from lorafaas.registry.models import Activation
+from lorafaas.registry.models import Activation, UsageRecord
 from lorafaas.registry.namespaces import Identity
 
 MAX_ROWS = 10_000
@@ -24,24 +26,22 @@ async def activations_since(request: web.Request, identity: Identity, since_ms: 
                                       since=since_ms)
 
 
+async def charges_since(request: web.Request, identity: Identity, name: str,
+                        since_ms: int) -> list[Charge]:
+    """The function's billed activations in the ledger since a time, oldest first."""
+    statement = (select(UsageRecord.start_ms, UsageRecord.cost_total)
+                 .where(UsageRecord.kind == ACTIVATION,
+                        UsageRecord.namespace == identity.namespace,
+                        UsageRecord.action == name, UsageRecord.start_ms >= since_ms)
+                 .order_by(UsageRecord.start_ms))
+    async with request.app[sessions_key]() as session:
+        return [Charge(int(start), float(cost))
+                for start, cost in await session.execute(statement)]
+
+
 def containers(request: web.Request) -> list[dict[str, Any]]:
     """Every pooled container: name, function, state, memory, idle time."""
-    return [_describe(c) for c in request.app[pool_key].containers()]
-
-
-def _describe(container: Any) -> dict[str, Any]:
-    if hasattr(container, "describe"):
-        view = dict(container.describe())
-    else:  # the pool before container states: busy or warm
-        view = {"container": container.info.name,
-                "state": "busy" if container.busy else "warm",
-                "idleSeconds": round(time.monotonic() - container.last_used, 1),
-                "memoryMB": 0}
-    key = getattr(container, "function_key", None) or ""
-    info = getattr(container, "info", None)
-    view["pid"] = int(getattr(info, "pid", 0) or 0)  # on the host, for its memory
-    view["function"] = getattr(container, "function_path", None) or key.split("@")[0]
-    return view
+    return request.app[invoker_key].snapshot().containers
 
 
 def function_state(views: list[dict[str, Any]], path: str) -> tuple[str, int]:

@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.controller.backbones import BackboneCatalog
-from lorafaas.controller.invocations import function_key
-from lorafaas.controller.prefill import PrefillProfiling
+from lorafaas.controller.function_refs import function_ref
 from lorafaas.controller.protocol import LORA_KIND, ActionBody
 from lorafaas.controller.uploads import UploadSlots
+from lorafaas.invoking.client import InvokerClient
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.artifacts import (
     ArtifactStore,
@@ -39,13 +39,13 @@ class ActionService:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], store: ArtifactStore,
                  backbones: BackboneCatalog, max_adapter_bytes: int, history: int,
-                 prefill: PrefillProfiling | None = None, max_uploads: int = 4) -> None:
+                 invoker: InvokerClient | None = None, max_uploads: int = 4) -> None:
         self.sessions = sessions
         self.store = store
         self.backbones = backbones
         self.max_adapter_bytes = max_adapter_bytes
         self.history = history
-        self.prefill = prefill  # profiles a new adapter rank before its first request
+        self.invoker = invoker  # profiles a new adapter rank before its first request
         self.uploads = UploadSlots(max_uploads)  # uploads received and validated at once
 
     async def put(self, identity: Identity, name: str, body: ActionBody,
@@ -72,9 +72,9 @@ class ActionService:
             await self._collect({stored.digest})
             raise
         await self._collect(orphaned)
-        if self.prefill is not None:
-            self.prefill.function_used(function_key(identity.namespace, action), action,
-                                       self.store.folder(action.artifact_digest))
+        if self.invoker is not None:
+            self.invoker.prepare(function_ref(identity.namespace, action,
+                                              self.store.folder(action.artifact_digest)))
         return action
 
     async def delete(self, identity: Identity, name: str) -> Action:

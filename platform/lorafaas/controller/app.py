@@ -1,12 +1,13 @@
 """Wiring of the single-machine platform: controller, invoker and a backbone server per
-configured backbone."""
+configured backbone.
+
+The one module of the controller that knows the invoker's insides: it builds the in-process
+invoker (`LocalInvoker`) and hands it to the handlers as an `InvokerClient`."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,13 +22,11 @@ from lorafaas.controller.appkeys import (
     actions_key,
     backbones_key,
     invocations_key,
+    invoker_key,
     login_throttle_key,
-    pool_key,
-    prefill_key,
     served_backbones_key,
     sessions_key,
     settings_key,
-    tracker_key,
 )
 from lorafaas.controller.backbone_servers import backbone_server
 from lorafaas.controller.backbones import Backbone, BackboneCatalog, ServedBackbone
@@ -41,26 +40,21 @@ from lorafaas.controller.middleware import (
 )
 from lorafaas.controller.openai_errors import openai_error_middleware
 from lorafaas.controller.openapi import OPENAPI_PATH, openapi_handler
-from lorafaas.controller.prefill import open_prefill_profiling
 from lorafaas.controller.routes import api_routes
 from lorafaas.controller.throttle import InvocationThrottle, NamespaceLimits
 from lorafaas.invoker.backend import ContainerBackend
-from lorafaas.invoker.batching import PrefillModel
-from lorafaas.invoker.dispatcher import BatchingConfig
-from lorafaas.invoker.invoker import Invoker
-from lorafaas.invoker.keepalive import KeepAliveConfig, KeepAlivePolicy
-from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
-from lorafaas.invoker.offloading import MB, AcceleratorMemory, Offloader, OffloadPolicy
-from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
-from lorafaas.invoker.prewarm import PrewarmConfig
+from lorafaas.invoker.local import LocalInvoker, local_invoker
+from lorafaas.invoker.pool import BackboneMounts
+from lorafaas.invoking.client import InvokerClient
 from lorafaas.registry.artifacts import ArtifactStore
 from lorafaas.registry.db import make_engine, make_sessions
-from lorafaas.registry.profiles import all_estimates
 from lorafaas.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 BackendFactory = Callable[[], ContainerBackend]
+# The in-process invoker itself, for the wiring's own resources and for tests of its insides.
+local_invoker_key = web.AppKey("local_invoker", LocalInvoker)
 
 
 def docker_backend_factory() -> ContainerBackend:
@@ -98,7 +92,8 @@ def _setup_http(app: web.Application, settings: Settings) -> None:
 def _idle_metering(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     # After the platform's context: it stops first, while the pool and registry still run.
     async def idle_metering(app: web.Application) -> AsyncIterator[None]:
-        meter = IdleMeter(app[pool_key].containers, app[sessions_key], price_sheet(settings))
+        meter = IdleMeter(app[local_invoker_key].pool.containers, app[sessions_key],
+                          price_sheet(settings))
         async with meter.running():
             yield
     return idle_metering
@@ -117,96 +112,44 @@ def _platform(settings: Settings, backend_factory: BackendFactory
         engine = make_engine(settings.database_url)
         served = [app[served_backbones_key][spec.name] for spec in settings.backbone_specs]
         app[backbones_key] = await asyncio.to_thread(_catalog, served)
-        pool = ContainerPool(backend_factory(), _pool_config(settings), _mounts(served))
-        tracker = FunctionTracker(KeepAlivePolicy(KeepAliveConfig(
-            fixed_keepalive_s=settings.keepalive_fixed_s,
-            policy="fixed" if settings.keepalive_policy == "fixed" else "histogram")))
-        pool.offloader = _offloader(settings, tracker)
         tasks: set[asyncio.Task[Any]] = set()
-        maintenance: asyncio.Task[None] | None = None
-        # The invoker's batch dispatcher loop, and the worker that profiles prefill times.
-        dispatching = contextlib.AsyncExitStack()
         try:
-            await pool.remove_orphans()
             sessions = make_sessions(engine)
-            await _services(app, settings, sessions, pool, tracker, tasks)
-            # Plan pre-loading with the artifact profiles measured before this start.
-            async with sessions() as session:
-                tracker.profiles.seed(await all_estimates(session))
-            await dispatching.enter_async_context(
-                app[invocations_key].invoker.dispatcher.running_loop())
-            await dispatching.enter_async_context(app[prefill_key].running())
-            # Activations accepted before the last stop (or crash) and never recorded.
-            await app[invocations_key].resume_pending()
-            maintenance = asyncio.create_task(_maintenance(settings, pool, tracker).run())
-            yield
+            async with local_invoker(settings, backend_factory(), _mounts(served),
+                                     sessions) as invoker:
+                app[local_invoker_key] = invoker
+                _services(app, settings, sessions, invoker, tasks)
+                # The invoker's batch dispatcher loop, and the worker that profiles prefills.
+                async with invoker.running():  # after the activations: they wait for batches
+                    try:
+                        # Activations accepted before the last stop (or crash), never recorded.
+                        await app[invocations_key].resume_pending()
+                        async with invoker.maintaining():
+                            yield
+                    finally:
+                        await _finish(tasks)
         finally:
-            if maintenance is not None:
-                maintenance.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await maintenance
-            await _finish(tasks)
-            await dispatching.aclose()  # after the activations, which wait for their batches
-            await pool.shutdown()
             await engine.dispose()
     return platform
 
 
-async def _services(app: web.Application, settings: Settings,
-                    sessions: async_sessionmaker[AsyncSession], pool: ContainerPool,
-                    tracker: FunctionTracker, tasks: set[asyncio.Task[Any]]) -> None:
+def _services(app: web.Application, settings: Settings,
+              sessions: async_sessionmaker[AsyncSession], invoker: InvokerClient,
+              tasks: set[asyncio.Task[Any]]) -> None:
     store = ArtifactStore(settings.artifacts_dir)
     catalog = app[backbones_key]
     throttle = InvocationThrottle(NamespaceLimits(settings.invocations_per_minute,
                                                   settings.concurrent_invocations))
     app[sessions_key] = sessions
-    app[pool_key] = pool
-    app[tracker_key] = tracker
-    invoker = Invoker(pool, tracker, _batching(settings))
-    prefill = await open_prefill_profiling(settings, pool.backend, sessions,
-                                           invoker.dispatcher)
-    app[prefill_key] = prefill
+    app[invoker_key] = invoker
     app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes,
-                                     settings.action_history, prefill=prefill,
+                                     settings.action_history, invoker=invoker,
                                      max_uploads=settings.max_concurrent_uploads)
     specs = settings.backbone_specs
     context = ContextCheck({s.name: settings.shm_dir / s.name for s in specs},
                            {s.name: s.folder for s in specs})
     app[invocations_key] = InvocationService(sessions, store, invoker, throttle, tasks,
-                                             prices=price_sheet(settings), prefill=prefill,
-                                             context=context)
-
-
-def _maintenance(settings: Settings, pool: ContainerPool,
-                 tracker: FunctionTracker) -> Maintenance:
-    prewarm = PrewarmConfig(min_count=min(settings.prewarm_min, settings.prewarm_max),
-                            max_count=settings.prewarm_max, ttl_s=settings.prewarm_ttl_s)
-    return Maintenance(pool, tracker, prewarm, settings.maintenance_period_s,
-                       preloading=settings.preloading,
-                       spare_share=settings.preload_spare_share)
-
-
-def _offloader(settings: Settings, tracker: FunctionTracker) -> Offloader | None:
-    if settings.accelerator_memory_mb == 0:
-        return None  # unlimited: nothing to keep within a budget
-
-    def rate_of(function_key: str) -> float:
-        stats = tracker.stats.get(function_key)
-        return stats.rate_per_s(time.time()) if stats is not None else 0.0
-
-    return Offloader(OffloadPolicy(settings.offload_policy),
-                     AcceleratorMemory(settings.accelerator_memory_mb * MB), rate_of)
-
-
-def _batching(settings: Settings) -> BatchingConfig:
-    return BatchingConfig(enabled=settings.batching != "off",
-                          eager=settings.batching == "eager",
-                          continuous=settings.batching == "continuous",
-                          max_batch_size=settings.max_batch_size,
-                          max_concurrent=settings.max_concurrent_batches,
-                          default_slo_ms=settings.slo_ttft_ms,
-                          default_model=PrefillModel(settings.prefill_t0_ms,
-                                                     settings.prefill_alpha_ms))
+                                             prices=price_sheet(settings), context=context)
 
 
 def _catalog(served: list[ServedBackbone]) -> BackboneCatalog:
@@ -218,17 +161,6 @@ def _catalog(served: list[ServedBackbone]) -> BackboneCatalog:
 def _mounts(served: list[ServedBackbone]) -> dict[str, BackboneMounts]:
     return {s.spec.name: BackboneMounts(s.endpoint.socket_path, s.endpoint.publish_dir)
             for s in served}
-
-
-def _pool_config(settings: Settings) -> PoolConfig:
-    return PoolConfig(invoker_id=settings.invoker_id, image=settings.runtime_image,
-                      run_dir=settings.run_dir, pids_limit=settings.container_pids_limit,
-                      start_timeout_s=settings.container_start_timeout_s,
-                      max_instances=settings.max_instances,
-                      memory_mb=settings.pool_memory_mb,
-                      stem_memory_mb=settings.container_memory_mb,
-                      backbone_sharing=settings.backbone_sharing,
-                      torch_threads=settings.container_torch_threads)
 
 
 async def _finish(tasks: set[asyncio.Task[Any]]) -> None:

@@ -9,19 +9,16 @@ from lorafaas.controller.action_service import ActionService
 from lorafaas.controller.backbones import BackboneCatalog, ServedBackbone
 from lorafaas.controller.invocations import InvocationService
 from lorafaas.controller.login_throttle import LoginThrottle
-from lorafaas.controller.prefill import PrefillProfiling
-from lorafaas.invoker.maintenance import FunctionTracker
-from lorafaas.invoker.pool import ContainerPool
+from lorafaas.invoking.client import InvokerClient
 from lorafaas.settings import Settings
 
 settings_key = web.AppKey("settings", Settings)
 login_throttle_key = web.AppKey("login_throttle", LoginThrottle)
 sessions_key = web.AppKey("sessions", async_sessionmaker[AsyncSession])
-pool_key = web.AppKey("pool", ContainerPool)
-tracker_key = web.AppKey("tracker", FunctionTracker)
+# The invoker(s), reached only through the seam (`lorafaas.invoking.client`).
+invoker_key = web.AppKey("invoker", InvokerClient)
 actions_key = web.AppKey("actions", ActionService)
 invocations_key = web.AppKey("invocations", InvocationService)
-prefill_key = web.AppKey("prefill", PrefillProfiling)
 backbones_key = web.AppKey("backbones", BackboneCatalog)
 # The running backbone servers by name, filled by their cleanup contexts.
 served_backbones_key = web.AppKey("served_backbones", dict[str, ServedBackbone])

@@ -24,13 +24,12 @@ from lorafaas.adapters.archive import HANDLER_NAME
 from lorafaas.billing.ledger import meter_activation
 from lorafaas.billing.prices import PriceSheet
 from lorafaas.controller.context_length import ContextCheck
+from lorafaas.controller.function_refs import action_backbone, function_ref
 from lorafaas.controller.invoke_params import check_generation_parameters
-from lorafaas.controller.prefill import PrefillProfiling, action_backbone
 from lorafaas.controller.protocol import parameter_values
 from lorafaas.controller.throttle import InvocationThrottle
-from lorafaas.invoker.invoker import ActivationRequest, ActivationResult, Invoker
-from lorafaas.invoker.pool import FunctionRef
-from lorafaas.invoker.runtime_client import DeltaSink
+from lorafaas.invoking.activations import ActivationRequest, ActivationResult, DeltaSink
+from lorafaas.invoking.client import InvokerClient
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.artifacts import ArtifactStore
 from lorafaas.registry.db import commit_unsynced
@@ -65,17 +64,15 @@ class InvocationService:
     """Starts activations and stores their records when they end."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], store: ArtifactStore,
-                 invoker: Invoker, throttle: InvocationThrottle,
+                 invoker: InvokerClient, throttle: InvocationThrottle,
                  tasks: set[asyncio.Task[Any]], *, prices: PriceSheet,
-                 prefill: PrefillProfiling | None = None,
                  context: ContextCheck | None = None) -> None:
         self.sessions = sessions
         self.prices = prices
         self.store = store
-        self.invoker = invoker
+        self.invoker = invoker  # the seam: the activation runs wherever the invoker puts it
         self.throttle = throttle
         self.tasks = tasks
-        self.prefill = prefill  # sizes batches by the function's profiled T(b)
         self.context = context  # refuses prompts plus max_tokens past the context length
 
     async def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
@@ -164,16 +161,10 @@ class InvocationService:
         request = ActivationRequest(
             activation_id=pending.activation_id, namespace=pending.namespace, name=action.name,
             version=action.version, subject=pending.subject,
-            function=FunctionRef(
-                key=function_key(pending.namespace, action),
-                path=f"{pending.namespace}/{action.name}",
-                adapter_dir=self.store.folder(action.artifact_digest),
-                memory_mb=action.limits["memory"], adapter_digest=action.artifact_digest,
-                backbone=action_backbone(action) or ""),
+            function=function_ref(pending.namespace, action,
+                                  self.store.folder(action.artifact_digest)),
             parameters={**parameter_values(action.parameters), **pending.parameters},
             limits=action.limits, received_at=pending.received_ms / 1000)
-        if self.prefill is not None:  # before the request reaches the dispatcher's queue
-            self.prefill.function_used(request.function.key, action, request.function.adapter_dir)
         task = asyncio.create_task(self._run_and_store(request, on_delta, state))
         self.tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, pending.namespace))
@@ -216,11 +207,6 @@ def set_columns(row: object) -> dict[str, Any]:
     """The column values set on a new ORM object (so the database fills the others)."""
     return {attr.key: row.__dict__[attr.key] for attr in inspect(row).mapper.column_attrs
             if attr.key in row.__dict__}
-
-
-def function_key(namespace: str, action: Action) -> str:
-    """The pool's key of an action's code: containers are reused only for the same code."""
-    return f"{namespace}/{action.name}@{action.version}:{action.artifact_digest}"
 
 
 def _activation_row(request: ActivationRequest, result: ActivationResult,

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from lorafaas.invoking.activations import ArtifactLoad
+
 EWMA_WEIGHT = 0.25
 ARTIFACTS = ("libraries", "backbone", "adapter", "tokenizer", "kernels")  # load order
 TIERS = ("disk", "host", "accelerator")
@@ -21,16 +23,6 @@ HOST = "host"  # where the runtime loads artifacts to, and the tier it sizes
 
 # (artifact, tier) -> estimate, for one function's code
 Estimates = dict[tuple[str, str], "LoadEstimate"]
-
-
-@dataclass(frozen=True)
-class ArtifactLoad:
-    """One artifact loaded by a start: into which tier, in how long (ms), taking how many bytes."""
-
-    artifact: str
-    tier: str
-    load_ms: float
-    memory_bytes: int
 
 
 @dataclass(frozen=True)

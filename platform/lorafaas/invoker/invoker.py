@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from lorafaas.invoker.artifact_loads import ArtifactLoad, measured_loads
+from lorafaas.invoker.artifact_loads import measured_loads
 from lorafaas.invoker.batch_runner import BatchRunner, container_logs
 from lorafaas.invoker.dispatcher import BatchFailed, BatchingConfig, Dispatcher, Served, Ticket
 from lorafaas.invoker.maintenance import FunctionTracker
 from lorafaas.invoker.metrics import InvokerMetrics
-from lorafaas.invoker.pool import ContainerPool, FunctionRef, Lease
+from lorafaas.invoker.pool import ContainerPool, Lease
 from lorafaas.invoker.records import (
     APPLICATION_ERROR,
     DEVELOPER_ERROR,
@@ -22,39 +21,9 @@ from lorafaas.invoker.records import (
     response,
 )
 from lorafaas.invoker.runtime_client import DeltaSink
+from lorafaas.invoking.activations import ActivationRequest, ActivationResult
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ActivationRequest:
-    """One invocation as the controller hands it to the invoker."""
-
-    activation_id: str
-    namespace: str
-    name: str
-    version: str
-    subject: str
-    function: FunctionRef
-    parameters: dict[str, Any]
-    limits: dict[str, Any]
-    received_at: float  # epoch seconds when the controller accepted it
-
-
-@dataclass(frozen=True)
-class ActivationResult:
-    """The finished activation, ready to be stored as OpenWhisk's record."""
-
-    start_ms: int
-    end_ms: int
-    status_code: int
-    response: dict[str, Any]
-    logs: list[str]
-    annotations: list[dict[str, Any]]
-    timings: dict[str, float] = field(default_factory=dict)  # the runtime's, ms (metering)
-    loads: tuple[ArtifactLoad, ...] = ()  # artifacts its start loaded, measured in full
-    # Whether this activation accounts for its container's start (one per batch does).
-    reports_start: bool = True
 
 
 class Invoker:

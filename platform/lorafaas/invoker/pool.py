@@ -40,9 +40,11 @@ from lorafaas.invoker.backend import (
     Mount,
 )
 from lorafaas.invoker.containers import ContainerFolders, ContainerState, PooledContainer
+from lorafaas.invoker.evictions import EvictionLog
 from lorafaas.invoker.offloading import Offloader
 from lorafaas.invoker.prewarm import ColdStartWindow, StemBackoff
 from lorafaas.invoker.runtime_client import RuntimeClient, RuntimeUnavailable
+from lorafaas.invoking.activations import FunctionRef
 from lorafaas.wire.attach import CHANNEL_SOCKET_NAME
 from lorafaas.wire.runtime_protocol import RUNTIME_SOCKET_NAME
 
@@ -51,21 +53,10 @@ logger = logging.getLogger(__name__)
 IO_TARGET = "/lorafaas/io"
 ATTACH_TARGET = "/lorafaas/attach"
 STEM_LABEL = "(stem cell)"
+SHUTDOWN = "invoker stopping"  # a removal that is no eviction: not recorded
 # What eviction takes first: a pre-loaded container was loaded on a prediction, a warm one
 # has served its function, and a stem cell can become any function's container.
 EVICTION_ORDER = (ContainerState.PRELOADED, ContainerState.IDLE, ContainerState.STEM)
-
-
-@dataclass(frozen=True)
-class FunctionRef:
-    """What the pool needs of an action to start and reuse its containers."""
-
-    key: str  # namespace/name@version:digest: containers are reused only for the same code
-    path: str  # namespace/name
-    adapter_dir: Path
-    memory_mb: int
-    adapter_digest: str = ""  # keys the artifact profiles measured for this code
-    backbone: str = ""  # the backbone's name ("": the pool's default backbone)
 
 
 @dataclass(frozen=True)
@@ -148,6 +139,7 @@ class ContainerPool:
         self._stem_waiters: Counter[str] = Counter()  # requests waiting for one, per backbone
         self._retirements: Counter[str] = Counter()  # remove_function calls per action path
         self._doomed: set[str] = set()  # ids of containers to remove once their work ends
+        self.evictions = EvictionLog()  # what was removed, when and why (the platform page)
         # Notified whenever a container is freed, removed or done starting.
         self._changed = asyncio.Condition()
 
@@ -490,6 +482,8 @@ class ContainerPool:
     async def _remove_all(self, containers: list[PooledContainer], reason: str) -> None:
         for container in containers:
             logger.info("removing container %s: %s", container.info.name, reason)
+            if reason != SHUTDOWN:
+                self.evictions.record(container, reason)
             self._doomed.discard(container.info.id)
             await container.client.close()
             await asyncio.to_thread(self.backend.remove, container.info.id)
@@ -532,7 +526,7 @@ class ContainerPool:
         """Remove every container, and any whose start was cut short (it has our label)."""
         containers = list(self._containers.values())
         self._containers.clear()
-        await self._remove_all(containers, "invoker stopping")
+        await self._remove_all(containers, SHUTDOWN)
         await self.remove_orphans()
 
     async def check_alive(self, container: PooledContainer) -> tuple[int | None, bool]:

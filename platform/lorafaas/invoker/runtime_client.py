@@ -12,20 +12,14 @@ from typing import Any
 
 import aiohttp
 
+from lorafaas.invoking.activations import DeltaSink, StreamCancelled
 from lorafaas.wire.runtime_protocol import ENVELOPE_HEADER, METRICS_HEADER
 
 RUNTIME_URL = "http://runtime"  # the host part is ignored on a Unix socket
 
 
-DeltaSink = Callable[[str], Awaitable[None]]
-
-
 class RuntimeUnavailable(Exception):
     """The container's runtime did not answer (it died, or never came up)."""
-
-
-class StreamCancelled(Exception):
-    """Raised by a delta sink whose reader has left: the generation is to stop."""
 
 
 @dataclass(frozen=True)

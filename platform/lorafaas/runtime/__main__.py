@@ -40,6 +40,8 @@ if int(os.environ.get("LORAFAAS_TORCH_THREADS", "0")) > 0:
 
 from lorafaas.runtime.function import RuntimePaths
 from lorafaas.runtime.log_capture import LogCapture, capture_process_output
+from lorafaas.runtime.namespace import NamespacePaths
+from lorafaas.runtime.namespace_server import create_namespace_app
 from lorafaas.runtime.server import create_app
 
 
@@ -53,8 +55,17 @@ async def serve(capture: LogCapture) -> None:
                                           "/lorafaas/attach/attach.sock")) if sharing else None,
         backbone_dir=Path(os.environ.get("LORAFAAS_BACKBONE_DIR", "/backbone")),
         adapter_dir=Path(os.environ.get("LORAFAAS_ADAPTER_DIR", "/adapter")))
-    app = create_app(paths, os.environ.get("LORAFAAS_CONTAINER_NAME", "runtime"), LIBRARIES_MS,
-                     LIBRARIES_BYTES, capture)
+    client = os.environ.get("LORAFAAS_CONTAINER_NAME", "runtime")
+    if os.environ.get("LORAFAAS_RUNTIME_MODE", "function") == "namespace":
+        # Several functions of one namespace (runtime.namespace_server); the adapters are
+        # mounted one folder per function under LORAFAAS_ADAPTERS_DIR.
+        namespace = NamespacePaths(paths.attach_socket, paths.backbone_dir,
+                                   Path(os.environ.get("LORAFAAS_ADAPTERS_DIR", "/adapters")))
+        budget = int(os.environ.get("LORAFAAS_ADAPTER_BUDGET_MB", "256")) * 1024 * 1024
+        app = create_namespace_app(namespace, client, budget, LIBRARIES_MS, LIBRARIES_BYTES,
+                                   capture)
+    else:
+        app = create_app(paths, client, LIBRARIES_MS, LIBRARIES_BYTES, capture)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     socket_path.unlink(missing_ok=True)

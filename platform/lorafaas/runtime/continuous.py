@@ -78,14 +78,17 @@ class ContinuousEngine:
 
     `prepare` runs before each admission and returns the ms a restore of offloaded artifacts
     took (None: nothing to restore); `account(busy_ms, ended)` is told each iteration's wall
-    time and how many requests it ended (the runtime's /health counters).
+    time and how many requests it ended (the runtime's /health counters); `observe` is
+    given the requests of the rows each iteration processed (a batch's composition).
     """
 
     def __init__(self, model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                  prepare: Callable[[], float | None] = lambda: None,
                  account: Callable[[float, int], None] = lambda busy_ms, ended: None,
                  decoder_factory: Callable[..., Any] = BatchDecoder,
-                 engine_name: str = "general") -> None:
+                 engine_name: str = "general",
+                 observe: Callable[[list[GenerationRequest]], None] = lambda requests: None
+                 ) -> None:
         self.model = model
         # Builds each admission's batch: (model, tokenizer, requests, first index); the
         # native engine's batches have BatchDecoder's interface.
@@ -94,6 +97,7 @@ class ContinuousEngine:
         self.tokenizer = tokenizer
         self._prepare = prepare
         self._account = account
+        self._observe = observe
         self._changed = threading.Condition()
         # Shared with other threads, under `_changed`:
         self._pending: list[_Entry] = []
@@ -201,6 +205,7 @@ class ContinuousEngine:
         for index, share in split_by_tokens(busy_ms, tokens).items():
             self._entries[index].compute_ms += share
         self._account(busy_ms, len(results))
+        self._observe([self._entries[index].request for index in tokens])
         for index, result in results:
             entry = self._entries.pop(index)
             timings: dict[str, Any] = {**entry.timings(now), "engine": self.engine_name}

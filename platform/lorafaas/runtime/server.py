@@ -59,6 +59,7 @@ from lorafaas.runtime.generation import GenerationRequest, RequestError, parse_r
 from lorafaas.runtime.idle_trim import IdleTrimmer, idle_trim_middleware
 from lorafaas.runtime.log_capture import LogCapture
 from lorafaas.runtime.memory import release_free_heap
+from lorafaas.runtime.namespace import FunctionView
 from lorafaas.runtime.streaming import IncrementalText
 from lorafaas.wire.aio import drain
 from lorafaas.wire.runtime_protocol import ENVELOPE_HEADER, METRICS_HEADER, SENTINEL
@@ -66,6 +67,9 @@ from lorafaas.wire.runtime_protocol import ENVELOPE_HEADER, METRICS_HEADER, SENT
 logger = logging.getLogger(__name__)
 
 function_key = web.AppKey("function", dict)
+# What /run serves: the container's own function, or one function of a namespace container
+# (`runtime.namespace_server`), whose requests all join the namespace's shared decode.
+Served = LoadedFunction | FunctionView
 
 
 def create_app(paths: RuntimePaths, client: str, libraries_ms: float,
@@ -144,7 +148,7 @@ async def handle_run(request: web.Request) -> web.StreamResponse:
         return await _run_one(request, loaded, body, log)
 
 
-async def _run_one(request: web.Request, loaded: LoadedFunction, body: dict[str, Any],
+async def _run_one(request: web.Request, loaded: Served, body: dict[str, Any],
                    log: ActivationLog) -> web.StreamResponse:
     """The single form of /run (streamed or not, joined or not)."""
     state = request.app[function_key]
@@ -228,7 +232,7 @@ async def handle_cancel(request: web.Request) -> web.Response:
     return web.json_response({"cancelled": streaming is not None})
 
 
-async def _run_streamed(request: web.Request, loaded: LoadedFunction,
+async def _run_streamed(request: web.Request, loaded: Served,
                         generation_request: GenerationRequest, log: ActivationLog,
                         activation_id: str, join: bool = False) -> web.StreamResponse:
     """`_stream_lines`, cancellable by `/cancel` while it runs."""
@@ -240,7 +244,7 @@ async def _run_streamed(request: web.Request, loaded: LoadedFunction,
         streams.pop(activation_id, None)
 
 
-async def _stream_lines(request: web.Request, loaded: LoadedFunction,
+async def _stream_lines(request: web.Request, loaded: Served,
                         generation_request: GenerationRequest, log: ActivationLog,
                         join: bool) -> web.StreamResponse:
     """Stream `{"delta": text}` lines, then one `{"result": ..., "timings": ...}` line
@@ -277,7 +281,7 @@ async def _stream_lines(request: web.Request, loaded: LoadedFunction,
     return response
 
 
-async def _run_batch(request: web.Request, loaded: LoadedFunction, body: dict[str, Any],
+async def _run_batch(request: web.Request, loaded: Served, body: dict[str, Any],
                      join: bool, capture: LogCapture | None) -> web.StreamResponse:
     """One batched generation (`join`: each request joins the continuous-batching engine);
     a `{"index", "result", "timings"}` line as each request ends."""
@@ -286,7 +290,7 @@ async def _run_batch(request: web.Request, loaded: LoadedFunction, body: dict[st
         return await _run_batch_logged(request, loaded, body, join, logs)
 
 
-async def _run_batch_logged(request: web.Request, loaded: LoadedFunction,
+async def _run_batch_logged(request: web.Request, loaded: Served,
                             body: dict[str, Any], join: bool,
                             logs: list[ActivationLog]) -> web.StreamResponse:
     """`_run_batch` with each request's log."""
@@ -314,7 +318,7 @@ async def _run_batch_logged(request: web.Request, loaded: LoadedFunction,
 Outcome = tuple[int, dict[str, Any], dict[str, float]]  # request index, result, timings
 
 
-async def _batched(loaded: LoadedFunction,
+async def _batched(loaded: Served,
                    accepted: list[tuple[int, GenerationRequest]]) -> AsyncIterator[Outcome]:
     """The requests as one batched generation on a worker thread, each as it ends."""
     loop = asyncio.get_running_loop()
@@ -331,7 +335,7 @@ async def _batched(loaded: LoadedFunction,
     await running  # re-raises a failure of the generation
 
 
-async def _joined(loaded: LoadedFunction,
+async def _joined(loaded: Served,
                   accepted: list[tuple[int, GenerationRequest]]) -> AsyncIterator[Outcome]:
     """The requests joined to the continuous-batching engine together (so they are
     prefilled together), each as it ends."""

@@ -19,14 +19,12 @@ from lorafaas.controller.api.params import (
 from lorafaas.controller.appkeys import (
     actions_key,
     invocations_key,
-    pool_key,
-    prefill_key,
+    invoker_key,
     sessions_key,
     settings_key,
-    tracker_key,
 )
 from lorafaas.controller.auth import namespace_and_action, namespace_of
-from lorafaas.controller.invocations import function_key
+from lorafaas.controller.function_refs import function_ref
 from lorafaas.controller.protocol import (
     LORA_KIND,
     ActionBody,
@@ -102,16 +100,15 @@ async def get_action(request: web.Request) -> web.Response:
     if with_code:
         code = request.app[actions_key].store.zip_path(action.artifact_digest).read_bytes()
     body = action_json(action, identity.namespace, code)
-    body["instances"] = request.app[pool_key].instances(f"{identity.namespace}/{action.name}")
-    decision = request.app[tracker_key].decision(function_key(identity.namespace, action))
-    body["keepAlive"] = {"policy": decision.policy, "reason": decision.reason,
-                         "prewarmWindowSeconds": decision.prewarm_window_s,
-                         "keepAliveSeconds": decision.keepalive_s}
+    view = request.app[invoker_key].describe_function(function_ref(
+        identity.namespace, action, request.app[actions_key].store.folder(action.artifact_digest)))
+    body["instances"] = view.instances
+    body["keepAlive"] = view.keep_alive
     async with request.app[sessions_key]() as session:
         profiles = await function_profiles(session, identity.namespace, action.name,
                                            action.artifact_digest)
     body["artifactProfiles"] = [profile_json(row) for row in profiles]
-    body["prefillModel"] = request.app[prefill_key].describe(action)
+    body["prefillModel"] = view.prefill_model
     return web.json_response(body)
 
 

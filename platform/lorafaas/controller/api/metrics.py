@@ -6,15 +6,11 @@ with `basic_auth` set to the uuid and key of a namespace in LORAFAAS_ADMIN_NAMES
 
 from __future__ import annotations
 
-import time
-from collections import Counter
-
 from aiohttp import web
 
-from lorafaas.controller.appkeys import invocations_key, pool_key, settings_key
+from lorafaas.controller.appkeys import invoker_key, settings_key
 from lorafaas.controller.auth import identify
 from lorafaas.errors import Forbidden
-from lorafaas.invoker.metrics import CONTENT_TYPE, Gauges, render
 
 
 async def prometheus_metrics(request: web.Request) -> web.Response:
@@ -23,16 +19,5 @@ async def prometheus_metrics(request: web.Request) -> web.Response:
     if identity.namespace not in request.app[settings_key].admin_namespaces:
         raise Forbidden("Only keys of an admin namespace (LORAFAAS_ADMIN_NAMESPACES) may read "
                         "the invoker's metrics.")
-    invoker = request.app[invocations_key].invoker
-    dispatcher = invoker.dispatcher
-    pool = request.app[pool_key]
-    states = Counter(c.state.value for c in pool.containers())
-    backoff, now = pool.stem_backoff, time.time()
-    gauges = Gauges(queue_lengths=dispatcher.queue_lengths(),
-                    batches_running=dispatcher.running,
-                    max_concurrent_batches=dispatcher.config.max_concurrent,
-                    containers=states,
-                    stem_failures={b: s.total for b, s in backoff.states.items()},
-                    stem_backoff_s={b: backoff.waiting_s(b, now) for b in backoff.states})
-    return web.Response(body=render(invoker.metrics, gauges).encode(),
-                        headers={"Content-Type": CONTENT_TYPE})
+    metrics = request.app[invoker_key].metrics()
+    return web.Response(body=metrics.body.encode(), headers={"Content-Type": metrics.content_type})

@@ -30,7 +30,7 @@ from lorafaas.controller.openai_protocol import (
 )
 from lorafaas.controller.protocol import DEFAULT_MAX_TOKENS
 from lorafaas.errors import BadRequest, LoraFaasError, NotFound
-from lorafaas.invoker.runtime_client import StreamCancelled
+from lorafaas.invoking.activations import StreamCancelled
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.models import Activation
 from lorafaas.registry.namespaces import Identity

@@ -141,7 +141,9 @@ class NativeBatch:
 
     def _next_tokens(self, logits: torch.Tensor) -> list[int]:
         ignoring = [i for i, row in enumerate(self.rows) if row.request.ignore_eos]
-        if ignoring and self.eos_ids:
+        if len(ignoring) == len(self.rows) and self.eos_ids:
+            logits.index_fill_(1, self._eos, float("-inf"))  # every row: one fill
+        elif ignoring and self.eos_ids:
             logits[torch.tensor(ignoring).unsqueeze(1), self._eos] = float("-inf")
         greedy = logits.argmax(dim=-1).tolist()
         return [_sample(logits[i], row) if row.sampler is not None else int(greedy[i])

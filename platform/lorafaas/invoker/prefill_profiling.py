@@ -1,9 +1,10 @@
-"""Profiled prefill models in the controller: load, schedule, store and apply the fits.
+"""Profiled prefill models in the invoker: load, schedule, store and apply the fits.
 
 At start the fits stored under each backbone's key (its checkpoint, the runtime image id,
 the machine: `lorafaas.invoker.prefill_fits`) are loaded: a fit holds for one backbone.
-When a function is deployed or invoked, its backbone and adapter rank (which validation stored in its `adapter` annotation) is looked
-up: with a fit, the dispatcher sizes the function's batches by it; without one, and with
+When a function is deployed or invoked, its backbone and adapter rank (which validation stored
+in its `adapter` annotation, and the controller passes in its `FunctionRef`) is looked up:
+with a fit, the dispatcher sizes the function's batches by it; without one, and with
 `LORAFAAS_PREFILL_PROFILING=auto`, the rank is queued for profiling with the function's
 own adapter folder. One worker profiles the queued ranks one after another in the
 background (`lorafaas.invoker.prefill_runner`), so a request never waits for a profile and
@@ -38,8 +39,8 @@ from lorafaas.invoker.prefill_runner import (
     ProfileReport,
     run_profiler,
 )
+from lorafaas.invoking.activations import FunctionRef
 from lorafaas.registry.clock import now_ms
-from lorafaas.registry.models import Action
 from lorafaas.registry.prefill_profiles import read_fits, store_fits
 from lorafaas.settings import Settings
 from lorafaas.wire.machine import describe_machine
@@ -49,24 +50,6 @@ logger = logging.getLogger(__name__)
 # Profile an adapter folder (of the rank wanted) and report the fits.
 Measure = Callable[[Path], Awaitable[ProfileReport]]
 Sessions = async_sessionmaker[AsyncSession]
-
-
-def action_rank(action: Action) -> int | None:
-    """The LoRA rank validation stored in the action's `adapter` annotation, if any."""
-    for annotation in action.annotations:
-        value = annotation.get("value")
-        if annotation.get("key") == "adapter" and isinstance(value, dict):
-            rank = value.get("rank")
-            return rank if isinstance(rank, int) else None
-    return None
-
-
-def action_backbone(action: Action) -> str | None:
-    """The backbone the action's `backbone` annotation names (None: the default)."""
-    for annotation in action.annotations:
-        if annotation.get("key") == "backbone" and isinstance(annotation.get("value"), str):
-            return str(annotation["value"])
-    return None
 
 
 async def current_key(settings: Settings, backend: ContainerBackend,
@@ -157,15 +140,16 @@ class PrefillProfiling:
             logger.info("prefill fits of adapter ranks %s loaded for %s on %s",
                         self.tables[name].ranks(), name, backbone.key.machine)
 
-    def _slot(self, action: Action) -> Slot | None:
-        rank, backbone = action_rank(action), action_backbone(action) or self.default
+    def _slot(self, function: FunctionRef) -> Slot | None:
+        rank, backbone = function.adapter_rank, function.backbone or self.default
         return (backbone, rank) if rank is not None and backbone in self.backbones else None
 
-    def function_used(self, function_key: str, action: Action, adapter_dir: Path) -> None:
+    def function_used(self, function: FunctionRef) -> None:
         """A function is deployed or invoked: apply its rank's fit, or queue the rank."""
-        slot = self._slot(action)
+        slot = self._slot(function)
         if slot is None:
             return
+        function_key, adapter_dir = function.key, function.adapter_dir
         self._functions.setdefault(slot, set()).add(function_key)
         fit = self.tables[slot[0]].chosen(slot[1])
         measure = self.backbones[slot[0]].measure
@@ -205,9 +189,9 @@ class PrefillProfiling:
                         "R² = %.4f (prompt length %d)", rank, name, chosen.model.t0_ms,
                         chosen.model.alpha_ms, chosen.profile.r2, chosen.profile.prompt_length)
 
-    def describe(self, action: Action) -> dict[str, Any]:
+    def describe(self, function: FunctionRef) -> dict[str, Any]:
         """The prefill model in force for a function, as the API shows it."""
-        rank, slot = action_rank(action), self._slot(action)
+        rank, slot = function.adapter_rank, self._slot(function)
         fit = self.tables[slot[0]].chosen(slot[1]) if slot is not None else None
         rejected = self._problem(fit) if fit is not None else None
         if fit is not None and rejected is None:
@@ -297,7 +281,7 @@ class PrefillProfiling:
 
 async def open_prefill_profiling(settings: Settings, backend: ContainerBackend,
                                  sessions: Sessions, dispatcher: Dispatcher) -> PrefillProfiling:
-    """The controller's prefill profiling of every backbone, with the fits stored for this
+    """The invoker's prefill profiling of every backbone, with the fits stored for this
     deployment loaded."""
     enabled = settings.prefill_profiling == "auto" and settings.batching != "off"
     backbones = {}

@@ -1,0 +1,39 @@
+"""An action as the invoker knows it: its `FunctionRef`, built from the registry's row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lorafaas.invoking.activations import FunctionRef
+from lorafaas.registry.models import Action
+
+
+def action_rank(action: Action) -> int | None:
+    """The LoRA rank validation stored in the action's `adapter` annotation, if any."""
+    for annotation in action.annotations:
+        value = annotation.get("value")
+        if annotation.get("key") == "adapter" and isinstance(value, dict):
+            rank = value.get("rank")
+            return rank if isinstance(rank, int) else None
+    return None
+
+
+def action_backbone(action: Action) -> str | None:
+    """The backbone the action's `backbone` annotation names (None: the default)."""
+    for annotation in action.annotations:
+        if annotation.get("key") == "backbone" and isinstance(annotation.get("value"), str):
+            return str(annotation["value"])
+    return None
+
+
+def function_key(namespace: str, action: Action) -> str:
+    """The pool's key of an action's code: containers are reused only for the same code."""
+    return f"{namespace}/{action.name}@{action.version}:{action.artifact_digest}"
+
+
+def function_ref(namespace: str, action: Action, adapter_dir: Path) -> FunctionRef:
+    """The action's code, limits, backbone and adapter rank, for the invoker."""
+    return FunctionRef(key=function_key(namespace, action), path=f"{namespace}/{action.name}",
+                       adapter_dir=adapter_dir, memory_mb=action.limits["memory"],
+                       adapter_digest=action.artifact_digest,
+                       backbone=action_backbone(action) or "", adapter_rank=action_rank(action))

@@ -1,0 +1,70 @@
+"""What crosses the seam for one activation: the function, the request, its text deltas and
+its result."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Takes each text delta of a streamed activation as it comes.
+DeltaSink = Callable[[str], Awaitable[None]]
+
+
+class StreamCancelled(Exception):
+    """Raised by a delta sink whose reader has left: the generation is to stop."""
+
+
+@dataclass(frozen=True)
+class FunctionRef:
+    """What the invoker needs of an action to start and reuse its containers."""
+
+    key: str  # namespace/name@version:digest: containers are reused only for the same code
+    path: str  # namespace/name
+    adapter_dir: Path
+    memory_mb: int
+    adapter_digest: str = ""  # keys the artifact profiles measured for this code
+    backbone: str = ""  # the backbone's name ("": the pool's default backbone)
+    adapter_rank: int | None = None  # the LoRA rank validation found: keys its prefill fit
+
+
+@dataclass(frozen=True)
+class ArtifactLoad:
+    """One artifact loaded by a start: into which tier, in how long (ms), taking how many bytes."""
+
+    artifact: str
+    tier: str
+    load_ms: float
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class ActivationRequest:
+    """One invocation as the controller hands it to the invoker."""
+
+    activation_id: str
+    namespace: str
+    name: str
+    version: str
+    subject: str
+    function: FunctionRef
+    parameters: dict[str, Any]
+    limits: dict[str, Any]
+    received_at: float  # epoch seconds when the controller accepted it
+
+
+@dataclass(frozen=True)
+class ActivationResult:
+    """The finished activation, ready to be stored as OpenWhisk's record."""
+
+    start_ms: int
+    end_ms: int
+    status_code: int
+    response: dict[str, Any]
+    logs: list[str]
+    annotations: list[dict[str, Any]]
+    timings: dict[str, float] = field(default_factory=dict)  # the runtime's, ms (metering)
+    loads: tuple[ArtifactLoad, ...] = ()  # artifacts its start loaded, measured in full
+    # Whether this activation accounts for its container's start (one per batch does).
+    reports_start: bool = True

@@ -1,0 +1,298 @@
+"""A namespace container's runtime: several functions of one namespace on one backbone.
+
+The trust boundary is the namespace: its functions have one owner, so they may share a
+process. The invoker mounts the namespace's adapters read-only under one folder, each
+function's adapter in a folder of its own (its slot); nothing of another namespace is
+there. A function's adapter is loaded on its first request (the native engine's reader:
+tens of milliseconds) and kept within a byte budget (`runtime.adapter_cache`: the coldest
+unpinned adapters go first). Every request of every function joins one continuous decode
+(`runtime.continuous`) in which each row uses its own function's adapter (the native
+engine's grouped LoRA matmuls), so its greedy tokens are the ones it gets alone.
+
+Only the native engine serves here, on the backbone's tokenizer: an adapter it cannot
+compute exactly (DoRA, biases...), one that ships a tokenizer of its own, or one whose
+shapes do not fit the backbone fails its own requests (`FunctionUnavailable`) and nothing
+else; such a function keeps its own containers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from lorafaas.runtime.adapter_cache import Acquired, AdapterCache
+from lorafaas.runtime.continuous import ContinuousEngine, Outcome
+from lorafaas.runtime.engine.decoder import NativeBatch
+from lorafaas.runtime.engine.lora import AdapterUnsupported, load_adapter
+from lorafaas.runtime.engine.model import Linear
+from lorafaas.runtime.engine.serving import NativeEngine
+from lorafaas.runtime.engine.spec import unsupported
+from lorafaas.runtime.function import (
+    WARMUP_PROMPT,
+    AttachedBackbone,
+    RuntimePaths,
+    _timed,
+    attach_backbone,
+)
+from lorafaas.runtime.generation import GenerationRequest, TokenSink, eos_token_ids, plain_chat
+
+logger = logging.getLogger(__name__)
+NAMESPACE = "namespace"  # the container kind, in each request's timings
+# A slot is one path component: no separator, no "..", nothing hidden.
+SLOT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,199}")
+
+
+class NamespaceUnsupported(RuntimeError):
+    """The backbone cannot be served by a namespace container (no native path for it)."""
+
+
+class FunctionUnavailable(RuntimeError):
+    """A function's adapter cannot be served in this container; the message says why."""
+
+
+@dataclass(frozen=True)
+class NamespacePaths:
+    """Where the invoker mounted the namespace container's parts."""
+
+    attach_socket: Path | None
+    backbone_dir: Path
+    adapters_dir: Path  # one folder per function (its slot), read-only
+
+
+class NamespaceRuntime:
+    """The backbone's native engine, the namespace's loaded adapters and the shared decode."""
+
+    def __init__(self, native: NativeEngine, tokenizer: PreTrainedTokenizerBase,
+                 adapters_dir: Path, budget_bytes: int, breakdown: dict[str, float],
+                 memory: dict[str, int]) -> None:
+        self.native = native
+        self.tokenizer = tokenizer
+        self.adapters_dir = adapters_dir
+        self.breakdown = breakdown
+        self.memory = memory
+        self.adapters = AdapterCache(budget_bytes, self._load, native.model.remove_adapter)
+        self.busy_ms = 0.0
+        self.generations = 0
+        self._routes: dict[int, str] = {}  # id(request) -> its function's slot
+        self._routes_lock = threading.Lock()
+        self.steps = StepStats()
+        # The engine hands its model to the batch factory only: here the native model.
+        self.engine = ContinuousEngine(native.model, tokenizer, account=self._account,  # type: ignore[arg-type]
+                                       decoder_factory=self._batch, engine_name="native",
+                                       observe=self._observe)
+
+    def acquire(self, slot: str) -> Acquired:
+        """Pin the function's adapter for a request, loading it on first use."""
+        if not SLOT.fullmatch(slot):
+            raise FunctionUnavailable(f"{slot!r} is not a function's folder name")
+        return self.adapters.acquire(slot)
+
+    def release(self, slot: str) -> None:
+        """The request that pinned the adapter ended."""
+        self.adapters.release(slot)
+
+    def view(self, acquired: Acquired) -> FunctionView:
+        """What the server runs a pinned function's requests through."""
+        return FunctionView(self, acquired)
+
+    def submit(self, slot: str, request: GenerationRequest,
+               sink: TokenSink | None = None) -> Future[Outcome]:
+        """Join the shared decode with the function's adapter (pinned by the caller)."""
+        # A pin of its own until the row leaves the decode: the caller's may end first
+        # (its client gone), and a row's adapter must not be dropped under it.
+        self.adapters.acquire(slot)
+        with self._routes_lock:
+            self._routes[id(request)] = slot
+        try:
+            future = self.engine.submit(request, sink)
+        except BaseException:
+            self._ended(slot, request)
+            raise
+        future.add_done_callback(lambda _: self._ended(slot, request))
+        return future
+
+    def close(self) -> None:
+        """Stop the shared decode."""
+        self.engine.close()
+
+    def _ended(self, slot: str, request: GenerationRequest) -> None:
+        with self._routes_lock:
+            self._routes.pop(id(request), None)
+        self.adapters.release(slot)
+
+    def _batch(self, model: object, tokenizer: object, requests: list[GenerationRequest],
+               first: int) -> NativeBatch:
+        # Called on the engine's thread for each admission: each row gets its adapter.
+        with self._routes_lock:
+            names = [self._routes[id(r)] for r in requests]
+        return self.native.batch(requests, first, names)
+
+    def _observe(self, requests: list[GenerationRequest]) -> None:
+        # On the engine's thread, before the iteration's results are set: routes still hold.
+        with self._routes_lock:
+            slots = [self._routes[id(r)] for r in requests]
+        self.steps.add(slots)
+
+    def _account(self, busy_ms: float, ended: int) -> None:
+        self.busy_ms += busy_ms
+        self.generations += ended
+
+    def _load(self, slot: str) -> int:
+        """Read the slot's adapter into the native model; its bytes (under the cache's lock)."""
+        folder = self.adapters_dir / slot
+        if not (folder / "adapter_config.json").is_file():
+            raise FunctionUnavailable(f"no adapter is mounted for {slot!r}")
+        if (folder / "tokenizer.json").exists() or (folder / "tokenizer_config.json").exists():
+            raise FunctionUnavailable(f"{slot}: the adapter ships its own tokenizer; a "
+                                      "namespace container serves the backbone's")
+        linears = self.native.model.linears()
+        try:
+            adapter = load_adapter(folder, linears, slot)
+        except AdapterUnsupported as error:
+            raise FunctionUnavailable(f"{slot}: {error}") from error
+        except Exception as error:  # unreadable or malformed files (safetensors' own error)
+            raise FunctionUnavailable(f"{slot}: the adapter cannot be read: {error}") from error
+        _check_shapes(slot, adapter.modules, linears)
+        self.native.model.add_adapter(adapter)
+        size = sum(w.a.nbytes + w.b.nbytes for w in adapter.modules.values())
+        logger.info("adapter %s loaded: %d modules, %d bytes", slot, len(adapter.modules), size)
+        return size
+
+
+def _check_shapes(slot: str, modules: dict[str, Any], linears: dict[str, Linear]) -> None:
+    """A delta that does not fit its module would break the whole batch's forward."""
+    for name, weights in modules.items():
+        out_features, in_features = linears[name].weight.shape
+        if weights.a.shape[1] != in_features or weights.b.shape[0] != out_features:
+            raise FunctionUnavailable(
+                f"{slot}: {name}'s LoRA shapes {tuple(weights.a.shape)}, "
+                f"{tuple(weights.b.shape)} do not fit the backbone's {out_features}x"
+                f"{in_features}")
+
+
+@dataclass
+class StepStats:
+    """The composition of the shared decode's iterations: requests and distinct functions."""
+
+    steps: int = 0
+    rows: int = 0
+    functions: int = 0
+    max_functions: int = 0
+    last: tuple[str, ...] = ()
+
+    def add(self, slots: list[str]) -> None:
+        """One iteration, with the slot of each row it processed."""
+        distinct = len(set(slots))
+        self.steps += 1
+        self.rows += len(slots)
+        self.functions += distinct
+        self.max_functions = max(self.max_functions, distinct)
+        self.last = tuple(sorted(set(slots)))
+
+    def as_json(self) -> dict[str, int]:
+        """/health's form."""
+        return {"steps": self.steps, "stepRows": self.rows, "stepFunctions": self.functions,
+                "maxFunctionsPerStep": self.max_functions}
+
+
+class FunctionView:
+    """One pinned function as the runtime server serves it (the shape of a
+    `LoadedFunction`): every request joins the namespace's shared decode."""
+
+    def __init__(self, runtime: NamespaceRuntime, acquired: Acquired) -> None:
+        self.runtime = runtime
+        self.slot = acquired.name
+        self.tokenizer = runtime.tokenizer
+        self._extra: dict[str, Any] = {"container": NAMESPACE, "adapterLoaded":
+                                       acquired.was_loaded}
+        if not acquired.was_loaded:
+            self._extra["adapterLoad"] = round(acquired.load_ms, 3)
+
+    def continuous(self) -> FunctionView:
+        """The view itself: it submits to the shared decode."""
+        return self
+
+    def submit(self, request: GenerationRequest,
+               sink: TokenSink | None = None) -> Future[Outcome]:
+        """Join the shared decode; the outcome's timings name the container kind."""
+        inner = self.runtime.submit(self.slot, request, sink)
+        outer: Future[Outcome] = Future()
+
+        def done(future: Future[Outcome]) -> None:
+            if future.cancelled():
+                outer.cancel()
+            elif (error := future.exception()) is not None:
+                outer.set_exception(error)
+            else:
+                result, timings = future.result()
+                outer.set_result((result, {**timings, **self._extra}))
+
+        inner.add_done_callback(done)
+        # Withdrawn before its admission when its caller gives up (no effect once running).
+        outer.add_done_callback(lambda f: inner.cancel() if f.cancelled() else None)
+        return outer
+
+    def run(self, request: GenerationRequest, sink: TokenSink | None = None) -> Outcome:
+        """Generate for one request (blocking: on a worker thread)."""
+        return self.submit(request, sink).result()
+
+    def run_batch(self, requests: list[GenerationRequest]
+                  ) -> Iterator[tuple[int, dict[str, Any], dict[str, float]]]:
+        """The requests joined together; (index, result, timings) in the order they end."""
+        futures = {self.submit(r): index for index, r in enumerate(requests)}
+        for future in as_completed(futures):
+            result, timings = future.result()
+            yield futures[future], result, timings
+
+    def render_chat(self, messages: list[dict[str, Any]]) -> str:
+        """A chat as the prompt text: the backbone tokenizer's chat template, else plain."""
+        if getattr(self.tokenizer, "chat_template", None):
+            return str(self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                          add_generation_prompt=True))
+        return plain_chat(messages)
+
+
+def native_backbone(backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
+                    ) -> NativeEngine:
+    """The native engine on the backbone's mapped tensors, with no adapter yet."""
+    config: dict[str, Any] = backbone.config.to_dict()
+    reason = unsupported(config)
+    parameter = next(backbone.parameters())
+    if reason is None and parameter.device.type != "cpu":
+        reason = "the native path is written for CPU tensors"
+    if reason is None and parameter.dtype == torch.float16:
+        reason = "float16 is served by the general path"
+    if reason is not None:
+        raise NamespaceUnsupported(f"no namespace container for this backbone: {reason}")
+    tensors = {name: t.detach() for name, t in backbone.state_dict().items()}
+    return NativeEngine(config, tensors, tokenizer, set(eos_token_ids(backbone, tokenizer)))
+
+
+def load_namespace(paths: NamespacePaths, client: str, budget_bytes: int,
+                   backbone: AttachedBackbone | None = None) -> NamespaceRuntime:
+    """Attach the backbone, load its tokenizer and warm the kernels; no adapter yet."""
+    breakdown: dict[str, float] = {}
+    memory: dict[str, int] = {}
+    if backbone is None:
+        backbone = attach_backbone(RuntimePaths(paths.attach_socket, paths.backbone_dir,
+                                                paths.adapters_dir), client)
+        breakdown["backbone"] = backbone.attach_ms
+        if backbone.attach_bytes is not None:
+            memory["backbone"] = backbone.attach_bytes
+    model = backbone.model
+    tokenizer = _timed(breakdown, memory, "tokenizer", lambda: AutoTokenizer.from_pretrained(
+        str(paths.backbone_dir), local_files_only=True))
+    native = native_backbone(model, tokenizer)
+    _timed(breakdown, memory, "kernels", lambda: native.run(
+        GenerationRequest(WARMUP_PROMPT, max_tokens=2, ignore_eos=True)))
+    return NamespaceRuntime(native, tokenizer, paths.adapters_dir, budget_bytes, breakdown,
+                            memory)
