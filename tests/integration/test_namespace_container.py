@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from lorafaas.invoker.attach_channels import AttachChannels
 from lorafaas.invoker.backend import ContainerInfo
 from lorafaas.invoker.docker_backend import DockerBackend
 from lorafaas.invoker.namespace_containers import NamespaceFolders, namespace_spec
@@ -63,6 +64,8 @@ async def served(backbone: BackboneMounts, runtime_image: str, short_dir: Path,
     with pytest.raises(PermissionError, match="bob"):
         folders.add("bob", "bob/f0@0.0.1", made[0])
     backend = DockerBackend()
+    channels = AttachChannels(backbone.control_socket)
+    await channels.open(folders.channel, folders.attach_socket)  # its own attach channel
     name = f"lorafaas-nstest-{uuid.uuid4().hex[:8]}"
     spec = namespace_spec(folders, backbone, name=name, image=runtime_image,
                           invoker_id=f"nstest{uuid.uuid4().hex[:8]}", memory_mb=2048,
@@ -77,6 +80,7 @@ async def served(backbone: BackboneMounts, runtime_image: str, short_dir: Path,
     finally:
         await client.close()
         await asyncio.to_thread(backend.remove, info.id)
+        await channels.close(folders.channel)
         folders.remove()
 
 

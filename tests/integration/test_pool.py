@@ -30,7 +30,7 @@ def make_pool(backbone: BackboneMounts, runtime_image: str, run_dir: Path, invok
     config = PoolConfig(invoker_id=invoker_id, image=runtime_image, run_dir=run_dir,
                         pids_limit=256, start_timeout_s=120, max_instances=max_instances,
                         memory_mb=memory_mb, stem_memory_mb=MEMORY_MB)
-    return ContainerPool(DockerBackend(), config, BackboneMounts(backbone.attach_socket,
+    return ContainerPool(DockerBackend(), config, BackboneMounts(backbone.control_socket,
                                                                  backbone.publish_dir))
 
 

@@ -52,6 +52,9 @@ class FakePool:
     async def health_check(self) -> int:
         return 0
 
+    async def ensure_channels(self) -> int:
+        return 0
+
     async def add_stem_cell(self, backbone: str = "", evict: bool = False) -> bool:
         self.stem_requests.append(evict)
         return self.stems_start

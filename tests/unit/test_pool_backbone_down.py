@@ -56,7 +56,7 @@ async def pool(tmp_path: Path, health: BackboneHealth) -> AsyncIterator[Containe
     """A full pool (one warm container of `warm`) whose backbone is down."""
     config = PoolConfig(invoker_id="unit", image="img", run_dir=tmp_path, pids_limit=8,
                         start_timeout_s=1.5, max_instances=2, memory_mb=1024,
-                        stem_memory_mb=1024)
+                        stem_memory_mb=1024, backbone_sharing=False)  # no server: no channel
     pool = ContainerPool(RecordingBackend(), config,  # type: ignore[arg-type]
                          {"demo": BackboneMounts(tmp_path / "a.sock", tmp_path / "pub")},
                          health=health)

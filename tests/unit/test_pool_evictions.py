@@ -36,7 +36,8 @@ def make_pool(tmp_path: Path, memory_mb: int = 4096) -> tuple[ContainerPool, Rec
     backend = RecordingBackend()
     config = PoolConfig(invoker_id="unit", image="img", run_dir=tmp_path, pids_limit=8,
                         start_timeout_s=1, max_instances=2, memory_mb=memory_mb,
-                        stem_memory_mb=2048)
+                        # No backbone server here to open attach channels on.
+                        stem_memory_mb=2048, backbone_sharing=False)
     return ContainerPool(backend, config, MOUNTS), backend  # type: ignore[arg-type]
 
 

@@ -25,10 +25,12 @@ def mounted(sharing: bool) -> tuple[dict[str, Path], dict[str, str]]:
     return {m.target: m.source for m in spec.mounts}, spec.environment
 
 
-def test_sharing_mounts_the_published_weights_and_the_attach_socket() -> None:
+def test_sharing_mounts_the_published_weights_and_the_containers_own_channel() -> None:
     mounts, environment = mounted(True)
     assert mounts["/backbone"] == MOUNTS.publish_dir
-    assert mounts["/lorafaas/attach"] == MOUNTS.attach_socket.parent
+    # Its own channel's folder, never the server's (where the control socket lies).
+    assert mounts["/lorafaas/attach"] == Path("/tmp/unit/c/x/attach")
+    assert MOUNTS.control_socket.parent not in mounts.values()
     assert environment["LORAFAAS_ATTACH_SOCKET"] == "/lorafaas/attach/attach.sock"
     assert "LORAFAAS_BACKBONE_SHARING" not in environment
 
@@ -50,8 +52,7 @@ def test_each_container_mounts_the_backbone_its_function_names() -> None:
     for name, expected in (("", MOUNTS), ("demo", MOUNTS), ("other", other)):
         spec = two._container_spec(folders, 1024, None, name)
         assert {m.target: m.source for m in spec.mounts}["/backbone"] == expected.publish_dir
-        assert {m.target: m.source for m in spec.mounts}["/lorafaas/attach"] == \
-            expected.attach_socket.parent
+    assert two.channels["other"].control_socket == other.control_socket
 
 
 def test_a_stem_cell_serves_only_functions_of_its_own_backbone() -> None:

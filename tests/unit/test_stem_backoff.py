@@ -38,6 +38,9 @@ class FailingStems:
     async def health_check(self) -> int:
         return 0
 
+    async def ensure_channels(self) -> int:
+        return 0
+
     async def add_stem_cell(self, backbone: str = "", evict: bool = False) -> bool:
         self.starts.append(backbone)
         if backbone == "broken" and not self.healed:

@@ -1,7 +1,9 @@
 """The backbone server process: load once, publish read-only, answer attach requests.
 
 Run as `python -m lorafaas.backbone.server --model-dir DIR --publish-dir DIR --socket PATH`.
-It prints one line `READY <socket>` on stdout when the socket accepts attach requests, or
+`--socket` is the control socket (the invoker's; each container attaches on a channel
+opened from it, see `wire/attach.py`). It prints one line `READY <socket>` on stdout when
+the control socket accepts requests, or
 `FAILED <reason>` and exits 2 when the backbone cannot be served (an architecture that
 transformers cannot build as a causal LM, say): refused at start, never in containers.
 """
@@ -15,23 +17,23 @@ import os
 import signal
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lorafaas.backbone.channels import Channels, SameShare
+from lorafaas.backbone.control import Control, start_control
 from lorafaas.backbone.ownership import claim_folder, same_file, still_owned
-from lorafaas.wire.attach import MAX_LINE, decode, encode
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class BackboneState:
-    """What the server publishes and who is attached."""
+    """What the server publishes (who is attached: its channels, see `channels.py`)."""
 
     descriptor: dict[str, Any]
     load_seconds: float
-    attached: set[str] = field(default_factory=set)
 
 
 class BackboneRefused(Exception):
@@ -65,43 +67,6 @@ def load_backbone(model_dir: Path, dtype_name: str) -> Any:
     return model
 
 
-async def handle_client(state: BackboneState, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter) -> None:
-    """Answer one connection's requests; its attachments end when it closes."""
-    clients: set[str] = set()
-    try:
-        while line := await reader.readline():
-            writer.write(encode(answer(state, decode(line), clients)))
-            await writer.drain()
-    except (ConnectionError, ValueError) as error:
-        logger.warning("attach connection ended: %s", error)
-    finally:
-        state.attached -= clients
-        writer.close()
-
-
-def answer(state: BackboneState, request: dict[str, Any], clients: set[str]) -> dict[str, Any]:
-    """The reply to one attach-protocol request."""
-    op = request.get("op")
-    if op == "describe":
-        return {"ok": True, "backbone": state.descriptor}
-    if op == "attach":
-        client = str(request.get("client", "anonymous"))
-        clients.add(client)
-        state.attached.add(client)
-        logger.info("client %s attached", client)
-        return {"ok": True, "backbone": state.descriptor}
-    if op == "detach":
-        client = str(request.get("client", "anonymous"))
-        clients.discard(client)
-        state.attached.discard(client)
-        return {"ok": True}
-    if op == "stats":
-        return {"ok": True, "attached": sorted(state.attached),
-                "bytes": state.descriptor.get("bytes", 0), "loadSeconds": state.load_seconds}
-    return {"ok": False, "error": f"unknown op {op!r}"}
-
-
 async def watch_parent(parent: int, stop: asyncio.Event, period_s: float = 1.0) -> None:
     """Stop when the parent (the platform) is gone, however it ended (`kill -9` included)."""
     while os.getppid() == parent:
@@ -111,15 +76,14 @@ async def watch_parent(parent: int, stop: asyncio.Event, period_s: float = 1.0) 
 
 
 async def serve(state: BackboneState, socket_path: Path, parent: int) -> None:
-    """Serve the attach socket until SIGTERM or SIGINT, or until the parent is gone."""
+    """Serve the control socket and the channels it opens until SIGTERM or SIGINT, or until
+    the parent (the platform) is gone."""
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)  # a dead server's: the platform reclaimed it
-    server = await asyncio.start_unix_server(lambda r, w: handle_client(state, r, w),
-                                             path=str(socket_path), limit=MAX_LINE)
+    # The control socket is the invoker's; each container gets its own channel from it.
+    control = Control(state.descriptor, state.load_seconds, Channels(SameShare(state.descriptor)))
+    server = await start_control(control, socket_path)
     inode = socket_path.stat().st_ino
-    # Function containers run as an unprivileged user and must be able to connect.
-    os.chmod(socket_path.parent, 0o755)
-    os.chmod(socket_path, 0o666)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -129,6 +93,7 @@ async def serve(state: BackboneState, socket_path: Path, parent: int) -> None:
     async with server:
         await stop.wait()
     watcher.cancel()
+    await control.channels.close_all()
     if same_file(socket_path, inode):  # a later server may have bound the path since
         socket_path.unlink()
 

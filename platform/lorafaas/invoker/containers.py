@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lorafaas.invoker.backend import ContainerInfo
 from lorafaas.invoker.runtime_client import RuntimeClient
+from lorafaas.wire.attach import CHANNEL_SOCKET_NAME
 from lorafaas.wire.runtime_protocol import RUNTIME_SOCKET_NAME
 
 
@@ -41,16 +42,33 @@ class ContainerFolders:
         return self.root / "adapter"
 
     @property
+    def attach(self) -> Path:
+        """Mounted read-only: the backbone server's channel for this container only."""
+        return self.root / "attach"
+
+    @property
     def socket(self) -> Path:
         """The runtime's socket, seen from the host."""
         return self.io / RUNTIME_SOCKET_NAME
+
+    @property
+    def attach_socket(self) -> Path:
+        """The container's attach channel, seen from the host (the server listens there)."""
+        return self.attach / CHANNEL_SOCKET_NAME
+
+    @property
+    def channel(self) -> str:
+        """The id of the container's attach channel."""
+        return self.root.name
 
     def create(self) -> None:
         """Make the folders; the runtime runs as nobody and must write its socket."""
         self.io.mkdir(parents=True)
         self.adapter.mkdir()
+        self.attach.mkdir()
         os.chmod(self.io, 0o777)
         os.chmod(self.adapter, 0o755)
+        os.chmod(self.attach, 0o755)
 
     def fill_adapter(self, source: Path) -> None:
         """Give the container its function's adapter (hard links where possible, no copy)."""

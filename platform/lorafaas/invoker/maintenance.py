@@ -123,6 +123,7 @@ class Maintenance:
 
     async def tick(self, now: float) -> None:
         """One round of the periodic work."""
+        await self.pool.ensure_channels()  # a restarted backbone server lacks them
         await self.pool.health_check()
         await self._keep_stem_cells(now)
         spare = self.spare_holdings(now)

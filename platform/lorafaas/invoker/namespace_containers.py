@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lorafaas.invoker.backend import LABEL_ACTION, LABEL_INVOKER, ContainerSpec, Mount
 from lorafaas.invoker.pool import ATTACH_TARGET, IO_TARGET, BackboneMounts
+from lorafaas.wire.attach import CHANNEL_SOCKET_NAME
 from lorafaas.wire.runtime_protocol import RUNTIME_SOCKET_NAME
 
 ADAPTERS_TARGET = "/adapters"
@@ -53,12 +54,29 @@ class NamespaceFolders:
         """The runtime's socket, seen from the host."""
         return self.io / RUNTIME_SOCKET_NAME
 
+    @property
+    def attach(self) -> Path:
+        """Mounted read-only: the backbone server's channel for this container only."""
+        return self.root / "attach"
+
+    @property
+    def attach_socket(self) -> Path:
+        """The container's attach channel, seen from the host (open it before the start)."""
+        return self.attach / CHANNEL_SOCKET_NAME
+
+    @property
+    def channel(self) -> str:
+        """The id of the container's attach channel."""
+        return self.root.name
+
     def create(self) -> None:
         """Make the folders; the runtime runs as nobody and must write its socket."""
         self.io.mkdir(parents=True)
         self.adapters.mkdir()
+        self.attach.mkdir()
         os.chmod(self.io, 0o777)
         os.chmod(self.adapters, 0o755)
+        os.chmod(self.attach, 0o755)
 
     def add(self, namespace: str, function_key: str, source: Path) -> str:
         """Link a function's adapter in (refused for another namespace's); its slot."""
@@ -102,8 +120,9 @@ def namespace_spec(folders: NamespaceFolders, backbone: BackboneMounts, *, name:
     mounts = [Mount(folders.io, IO_TARGET, read_only=False),
               Mount(folders.adapters, ADAPTERS_TARGET), Mount(backbone.publish_dir, "/backbone")]
     if backbone_sharing:
-        environment["LORAFAAS_ATTACH_SOCKET"] = f"{ATTACH_TARGET}/{backbone.attach_socket.name}"
-        mounts.append(Mount(backbone.attach_socket.parent, ATTACH_TARGET))
+        # Its own channel (`AttachChannels.open` it first), never the server's control socket.
+        environment["LORAFAAS_ATTACH_SOCKET"] = f"{ATTACH_TARGET}/{CHANNEL_SOCKET_NAME}"
+        mounts.append(Mount(folders.attach, ATTACH_TARGET))
     else:
         environment["LORAFAAS_BACKBONE_SHARING"] = "off"
     return ContainerSpec(name=name, image=image, memory_mb=memory_mb, pids_limit=pids_limit,

@@ -11,6 +11,10 @@ ones, least recently used first within each, and stem cells last: they serve any
 The stem-cell minimum may evict pre-loaded and warm idle containers to be restored, so that
 a pool full of pre-loaded functions still starts a new function from a stem cell.
 
+With a shared backbone each container attaches on its own channel (`attach_channels`):
+opened before the container starts, closed when it is removed, opened again by
+`ensure_channels` for live containers once a restarted backbone server lacks them.
+
 An action deleted or updated (`remove_function`) loses its idle containers at once; one
 busy or still starting for it goes as soon as its activation ends or its start returns, so
 no container of a retired version outlives its work.
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lorafaas.backbone.health import BackboneHealth
+from lorafaas.invoker.attach_channels import AttachChannels, ChannelUnavailable
 from lorafaas.invoker.backend import (
     LABEL_ACTION,
     LABEL_INVOKER,
@@ -47,6 +52,7 @@ from lorafaas.invoker.offloading import Offloader
 from lorafaas.invoker.prewarm import ColdStartWindow, StemBackoff
 from lorafaas.invoker.runtime_client import RuntimeClient, RuntimeUnavailable
 from lorafaas.invoking.activations import FunctionRef
+from lorafaas.wire.attach import CHANNEL_SOCKET_NAME
 from lorafaas.wire.runtime_protocol import RUNTIME_SOCKET_NAME
 
 logger = logging.getLogger(__name__)
@@ -62,11 +68,11 @@ EVICTION_ORDER = (ContainerState.PRELOADED, ContainerState.IDLE, ContainerState.
 
 @dataclass(frozen=True)
 class BackboneMounts:
-    """The backbone server's attach socket and published folder, mounted into containers
-    (without sharing only the folder: containers never read the checkpoint itself, which
-    may be readable by its owner only)."""
+    """The backbone server's control socket (the pool opens each container's own attach
+    channel through it; never mounted) and its published folder, mounted into containers
+    (containers never read the checkpoint itself, which may be readable by its owner only)."""
 
-    attach_socket: Path
+    control_socket: Path
     publish_dir: Path
 
 
@@ -126,6 +132,8 @@ class ContainerPool:
         if not self.backbones:
             raise ValueError("the pool needs at least one backbone")
         self.default_backbone = next(iter(self.backbones))
+        self.channels = {name: AttachChannels(mounts.control_socket)
+                         for name, mounts in self.backbones.items()}
         self.backend = backend
         self.config = config
         self.offloader = offloader  # keeps running containers within accelerator memory
@@ -382,8 +390,10 @@ class ContainerPool:
             folders.fill_adapter(function.adapter_dir)
         spec = self._container_spec(folders, memory_mb, function, backbone)
         try:
+            await self._open_channel(folders, backbone)
             info = await asyncio.to_thread(self.backend.start, spec)
         except BaseException:
+            await self._close_channel(folders, backbone)
             folders.remove()
             raise
         container = PooledContainer(info, folders, RuntimeClient(folders.socket), memory_mb,
@@ -429,9 +439,10 @@ class ContainerPool:
                   Mount(folders.adapter, "/adapter")]
         mounts.append(Mount(backbone.publish_dir, "/backbone"))
         if self.config.backbone_sharing:
-            environment["LORAFAAS_ATTACH_SOCKET"] = \
-                f"{ATTACH_TARGET}/{backbone.attach_socket.name}"
-            mounts.append(Mount(backbone.attach_socket.parent, ATTACH_TARGET))
+            # Its own channel's folder only: it cannot reach the control socket or another
+            # container's channel.
+            environment["LORAFAAS_ATTACH_SOCKET"] = f"{ATTACH_TARGET}/{CHANNEL_SOCKET_NAME}"
+            mounts.append(Mount(folders.attach, ATTACH_TARGET))
         else:
             environment["LORAFAAS_BACKBONE_SHARING"] = "off"
         return ContainerSpec(
@@ -440,6 +451,43 @@ class ContainerPool:
             labels={LABEL_INVOKER: self.config.invoker_id,
                     LABEL_ACTION: function.path if function else STEM_LABEL},
             environment=environment, mounts=mounts)
+
+    # --- attach channels -----------------------------------------------------------------
+
+    async def _open_channel(self, folders: ContainerFolders, backbone: str) -> None:
+        if self.config.backbone_sharing:
+            await self.channels[backbone or self.default_backbone].open(folders.channel,
+                                                                        folders.attach_socket)
+
+    async def _close_channel(self, folders: ContainerFolders, backbone: str) -> None:
+        # A server that is down has no channel to close; its successor opens only live ones.
+        if not self.config.backbone_sharing:
+            return
+        try:
+            await self.channels[backbone or self.default_backbone].close(folders.channel)
+        except ChannelUnavailable as error:
+            logger.warning("channel %s not closed: %s", folders.channel, error)
+
+    async def ensure_channels(self) -> int:
+        """Open again the channels of live containers that a (restarted) backbone server
+        lacks; return how many were opened."""
+        if not self.config.backbone_sharing:
+            return 0
+        opened = 0
+        for name, channels in self.channels.items():
+            live = {c.folders.channel: c for c in self._containers.values() if c.backbone == name}
+            try:
+                reopened = await channels.open_missing(
+                    {key: c.folders.attach_socket for key, c in live.items()})
+            except ChannelUnavailable as error:
+                logger.warning("channels of backbone %s not checked: %s", name, error)
+                continue
+            opened += len(reopened)
+            for key in reopened:
+                logger.info("channel of container %s opened again", live[key].info.name)
+                if live[key].info.id not in self._containers:  # removed meanwhile
+                    await self._close_channel(live[key].folders, name)
+        return opened
 
     # --- giving back and removing --------------------------------------------------------
 
@@ -470,6 +518,7 @@ class ContainerPool:
             self._doomed.discard(container.info.id)
             await container.client.close()
             await asyncio.to_thread(self.backend.remove, container.info.id)
+            await self._close_channel(container.folders, container.backbone)
             container.folders.remove()
             if self.offloader is not None:
                 await self.offloader.removed(container)

@@ -20,26 +20,27 @@ if TYPE_CHECKING:  # the model is built for the general path only, which imports
     from transformers import PretrainedConfig, PreTrainedModel
 
 GENERATION_CONFIG = "generation_config.json"
+ATTACH_TIMEOUT_S = 120.0  # a server that accepts and never answers must not hang /init
 
 
 class BackboneAttachment:
-    """An open attachment to the backbone server; it lasts as long as the connection."""
+    """An attachment to the backbone server, made on this container's own channel.
+
+    The server knows the container from the channel's socket; the attachment lasts until
+    the container detaches or its channel is closed, so the connection is not kept."""
 
     def __init__(self, socket_path: Path, client: str) -> None:
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._socket.connect(str(socket_path))
-        self._file = self._socket.makefile("rwb")
-        self._file.write(encode({"op": "attach", "client": client}))
-        self._file.flush()
-        answer = decode(self._file.readline(MAX_LINE))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(ATTACH_TIMEOUT_S)
+            connection.connect(str(socket_path))
+            with connection.makefile("rwb") as stream:
+                stream.write(encode({"op": "attach"}))
+                stream.flush()
+                answer = decode(stream.readline(MAX_LINE))
         if not answer.get("ok"):
-            raise RuntimeError(f"backbone server refused attach: {answer.get('error')}")
+            raise RuntimeError(f"backbone server refused the attach of {client}: "
+                               f"{answer.get('error')}")
         self.descriptor: dict[str, Any] = answer["backbone"]
-
-    def close(self) -> None:
-        """Detach."""
-        self._file.close()
-        self._socket.close()
 
 
 def backbone_config(descriptor: dict[str, Any]) -> PretrainedConfig:
