@@ -9,6 +9,7 @@ the benchmark reuses the cached build. The converters run under the project's in
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -137,12 +138,22 @@ def _sources(root: Path) -> Path:
 def ensure_llamacpp(cache: Path = CACHE) -> LlamaCpp:
     """The cached build, compiled first if it is not there (minutes on a small machine)."""
     root = cache / "llamacpp"
+    root.mkdir(parents=True, exist_ok=True)
+    # One build at a time: a second benchmark waits for the first's build, then uses it.
+    with (root / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_built(root)
+
+
+def _ensure_built(root: Path) -> LlamaCpp:
     site = root / f"site-{VERSION}"
     unpacked = _sources(root)
     found = LlamaCpp(site, unpacked / "vendor" / "llama.cpp")
     if (site / "llama_cpp" / "lib" / "libllama.so").exists() and (site / "gguf").is_dir():
         return found
     _ensure_build_tools()
+    print(f"building llama-cpp-python {VERSION} from its sdist into {site} (minutes)",
+          file=sys.stderr, flush=True)
     building = root / f"building-{VERSION}"
     shutil.rmtree(building, ignore_errors=True)
     os.environ.update(CMAKE_ARGS=CMAKE_ARGS,
