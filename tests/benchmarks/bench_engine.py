@@ -28,6 +28,7 @@ import functools
 import json
 import os
 import statistics
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ import torch
 from bench_engine_decode import PROMPT, TOKENS, decode_weights, matvec, median_ms, peft_step_ms
 from bench_engine_decode import prefill_ms as peft_prefill_ms
 from engine_report import markdown, plot
-from llamacpp import LlamaCpp, ensure_llamacpp
+from llamacpp import CACHE, LlamaCpp, ensure_llamacpp
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
@@ -54,6 +55,8 @@ LIMIT = {"max_tokens_limit": 4096}
 # Timed in the image as the runtime times its libraries: from before the import to after.
 BARE_IMPORT = ("import time; t = time.monotonic(); import torch; "
                "print((time.monotonic() - t) * 1000)")
+
+SAMPLES = CACHE / "engine-samples.json"  # the last run's samples, for --report-only
 
 Measure = Callable[[], Awaitable[float]]
 
@@ -182,27 +185,54 @@ async def measure(rounds: int, cold: int) -> tuple[dict[str, list[float]], dict[
     return samples, {**facts, "engine": warm.engine}
 
 
+def warm_path_overhead(calls: int, saved: Path | None) -> tuple[dict[str, float], str | None]:
+    """`bench_warm_path.py`'s overhead p50 (ms), or why there is none: its platform's first
+    call must end within the blocking wait, which a cold start on a loaded machine can miss."""
+    try:
+        run = (json.loads(saved.read_text()) if saved is not None
+               else bench_warm_path.run_elsewhere(REPO_ROOT, calls))
+    except subprocess.CalledProcessError as error:
+        return {}, f"warm-path overhead (`bench_warm_path.py` failed: exit {error.returncode})"
+    return {"warm overhead p50": bench_warm_path.summary(run)["overhead_p50"]}, None
+
+
 def main() -> None:
-    """Measure, then write the report and the plot."""
+    """Measure (or read `--samples`), then write the report and the plot."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--cold", type=int, default=3, help="cold starts")
     parser.add_argument("--calls", type=int, default=200, help="warm-path calls")
+    parser.add_argument("--samples", type=Path, default=SAMPLES,
+                        help="where the samples are kept (so a report can be written again)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the report from --samples, measuring nothing")
+    parser.add_argument("--warm-path-json", type=Path,
+                        help="a saved `bench_warm_path.py --json` run instead of a new one")
+    parser.add_argument("--skip-warm-path", action="store_true", help="no warm-path figure")
     args = parser.parse_args()
-    loads = [os.getloadavg()[0]]
-    samples, facts = asyncio.run(measure(args.rounds, args.cold))
-    loads.append(os.getloadavg()[0])
-    warm_path = bench_warm_path.run_elsewhere(REPO_ROOT, args.calls)
-    loads.append(os.getloadavg()[0])
-    medians = {name: statistics.median(values) for name, values in samples.items()}
-    medians["warm overhead p50"] = bench_warm_path.summary(warm_path)["overhead_p50"]
+    if not args.report_only:
+        loads = [os.getloadavg()[0]]
+        samples, facts = asyncio.run(measure(args.rounds, args.cold))
+        loads.append(os.getloadavg()[0])
+        args.samples.parent.mkdir(parents=True, exist_ok=True)
+        args.samples.write_text(json.dumps({"samples": samples, "facts": facts,
+                                            "loads": loads, "rounds": args.rounds}))
+    kept = json.loads(args.samples.read_text())
+    overhead, unmeasured = (({}, "warm-path overhead (skipped: --skip-warm-path)")
+                            if args.skip_warm_path
+                            else warm_path_overhead(args.calls, args.warm_path_json))
+    loads = [*kept["loads"], os.getloadavg()[0]]
+    medians = {name: statistics.median(v) for name, v in kept["samples"].items()}
+    medians.update(overhead)
     print(json.dumps(medians, indent=1))
+    facts = kept["facts"]
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "engine.md").write_text(markdown(
         medians, command=COMMAND, machine=machine_description(),
         loads=" → ".join(f"{v:.1f}" for v in loads) + " (start, after the rounds, after the "
-        "warm path)", rounds=args.rounds, tokens=TOKENS, weights_mb=facts["weights_mb"],
-        prompt_tokens=int(facts["prompt_tokens"]), engine=facts["engine"], calls=args.calls))
+        "warm path)", rounds=kept["rounds"], tokens=TOKENS, weights_mb=facts["weights_mb"],
+        prompt_tokens=int(facts["prompt_tokens"]), engine=facts["engine"], calls=args.calls,
+        unmeasured=() if unmeasured is None else (unmeasured,)))
     plot(medians, OUT_DIR / "engine.png")
     print((OUT_DIR / "engine.md").read_text())
 
