@@ -209,7 +209,9 @@ def main() -> None:
     parser.add_argument("--warm-path-json", type=Path,
                         help="a saved `bench_warm_path.py --json` run instead of a new one")
     parser.add_argument("--skip-warm-path", action="store_true", help="no warm-path figure")
+    parser.add_argument("--note", default="", help="a paragraph about this run, for the report")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # as measured, and as the report's machine line says
     if not args.report_only:
         loads = [os.getloadavg()[0]]
         samples, facts = asyncio.run(measure(args.rounds, args.cold))
@@ -233,6 +235,9 @@ def main() -> None:
         "warm path)", rounds=kept["rounds"], tokens=TOKENS, weights_mb=facts["weights_mb"],
         prompt_tokens=int(facts["prompt_tokens"]), engine=facts["engine"], calls=args.calls,
         unmeasured=() if unmeasured is None else (unmeasured,)))
+    if args.note:
+        with (OUT_DIR / "engine.md").open("a") as report:
+            report.write(f"\n## About this run\n\n{args.note}\n")
     plot(medians, OUT_DIR / "engine.png")
     print((OUT_DIR / "engine.md").read_text())
 
