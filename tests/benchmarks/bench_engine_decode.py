@@ -21,6 +21,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -35,7 +36,7 @@ PROMPT = "Tell me about the sea and ships"
 TOKENS = 65
 
 
-def _median_ms(action: Callable[[], object], repeats: int) -> float:
+def median_ms(action: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -44,13 +45,37 @@ def _median_ms(action: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def _matvec(weights: list[torch.Tensor], rows: int) -> Callable[[], None]:
+def matvec(weights: list[torch.Tensor], rows: int) -> Callable[[], None]:
     inputs = [torch.randn(rows, w.shape[1], dtype=w.dtype) for w in weights]
 
     def run() -> None:
         for x, w in zip(inputs, weights, strict=True):
             torch.nn.functional.linear(x, w)
     return run
+
+
+def decode_weights(tensors: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    """What a decode step reads: every matrix, the embedding only where it is the lm_head."""
+    return [t for name, t in tensors.items() if t.dim() == 2
+            and (name != "model.embed_tokens.weight" or "lm_head.weight" not in tensors)]
+
+
+def peft_step_ms(peft: Any, tokenizer: Any, batch: int) -> float:
+    """ms per decode step of `PeftModel.generate` (greedy, left-padded, EOS not stopping)."""
+    inputs = tokenizer([PROMPT] * batch, return_tensors="pt", padding=True,
+                       padding_side="left")
+    with torch.inference_mode():
+        first = median_ms(lambda: peft.generate(**inputs, max_new_tokens=1,
+                                                do_sample=False), 1)
+        total = median_ms(lambda: peft.generate(**inputs, max_new_tokens=TOKENS,
+                                                min_new_tokens=TOKENS, do_sample=False), 1)
+    return (total - first) / (TOKENS - 1)
+
+
+def prefill_ms(peft: Any, ids: Any) -> float:
+    """One prefill forward of the tokenized prompt, the last position's logits only."""
+    with torch.inference_mode():
+        return median_ms(lambda: peft(**ids, logits_to_keep=1), 1)
 
 
 def _native_step_ms(engine: NativeEngine, batch: int) -> float:
@@ -78,35 +103,19 @@ def main() -> None:
     engine = NativeEngine(config, tensors, tokenizer, {int(tokenizer.eos_token_id)})
     engine.load_adapter(args.adapter)
     peft = load_model(args.backbone, args.adapter)
-    # What a decode step reads: every matrix, the embedding only where it is the lm_head.
-    weights = [t for name, t in tensors.items() if t.dim() == 2
-               and (name != "model.embed_tokens.weight" or "lm_head.weight" not in tensors)]
+    weights = decode_weights(tensors)
     size_mb = sum(w.numel() * w.element_size() for w in weights) / 1e6
     ids = tokenizer(PROMPT, return_tensors="pt")
 
-    def peft_step_ms(batch: int) -> float:
-        inputs = tokenizer([PROMPT] * batch, return_tensors="pt", padding=True,
-                           padding_side="left")
-        with torch.inference_mode():
-            first = _median_ms(lambda: peft.generate(**inputs, max_new_tokens=1,
-                                                     do_sample=False), 1)
-            total = _median_ms(lambda: peft.generate(**inputs, max_new_tokens=TOKENS,
-                                                     min_new_tokens=TOKENS,
-                                                     do_sample=False), 1)
-        return (total - first) / (TOKENS - 1)
-
-    def prefill_ms() -> float:
-        with torch.inference_mode():
-            return _median_ms(lambda: peft(**ids, logits_to_keep=1), 1)
-
     measures: dict[str, Callable[[], float]] = {
-        "floor b1": lambda: _median_ms(_matvec(weights, 1), 1),
-        "floor b8": lambda: _median_ms(_matvec(weights, 8), 1),
-        "prefill forward": prefill_ms, "native ttft": lambda: _native_ttft_ms(engine),
+        "floor b1": lambda: median_ms(matvec(weights, 1), 1),
+        "floor b8": lambda: median_ms(matvec(weights, 8), 1),
+        "prefill forward": lambda: prefill_ms(peft, ids),
+        "native ttft": lambda: _native_ttft_ms(engine),
     }
     for b in (1, 4, 8):
         measures[f"native b{b}"] = functools.partial(_native_step_ms, engine, b)
-        measures[f"peft b{b}"] = functools.partial(peft_step_ms, b)
+        measures[f"peft b{b}"] = functools.partial(peft_step_ms, peft, tokenizer, b)
     for measure in measures.values():  # warm-up: kernels, caches, allocator
         measure()
     samples: dict[str, list[float]] = {name: [] for name in measures}
