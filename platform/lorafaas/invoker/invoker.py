@@ -21,7 +21,9 @@ from lorafaas.invoker.records import (
     response,
 )
 from lorafaas.invoker.runtime_client import DeltaSink
+from lorafaas.invoker.sharing import NamespaceSharing, SharingConfig, container_kind
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult
+from lorafaas.start_kinds import ADAPTER, WARM
 
 logger = logging.getLogger(__name__)
 
@@ -30,18 +32,25 @@ class Invoker:
     """Runs activations in the container pool, batched by the dispatcher."""
 
     def __init__(self, pool: ContainerPool, tracker: FunctionTracker,
-                 batching: BatchingConfig | None = None) -> None:
+                 batching: BatchingConfig | None = None,
+                 sharing: SharingConfig | None = None) -> None:
         self.pool = pool
         self.tracker = tracker
         self.metrics = InvokerMetrics()
+        # With namespace containers on, each request's placement is asked of the policy.
+        self.sharing = (NamespaceSharing(sharing, pool) if sharing is not None
+                        and sharing.enabled else None)
         self.dispatcher = Dispatcher(batching or BatchingConfig(),
-                                     BatchRunner(pool, self.metrics).run, self.metrics)
+                                     BatchRunner(pool, self.metrics).run, self.metrics,
+                                     route=self.sharing.route if self.sharing else None)
 
     async def retire(self, function_path: str) -> None:
         """An action was updated or deleted: remove its containers and forget what was seen
         of it, so that nothing keeps or pre-loads a version no request will use."""
         await self.pool.remove_function(function_path)
         self.tracker.forget(function_path)
+        if self.sharing is not None:
+            self.sharing.forget(f"{function_path}@")
 
     async def run(self, request: ActivationRequest,
                   on_delta: DeltaSink | None = None) -> ActivationResult:
@@ -127,7 +136,9 @@ class Invoker:
             "parameters": request.parameters,  # what the request asked, shown by the console
             "waitTime": round(wait_ms),
             "initTime": round(init_ms) if init_ms is not None else None,
-            "startKind": lease.start_kind if lease is not None else None,
+            "startKind": _start_kind(lease, timings),
+            # Which kind of container ran it: `namespace` (shared) or `function` (its own).
+            "container": container_kind(lease.container) if lease is not None else None,
             "initBreakdown": lease.init_breakdown if lease is not None else None,
             # What the caller waited for its first token: queue, initialization, prefill.
             "ttft": round(before_run_ms + timings["ttft"], 3)
@@ -136,6 +147,16 @@ class Invoker:
             # Which of the runtime's engines generated it: `native` or `general`.
             "engine": timings.get("engine"),
         })
+
+
+def _start_kind(lease: Lease | None, timings: dict[str, float]) -> str | None:
+    """The lease's start kind; in a running namespace container, whether the function's
+    adapter was loaded already (`warm`) or for this activation (`adapter`)."""
+    if lease is None:
+        return None
+    if lease.start_kind == WARM and timings.get("adapterLoaded") is False:
+        return ADAPTER
+    return lease.start_kind
 
 
 def _ms(seconds: float) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorafaas.invoker.backend import LABEL_ACTION, LABEL_INVOKER, ContainerSpec, Mount
+from lorafaas.invoker.containers import ContainerFolders
 from lorafaas.invoker.pool import ATTACH_TARGET, IO_TARGET, BackboneMounts
 from lorafaas.wire.runtime_protocol import RUNTIME_SOCKET_NAME
 
@@ -32,26 +33,16 @@ def slot_of(function_key: str) -> str:
 
 
 @dataclass(frozen=True)
-class NamespaceFolders:
-    """Host folders of one namespace container: its socket folder and its adapters."""
+class NamespaceFolders(ContainerFolders):
+    """Host folders of one namespace container: its socket folder and its adapters (the
+    pool holds it as any container's folders; it never gets a single adapter)."""
 
-    root: Path
-    namespace: str
-
-    @property
-    def io(self) -> Path:
-        """Mounted read-write: the runtime creates its socket here."""
-        return self.root / "io"
+    namespace: str = ""
 
     @property
     def adapters(self) -> Path:
         """Mounted read-only: one folder per function placed here."""
         return self.root / "adapters"
-
-    @property
-    def socket(self) -> Path:
-        """The runtime's socket, seen from the host."""
-        return self.io / RUNTIME_SOCKET_NAME
 
     def create(self) -> None:
         """Make the folders; the runtime runs as nobody and must write its socket."""
@@ -81,10 +72,6 @@ class NamespaceFolders:
         os.chmod(staging, 0o755)
         staging.rename(target)
         return slot
-
-    def remove(self) -> None:
-        """Delete the folders."""
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def namespace_spec(folders: NamespaceFolders, backbone: BackboneMounts, *, name: str,
