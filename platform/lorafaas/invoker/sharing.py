@@ -31,6 +31,7 @@ from lorafaas.invoker.containers import (
 )
 from lorafaas.invoker.namespace_containers import NamespaceFolders, namespace_spec
 from lorafaas.invoker.placement import (
+    FunctionPlacement,
     FunctionTraits,
     Placement,
     PlacementConfig,
@@ -122,6 +123,11 @@ class NamespaceSharing:
         return FunctionRef(namespace_key(request.namespace, backbone),
                            f"{request.namespace}/(namespace container)",
                            function.adapter_dir, self.config.memory_mb, backbone=backbone)
+
+    def placements(self) -> dict[str, FunctionPlacement]:
+        """Each function seen that may share: its placement, rate and credit now."""
+        return {key: placement for key in self._shareable
+                if (placement := self.policy.describe(key)) is not None}
 
     def forget(self, function_key_prefix: str) -> None:
         """An action was updated or deleted: its versions' histories go."""
