@@ -96,10 +96,14 @@ async def test_a_namespace_s_functions_share_its_container(  # type: ignore[no-u
     status, record, _ = await invoke(platform, "b", **params("b"))
     assert status == 200 and annotation(record, "startKind") == "warm", record
 
+    # Each pays its share of the container's CPU by the tokens of its rows in each step.
+    costs = [annotation(record, "cost") for _, record, _ in shared]
+    assert all(c["measure"] == "cgroup-cpu" and c["cpuSeconds"] > 0 for c in costs), costs
+
     # The `off` path (each function's own containers) gives each the same tokens.
     platform.app[local_invoker_key].runner.dispatcher.route = None
-    for (_, record, _), name in zip(shared, adapters, strict=True):
-        status, alone, _ = await invoke(platform, name, **params(name))
+    own = await asyncio.gather(*(invoke(platform, name, **params(name)) for name in adapters))
+    for (_, record, _), (status, alone, _), name in zip(shared, own, adapters, strict=True):
         assert status == 200, alone
         assert annotation(alone, "container") == "function"
         assert alone["response"]["result"]["token_ids"] == \
