@@ -23,6 +23,7 @@ from lorafaas.settings import replace
 from tests.integration.test_end_to_end import action_body, annotation, create_action
 from tests.integration.test_invoker_batching import invoke
 from tests.integration.test_usage_reports import runtime_health, socket_of
+from tests.unit.test_invoker_metrics import parse, value
 
 pytestmark = pytest.mark.docker
 PROMPTS = {"a": "Tell me about the sea", "b": "Why is the sky blue?",
@@ -91,6 +92,18 @@ async def test_a_namespace_s_functions_share_its_container(  # type: ignore[no-u
     assert all(slot.startswith("guest_") for slot in guest_slots), guest_slots
     alice_health = await runtime_health(socket_of(containers[theirs]))
     assert alice_health["generations"] == 1 and len(alice_health["adapters"]) == 1
+
+    # /metrics shows the shared decode's composition.
+    sharing = platform.app[local_invoker_key].runner.sharing
+    await sharing.refresh_steps()
+    response = await platform.request("GET", "/metrics")
+    assert response.status == 200
+    _, samples = parse(await response.text())
+    label = ours.removeprefix("namespace:")
+    assert value(samples, "lorafaas_namespace_steps_total", container=label) == health["steps"]
+    assert value(samples, "lorafaas_namespace_step_requests_total", container=label) == \
+        health["stepRows"]
+    assert value(samples, "lorafaas_namespace_max_functions_per_step", container=label) >= 2
 
     # A warm request whose adapter is loaded: `warm`.
     status, record, _ = await invoke(platform, "b", **params("b"))

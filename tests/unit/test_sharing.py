@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from lorafaas.invoker.containers import is_namespace_key
+from lorafaas.invoker.metrics import Gauges, InvokerMetrics, render
 from lorafaas.invoker.namespace_containers import NamespaceFolders
 from lorafaas.invoker.placement import PlacementConfig, SharedContainers
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
 from lorafaas.invoker.sharing import NamespaceSharing, SharingConfig, shareable
 from lorafaas.invoking.activations import ActivationRequest, FunctionRef
+from tests.unit.test_invoker_metrics import parse, value
 
 MOUNTS = BackboneMounts(Path("/run/bb/attach.sock"), Path("/dev/shm/lorafaas/demo"))
 
@@ -89,3 +91,17 @@ def test_the_pool_starts_a_namespace_container_with_its_folders_and_no_stem_cell
     assert spec.memory_mb == 3000
     with pytest.raises(PermissionError):
         folders.add("bob", "bob/c@0.0.1:x", tmp_path / "plain")
+
+
+def test_metrics_show_each_namespace_container_s_step_composition() -> None:
+    steps = {"alice/demo": {"steps": 10, "stepRows": 25, "stepFunctions": 17,
+                            "maxFunctionsPerStep": 3}}
+    text = render(InvokerMetrics(), Gauges({}, 0, 2, {}, namespace_steps=steps))
+    types, samples = parse(text)
+    assert types["lorafaas_namespace_step_functions_total"] == "counter"
+    assert value(samples, "lorafaas_namespace_steps_total", container="alice/demo") == 10
+    assert value(samples, "lorafaas_namespace_step_requests_total", container="alice/demo") == 25
+    assert value(samples, "lorafaas_namespace_step_functions_total",
+                 container="alice/demo") == 17
+    assert value(samples, "lorafaas_namespace_max_functions_per_step",
+                 container="alice/demo") == 3

@@ -26,7 +26,7 @@ from lorafaas.invoker.placement import PlacementConfig, SharedContainers
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
 from lorafaas.invoker.prefill_profiling import PrefillProfiling, open_prefill_profiling
 from lorafaas.invoker.prewarm import PrewarmConfig
-from lorafaas.invoker.sharing import SharingConfig
+from lorafaas.invoker.sharing import NamespaceSharing, SharingConfig
 from lorafaas.invoking.activations import (
     ActivationRequest,
     ActivationResult,
@@ -89,7 +89,9 @@ class LocalInvoker:
                         max_concurrent_batches=dispatcher.config.max_concurrent,
                         containers=states,
                         stem_failures={b: s.total for b, s in backoff.states.items()},
-                        stem_backoff_s={b: backoff.waiting_s(b, now) for b in backoff.states})
+                        stem_backoff_s={b: backoff.waiting_s(b, now) for b in backoff.states},
+                        namespace_steps=shared.steps if (shared := self.runner.sharing)
+                        else {})
         return MetricsText(render(self.runner.metrics, gauges), CONTENT_TYPE)
 
     @contextlib.asynccontextmanager
@@ -101,13 +103,23 @@ class LocalInvoker:
     @contextlib.asynccontextmanager
     async def maintaining(self) -> AsyncIterator[None]:
         """Run the maintenance loop (keep-alive, stem cells, pre-loading) until exit."""
-        task = asyncio.create_task(self.maintenance.run())
+        tasks = [asyncio.create_task(self.maintenance.run())]
+        if self.runner.sharing is not None:  # /metrics' step composition
+            tasks.append(asyncio.create_task(self._read_steps(self.runner.sharing)))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _read_steps(self, sharing: NamespaceSharing) -> None:
+        """Read the namespace containers' step composition every maintenance period."""
+        while True:
+            await sharing.refresh_steps()
+            await asyncio.sleep(self.maintenance.period_s)
 
 
 def container_view(container: PooledContainer) -> dict[str, Any]:

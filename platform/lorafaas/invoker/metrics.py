@@ -3,7 +3,10 @@
 Per function (label `function`, namespace/name): requests waiting in its batch queue, a
 histogram of its batch sizes, requests served, SLO misses and attainment, and requests
 failed; for the invoker: batches running (M) and its cap, containers by state, and per
-backbone the stem cells that failed to start and how long the next one waits (backoff).
+backbone the stem cells that failed to start and how long the next one waits (backoff);
+per namespace container (label `container`, namespace/backbone) the composition of its
+shared decode's steps: steps, requests and distinct functions summed over them, and the
+most functions in one step (as its runtime last reported them).
 """
 
 from __future__ import annotations
@@ -96,6 +99,9 @@ class Gauges:
     containers: Mapping[str, int]  # by state
     stem_failures: Mapping[str, int] = field(default_factory=dict)  # by backbone, in all
     stem_backoff_s: Mapping[str, float] = field(default_factory=dict)  # by backbone, left
+    # Per namespace container: its runtime's step counters (`steps`, `stepRows`,
+    # `stepFunctions`, `maxFunctionsPerStep`).
+    namespace_steps: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 def render(metrics: InvokerMetrics, gauges: Gauges) -> str:
@@ -139,6 +145,23 @@ class _Snapshot(Collector):
             containers.add_metric([state], count)
         yield containers
         yield from self._stem_cells()
+        yield from self._namespace_steps()
+
+    def _namespace_steps(self) -> Iterator[Metric]:
+        label = ["container"]
+        families: list[tuple[CounterMetricFamily | GaugeMetricFamily, str]] = [
+            (CounterMetricFamily("lorafaas_namespace_steps", "Decode steps of the namespace "
+                                 "container.", labels=label), "steps"),
+            (CounterMetricFamily("lorafaas_namespace_step_requests", "Requests in its steps, "
+                                 "summed over them.", labels=label), "stepRows"),
+            (CounterMetricFamily("lorafaas_namespace_step_functions", "Distinct functions in "
+                                 "its steps, summed over them.", labels=label), "stepFunctions"),
+            (GaugeMetricFamily("lorafaas_namespace_max_functions_per_step", "Most functions "
+                               "in one of its steps.", labels=label), "maxFunctionsPerStep")]
+        for family, key in families:
+            for container, steps in sorted(self.gauges.namespace_steps.items()):
+                family.add_metric([container], steps.get(key, 0))
+            yield family
 
     def _stem_cells(self) -> Iterator[Metric]:
         failures = CounterMetricFamily("lorafaas_stem_cell_failures", "Stem cells of the "

@@ -16,6 +16,7 @@ the others keep their own containers (`shareable`). No function has a user handl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from lorafaas.invoker.placement import (
     SharedContainers,
 )
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, UnknownBackbone
+from lorafaas.invoker.runtime_client import RuntimeUnavailable
 from lorafaas.invoking.activations import FunctionRef
 
 if TYPE_CHECKING:
@@ -51,6 +53,8 @@ FUNCTION_CONTAINER = "function"
 # What a namespace container's native engine cannot serve (as `runtime.engine.lora`
 # refuses it; read here from the adapter's config without loading torch).
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+# The shared decode's composition in a namespace container's /health.
+STEP_KEYS = ("steps", "stepRows", "stepFunctions", "maxFunctionsPerStep")
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,8 @@ class NamespaceSharing:
         self.pool = pool
         self.policy = policy or PlacementPolicy(config.placement)
         self._shareable: dict[str, bool] = {}  # by function key (its code never changes)
+        # Each namespace container's step counters, as its runtime last reported them.
+        self.steps: dict[str, dict[str, int]] = {}
         pool.namespace_start = self._start
 
     def route(self, request: ActivationRequest) -> FunctionRef:
@@ -128,6 +134,21 @@ class NamespaceSharing:
         """Each function seen that may share: its placement, rate and credit now."""
         return {key: placement for key in self._shareable
                 if (placement := self.policy.describe(key)) is not None}
+
+    async def refresh_steps(self) -> None:
+        """Read the step composition of every namespace container that answers."""
+        steps = {}
+        for container in self.pool.containers():
+            if not is_namespace_key(container.function_key) or container.function_key is None:
+                continue
+            try:
+                async with asyncio.timeout(5):
+                    health = await container.client.health()
+            except (RuntimeUnavailable, TimeoutError):
+                continue  # starting, busy or gone: its figures come next time
+            label = container.function_key.removeprefix(NAMESPACE_KEY_PREFIX)
+            steps[label] = {key: int(health.get(key, 0)) for key in STEP_KEYS}
+        self.steps = steps
 
     def forget(self, function_key_prefix: str) -> None:
         """An action was updated or deleted: its versions' histories go."""
