@@ -21,7 +21,12 @@ from lorafaas.invoker.records import (
     response,
 )
 from lorafaas.invoker.runtime_client import DeltaSink
-from lorafaas.invoker.sharing import NamespaceSharing, SharingConfig, container_kind
+from lorafaas.invoker.sharing import (
+    FUNCTION_CONTAINER,
+    NamespaceSharing,
+    SharingConfig,
+    container_kind,
+)
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult
 from lorafaas.start_kinds import ADAPTER, WARM
 
@@ -81,9 +86,12 @@ class Invoker:
         ended = time.time()
         outcome, lease = served.outcome, served.lease
         # What the container's start measured, reported once per batch (by its first outcome).
+        # A namespace container's start is no start of the function's own: its figures
+        # (no adapter; several functions') would skew the function's artifact profiles.
+        own = container_kind(lease.container) == FUNCTION_CONTAINER
         loads = (tuple(measured_loads(lease.init_breakdown, lease.init_memory))
-                 if served.reports_start else ())
-        self.tracker.ended(request.function, ended, lease.init_breakdown, loads)
+                 if served.reports_start and own else ())
+        self.tracker.ended(request.function, ended, lease.init_breakdown if own else {}, loads)
         status = APPLICATION_ERROR if "error" in outcome.result else SUCCESS
         logs = outcome.logs
         if logs is None or lease.start_kind != "warm":
