@@ -132,8 +132,25 @@ function setupPlayground(form) {
       error.hidden = false;
     } finally {
       button.disabled = false;
+      // The run is in the records now: its latency, its activation and the charts.
+      refreshParts(["latency", "recent-activations", "timeline-table", "function-chart-data"])
+        .catch(() => { /* the numbers stay as they were until the next load */ });
     }
   });
+}
+
+// Fetch this page again and swap the named parts in (no full reload), then say so: the
+// charts (charts.js) redraw from the fresh numbers.
+async function refreshParts(ids) {
+  const response = await fetch(window.location.href, {credentials: "same-origin"});
+  if (!response.ok) { return; }
+  const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+  for (const id of ids) {
+    const current = document.getElementById(id);
+    const replacement = fresh.getElementById(id);
+    if (current && replacement) { current.replaceWith(replacement); }
+  }
+  document.dispatchEvent(new Event("lorafaas:refreshed"));
 }
 
 async function showStats(activation) {

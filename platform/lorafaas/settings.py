@@ -105,6 +105,12 @@ def _share(value: str) -> float:
     return number
 
 
+def _generation_defaults(value: str) -> str:
+    if value not in ("greedy", "checkpoint"):
+        raise ValueError("must be greedy or checkpoint")
+    return value
+
+
 def _batching(value: str) -> str:
     if value not in ("eager", "fill-or-expire", "continuous", "off"):
         raise ValueError("must be eager, fill-or-expire, continuous or off")
@@ -189,6 +195,7 @@ class Settings:
     preloading: bool
     preload_spare_share: float
     backbone_sharing: bool
+    generation_defaults: str
     maintenance_period_s: float
     container_threads: int
     batching: str
@@ -370,6 +377,15 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
                                     "container loads a private copy from the backbone's "
                                     "checkpoint folder, as OpenWhisk or InstaInfer functions "
                                     "do (the evaluation's baselines)."),
+    "generation_defaults": SettingSpec("LORAFAAS_GENERATION_DEFAULTS", "greedy",
+                                       _generation_defaults,
+                                       "What a request that names no `temperature` or "
+                                       "`top_p` samples with: `greedy` (greedy decoding) or "
+                                       "`checkpoint` (the backbone's generation_config.json: "
+                                       "its `do_sample`, `temperature` and `top_p`; its "
+                                       "`top_k` and `repetition_penalty` are not applied). A "
+                                       "request's own values always win; the EOS ids of the "
+                                       "generation config apply either way."),
     "container_threads": SettingSpec("LORAFAAS_CONTAINER_THREADS", "0", _non_negative_int,
                                      "Torch threads of each function container (0: the cores "
                                      "divided by LORAFAAS_MAX_CONCURRENT_BATCHES, so batches "

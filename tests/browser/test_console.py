@@ -49,9 +49,13 @@ class Shots:
         self.page, self.prefix, self.count = page, prefix, 0
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    async def take(self, step: str) -> Path:
+    def path(self, step: str) -> Path:
+        """The next numbered screenshot's file."""
         self.count += 1
-        path = SCREENSHOTS / f"{self.prefix}-{self.count:02d}-{step}.png"
+        return SCREENSHOTS / f"{self.prefix}-{self.count:02d}-{step}.png"
+
+    async def take(self, step: str) -> Path:
+        path = self.path(step)
         await self.page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
         return path
 

@@ -3,10 +3,11 @@
 How to call it (curl, OpenAI Python, the CLI) with the real name and the endpoint, copied to
 the clipboard; the latency table without a request refused before it ran; limits edited
 through the action service; the playground's chat mode with turns and stop sequences, its
-max_tokens bounded by the function's limit; the activation pages; the platform page's RSS and
-PSS, refreshed live; every page at a phone's
-width without sideways scrolling; a function deleted after typing its name. Screenshots go to
-test-artifacts/screenshots/.
+max_tokens bounded by the function's limit; the latency table and the charts over time
+(requests, TTFT, cold-start share, cost per hour) taking each run in without a reload; the
+activation pages; the platform page's RSS and PSS and its recent evictions, refreshed live;
+every page at a phone's width without sideways scrolling; a function deleted after typing
+its name. Screenshots go to test-artifacts/screenshots/.
 """
 
 from __future__ import annotations
@@ -58,6 +59,23 @@ async def store_refused(platform: Any, name: str) -> str:
     return activation_id
 
 
+# The sum of a chart's first series (Chart.js draws the function page's charts).
+CHART_SUM = ("Chart.getChart('%s').data.datasets[0].data"
+             ".reduce((a, b) => a + (b || 0), 0)")
+
+
+async def chart_sum(page: Any, chart: str) -> float:
+    """The sum of a chart's first series, as drawn."""
+    return float(await page.evaluate(CHART_SUM % chart))
+
+
+async def chart_values(page: Any, chart: str) -> list[float]:
+    """Every value of a chart's series that is not a gap (null), as drawn."""
+    return list(await page.evaluate(
+        f"Chart.getChart('{chart}').data.datasets.flatMap((d) => d.data)"
+        ".filter((v) => v !== null)"))
+
+
 async def sign_in(page: Any, base: str, credential: str) -> None:
     """Sign the browser in with the guest's key."""
     from playwright.async_api import expect
@@ -99,19 +117,23 @@ async def test_function_page_calls_limits_and_delete(  # type: ignore[no-untyped
         await expect(page.locator(f"a[href='/console/activations/{refused}']")).to_have_count(1)
         duration = page.locator("#latency tbody tr", has_text="duration")
         await expect(duration.locator("td").last).to_have_text("0")
+        # The charts count it as a request, with no latency and no start.
+        assert await chart_sum(page, "chart-fn-requests") == 1
+        assert await chart_values(page, "chart-fn-ttft") == []
+        assert await chart_values(page, "chart-fn-cold") == []
         await shots.take(width_name)
 
     # Limits: a new version with the same adapter and the edited limits.
     await page.set_viewport_size({"width": 1200, "height": 900})
     await page.fill("#limits input[name=max_tokens]", "300")
-    await page.fill("#limits input[name=timeout]", "45000")
+    await page.fill("#limits input[name=timeout]", "240000")  # a cold start on a busy host
     await page.click("#limits button[type=submit]")
     await expect(page).to_have_url(re.compile(r"/console/functions/pirate$"))
     await expect(page.locator("#limits input[name=max_tokens]")).to_have_value("300")
     await expect(page.locator("h1 small")).to_have_text("version 0.0.2")
     response = await platform.request("GET", "/api/v1/namespaces/_/actions/pirate?code=false")
     limits = (await response.json())["limits"]
-    assert (limits["max_tokens"], limits["timeout"]) == (300, 45000)
+    assert (limits["max_tokens"], limits["timeout"]) == (300, 240000)
     await shots.take("limits-saved")
 
     # The playground: max_tokens bounded by the function's own limit, in the form and behind it.
@@ -143,6 +165,9 @@ async def test_function_page_calls_limits_and_delete(  # type: ignore[no-untyped
     await expect(page.locator("#turns li")).to_have_count(2)
     await expect(page.locator("#turns li").last).to_have_text(first)
     chat_activation = (await page.locator("#stat-activation").text_content() or "").strip()
+    # The latency table and the charts take the run in without a reload.
+    await expect(duration.locator("td").last).to_have_text("1")
+    await page.wait_for_function(f"{CHART_SUM % 'chart-fn-requests'} === 2")
     # Stop sequences: the output ends before the first "e" (the run stops there).
     await page.fill("#message", "And then?")
     await page.fill("#playground textarea[name=stop]", "e")
@@ -153,15 +178,40 @@ async def test_function_page_calls_limits_and_delete(  # type: ignore[no-untyped
     await expect(page.locator("#turns li")).to_have_count(4)
     assert "e" not in (await page.locator("#output").text_content() or "")
     stopped_activation = (await page.locator("#stat-activation").text_content() or "").strip()
-    # The two runs count in the latency table; the refused request still does not.
-    await page.reload()
-    duration = page.locator("#latency tbody tr", has_text="duration")
+    # The two runs count in the latency table (refreshed after each run, no reload); the
+    # refused request still does not. The charts: 3 requests, 2 with a TTFT, 1 cold start.
     await expect(duration.locator("td").last).to_have_text("2")
+    await expect(page.locator(f"#recent-activations a[href='/console/activations/"
+                              f"{stopped_activation}']")).to_have_count(1)
+    await page.wait_for_function(f"{CHART_SUM % 'chart-fn-requests'} === 3")
+    ttfts = await chart_values(page, "chart-fn-ttft")
+    assert ttfts and all(v > 0 for v in ttfts), ttfts
+    cold = await chart_values(page, "chart-fn-cold")
+    assert cold and 0 < max(cold) <= 100 and min(cold) < 100, cold  # one cold, one warm
+    assert await chart_sum(page, "chart-fn-cost") > 0  # from the billing ledger
+    table = page.locator("#timeline-table tbody tr td.requests")
+    assert sum([int(t) for t in await table.all_text_contents()]) == 3  # folded: no inner text
     await page.check("#playground input[name=mode][value=chat]")
     for width_name, width in WIDTHS.items():
         await page.set_viewport_size({"width": width, "height": 900})
         await shots.take(f"chat-{width_name}")
     await page.set_viewport_size({"width": 1200, "height": 900})
+
+    # The last hour, per minute; a window the page does not offer is refused in words.
+    await page.click("nav.windows a[href='?window=1h#timeline']")
+    await expect(page.locator("nav.windows a[aria-current]")).to_have_text(
+        "last hour, per minute")
+    assert len(await page.evaluate("Chart.getChart('chart-fn-requests').data.labels")) == 60
+    assert await chart_sum(page, "chart-fn-requests") == 3
+    await page.locator("#timeline summary").click()
+    for width_name, width in WIDTHS.items():
+        await page.set_viewport_size({"width": width, "height": 900})
+        await page.locator("#timeline").screenshot(
+            path=str(shots.path(f"timeline-{width_name}")))
+    await page.set_viewport_size({"width": 1200, "height": 900})
+    response = await page.goto(f"{base}/console/functions/pirate?window=2h")
+    assert response is not None and response.status == 400
+    await expect(page.locator("main")).to_contain_text("one of 1h, 24h, 7d, not '2h'")
 
     # The activation pages: parameters, wait/init/batch size, the timeline, the start.
     for activation_id, cold in ((chat_activation, True), (stopped_activation, False)):
@@ -219,6 +269,20 @@ async def test_function_page_calls_limits_and_delete(  # type: ignore[no-untyped
     updated = await page.locator("#updated").inner_text()
     await expect(page.locator("#updated")).not_to_have_text(updated, timeout=30_000)
     await expect(page.locator("#containers tbody tr", has_text="guest/pirate")).to_have_count(1)
+    await expect(page.locator("#evictions tbody")).not_to_contain_text("guest/pirate")
+    # A new version of pirate, through the API: its warm container goes, and the open page
+    # lists the eviction at its next refresh: what, when, why.
+    response = await platform.request("PUT", "/api/v1/namespaces/_/actions/pirate?overwrite=true",
+                                      data=io.BytesIO(zip_bytes),
+                                      headers={"Content-Type": "application/zip"})
+    assert response.status == 200, await response.text()
+    eviction = page.locator("#evictions tbody tr", has_text="guest/pirate")
+    await expect(eviction).to_have_count(1, timeout=30_000)
+    await expect(eviction.locator("td.state")).to_have_text("warm")
+    await expect(eviction.locator("td.reason")).to_have_text("action changed")
+    await expect(eviction.locator("td.when")).to_have_text(
+        re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
+    await expect(page.locator("#containers tbody tr", has_text="guest/pirate")).to_have_count(0)
     for width_name, width in WIDTHS.items():
         await page.set_viewport_size({"width": width, "height": 900})
         await shots.take(f"platform-{width_name}")

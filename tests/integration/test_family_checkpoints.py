@@ -28,9 +28,10 @@ from lorafaas.demo import families as F
 from lorafaas.runtime.attach import build_backbone
 from lorafaas.runtime.batched import generate_batch
 from lorafaas.runtime.continuous import ContinuousEngine
-from lorafaas.runtime.function import RuntimePaths, _load_tokenizer
+from lorafaas.runtime.function import RuntimePaths, _load_general_tokenizer, _load_tokenizer
 from lorafaas.runtime.generation import GenerationRequest, generate
 from lorafaas.runtime.private_backbone import load_private_backbone, published_descriptor
+from lorafaas.runtime.tokenizer import ServingTokenizer
 
 MAX_TOKENS = 8
 FAMILY_NAMES = sorted(F.FAMILIES)
@@ -81,9 +82,14 @@ def shared_model(item: Published, adapter: Path) -> PeftModel:
     return PeftModel.from_pretrained(base, str(adapter), is_trainable=False).eval()
 
 
-def runtime_tokenizer(item: Published, adapter: Path) -> PreTrainedTokenizerBase:
-    """The tokenizer a container loads (from the published folder)."""
+def runtime_tokenizer(item: Published, adapter: Path) -> ServingTokenizer:
+    """The tokenizer a container serves with (from the published folder, no transformers)."""
     return _load_tokenizer(RuntimePaths(None, item.publish_dir, adapter))
+
+
+def general_tokenizer(item: Published, adapter: Path) -> PreTrainedTokenizerBase:
+    """The tokenizer the general path loads (transformers', from the published folder)."""
+    return _load_general_tokenizer(RuntimePaths(None, item.publish_dir, adapter))
 
 
 def requests(max_tokens: int = MAX_TOKENS) -> list[GenerationRequest]:
@@ -133,7 +139,13 @@ def test_published_backbone_is_the_checkpoint(published: dict[str, Published], n
         assert torch.equal(value, buffers[key]), key
     tokenizer = runtime_tokenizer(item, item.adapters[0])
     for prompt in F.PROMPTS:
-        assert tokenizer(prompt)["input_ids"] == item.tokenizer(prompt)["input_ids"]
+        ids = item.tokenizer(prompt)["input_ids"]
+        assert tokenizer(prompt)["input_ids"] == ids
+        for skip in (True, False):
+            assert tokenizer.decode(ids, skip_special_tokens=skip) == item.tokenizer.decode(
+                ids, skip_special_tokens=skip)
+    assert (tokenizer.eos_token_id, tokenizer.pad_token_id) == (item.tokenizer.eos_token_id,
+                                                                item.tokenizer.pad_token_id)
 
 
 def _published_names(publish_dir: Path) -> set[str]:
@@ -150,7 +162,7 @@ def test_fp32_alone_batched_continuous_equal_peft(published: dict[str, Published
     item = published[name]
     for adapter in item.adapters:
         expected = reference(item, adapter)
-        model, tokenizer = shared_model(item, adapter), runtime_tokenizer(item, adapter)
+        model, tokenizer = shared_model(item, adapter), general_tokenizer(item, adapter)
         alone = [generate(model, tokenizer, r)[0]["token_ids"] for r in requests()]
         assert alone == expected, "alone"
         batched = [result["token_ids"] for result, _ in generate_batch(model, tokenizer,
@@ -186,7 +198,7 @@ def test_bf16_alone_equals_peft_bf16(published: dict[str, Published], name: str,
     for adapter in item.adapters:
         model = shared_model(bf16, adapter)
         assert model.dtype == torch.bfloat16
-        alone = [generate(model, runtime_tokenizer(bf16, adapter), r)[0]["token_ids"]
+        alone = [generate(model, general_tokenizer(bf16, adapter), r)[0]["token_ids"]
                  for r in requests()]
         assert alone == reference(bf16, adapter, "bfloat16")
 
@@ -196,7 +208,7 @@ def test_private_copy_answers_as_the_shared_one(published: dict[str, Published])
     item = published["qwen2"]
     base = load_private_backbone(item.publish_dir)
     model = PeftModel.from_pretrained(base, str(item.adapters[0]), is_trainable=False).eval()
-    tokenizer = runtime_tokenizer(item, item.adapters[0])
+    tokenizer = general_tokenizer(item, item.adapters[0])
     tokens = [generate(model, tokenizer, r)[0]["token_ids"] for r in requests()]
     assert tokens == reference(item, item.adapters[0])
 
@@ -213,7 +225,7 @@ def test_generation_config_eos_stops(published: dict[str, Published], tmp_path: 
     publish_dir = tmp_path / "published"
     publish(checkpoint, publish_dir)
     eos = Published(item.family, checkpoint, item.adapters, publish_dir, item.tokenizer)
-    model, tokenizer = shared_model(eos, adapter), runtime_tokenizer(eos, adapter)
+    model, tokenizer = shared_model(eos, adapter), general_tokenizer(eos, adapter)
     peft_model = F.load_reference(checkpoint, adapter)
     longer = 2 * MAX_TOKENS
     expected = F.greedy(peft_model, item.tokenizer, F.PROMPTS[0], longer, ignore_eos=False)
@@ -226,15 +238,17 @@ def test_generation_config_eos_stops(published: dict[str, Published], tmp_path: 
 
 
 def test_chat_template_is_published(published: dict[str, Published]) -> None:
-    """The model's chat template (file or tokenizer_config.json) reaches the runtime."""
+    """The model's chat template (file or tokenizer_config.json) reaches the runtime, and
+    the runtime renders it (jinja2, no transformers) as transformers does."""
     messages = [{"role": "user", "content": "hello there"}]
     for item in published.values():
-        tokenizer = runtime_tokenizer(item, item.adapters[0])
-        rendered = tokenizer.apply_chat_template(messages, tokenize=False,
-                                                 add_generation_prompt=True)
-        assert rendered == item.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True)
-        assert rendered.startswith("<|user|> hello there")
+        expected = item.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                      add_generation_prompt=True)
+        general = general_tokenizer(item, item.adapters[0])
+        assert general.apply_chat_template(messages, tokenize=False,
+                                           add_generation_prompt=True) == expected
+        assert runtime_tokenizer(item, item.adapters[0]).render_chat(messages) == expected
+        assert expected.startswith("<|user|> hello there")
 
 
 def test_controller_counts_prompts_as_the_runtime(published: dict[str, Published]) -> None:
@@ -247,8 +261,7 @@ def test_controller_counts_prompts_as_the_runtime(published: dict[str, Published
     for item in published.values():
         counter = PublishedTokenizer.load(item.publish_dir)
         runtime = runtime_tokenizer(item, item.adapters[0])
-        rendered = runtime.apply_chat_template(messages, tokenize=False,
-                                               add_generation_prompt=True)
+        rendered = runtime.render_chat(messages)
         assert counter.count(F.PROMPTS[0]) == len(runtime(F.PROMPTS[0])["input_ids"])
         assert counter.count_chat(messages) == len(runtime(rendered)["input_ids"])
 

@@ -4,7 +4,8 @@ A representative subset of the families runs here, one platform per deployment s
 the module's tests: Qwen2 (tied embeddings, attention biases, BPE tokenizer files, chat
 template in tokenizer_config.json, an extra EOS id) batched with sharing on and continuous
 with sharing off; Gemma 3 text in bfloat16 (sharded, scaled embeddings, sliding pattern)
-alone; Phi-3 (fused projections, longrope) continuous. Every checkpoint folder is readable
+alone; Phi-3 (fused projections, longrope) continuous; and Qwen2 batched once more on a
+PostgreSQL registry (`postgres`). Every checkpoint folder is readable
 by root only (0700, files 0600), as transformers 5 writes them. test_family_checkpoints.py
 runs every family in process.
 """
@@ -12,6 +13,7 @@ runs every family in process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import shutil
 import tempfile
@@ -26,6 +28,7 @@ import pytest
 import pytest_asyncio
 
 from lorafaas.settings import load_settings
+from tests.db_fixtures import fresh_postgres_database, postgres_server_url
 from tests.integration.test_end_to_end import action_body
 
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="module")]
@@ -45,6 +48,7 @@ class Deployment:
     batching: str
     sharing: bool
     options: dict[str, Any]
+    database: str = "sqlite"  # the registry: "sqlite" (a file) or "postgresql"
 
 
 DEPLOYMENTS = {
@@ -54,7 +58,12 @@ DEPLOYMENTS = {
                                                 {"chat_template": "config"}),
     "gemma3-bf16-alone": Deployment("gemma3", "bfloat16", "off", True, {"sharded": True}),
     "phi3-fp32-continuous": Deployment("phi3", "float32", "continuous", True, {}),
+    "qwen2-fp32-eager-postgresql": Deployment("qwen2", "float32", "eager", True,
+                                              {"chat_template": "config"}, "postgresql"),
 }
+PARAMS = [pytest.param(name, marks=[pytest.mark.postgres] if
+                       DEPLOYMENTS[name].database == "postgresql" else [])
+          for name in sorted(DEPLOYMENTS)]
 
 
 @dataclass
@@ -96,10 +105,25 @@ def make_checkpoint(root: Path, deployment: Deployment) -> tuple[Path, list[Path
     return checkpoint, adapters, stop_id
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module", params=sorted(DEPLOYMENTS))
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=PARAMS)
 async def served(request: pytest.FixtureRequest, runtime_image: str
                  ) -> AsyncIterator[Served]:
-    """One platform per deployment (SQLite registry), its two functions created."""
+    """One platform per deployment (its registry: SQLite, or PostgreSQL where marked), its
+    two functions created."""
+    deployment = DEPLOYMENTS[request.param]
+    root = Path(tempfile.mkdtemp(prefix="lf-fam-", dir="/tmp"))
+    shm_dir = Path("/dev/shm") / f"lorafaas-fam-{uuid.uuid4().hex[:8]}"
+    with contextlib.ExitStack() as stack:
+        database_url = f"sqlite:///{root / 'registry.db'}"
+        if deployment.database == "postgresql":
+            database_url = stack.enter_context(fresh_postgres_database(postgres_server_url()))
+        async for served in _serve(deployment, root, shm_dir, runtime_image, database_url):
+            yield served
+
+
+async def _serve(deployment: Deployment, root: Path, shm_dir: Path, runtime_image: str,
+                 database_url: str) -> AsyncIterator[Served]:
+    """The platform of `served` on its registry."""
     import aiohttp
     from aiohttp.test_utils import TestClient, TestServer
 
@@ -107,9 +131,6 @@ async def served(request: pytest.FixtureRequest, runtime_image: str
     from lorafaas.controller.bootstrap import ensure_guest
     from lorafaas.registry.db import upgrade
 
-    deployment = DEPLOYMENTS[request.param]
-    root = Path(tempfile.mkdtemp(prefix="lf-fam-", dir="/tmp"))
-    shm_dir = Path("/dev/shm") / f"lorafaas-fam-{uuid.uuid4().hex[:8]}"
     try:
         checkpoint, adapters, stop_id = await asyncio.to_thread(make_checkpoint, root,
                                                                 deployment)
@@ -118,7 +139,7 @@ async def served(request: pytest.FixtureRequest, runtime_image: str
             shm_dir=shm_dir, runtime_image=runtime_image, backbone_dir=checkpoint,
             models_dir=root, invoker_id=f"fam{uuid.uuid4().hex[:8]}", port=0,
             prewarm_min=0, prewarm_max=0, preload_spare_share=0.0, prefill_profiling="off",
-            database_url=f"sqlite:///{root / 'registry.db'}", batching=deployment.batching,
+            database_url=database_url, batching=deployment.batching,
             backbone_sharing=deployment.sharing, container_start_timeout_s=WAIT_MS // 1000)
         upgrade(settings.database_url)
         credential = await ensure_guest(settings)

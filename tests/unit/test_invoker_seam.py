@@ -110,7 +110,7 @@ class FakeInvoker:
         return FunctionView([], {}, {})
 
     def snapshot(self) -> InvokerSnapshot:
-        return InvokerSnapshot([], None)
+        return InvokerSnapshot([], None, [])
 
     def metrics(self) -> MetricsText:
         return MetricsText("", "text/plain")

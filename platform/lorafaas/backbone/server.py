@@ -14,10 +14,12 @@ import logging
 import os
 import signal
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorafaas.backbone.ownership import claim_folder, same_file, still_owned
 from lorafaas.wire.attach import MAX_LINE, decode, encode
 
 logger = logging.getLogger(__name__)
@@ -100,12 +102,21 @@ def answer(state: BackboneState, request: dict[str, Any], clients: set[str]) -> 
     return {"ok": False, "error": f"unknown op {op!r}"}
 
 
-async def serve(state: BackboneState, socket_path: Path) -> None:
-    """Serve the attach socket until SIGTERM or SIGINT."""
+async def watch_parent(parent: int, stop: asyncio.Event, period_s: float = 1.0) -> None:
+    """Stop when the parent (the platform) is gone, however it ended (`kill -9` included)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(period_s)
+    logger.warning("the platform (pid %d) is gone: stopping", parent)
+    stop.set()
+
+
+async def serve(state: BackboneState, socket_path: Path, parent: int) -> None:
+    """Serve the attach socket until SIGTERM or SIGINT, or until the parent is gone."""
     socket_path.parent.mkdir(parents=True, exist_ok=True)
-    socket_path.unlink(missing_ok=True)
+    socket_path.unlink(missing_ok=True)  # a dead server's: the platform reclaimed it
     server = await asyncio.start_unix_server(lambda r, w: handle_client(state, r, w),
                                              path=str(socket_path), limit=MAX_LINE)
+    inode = socket_path.stat().st_ino
     # Function containers run as an unprivileged user and must be able to connect.
     os.chmod(socket_path.parent, 0o755)
     os.chmod(socket_path, 0o666)
@@ -113,10 +124,13 @@ async def serve(state: BackboneState, socket_path: Path) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    watcher = asyncio.create_task(watch_parent(parent, stop))
     print(f"READY {socket_path}", flush=True)
     async with server:
         await stop.wait()
-    socket_path.unlink(missing_ok=True)
+    watcher.cancel()
+    if same_file(socket_path, inode):  # a later server may have bound the path since
+        socket_path.unlink()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -129,7 +143,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="serving dtype: float32, bfloat16, float16, or auto (the "
                              "checkpoint's own)")
     parser.add_argument("--transport", choices=("tmpfs", "cuda-ipc"), default="tmpfs")
+    parser.add_argument("--owner", default=uuid.uuid4().hex,
+                        help="the platform run's owner id: marks what this server publishes")
     args = parser.parse_args(argv)
+    parent = os.getppid()  # before the load: the platform may die while it runs
     logging.basicConfig(level=logging.INFO, format="%(asctime)s backbone %(levelname)s %(message)s")
     from lorafaas.backbone.checkpoint import serving_dtype
     from lorafaas.backbone.publisher import (
@@ -146,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         dtype = serving_dtype(args.model_dir, args.dtype)
         model = load_backbone(args.model_dir, dtype)
         descriptor = publisher.publish(model, args.model_dir)
+        claimed = claim_folder(args.publish_dir, args.owner)
     except (BackboneRefused, PublishError, ValueError) as error:
         logger.error("backbone %s refused: %s", args.model_dir.name, error)
         print(f"FAILED {error}", flush=True)
@@ -155,9 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     state = BackboneState(descriptor=descriptor, load_seconds=time.monotonic() - started)
     logger.info("backbone %s ready in %.2fs (%s)", args.model_dir.name, state.load_seconds, dtype)
     try:
-        asyncio.run(serve(state, args.socket))
+        asyncio.run(serve(state, args.socket, parent))
     finally:
-        publisher.unpublish()
+        if still_owned(args.publish_dir, args.owner, claimed):
+            publisher.unpublish()
+        else:
+            logger.info("%s is another server's now: left in place", args.publish_dir)
 
 
 if __name__ == "__main__":

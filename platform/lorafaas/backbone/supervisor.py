@@ -26,11 +26,13 @@ class BackboneEndpoint:
 class BackboneServerProcess:
     """One backbone server child process."""
 
-    def __init__(self, endpoint: BackboneEndpoint, model_dir: Path, dtype: str = "auto") -> None:
+    def __init__(self, endpoint: BackboneEndpoint, model_dir: Path, dtype: str = "auto",
+                 owner: str = "") -> None:
         # `auto`: the checkpoint's own dtype; else a torch dtype name (the server's --dtype).
         self.endpoint = endpoint
         self.model_dir = model_dir
         self.dtype = dtype
+        self.owner = owner  # the platform run's owner id (lorafaas.backbone.ownership)
         self._process: asyncio.subprocess.Process | None = None
 
     @property
@@ -42,10 +44,12 @@ class BackboneServerProcess:
         """Start the server and wait for its READY line."""
         if not (self.model_dir / "config.json").exists():
             raise FileNotFoundError(f"no backbone at {self.model_dir} (config.json missing)")
+        owner = ["--owner", self.owner] if self.owner else []
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "lorafaas.backbone.server", "--model-dir", str(self.model_dir),
             "--publish-dir", str(self.endpoint.publish_dir), "--socket",
-            str(self.endpoint.socket_path), "--dtype", self.dtype, stdout=asyncio.subprocess.PIPE)
+            str(self.endpoint.socket_path), "--dtype", self.dtype, *owner,
+            stdout=asyncio.subprocess.PIPE)
         assert self._process.stdout is not None
         line = await asyncio.wait_for(self._process.stdout.readline(), timeout_s)
         if not line.startswith(b"READY"):
@@ -55,6 +59,11 @@ class BackboneServerProcess:
                                f"{reason or 'it exited'}")
         logger.info("backbone server %s ready on %s", self.endpoint.name,
                     self.endpoint.socket_path)
+
+    async def wait(self) -> int:
+        """Wait until the server exits; its exit status (negative: the signal)."""
+        assert self._process is not None, "the server was never started"
+        return await self._process.wait()
 
     async def stop(self) -> None:
         """Terminate the server and wait for it."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import select
 
 from lorafaas import start_kinds
+from lorafaas.billing.ledger import ACTIVATION
+from lorafaas.console.timeline import Charge
 from lorafaas.controller.appkeys import invoker_key, sessions_key
 from lorafaas.registry.activations import list_activations
-from lorafaas.registry.models import Activation
+from lorafaas.registry.models import Activation, UsageRecord
 from lorafaas.registry.namespaces import Identity
 
 MAX_ROWS = 10_000
@@ -21,6 +24,19 @@ async def activations_since(request: web.Request, identity: Identity, since_ms: 
     async with request.app[sessions_key]() as session:
         return await list_activations(session, identity.namespace, name, limit, 0,
                                       since=since_ms)
+
+
+async def charges_since(request: web.Request, identity: Identity, name: str,
+                        since_ms: int) -> list[Charge]:
+    """The function's billed activations in the ledger since a time, oldest first."""
+    statement = (select(UsageRecord.start_ms, UsageRecord.cost_total)
+                 .where(UsageRecord.kind == ACTIVATION,
+                        UsageRecord.namespace == identity.namespace,
+                        UsageRecord.action == name, UsageRecord.start_ms >= since_ms)
+                 .order_by(UsageRecord.start_ms))
+    async with request.app[sessions_key]() as session:
+        return [Charge(int(start), float(cost))
+                for start, cost in await session.execute(statement)]
 
 
 def containers(request: web.Request) -> list[dict[str, Any]]:

@@ -5,14 +5,23 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from lorafaas.console.data import activations_since, containers, function_state
+from lorafaas.console import timeline
+from lorafaas.console.data import activations_since, charges_since, containers, function_state
 from lorafaas.console.keys import console_identity_key
-from lorafaas.console.pages import FunctionPage, FunctionRow, FunctionsPage, LimitField
+from lorafaas.console.pages import (
+    FunctionPage,
+    FunctionRow,
+    FunctionsPage,
+    LimitField,
+    TimelineRow,
+)
 from lorafaas.console.render import render_page
 from lorafaas.console.snippets import call_snippets
 from lorafaas.console.stats import (
@@ -41,7 +50,7 @@ from lorafaas.controller.protocol import (
 )
 from lorafaas.errors import BadRequest
 from lorafaas.registry import actions as action_rows
-from lorafaas.registry.models import Action
+from lorafaas.registry.models import Action, Activation
 
 RECENT = 20
 PLAYGROUND_FIELDS = {"max_tokens": int, "temperature": float, "top_p": float, "seed": int}
@@ -84,6 +93,8 @@ async def _function_page(request: web.Request, action: Action,
                          error: str | None = None) -> FunctionPage:
     identity = request[console_identity_key]
     rows = await activations_since(request, identity, 0, action.name, limit=500)
+    window = timeline.window_of(request.query.get("window"))
+    chart = await _timeline(request, action.name, window)
     annotations = {a["key"]: a["value"] for a in action.annotations}
     limits = dict(action.limits)
     endpoint = f"{request.scheme}://{request.host}"
@@ -96,7 +107,33 @@ async def _function_page(request: web.Request, action: Action,
         endpoint=endpoint, activations=[activation_row(r) for r in rows[:RECENT]],
         # A request refused before it ran (no container leased) has no latency to count.
         latencies=latency_percentiles([r for r in rows if activation_row(r).start_kind]),
-        error=error)
+        window=window.key, windows=[(w.key, w.label) for w in timeline.WINDOWS.values()],
+        chart_data=chart.chart_data(), timeline_rows=timeline_rows(chart), error=error)
+
+
+async def _timeline(request: web.Request, name: str, window: timeline.Window
+                    ) -> timeline.Timeline:
+    identity = request[console_identity_key]
+    now_ms = int(time.time() * 1000)
+    since = now_ms - window.span_ms
+    rows = await activations_since(request, identity, since, name)
+    charges = await charges_since(request, identity, name, since)
+    return timeline.bucket(map(_timeline_request, rows), charges, window, now_ms)
+
+
+def _timeline_request(row: Activation) -> timeline.Request:
+    summary = activation_row(row)
+    return timeline.Request(row.start_ms, summary.ttft_ms, summary.start_kind or None)
+
+
+def timeline_rows(chart: timeline.Timeline) -> list[TimelineRow]:
+    """The buckets with any request or cost, newest first, for the table under the charts."""
+    def start(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+    return [TimelineRow(start(chart.starts_ms[i]), chart.requests[i], chart.ttft_p50[i],
+                        chart.ttft_p99[i], chart.cold_share[i], chart.cost_per_hour[i])
+            for i in reversed(chart.busy_buckets())]
 
 
 def _ranges(request: web.Request) -> dict[str, LimitRange]:

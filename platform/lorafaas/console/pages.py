@@ -114,9 +114,21 @@ class LimitField:
 
 
 @dataclass(frozen=True)
+class TimelineRow:
+    """One bucket of a function's charts, for the table beside them."""
+
+    start: str
+    requests: int
+    ttft_p50: float | None
+    ttft_p99: float | None
+    cold_share: float | None  # percent of the requests that ran
+    cost_per_hour: float
+
+
+@dataclass(frozen=True)
 class FunctionPage:
-    """A function: how to call it, its limits, the playground, recent activations and
-    latency percentiles; `error` is a refused limits edit."""
+    """A function: how to call it, its limits, the playground, charts over time, recent
+    activations and latency percentiles; `error` is a refused limits edit."""
 
     TEMPLATE: ClassVar[str] = "function.html"
     SECTION: ClassVar[str] = "functions"
@@ -131,6 +143,10 @@ class FunctionPage:
     endpoint: str
     activations: list[ActivationRow]
     latencies: list[Percentiles]
+    window: str  # the charts' window: a key of `windows`
+    windows: list[tuple[str, str]]  # key and label of each window the charts offer
+    chart_data: dict[str, Any]  # the series of the charts over time (console.timeline)
+    timeline_rows: list[TimelineRow]  # the buckets with any request or cost
     error: str | None = None
 
 
@@ -218,9 +234,24 @@ class ContainerRow:
 
 
 @dataclass(frozen=True)
+class EvictionRow:
+    """A container the pool removed recently: which, when, and why."""
+
+    when: str
+    container: str
+    function: str  # namespace/name, or "stem cell"
+    state: str  # what it was when removed
+    memory_mb: int
+    idle_s: float
+    uses: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class PlatformPage:
     """For admins: containers and backbone servers with RSS and PSS, the pool's stem cells
-    and pre-loaded containers, memory per tier, queue lengths; refreshed live."""
+    and pre-loaded containers, memory per tier, queue lengths, recent evictions; refreshed
+    live."""
 
     TEMPLATE: ClassVar[str] = "platform.html"
     SECTION: ClassVar[str] = "platform"
@@ -230,7 +261,19 @@ class PlatformPage:
     queues: list[tuple[str, int]]
     pool: list[tuple[str, int]]  # stem cells, pre-loaded, warm, busy, starting
     measured: list[tuple[str, float]]  # summed RSS and PSS of containers and backbone servers
+    evictions: list[EvictionRow]  # newest first
     updated: str
+
+
+@dataclass(frozen=True)
+class ApiReferencePage:
+    """The REST API's OpenAPI document, rendered by a renderer this platform serves."""
+
+    TEMPLATE: ClassVar[str] = "api_reference.html"
+    SECTION: ClassVar[str] = "api-reference"
+    spec_url: str
+    renderer: str  # its name and version
+    assets: str  # where its files are served
 
 
 @dataclass(frozen=True)
@@ -245,4 +288,4 @@ class ErrorPage:
 
 
 PAGES: tuple[type, ...] = (SignInPage, FunctionsPage, UploadPage, FunctionPage, ActivationPage,
-                           UsagePage, PlatformPage, ErrorPage)
+                           UsagePage, PlatformPage, ApiReferencePage, ErrorPage)

@@ -1,5 +1,5 @@
 """For admins: the pool's containers and the backbone servers with their RSS and PSS, stem
-cells and pre-loaded containers, memory per tier, queue lengths."""
+cells and pre-loaded containers, memory per tier, queue lengths, recent evictions."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from aiohttp import web
 from lorafaas.console.data import containers
 from lorafaas.console.keys import console_identity_key
 from lorafaas.console.memory import Footprint, footprints
-from lorafaas.console.pages import ContainerRow, PlatformPage
+from lorafaas.console.pages import ContainerRow, EvictionRow, PlatformPage
 from lorafaas.console.render import render_page
 from lorafaas.console.stats import when
 from lorafaas.controller.appkeys import (
@@ -26,6 +26,7 @@ from lorafaas.controller.appkeys import (
     settings_key,
 )
 from lorafaas.errors import Forbidden
+from lorafaas.invoking.client import Eviction
 
 # The pool's states as the page names them, in the order shown.
 POOL_STATES = {"prewarmed": "stem cells", "preloaded": "pre-loaded containers",
@@ -52,7 +53,8 @@ async def platform_page(request: web.Request) -> web.Response:
                          int(v.get("memoryMB") or 0), float(v.get("idleSeconds") or 0),
                          *_mb(measured.get(int(v.get("pid") or 0))))
             for v in views]
-    limit_mb = request.app[invoker_key].snapshot().pool_memory_mb
+    snapshot = request.app[invoker_key].snapshot()
+    limit_mb = snapshot.pool_memory_mb
     shm = shutil.disk_usage("/dev/shm")
     tiers = [("function containers (limits, MB)", float(sum(r.memory_mb for r in rows))),
              ("pool size (MB)", float(limit_mb) if limit_mb else 0.0),
@@ -73,7 +75,13 @@ async def platform_page(request: web.Request) -> web.Response:
     pool_counts = [(label, by_state.get(state, 0)) for state, label in POOL_STATES.items()]
     return await render_page(request, PlatformPage(
         rows, tiers, backbones, queues, pool_counts, totals(rows, backbones),
-        when(int(time.time() * 1000))))
+        eviction_rows(snapshot.evictions), when(int(time.time() * 1000))))
+
+
+def eviction_rows(evictions: Sequence[Eviction]) -> list[EvictionRow]:
+    """The pool's recent evictions as the page lists them."""
+    return [EvictionRow(when(int(e.at * 1000)), e.container, e.function or "stem cell",
+                        e.state, e.memory_mb, e.idle_s, e.uses, e.reason) for e in evictions]
 
 
 def _mb(footprint: Footprint | None) -> tuple[float | None, float | None]:

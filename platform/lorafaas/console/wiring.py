@@ -13,7 +13,15 @@ from aiohttp_session import setup as setup_sessions
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
-from lorafaas.console import activations, auth_pages, functions, platform_page, upload, usage
+from lorafaas.console import (
+    activations,
+    api_reference,
+    auth_pages,
+    functions,
+    platform_page,
+    upload,
+    usage,
+)
 from lorafaas.console.middleware import console_middleware
 from lorafaas.console.session import COOKIE_NAME, SESSION_MAX_AGE_S, console_key
 from lorafaas.settings import Settings
@@ -42,6 +50,9 @@ def setup_console(app: web.Application, settings: Settings) -> None:
     setup_sessions(app, storage)
     app.middlewares.append(console_middleware)
     app.add_routes(console_routes())
+    # The renderer's own files first: its prefix lies inside the console's static one.
+    app.router.add_static(api_reference.SWAGGER_UI_PREFIX, api_reference.SWAGGER_UI_DIR,
+                          name="swagger_ui")
     app.router.add_static("/console/static/", STATIC_DIR, name="console_static")
 
 
@@ -67,4 +78,5 @@ def console_routes() -> list[web.RouteDef]:
         web.get("/console/usage", usage.usage_page),
         web.get("/console/usage.csv", usage.usage_csv),
         web.get("/console/platform", platform_page.platform_page),
+        web.get("/console/api-reference", api_reference.api_reference_page),
     ]

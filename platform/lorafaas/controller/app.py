@@ -14,12 +14,14 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lorafaas.backbone.health import BackboneHealth
 from lorafaas.billing.ledger import IdleMeter
 from lorafaas.billing.prices import price_sheet
 from lorafaas.console import setup_console
 from lorafaas.controller.action_service import ActionService
 from lorafaas.controller.appkeys import (
     actions_key,
+    backbone_health_key,
     backbones_key,
     invocations_key,
     invoker_key,
@@ -28,7 +30,7 @@ from lorafaas.controller.appkeys import (
     sessions_key,
     settings_key,
 )
-from lorafaas.controller.backbone_servers import backbone_server
+from lorafaas.controller.backbone_servers import backbone_server, run_ownership
 from lorafaas.controller.backbones import Backbone, BackboneCatalog, ServedBackbone
 from lorafaas.controller.context_length import ContextCheck
 from lorafaas.controller.invocations import InvocationService
@@ -71,6 +73,8 @@ def create_app(settings: Settings, backend_factory: BackendFactory = docker_back
                           client_max_size=settings.max_adapter_bytes * 4 // 3 + 65536)
     app[settings_key] = settings
     app[served_backbones_key] = {}
+    app[backbone_health_key] = BackboneHealth()
+    app.cleanup_ctx.append(run_ownership(settings))  # first: reclaims what a dead run left
     for spec in settings.backbone_specs:  # one context per server: each stops on its own
         app.cleanup_ctx.append(backbone_server(settings, spec))
     app.cleanup_ctx.append(_platform(settings, backend_factory))
@@ -115,8 +119,8 @@ def _platform(settings: Settings, backend_factory: BackendFactory
         tasks: set[asyncio.Task[Any]] = set()
         try:
             sessions = make_sessions(engine)
-            async with local_invoker(settings, backend_factory(), _mounts(served),
-                                     sessions) as invoker:
+            async with local_invoker(settings, backend_factory(), _mounts(served), sessions,
+                                     app[backbone_health_key]) as invoker:
                 app[local_invoker_key] = invoker
                 _services(app, settings, sessions, invoker, tasks)
                 # The invoker's batch dispatcher loop, and the worker that profiles prefills.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lorafaas.backbone.health import BackboneHealth
+from lorafaas.backbone.ownership import RunOwner
 from lorafaas.controller.action_service import ActionService
 from lorafaas.controller.backbones import BackboneCatalog, ServedBackbone
 from lorafaas.controller.invocations import InvocationService
@@ -22,3 +24,7 @@ invocations_key = web.AppKey("invocations", InvocationService)
 backbones_key = web.AppKey("backbones", BackboneCatalog)
 # The running backbone servers by name, filled by their cleanup contexts.
 served_backbones_key = web.AppKey("served_backbones", dict[str, ServedBackbone])
+# Up or down, and restarts, of each backbone's server (its supervisor writes it).
+backbone_health_key = web.AppKey("backbone_health", BackboneHealth)
+# This run's lock on the run directory and its owner id, held from the first context.
+run_owner_key = web.AppKey("run_owner", RunOwner)

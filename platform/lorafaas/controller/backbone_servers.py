@@ -1,21 +1,28 @@
-"""One backbone server per configured backbone, each an aiohttp cleanup context.
+"""The run's hold on its run directory, and one supervised backbone server per configured
+backbone, each an aiohttp cleanup context.
 
-Each server has its own attach socket (`<run_dir>/backbones/<name>/attach.sock`) and its
-own published folder (`<shm_dir>/<name>`); a function's containers mount those of the
-backbone its `backbone` annotation names. The contexts run in the order of the settings,
-before the platform's, so every backbone is published when the first request comes.
+The first context locks the run directory (lorafaas.backbone.ownership) and reclaims what
+a dead previous run left: its backbone servers and per-container folders. Each server has
+its own attach socket (`<run_dir>/backbones/<name>/attach.sock`), pid file beside it, and
+published folder (`<shm_dir>/<name>`); a function's containers mount those of the backbone
+its `backbone` annotation names. The contexts run in the order of the settings, before the
+platform's, so every backbone is published when the first request comes; a server that
+exits is restarted (lorafaas.backbone.supervision).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from lorafaas.backbone.ownership import SERVER_PID, acquire_run, reclaim
+from lorafaas.backbone.supervision import SupervisedServer
 from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess, request
 from lorafaas.backbone_specs import BackboneSpec
-from lorafaas.controller.appkeys import served_backbones_key
+from lorafaas.controller.appkeys import backbone_health_key, run_owner_key, served_backbones_key
 from lorafaas.controller.backbones import Published, ServedBackbone
 from lorafaas.settings import Settings
 
@@ -29,25 +36,44 @@ def backbone_endpoint(settings: Settings, spec: BackboneSpec) -> BackboneEndpoin
         publish_dir=settings.shm_dir / spec.name)
 
 
+def run_ownership(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The cleanup context that holds the run directory: lock, reclaim, yield, unlock."""
+    async def hold_run(app: web.Application) -> AsyncIterator[None]:
+        owner = await asyncio.to_thread(acquire_run, settings.run_dir)  # RunBusy if held
+        try:
+            await asyncio.to_thread(reclaim, owner)
+            app[run_owner_key] = owner
+            yield
+        finally:
+            owner.release()
+    return hold_run
+
+
 def backbone_server(settings: Settings, spec: BackboneSpec
                     ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The cleanup context of one backbone's server: start, describe, yield, stop.
+    """The cleanup context of one backbone's server: start, describe, supervise, stop.
 
     It fails at start, with SettingsError, when a backbone's folder holds no checkpoint."""
     async def serve_backbone(app: web.Application) -> AsyncIterator[None]:
         settings.check_backbone_folders()  # a SettingsError naming the key and the value
-        process = BackboneServerProcess(backbone_endpoint(settings, spec), spec.folder,
-                                        spec.dtype)
-        await process.start()
-        try:
+        endpoint = backbone_endpoint(settings, spec)
+
+        async def on_ready(process: BackboneServerProcess) -> None:
             answer = await request(process.endpoint.socket_path, {"op": "describe"})
             published = Published.from_descriptor(answer.get("backbone") or {})
             app[served_backbones_key][spec.name] = ServedBackbone(
                 spec, process.endpoint, published, process.pid)
             logger.info("backbone %s served in %s (%d bytes published)", spec.name,
                         published.dtype, published.bytes)
+
+        server = SupervisedServer(
+            spec.name, lambda: BackboneServerProcess(endpoint, spec.folder, spec.dtype,
+                                                     app[run_owner_key].owner_id),
+            app[backbone_health_key], endpoint.socket_path.parent / SERVER_PID, on_ready)
+        try:
+            await server.start()
             yield
         finally:
             app[served_backbones_key].pop(spec.name, None)
-            await process.stop()
+            await server.stop()
     return serve_backbone

@@ -25,6 +25,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from lorafaas.backbone.health import BackboneDown
 from lorafaas.invoker.cgroup_cpu import ContainerCpu
 from lorafaas.invoker.cpu_shares import RunCpu, with_cpu
 from lorafaas.invoker.dispatcher import (
@@ -70,6 +71,9 @@ class BatchRunner:
             raise
         except RuntimeUnavailable as error:
             await self._fail(batch, DEVELOPER_ERROR, await self._crash_message(lease, str(error)))
+        except BackboneDown as error:  # a fault of the platform, told as it is
+            await self._fail(batch, WHISK_ERROR, f"The action's container could not start: "
+                                                 f"{error}")
         except Exception as error:
             logger.exception("a batch of %s (activations %s) failed in the invoker",
                              batch.function_path, _ids(batch))

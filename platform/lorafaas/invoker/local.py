@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lorafaas.backbone.health import BackboneHealth
 from lorafaas.invoker.backend import ContainerBackend
 from lorafaas.invoker.batching import PrefillModel
 from lorafaas.invoker.containers import PooledContainer
@@ -77,7 +78,7 @@ class LocalInvoker:
     def snapshot(self) -> InvokerSnapshot:
         """Every pooled container as the console shows it, and the pool's size."""
         return InvokerSnapshot([container_view(c) for c in self.pool.containers()],
-                               self.pool.config.memory_mb)
+                               self.pool.config.memory_mb, self.pool.evictions.recent())
 
     def metrics(self) -> MetricsText:
         """The dispatcher's, the pool's and the activations' metrics, rendered."""
@@ -90,6 +91,8 @@ class LocalInvoker:
                         containers=states,
                         stem_failures={b: s.total for b, s in backoff.states.items()},
                         stem_backoff_s={b: backoff.waiting_s(b, now) for b in backoff.states},
+                        backbones_up={b: s.up for b, s in pool.health.states.items()},
+                        backbone_restarts={b: s.restarts for b, s in pool.health.states.items()},
                         namespace_steps=shared.steps if (shared := self.runner.sharing)
                         else {})
         return MetricsText(render(self.runner.metrics, gauges), CONTENT_TYPE)
@@ -133,11 +136,11 @@ def container_view(container: PooledContainer) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def local_invoker(settings: Settings, backend: ContainerBackend,
                         mounts: Mapping[str, BackboneMounts],
-                        sessions: async_sessionmaker[AsyncSession]
-                        ) -> AsyncIterator[LocalInvoker]:
+                        sessions: async_sessionmaker[AsyncSession],
+                        health: BackboneHealth | None = None) -> AsyncIterator[LocalInvoker]:
     """The in-process invoker with orphans removed and the measured profiles loaded; its
-    containers are removed on exit."""
-    pool = ContainerPool(backend, pool_config(settings), dict(mounts))
+    containers are removed on exit. `health`: which backbones' servers are up."""
+    pool = ContainerPool(backend, pool_config(settings), dict(mounts), health=health)
     tracker = FunctionTracker(KeepAlivePolicy(KeepAliveConfig(
         fixed_keepalive_s=settings.keepalive_fixed_s,
         policy="fixed" if settings.keepalive_policy == "fixed" else "histogram")))
@@ -215,4 +218,5 @@ def pool_config(settings: Settings) -> PoolConfig:
                       memory_mb=settings.pool_memory_mb,
                       stem_memory_mb=settings.container_memory_mb,
                       backbone_sharing=settings.backbone_sharing,
+                      generation_defaults=settings.generation_defaults,
                       torch_threads=settings.container_torch_threads)

@@ -3,10 +3,11 @@
 Per function (label `function`, namespace/name): requests waiting in its batch queue, a
 histogram of its batch sizes, requests served, SLO misses and attainment, and requests
 failed; for the invoker: batches running (M) and its cap, containers by state, and per
-backbone the stem cells that failed to start and how long the next one waits (backoff);
-per namespace container (label `container`, namespace/backbone) the composition of its
-shared decode's steps: steps, requests and distinct functions summed over them, and the
-most functions in one step (as its runtime last reported them).
+backbone the stem cells that failed to start and how long the next one waits (backoff),
+and whether its server is up and how often it was restarted; per namespace container
+(label `container`, namespace/backbone) the composition of its shared decode's steps:
+steps, requests and distinct functions summed over them, and the most functions in one
+step (as its runtime last reported them).
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class Gauges:
     containers: Mapping[str, int]  # by state
     stem_failures: Mapping[str, int] = field(default_factory=dict)  # by backbone, in all
     stem_backoff_s: Mapping[str, float] = field(default_factory=dict)  # by backbone, left
+    backbones_up: Mapping[str, bool] = field(default_factory=dict)  # by backbone
+    backbone_restarts: Mapping[str, int] = field(default_factory=dict)  # by backbone, in all
     # Per namespace container: its runtime's step counters (`steps`, `stepRows`,
     # `stepFunctions`, `maxFunctionsPerStep`).
     namespace_steps: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
@@ -145,6 +148,7 @@ class _Snapshot(Collector):
             containers.add_metric([state], count)
         yield containers
         yield from self._stem_cells()
+        yield from self._backbone_servers()
         yield from self._namespace_steps()
 
     def _namespace_steps(self) -> Iterator[Metric]:
@@ -162,6 +166,18 @@ class _Snapshot(Collector):
             for container, steps in sorted(self.gauges.namespace_steps.items()):
                 family.add_metric([container], steps.get(key, 0))
             yield family
+
+    def _backbone_servers(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("lorafaas_backbone_up", "1 while the backbone's server is up, "
+                               "0 while it is down and being restarted.", labels=["backbone"])
+        restarts = CounterMetricFamily("lorafaas_backbone_restarts", "Restarts of the "
+                                       "backbone's server after it exited.",
+                                       labels=["backbone"])
+        for backbone, is_up in sorted(self.gauges.backbones_up.items()):
+            up.add_metric([backbone], float(is_up))
+            restarts.add_metric([backbone], self.gauges.backbone_restarts.get(backbone, 0))
+        yield up
+        yield restarts
 
     def _stem_cells(self) -> Iterator[Metric]:
         failures = CounterMetricFamily("lorafaas_stem_cell_failures", "Stem cells of the "

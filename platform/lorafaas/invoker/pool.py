@@ -14,11 +14,17 @@ a pool full of pre-loaded functions still starts a new function from a stem cell
 An action deleted or updated (`remove_function`) loses its idle containers at once; one
 busy or still starting for it goes as soon as its activation ends or its start returns, so
 no container of a retired version outlives its work.
+
+A backbone whose server is down (`BackboneHealth`, written by its supervisor) gets no new
+container: warm and pre-loaded ones keep serving, a start waits for the server (up to the
+start timeout, then fails naming the backbone), and nothing is evicted, pre-loaded or
+pre-warmed for it meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -27,6 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lorafaas.backbone.health import BackboneHealth
 from lorafaas.invoker.backend import (
     LABEL_ACTION,
     LABEL_INVOKER,
@@ -40,6 +47,7 @@ from lorafaas.invoker.containers import (
     PooledContainer,
     is_namespace_key,
 )
+from lorafaas.invoker.evictions import EvictionLog
 from lorafaas.invoker.offloading import Offloader
 from lorafaas.invoker.prewarm import ColdStartWindow, StemBackoff
 from lorafaas.invoker.runtime_client import RuntimeClient, RuntimeUnavailable
@@ -51,6 +59,7 @@ logger = logging.getLogger(__name__)
 IO_TARGET = "/lorafaas/io"
 ATTACH_TARGET = "/lorafaas/attach"
 STEM_LABEL = "(stem cell)"
+SHUTDOWN = "invoker stopping"  # a removal that is no eviction: not recorded
 # What eviction takes first: a pre-loaded container was loaded on a prediction, a warm one
 # has served its function, and a stem cell can become any function's container.
 EVICTION_ORDER = (ContainerState.PRELOADED, ContainerState.IDLE, ContainerState.STEM)
@@ -94,6 +103,8 @@ class PoolConfig:
     # Off: each container loads a private copy of the published backbone (the
     # OpenWhisk- and InstaInfer-style baselines); no attach socket is mounted.
     backbone_sharing: bool = True
+    # What requests sample with when they name no temperature (runtime.sampling).
+    generation_defaults: str = "greedy"
 
 
 class UnknownBackbone(LookupError):
@@ -112,7 +123,8 @@ class ContainerPool:
 
     def __init__(self, backend: ContainerBackend, config: PoolConfig,
                  backbone: BackboneMounts | Mapping[str, BackboneMounts],
-                 offloader: Offloader | None = None) -> None:
+                 offloader: Offloader | None = None,
+                 health: BackboneHealth | None = None) -> None:
         # One mounts object: a pool of one backbone, called "default".
         self.backbones = dict(backbone) if isinstance(backbone, Mapping) else {
             "default": backbone}
@@ -122,6 +134,7 @@ class ContainerPool:
         self.backend = backend
         self.config = config
         self.offloader = offloader  # keeps running containers within accelerator memory
+        self.health = health or BackboneHealth()  # which backbones' servers are up
         # Cold starts per backbone: each backbone's stem cells are pre-warmed by its own.
         self.cold_starts = {name: ColdStartWindow(config.cold_start_window_s)
                             for name in self.backbones}
@@ -134,6 +147,7 @@ class ContainerPool:
         self._stem_waiters: Counter[str] = Counter()  # requests waiting for one, per backbone
         self._retirements: Counter[str] = Counter()  # remove_function calls per action path
         self._doomed: set[str] = set()  # ids of containers to remove once their work ends
+        self.evictions = EvictionLog()  # what was removed, when and why (the platform page)
         # Notified whenever a container is freed, removed or done starting.
         self._changed = asyncio.Condition()
         # Folders and spec of a namespace container (lorafaas.invoker.sharing); None: the
@@ -186,11 +200,17 @@ class ContainerPool:
         return lease
 
     async def _place(self, function: FunctionRef, on_start: _Once) -> Lease:
+        waiting_since: float | None = None  # for a backbone that is down
         while True:
             async with self._changed:
                 lease = self._reuse(function)
                 if lease is not None:
                     return lease
+                if not self.health.is_up(self.backbone_of(function)):
+                    on_start()
+                    waiting_since = waiting_since or time.monotonic()
+                    await self._wait_for_backbone(function, waiting_since)
+                    continue
                 stem = self._claim_stem(function)
                 if stem is None and self._stem_coming(function):
                     on_start()
@@ -206,6 +226,16 @@ class ContainerPool:
                 return await self._specialize(stem, function)
             await self._remove_all(victims or [], "evicted for a cold start")
             return await self._cold_start(function)
+
+    async def _wait_for_backbone(self, function: FunctionRef, since: float) -> None:
+        """Wait a while for the backbone to come up, or a warm container to be freed;
+        BackboneDown once the start timeout has passed."""
+        waited = time.monotonic() - since
+        if waited > self.config.start_timeout_s:
+            raise self.health.down_error(self.backbone_of(function), waited)
+        with contextlib.suppress(TimeoutError):
+            # The health is not an asyncio condition: look again each second.
+            await asyncio.wait_for(self._changed.wait(), 1.0)
 
     def _reuse(self, function: FunctionRef) -> Lease | None:
         for state, kind in ((ContainerState.IDLE, "warm"), (ContainerState.PRELOADED,
@@ -306,6 +336,7 @@ class ContainerPool:
         """Start a container with `function` fully loaded, if memory allows; True if done."""
         async with self._changed:
             if (self._at_most(function.key, stems=False)
+                    or not self.health.is_up(self.backbone_of(function))
                     or self.used_mb() + function.memory_mb > self.config.memory_mb):
                 return False
             self._reserved_mb += function.memory_mb
@@ -330,6 +361,8 @@ class ContainerPool:
         name = backbone or self.default_backbone
         if name not in self.backbones:
             raise UnknownBackbone(f"backbone {name!r} is not served here")
+        if not self.health.is_up(name):
+            return False  # it would fail to attach: no churn while the server restarts
         size = self.config.stem_memory_mb
         async with self._changed:
             shortfall = self.used_mb() + size - self.config.memory_mb
@@ -411,7 +444,8 @@ class ContainerPool:
                        # a batch freed there: ~80 MB more per warm container after a batch
                        # of 8 (the generation runs on a worker thread). Two arenas keep it
                        # down; the runtime trims them once idle (runtime.idle_trim).
-                       "MALLOC_ARENA_MAX": "2"}
+                       "MALLOC_ARENA_MAX": "2",
+                       "LORAFAAS_GENERATION_DEFAULTS": self.config.generation_defaults}
         mounts = [Mount(folders.io, IO_TARGET, read_only=False),
                   Mount(folders.adapter, "/adapter")]
         mounts.append(Mount(backbone.publish_dir, "/backbone"))
@@ -452,6 +486,8 @@ class ContainerPool:
     async def _remove_all(self, containers: list[PooledContainer], reason: str) -> None:
         for container in containers:
             logger.info("removing container %s: %s", container.info.name, reason)
+            if reason != SHUTDOWN:
+                self.evictions.record(container, reason)
             self._doomed.discard(container.info.id)
             await container.client.close()
             await asyncio.to_thread(self.backend.remove, container.info.id)
@@ -493,7 +529,7 @@ class ContainerPool:
         """Remove every container, and any whose start was cut short (it has our label)."""
         containers = list(self._containers.values())
         self._containers.clear()
-        await self._remove_all(containers, "invoker stopping")
+        await self._remove_all(containers, SHUTDOWN)
         await self.remove_orphans()
 
     async def check_alive(self, container: PooledContainer) -> tuple[int | None, bool]:

@@ -33,12 +33,28 @@ class FunctionView:
 
 
 @dataclass(frozen=True)
+class Eviction:
+    """One container the pool removed."""
+
+    at: float  # epoch seconds
+    container: str  # its engine name
+    function: str | None  # namespace/name, None for a stem cell
+    state: str  # what it was when removed: prewarmed, preloaded, warm, starting...
+    backbone: str
+    memory_mb: int
+    idle_s: float  # since its last use (or creation)
+    uses: int  # activations it served
+    reason: str
+
+
+@dataclass(frozen=True)
 class InvokerSnapshot:
     """What is loaded where, for the console's platform page."""
 
     # One view per container: container, function, state, memoryMB, idleSeconds, pid, ...
     containers: list[dict[str, Any]]
     pool_memory_mb: int | None  # the pool's size in container limits (None: not known)
+    evictions: list[Eviction]  # the pool's recent evictions, newest first
 
 
 @dataclass(frozen=True)

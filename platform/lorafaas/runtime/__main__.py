@@ -1,7 +1,10 @@
 """Entry point of the function container: import the libraries, then serve the socket.
 
-The import of torch, transformers and peft is the "libraries" artifact: timed and sized
-here, it is reported by /init, and a pre-warmed container has paid it before any request.
+The import of what serving needs (torch, aiohttp, safetensors, tokenizers, the runtime's
+own modules) is the "libraries" artifact: timed and sized here, it is reported by /init,
+and a pre-warmed container has paid it before any request. transformers and peft are not
+among them: only a function of the general path imports them, at its /init (and reports
+that import in its own `libraries` step; see runtime.function).
 """
 
 from __future__ import annotations
@@ -18,17 +21,17 @@ _baseline = held_bytes()
 import asyncio
 import logging
 import os
-import warnings
 from pathlib import Path
 
-# peft 0.21 reads a deprecated transformers 5 alias at every adapter load; the warning
-# would land in every activation's logs and tells the function's owner nothing.
-warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
-
-import peft  # noqa: F401
 import torch
-import transformers  # noqa: F401
 from aiohttp import web
+
+from lorafaas.runtime.function import RuntimePaths
+from lorafaas.runtime.log_capture import LogCapture, capture_process_output
+from lorafaas.runtime.namespace import NamespacePaths
+from lorafaas.runtime.namespace_server import create_namespace_app
+from lorafaas.runtime.sampling import GREEDY_DEFAULTS
+from lorafaas.runtime.server import create_app
 
 LIBRARIES_MS = (time.monotonic() - _started) * 1000
 LIBRARIES_BYTES = grown(_baseline, held_bytes())
@@ -37,12 +40,6 @@ LIBRARIES_BYTES = grown(_baseline, held_bytes())
 # takes its share, so their torch threads do not contend (0: torch's default, all cores).
 if int(os.environ.get("LORAFAAS_TORCH_THREADS", "0")) > 0:
     torch.set_num_threads(int(os.environ["LORAFAAS_TORCH_THREADS"]))
-
-from lorafaas.runtime.function import RuntimePaths
-from lorafaas.runtime.log_capture import LogCapture, capture_process_output
-from lorafaas.runtime.namespace import NamespacePaths
-from lorafaas.runtime.namespace_server import create_namespace_app
-from lorafaas.runtime.server import create_app
 
 
 async def serve(capture: LogCapture) -> None:
@@ -56,6 +53,7 @@ async def serve(capture: LogCapture) -> None:
         backbone_dir=Path(os.environ.get("LORAFAAS_BACKBONE_DIR", "/backbone")),
         adapter_dir=Path(os.environ.get("LORAFAAS_ADAPTER_DIR", "/adapter")))
     client = os.environ.get("LORAFAAS_CONTAINER_NAME", "runtime")
+    defaults = os.environ.get("LORAFAAS_GENERATION_DEFAULTS", GREEDY_DEFAULTS)
     if os.environ.get("LORAFAAS_RUNTIME_MODE", "function") == "namespace":
         # Several functions of one namespace (runtime.namespace_server); the adapters are
         # mounted one folder per function under LORAFAAS_ADAPTERS_DIR.
@@ -63,9 +61,9 @@ async def serve(capture: LogCapture) -> None:
                                    Path(os.environ.get("LORAFAAS_ADAPTERS_DIR", "/adapters")))
         budget = int(os.environ.get("LORAFAAS_ADAPTER_BUDGET_MB", "256")) * 1024 * 1024
         app = create_namespace_app(namespace, client, budget, LIBRARIES_MS, LIBRARIES_BYTES,
-                                   capture)
+                                   capture, defaults)
     else:
-        app = create_app(paths, client, LIBRARIES_MS, LIBRARIES_BYTES, capture)
+        app = create_app(paths, client, LIBRARIES_MS, LIBRARIES_BYTES, capture, defaults)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     socket_path.unlink(missing_ok=True)

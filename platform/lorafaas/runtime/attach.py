@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    GenerationConfig,
-    PretrainedConfig,
-    PreTrainedModel,
-)
-from transformers import initialization as init
 
 from lorafaas.wire.attach import MAX_LINE, decode, encode
+
+if TYPE_CHECKING:  # the model is built for the general path only, which imports them then
+    from transformers import PretrainedConfig, PreTrainedModel
 
 GENERATION_CONFIG = "generation_config.json"
 
@@ -49,6 +44,8 @@ class BackboneAttachment:
 
 def backbone_config(descriptor: dict[str, Any]) -> PretrainedConfig:
     """The backbone's transformers config from the descriptor."""
+    from transformers import AutoConfig
+
     values = dict(descriptor["config"])
     return AutoConfig.for_model(values.pop("model_type"), **values)
 
@@ -72,6 +69,8 @@ def build_backbone(descriptor: dict[str, Any], backbone_dir: Path,
     """The backbone model whose weights are the published tensors, ready for inference.
 
     `tensors` defaults to the published ones, mapped; a private copy passes its own."""
+    from transformers import AutoModelForCausalLM
+
     config = backbone_config(descriptor)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, descriptor["dtype"]))
@@ -101,6 +100,8 @@ def rebuild_buffers(model: PreTrainedModel, device: torch.device) -> None:
     own `_init_weights` fills them; every loaded tensor is marked initialised first, so
     that the init functions (which honour the mark) never write the mapped weights.
     """
+    from transformers import initialization as init
+
     buffers = [(name, buffer) for name, buffer in model.named_non_persistent_buffers()
                if buffer.is_meta]
     if not buffers:
@@ -124,5 +125,7 @@ def _load_generation_config(model: PreTrainedModel, backbone_dir: Path) -> None:
     # Built from a config, the model has a generation config derived from it; the
     # checkpoint's own (its EOS ids above all) was published beside the weights.
     if (backbone_dir / GENERATION_CONFIG).exists():
+        from transformers import GenerationConfig
+
         model.generation_config = GenerationConfig.from_pretrained(str(backbone_dir),
                                                                    local_files_only=True)

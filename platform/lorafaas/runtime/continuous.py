@@ -26,11 +26,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from peft import PeftModel
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-from lorafaas.runtime.batched import BatchDecoder
-from lorafaas.runtime.generation import GenerationRequest, TokenSink
+from lorafaas.runtime.request import GenerationRequest, TokenSink
+from lorafaas.runtime.tokens import TextTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -82,17 +79,21 @@ class ContinuousEngine:
     given the requests of the rows each iteration processed (a batch's composition).
     """
 
-    def __init__(self, model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+    def __init__(self, model: Any, tokenizer: TextTokenizer,
                  prepare: Callable[[], float | None] = lambda: None,
                  account: Callable[[float, int], None] = lambda busy_ms, ended: None,
-                 decoder_factory: Callable[..., Any] = BatchDecoder,
+                 decoder_factory: Callable[..., Any] | None = None,
                  engine_name: str = "general",
                  observe: Callable[[list[GenerationRequest]], None] = lambda requests: None
                  ) -> None:
-        self.model = model
+        self.model = model  # the peft model (general path; None for the native engine)
+        if decoder_factory is None:  # the general path's, imported only where it serves
+            from lorafaas.runtime.batched import BatchDecoder
+
+            decoder_factory = BatchDecoder
         # Builds each admission's batch: (model, tokenizer, requests, first index); the
         # native engine's batches have BatchDecoder's interface.
-        self._new_decoder = decoder_factory
+        self._new_decoder: Callable[..., Any] = decoder_factory
         self.engine_name = engine_name  # reported in each request's timings
         self.tokenizer = tokenizer
         self._prepare = prepare

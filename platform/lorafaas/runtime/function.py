@@ -1,4 +1,11 @@
-"""One LoRA function in its container: backbone attach, adapter, tokenizer, warm-up."""
+"""One LoRA function in its container: backbone attach, adapter, tokenizer, warm-up.
+
+The native engine serves where it computes exactly what peft does (`engine.choice`): then
+nothing of transformers or peft is imported, the tokenizer is `runtime.tokenizer` and the
+generation config is read as JSON. The general path (transformers' model, peft, their
+tokenizer) is imported only for a function it serves, and that import is timed as part of
+the function's `libraries` step.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +13,32 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
-from peft import PeftModel
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from lorafaas.runtime.attach import BackboneAttachment, build_backbone
-from lorafaas.runtime.batched import iter_batch
+from lorafaas.runtime.attach import BackboneAttachment, published_tensors
 from lorafaas.runtime.continuous import ContinuousEngine
-from lorafaas.runtime.engine.choice import GENERAL, native_engine
+from lorafaas.runtime.engine.choice import GENERAL, native_engine_on
 from lorafaas.runtime.engine.serving import NativeEngine
-from lorafaas.runtime.generation import (
-    GenerationRequest,
-    TokenSink,
-    eos_token_ids,
-    generate,
-    plain_chat,
-)
 from lorafaas.runtime.memory import grown, held_bytes
 from lorafaas.runtime.offload import ACCELERATOR, ArtifactTiers
-from lorafaas.runtime.private_backbone import load_private_backbone
+from lorafaas.runtime.private_backbone import private_tensors
+from lorafaas.runtime.request import ChatRenderer, GenerationRequest, TokenSink, plain_chat
+from lorafaas.runtime.sampling import (
+    GREEDY,
+    GREEDY_DEFAULTS,
+    SamplingDefaults,
+    eos_ids,
+    read_generation_config,
+    sampling_defaults,
+)
+from lorafaas.runtime.tokenizer import TOKENIZER_JSON, ServingTokenizer
+from lorafaas.runtime.tokens import TextTokenizer
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedTokenizerBase
 
 T = TypeVar("T")
 WARMUP_PROMPT = "Warm up the kernels at the function's shapes."
@@ -47,9 +59,12 @@ class RuntimePaths:
 class LoadedFunction:
     """The backbone with this function's adapter (unmerged) and tokenizer, ready to run."""
 
-    def __init__(self, model: PeftModel, tokenizer: PreTrainedTokenizerBase,
+    def __init__(self, model: PeftModel | None, tokenizer: TextTokenizer,
                  attachment: BackboneAttachment | None, breakdown: dict[str, float],
-                 memory: dict[str, int], native: NativeEngine | None = None) -> None:
+                 memory: dict[str, int], native: NativeEngine | None = None,
+                 chat: ChatRenderer | None = None,
+                 sampling: SamplingDefaults = GREEDY) -> None:
+        # The peft model of the general path (None where the native engine serves).
         self.model = model
         # The native engine serves where it computes exactly what peft does (else None:
         # the general path, `model.generate` and the batch decoder, serves).
@@ -58,12 +73,15 @@ class LoadedFunction:
         self.attachment = attachment
         self.breakdown = breakdown
         self.memory = memory  # host bytes each loaded artifact took (see runtime.memory)
+        self.render_chat: ChatRenderer = chat or _chat_renderer(tokenizer)
+        self.sampling = sampling  # what a request that names no temperature samples with
         # The backbone's busy time in this container, measured around each generation
         # independently of the per-request timings that billing uses (reported by /health).
         self.busy_ms = 0.0
         self.generations = 0
         # The adapter weights and cached buffers, which the invoker may move to host memory.
-        self.tiers = ArtifactTiers(model)
+        self.tiers = ArtifactTiers(model) if model is not None else ArtifactTiers(
+            tensors=_native_adapter_tensors(native))
         self._engine: ContinuousEngine | None = None
 
     def run(self, request: GenerationRequest, sink: TokenSink | None = None
@@ -75,7 +93,11 @@ class LoadedFunction:
             if self.native is not None:
                 result, timings = self.native.run(request, sink)
             else:
-                result, timings = generate(self.model, self.tokenizer, request, sink)
+                from lorafaas.runtime.generation import generate
+
+                assert self.model is not None
+                result, timings = generate(self.model, self._general_tokenizer(), request,
+                                           sink)
                 timings = {**timings, "engine": GENERAL}  # type: ignore[dict-item]
             return result, _with_restore(timings, restore_ms)
         finally:
@@ -92,7 +114,10 @@ class LoadedFunction:
                 for index, result, timings in self.native.run_batch(requests):
                     yield index, result, _with_restore(timings, restore_ms)
                 return
-            for done in iter_batch(self.model, self.tokenizer, requests):
+            from lorafaas.runtime.batched import iter_batch
+
+            assert self.model is not None
+            for done in iter_batch(self.model, self._general_tokenizer(), requests):
                 timings = {**done.timings, "engine": GENERAL}  # type: ignore[dict-item]
                 yield done.index, done.result, _with_restore(timings, restore_ms)
         finally:
@@ -127,12 +152,28 @@ class LoadedFunction:
             return None
         return self.tiers.restore().ms
 
-    def render_chat(self, messages: list[dict[str, Any]]) -> str:
-        """A chat as the prompt text: the tokenizer's chat template when it has one."""
-        if getattr(self.tokenizer, "chat_template", None):
-            return str(self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                          add_generation_prompt=True))
-        return plain_chat(messages)
+    def _general_tokenizer(self) -> PreTrainedTokenizerBase:
+        """The general path's tokenizer: transformers' (its generate needs one)."""
+        return self.tokenizer  # type: ignore[return-value]
+
+
+def _chat_renderer(tokenizer: TextTokenizer) -> ChatRenderer:
+    """A chat as the prompt text: the tokenizer's chat template when it has one."""
+    if isinstance(tokenizer, ServingTokenizer):
+        return tokenizer.render_chat if tokenizer.chat_template is not None else plain_chat
+    template_owner: Any = tokenizer  # transformers' (the general path)
+    if not getattr(template_owner, "chat_template", None):
+        return plain_chat
+    return lambda messages: str(template_owner.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True))
+
+
+def _native_adapter_tensors(native: NativeEngine | None) -> list[torch.Tensor]:
+    """The native engine's adapter weights: the function's own tensors (offloadable)."""
+    if native is None:
+        return []
+    return [tensor for linear in native.model.linears().values()
+            for lora in linear.loras.values() for tensor in (lora.a, lora.b)]
 
 
 def _with_restore(timings: dict[str, float], restore_ms: float | None) -> dict[str, float]:
@@ -144,45 +185,50 @@ def _with_restore(timings: dict[str, float], restore_ms: float | None) -> dict[s
 
 def _timed(breakdown: dict[str, float], memory: dict[str, int], name: str,
            step: Callable[[], T]) -> T:
-    """Run one load stage, recording its time (ms) and the host memory it took (bytes)."""
+    """Run one load stage, adding its time (ms) and the host memory it took (bytes) to the
+    artifact's (the general path loads some artifacts in two steps)."""
     held, started = held_bytes(), time.monotonic()
     value = step()
-    breakdown[name] = round((time.monotonic() - started) * 1000, 3)
+    breakdown[name] = round(breakdown.get(name, 0.0) + (time.monotonic() - started) * 1000, 3)
     if (size := grown(held, held_bytes())) is not None:
-        memory[name] = size
+        memory[name] = memory.get(name, 0) + size
     return value
 
 
 @dataclass
 class AttachedBackbone:
-    """The backbone mapped from the backbone server, before any adapter (a stem cell), or
-    its private copy when sharing is off (then `attachment` is None)."""
+    """The backbone's tensors mapped from the backbone server, before any adapter (a stem
+    cell), or its private copy when sharing is off (then `attachment` is None)."""
 
     attachment: BackboneAttachment | None
-    model: PreTrainedModel
+    descriptor: dict[str, Any]  # dtype, config, tied names (see backbone.publisher)
+    tensors: dict[str, torch.Tensor]
     attach_ms: float
-    # Host bytes the attach took: the model's skeleton and rebuilt buffers. The weights stay
-    # the server's (tmpfs pages mapped here, or CUDA IPC memory), shared by every container,
-    # and are left out (see runtime.memory); None where /proc cannot say.
+    # Host bytes the attach took. The weights stay the server's (tmpfs pages mapped here,
+    # or CUDA IPC memory), shared by every container, and are left out (see runtime.memory);
+    # None where /proc cannot say.
     attach_bytes: int | None
 
 
 def attach_backbone(paths: RuntimePaths, client: str) -> AttachedBackbone:
-    """Attach to the backbone server and build the model on its published weights; without
-    an attach socket, load a private copy from the checkpoint (its bytes are then counted)."""
+    """Attach to the backbone server and map its published weights; without an attach
+    socket, read a private copy of them (its bytes are then counted)."""
     held, started = held_bytes(), time.monotonic()
     attachment = None
     if paths.attach_socket is None:
-        model = load_private_backbone(paths.backbone_dir)
+        descriptor, tensors = private_tensors(paths.backbone_dir)
     else:
         attachment = BackboneAttachment(paths.attach_socket, client)
-        model = build_backbone(attachment.descriptor, paths.backbone_dir)
-    return AttachedBackbone(attachment, model, round((time.monotonic() - started) * 1000, 3),
+        descriptor = attachment.descriptor
+        tensors = published_tensors(descriptor, paths.backbone_dir)
+    return AttachedBackbone(attachment, descriptor, tensors,
+                            round((time.monotonic() - started) * 1000, 3),
                             grown(held, held_bytes()))
 
 
 def load_function(paths: RuntimePaths, client: str,
-                  backbone: AttachedBackbone | None = None) -> LoadedFunction:
+                  backbone: AttachedBackbone | None = None,
+                  generation_defaults: str = GREEDY_DEFAULTS) -> LoadedFunction:
     """Load the function's artifacts not loaded yet, timing each (ms) and sizing it (bytes)."""
     breakdown: dict[str, float] = {}
     memory: dict[str, int] = {}
@@ -191,31 +237,83 @@ def load_function(paths: RuntimePaths, client: str,
         breakdown["backbone"] = backbone.attach_ms
         if backbone.attach_bytes is not None:
             memory["backbone"] = backbone.attach_bytes
-    # Unmerged: y = xW + s·(xA)B. Merging would write the shared backbone weights.
-    base = backbone.model
-    model = _timed(breakdown, memory, "adapter",
-                   lambda: PeftModel.from_pretrained(base, str(paths.adapter_dir),
-                                                     is_trainable=False))
-    model.eval()
+    generation_config = read_generation_config(paths.backbone_dir)
+    sampling = sampling_defaults(generation_defaults, generation_config)
     tokenizer = _timed(breakdown, memory, "tokenizer", lambda: _load_tokenizer(paths))
-    native = native_engine(base, tokenizer, paths.adapter_dir,
-                           set(eos_token_ids(model, tokenizer)))
-    _timed(breakdown, memory, "kernels", lambda: _warm_up(model, tokenizer, native))
-    return LoadedFunction(model, tokenizer, backbone.attachment, breakdown, memory, native)
-
-
-def _load_tokenizer(paths: RuntimePaths) -> PreTrainedTokenizerBase:
-    # An adapter may ship its own tokenizer (added tokens); else the backbone's.
-    source = paths.adapter_dir if (paths.adapter_dir / "tokenizer.json").exists() \
-        else paths.backbone_dir
-    return AutoTokenizer.from_pretrained(str(source), local_files_only=True)
-
-
-def _warm_up(model: PeftModel, tokenizer: PreTrainedTokenizerBase,
-             native: NativeEngine | None) -> None:
+    stops = eos_ids(generation_config, backbone.descriptor["config"], tokenizer.eos_token_id)
+    # Unmerged: y = xW + s·(xA)B. Merging would write the shared backbone weights.
+    native = _timed(breakdown, memory, "adapter", lambda: native_engine_on(
+        backbone.descriptor["config"], _with_tied(backbone), tokenizer, paths.adapter_dir,
+        set(stops)))
     if native is not None:
-        native.run(GenerationRequest(WARMUP_PROMPT, max_tokens=2, ignore_eos=True))
-        return
+        _timed(breakdown, memory, "kernels", lambda: native.run(
+            GenerationRequest(WARMUP_PROMPT, max_tokens=2, ignore_eos=True)))
+        return LoadedFunction(None, tokenizer, backbone.attachment, breakdown, memory, native,
+                              sampling=sampling)
+    return _load_general(paths, backbone, breakdown, memory, sampling)
+
+
+def _with_tied(backbone: AttachedBackbone) -> dict[str, torch.Tensor]:
+    """The published tensors under every name, tied ones included (published once)."""
+    tensors = dict(backbone.tensors)
+    for target, source in (backbone.descriptor.get("tied") or {}).items():
+        if source in tensors:
+            tensors.setdefault(target, tensors[source])
+    return tensors
+
+
+def _load_general(paths: RuntimePaths, backbone: AttachedBackbone,
+                  breakdown: dict[str, float], memory: dict[str, int],
+                  sampling: SamplingDefaults) -> LoadedFunction:
+    """The general path: transformers' model on the mapped tensors, peft, its tokenizer."""
+    _timed(breakdown, memory, "libraries", _import_general_libraries)
+    from peft import PeftModel
+
+    from lorafaas.runtime.attach import build_backbone
+
+    def adapted() -> PeftModel:
+        base = build_backbone(backbone.descriptor, paths.backbone_dir, backbone.tensors)
+        return PeftModel.from_pretrained(base, str(paths.adapter_dir), is_trainable=False)
+
+    model = _timed(breakdown, memory, "adapter", adapted)
+    model.eval()
+    tokenizer = _timed(breakdown, memory, "tokenizer", lambda: _load_general_tokenizer(paths))
+    _timed(breakdown, memory, "kernels", lambda: _warm_up(model, tokenizer))
+    return LoadedFunction(model, tokenizer, backbone.attachment, breakdown, memory,
+                          sampling=sampling)
+
+
+def _import_general_libraries() -> None:
+    # peft 0.21 reads a deprecated transformers 5 alias at every adapter load; the warning
+    # would land in every activation's logs and tells the function's owner nothing.
+    import warnings
+
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+    import peft  # noqa: F401
+    import transformers  # noqa: F401
+
+    import lorafaas.runtime.batched
+    import lorafaas.runtime.generation  # noqa: F401
+
+
+def _tokenizer_folder(paths: RuntimePaths) -> Path:
+    # An adapter may ship its own tokenizer (added tokens); else the backbone's.
+    return paths.adapter_dir if (paths.adapter_dir / TOKENIZER_JSON).exists() \
+        else paths.backbone_dir
+
+
+def _load_tokenizer(paths: RuntimePaths) -> ServingTokenizer:
+    """The tokenizer serving uses, without transformers (see runtime.tokenizer)."""
+    return ServingTokenizer.from_folder(_tokenizer_folder(paths))
+
+
+def _load_general_tokenizer(paths: RuntimePaths) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(_tokenizer_folder(paths)), local_files_only=True)
+
+
+def _warm_up(model: PeftModel, tokenizer: PreTrainedTokenizerBase) -> None:
     inputs = tokenizer(WARMUP_PROMPT, return_tensors="pt")
     with torch.inference_mode():
         model(**inputs)

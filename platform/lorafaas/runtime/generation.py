@@ -1,11 +1,10 @@
-"""Generation for one function: request parsing, decoding, stop handling, timings."""
+"""The general path's generation: transformers' `generate` on the peft model, with the
+request's stop handling and timings. Imported only when the general path serves a function
+(the request and result live in `runtime.request`, re-exported here for older callers)."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,81 +18,20 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-DEFAULT_MAX_TOKENS = 64
+from lorafaas.runtime.request import (
+    DEFAULT_MAX_TOKENS,
+    ChatRenderer,
+    GenerationRequest,
+    RequestError,
+    TokenSink,
+    build_result,
+    parse_request,
+    plain_chat,
+)
 
-
-class RequestError(ValueError):
-    """The invocation's parameters are not usable; the message names the parameter."""
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """The default handler's parameters (OpenAI-like names)."""
-
-    prompt: str
-    max_tokens: int = DEFAULT_MAX_TOKENS
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    ignore_eos: bool = False
-    return_token_ids: bool = False
-    # Set (from any thread) when nobody reads the generation any more: it ends after the
-    # decode step running, with finish_reason "cancelled" (see `runtime.server`).
-    cancelled: threading.Event = field(default_factory=threading.Event, compare=False,
-                                       repr=False)
-
-
-ChatRenderer = Callable[[list[dict[str, Any]]], str]
-
-
-def plain_chat(messages: list[dict[str, Any]]) -> str:
-    """A chat as text when the tokenizer has no chat template: one line a turn."""
-    turns = "".join(f"{m.get('role', 'user')}: {m.get('content', '')}\n" for m in messages)
-    return turns + "assistant:"
-
-
-def parse_request(value: dict[str, Any], max_tokens_limit: int,
-                  render_chat: ChatRenderer = plain_chat) -> GenerationRequest:
-    """Validate the invocation parameters into a GenerationRequest."""
-    prompt = _prompt(value, render_chat)
-    max_tokens = _number(value, "max_tokens", int, DEFAULT_MAX_TOKENS, 1, max_tokens_limit)
-    temperature = _number(value, "temperature", float, 0.0, 0.0, 2.0)
-    top_p = _number(value, "top_p", float, 1.0, 0.0, 1.0)
-    seed = value.get("seed")
-    if seed is not None and not isinstance(seed, int):
-        raise RequestError("'seed' must be an integer")
-    stop = value.get("stop") or []
-    stop = [stop] if isinstance(stop, str) else stop
-    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
-        raise RequestError("'stop' must be a string or a list of non-empty strings")
-    return GenerationRequest(prompt, max_tokens, temperature, top_p, seed, stop,
-                             bool(value.get("ignore_eos", False)),
-                             bool(value.get("return_token_ids", False)))
-
-
-def _prompt(value: dict[str, Any], render_chat: ChatRenderer) -> str:
-    if isinstance(value.get("prompt"), str):
-        return str(value["prompt"])
-    messages = value.get("messages")
-    if isinstance(messages, list) and messages and all(
-            isinstance(m, dict) and isinstance(m.get("content", ""), str) for m in messages):
-        return render_chat(messages)
-    raise RequestError("the parameters need a 'prompt' string or a 'messages' list")
-
-
-def _number(value: dict[str, Any], key: str, kind: type, default: Any, low: float,
-            high: float) -> Any:
-    raw = value.get(key, default)
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or (kind is int and
-                                                                      not isinstance(raw, int)):
-        raise RequestError(f"'{key}' must be a {kind.__name__}")
-    if not low <= raw <= high:
-        raise RequestError(f"'{key}' must be between {low:g} and {high:g}, not {raw}")
-    return kind(raw)
-
-
-TokenSink = Callable[[list[int]], None]
+__all__ = ["DEFAULT_MAX_TOKENS", "ChatRenderer", "GenerationRequest", "RequestError",
+           "TokenSink", "build_result", "eos_token_ids", "generate", "parse_request",
+           "plain_chat"]
 
 
 class FirstTokenClock(BaseStreamer):
@@ -177,26 +115,6 @@ def _generate_options(model: PeftModel | PreTrainedModel, tokenizer: PreTrainedT
     if request.ignore_eos:
         options["min_new_tokens"] = request.max_tokens  # EOS is suppressed until the end
     return options
-
-
-def build_result(tokenizer: PreTrainedTokenizerBase, request: GenerationRequest,
-                 new_tokens: list[int], prompt_length: int) -> dict[str, Any]:
-    """The function result of one generation: text (stop strings cut), reason, usage."""
-    text = tokenizer.decode(new_tokens, skip_special_tokens=True)
-    finish_reason = "length" if len(new_tokens) >= request.max_tokens else "stop"
-    if finish_reason == "stop" and request.cancelled.is_set():
-        finish_reason = "cancelled"  # its reader left: the text ends at the cut
-    for stop in request.stop:
-        if stop in text:
-            text, finish_reason = text[:text.index(stop)], "stop"
-    if new_tokens and new_tokens[-1] == tokenizer.eos_token_id:
-        finish_reason = "stop"
-    result: dict[str, Any] = {"text": text, "finish_reason": finish_reason,
-                              "usage": {"prompt_tokens": prompt_length,
-                                        "completion_tokens": len(new_tokens)}}
-    if request.return_token_ids:
-        result["token_ids"] = new_tokens
-    return result
 
 
 def eos_token_ids(model: PeftModel | PreTrainedModel,

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from lorafaas.runtime.adapter_cache import Acquired, AdapterCache
 from lorafaas.runtime.continuous import ContinuousEngine, Outcome
@@ -41,9 +40,19 @@ from lorafaas.runtime.function import (
     AttachedBackbone,
     RuntimePaths,
     _timed,
+    _with_tied,
     attach_backbone,
 )
-from lorafaas.runtime.generation import GenerationRequest, TokenSink, eos_token_ids, plain_chat
+from lorafaas.runtime.request import GenerationRequest, TokenSink, plain_chat
+from lorafaas.runtime.sampling import (
+    GREEDY,
+    GREEDY_DEFAULTS,
+    SamplingDefaults,
+    eos_ids,
+    read_generation_config,
+    sampling_defaults,
+)
+from lorafaas.runtime.tokenizer import ServingTokenizer
 
 logger = logging.getLogger(__name__)
 NAMESPACE = "namespace"  # the container kind, in each request's timings
@@ -71,10 +80,11 @@ class NamespacePaths:
 class NamespaceRuntime:
     """The backbone's native engine, the namespace's loaded adapters and the shared decode."""
 
-    def __init__(self, native: NativeEngine, tokenizer: PreTrainedTokenizerBase,
+    def __init__(self, native: NativeEngine, tokenizer: ServingTokenizer,
                  adapters_dir: Path, budget_bytes: int, breakdown: dict[str, float],
-                 memory: dict[str, int]) -> None:
+                 memory: dict[str, int], sampling: SamplingDefaults = GREEDY) -> None:
         self.native = native
+        self.sampling = sampling  # what a request that names no temperature samples with
         self.tokenizer = tokenizer
         self.adapters_dir = adapters_dir
         self.breakdown = breakdown
@@ -212,6 +222,7 @@ class FunctionView:
         self.runtime = runtime
         self.slot = acquired.name
         self.tokenizer = runtime.tokenizer
+        self.sampling = runtime.sampling
         self._extra: dict[str, Any] = {"container": NAMESPACE, "adapterLoaded":
                                        acquired.was_loaded}
         if not acquired.was_loaded:
@@ -255,30 +266,30 @@ class FunctionView:
 
     def render_chat(self, messages: list[dict[str, Any]]) -> str:
         """A chat as the prompt text: the backbone tokenizer's chat template, else plain."""
-        if getattr(self.tokenizer, "chat_template", None):
-            return str(self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                          add_generation_prompt=True))
+        if self.tokenizer.chat_template is not None:
+            return self.tokenizer.render_chat(messages)
         return plain_chat(messages)
 
 
-def native_backbone(backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
-                    ) -> NativeEngine:
+def native_backbone(backbone: AttachedBackbone, tokenizer: ServingTokenizer,
+                    eos: set[int]) -> NativeEngine:
     """The native engine on the backbone's mapped tensors, with no adapter yet."""
-    config: dict[str, Any] = backbone.config.to_dict()
+    config: dict[str, Any] = backbone.descriptor["config"]
+    tensors = _with_tied(backbone)
     reason = unsupported(config)
-    parameter = next(backbone.parameters())
-    if reason is None and parameter.device.type != "cpu":
+    weight = next(t for t in tensors.values() if t.is_floating_point())
+    if reason is None and weight.device.type != "cpu":
         reason = "the native path is written for CPU tensors"
-    if reason is None and parameter.dtype == torch.float16:
+    if reason is None and weight.dtype == torch.float16:
         reason = "float16 is served by the general path"
     if reason is not None:
         raise NamespaceUnsupported(f"no namespace container for this backbone: {reason}")
-    tensors = {name: t.detach() for name, t in backbone.state_dict().items()}
-    return NativeEngine(config, tensors, tokenizer, set(eos_token_ids(backbone, tokenizer)))
+    return NativeEngine(config, tensors, tokenizer, eos)
 
 
 def load_namespace(paths: NamespacePaths, client: str, budget_bytes: int,
-                   backbone: AttachedBackbone | None = None) -> NamespaceRuntime:
+                   backbone: AttachedBackbone | None = None,
+                   generation_defaults: str = GREEDY_DEFAULTS) -> NamespaceRuntime:
     """Attach the backbone, load its tokenizer and warm the kernels; no adapter yet."""
     breakdown: dict[str, float] = {}
     memory: dict[str, int] = {}
@@ -288,11 +299,12 @@ def load_namespace(paths: NamespacePaths, client: str, budget_bytes: int,
         breakdown["backbone"] = backbone.attach_ms
         if backbone.attach_bytes is not None:
             memory["backbone"] = backbone.attach_bytes
-    model = backbone.model
-    tokenizer = _timed(breakdown, memory, "tokenizer", lambda: AutoTokenizer.from_pretrained(
-        str(paths.backbone_dir), local_files_only=True))
-    native = native_backbone(model, tokenizer)
+    generation_config = read_generation_config(paths.backbone_dir)
+    tokenizer = _timed(breakdown, memory, "tokenizer",
+                       lambda: ServingTokenizer.from_folder(paths.backbone_dir))
+    stops = eos_ids(generation_config, backbone.descriptor["config"], tokenizer.eos_token_id)
+    native = native_backbone(backbone, tokenizer, set(stops))
     _timed(breakdown, memory, "kernels", lambda: native.run(
         GenerationRequest(WARMUP_PROMPT, max_tokens=2, ignore_eos=True)))
     return NamespaceRuntime(native, tokenizer, paths.adapters_dir, budget_bytes, breakdown,
-                            memory)
+                            memory, sampling_defaults(generation_defaults, generation_config))

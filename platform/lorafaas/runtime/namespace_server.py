@@ -39,6 +39,7 @@ from lorafaas.runtime.namespace import (
     NamespaceRuntime,
     load_namespace,
 )
+from lorafaas.runtime.sampling import GREEDY_DEFAULTS
 
 logger = logging.getLogger(__name__)
 namespace_key = web.AppKey("namespace", dict)
@@ -46,14 +47,16 @@ namespace_key = web.AppKey("namespace", dict)
 
 def create_namespace_app(paths: NamespacePaths, client: str, budget_bytes: int,
                          libraries_ms: float, libraries_bytes: int | None = None,
-                         capture: LogCapture | None = None) -> web.Application:
+                         capture: LogCapture | None = None,
+                         generation_defaults: str = GREEDY_DEFAULTS) -> web.Application:
     """The runtime application of one namespace container."""
     trimmer = IdleTrimmer(release_free_heap)
     app = web.Application(client_max_size=64 * 1024 * 1024,
                           middlewares=[idle_trim_middleware(trimmer)])
     app[namespace_key] = {"runtime": None, "paths": paths, "client": client,
                           "budget": budget_bytes, "libraries_ms": libraries_ms,
-                          "libraries_bytes": libraries_bytes, "lock": asyncio.Lock()}
+                          "libraries_bytes": libraries_bytes, "lock": asyncio.Lock(),
+                          "generation_defaults": generation_defaults}
     # What runtime.server's run path reads: the log capture and the streams to cancel.
     app[server.function_key] = {"capture": capture, "streams": {}, "lock": asyncio.Lock()}
     app.add_routes([web.post("/init", handle_init), web.post("/run", handle_run),
@@ -78,7 +81,8 @@ async def handle_init(request: web.Request) -> web.Response:
                                      status=403)
         try:
             runtime = await asyncio.to_thread(load_namespace, state["paths"], state["client"],
-                                              state["budget"])
+                                              state["budget"], None,
+                                              state["generation_defaults"])
         except Exception as error:
             logger.exception("namespace init failed")
             return web.json_response({"error": f"initialization failed: {error}"}, status=502)

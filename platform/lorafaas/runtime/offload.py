@@ -60,11 +60,30 @@ class _Slot:
             self.module._buffers[self.name] = tensor
 
 
-class ArtifactTiers:
-    """The container's own tensors in a model, and which tier holds them."""
+@dataclass(frozen=True)
+class _TensorSlot:
+    """A tensor held outside any module (the native engine's adapter weights): its storage
+    is swapped in place, so whoever holds the tensor sees the move."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
-        self._slots = _own_tensors(model)
+    tensor: torch.Tensor
+
+    def get(self) -> torch.Tensor:
+        return self.tensor
+
+    def set(self, tensor: torch.Tensor) -> None:
+        self.tensor.data = tensor
+
+
+class ArtifactTiers:
+    """The container's own tensors in a model (or given as tensors), and which tier holds
+    them."""
+
+    def __init__(self, model: torch.nn.Module | None = None,
+                 tensors: list[torch.Tensor] | None = None) -> None:
+        self._slots: list[_Slot | _TensorSlot] = []
+        if model is not None:
+            self._slots.extend(_own_tensors(model))
+        self._slots.extend(_TensorSlot(t) for t in _distinct(tensors or []))
         self._host: list[torch.Tensor] | None = None
         tensors = [slot.get() for slot in self._slots]
         self.device = tensors[0].device if tensors else torch.device("cpu")
@@ -134,6 +153,10 @@ def _own_tensors(model: torch.nn.Module) -> list[_Slot]:
             if buffer is not None and name in module._non_persistent_buffers_set:
                 take(module, name, buffer, False)
     return slots
+
+
+def _distinct(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    return list({id(t): t for t in tensors}.values())  # a tensor held twice moves once
 
 
 def _is_adapter_weight(name: str) -> bool:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
 from safetensors.torch import load
-from transformers import PreTrainedModel
 
 from lorafaas.runtime.attach import build_backbone
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 MANIFEST_FILE = "manifest.json"  # written by the backbone server beside the weights
 
@@ -29,10 +32,15 @@ def published_descriptor(publish_dir: Path) -> dict[str, Any]:
     return descriptor
 
 
-def load_private_backbone(publish_dir: Path) -> PreTrainedModel:
-    """The published backbone loaded into this process's own memory."""
+def private_tensors(publish_dir: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The published descriptor and weights, read into this process's own memory."""
     descriptor = published_descriptor(publish_dir)
     if descriptor["transport"] != "tmpfs":
         raise ValueError(f"a private copy needs published weights, not {descriptor['transport']}")
-    tensors = load((publish_dir / descriptor["weights_file"]).read_bytes())
+    return descriptor, load((publish_dir / descriptor["weights_file"]).read_bytes())
+
+
+def load_private_backbone(publish_dir: Path) -> PreTrainedModel:
+    """The published backbone loaded into this process's own memory (a transformers model)."""
+    descriptor, tensors = private_tensors(publish_dir)
     return build_backbone(descriptor, publish_dir, tensors)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedTokenizerBase
+from lorafaas.runtime.tokens import TextTokenizer
 
 
 class IncrementalText:
@@ -14,7 +14,7 @@ class IncrementalText:
     `finish` hands over the rest of the final text so the deltas always add up to it.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, stops: list[str]) -> None:
+    def __init__(self, tokenizer: TextTokenizer, stops: list[str]) -> None:
         self.tokenizer = tokenizer
         self.stops = stops
         self.holdback = max((len(stop) for stop in stops), default=1) - 1

@@ -29,10 +29,19 @@ def test_demo_function_is_served_natively_and_equals_peft(demo_models: Any,
     request = GenerationRequest(PROMPT, max_tokens=12, ignore_eos=True,
                                 return_token_ids=True)
     result, timings = loaded.run(request)
-    inputs = loaded.tokenizer(PROMPT, return_tensors="pt")
+    # The reference: peft on the same published weights (the native path loads neither).
+    from peft import PeftModel
+
+    from lorafaas.runtime.function import _load_general_tokenizer
+    from lorafaas.runtime.private_backbone import load_private_backbone
+
+    paths = RuntimePaths(None, tmp_path / "published", adapter)
+    reference = PeftModel.from_pretrained(load_private_backbone(paths.backbone_dir),
+                                          str(adapter), is_trainable=False).eval()
+    inputs = _load_general_tokenizer(paths)(PROMPT, return_tensors="pt")
     with torch.inference_mode():
-        out = loaded.model.generate(**inputs, max_new_tokens=12, min_new_tokens=12,
-                                    do_sample=False)
+        out = reference.generate(**inputs, max_new_tokens=12, min_new_tokens=12,
+                                 do_sample=False)
     assert result["token_ids"] == out[0, inputs["input_ids"].shape[1]:].tolist()
     assert timings["engine"] == "native"
     batch = {i: (r, t) for i, r, t in loaded.run_batch([request, request])}

@@ -47,7 +47,7 @@ def needs_mask(padded: bool, queries: int, keys: int, window: int | None) -> boo
 
 def sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
          mask: torch.Tensor | None, scaling: float, groups: int) -> torch.Tensor:
-    """Scaled dot-product attention; the output as [batch, queries, heads * dim]."""
+    """Scaled dot-product attention; the output as [batch · queries, heads · dim]."""
     options = {}
     queries = query.shape[2]
     if groups > 1:
@@ -61,15 +61,16 @@ def sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     causal = queries > 1 and mask is None
     out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling,
                                          is_causal=causal, **options)
-    out = out.reshape(out.shape[0], -1, queries, value.shape[-1]).transpose(1, 2).contiguous()
-    # Contiguous as transformers makes it: the projection after it must see the same layout.
-    return out.reshape(out.shape[0], queries, -1).contiguous()
+    out = out.reshape(out.shape[0], -1, queries, value.shape[-1]).transpose(1, 2)
+    # Contiguous as transformers makes it (reshape copies where it must): the projection
+    # after it must see the same layout.
+    return out.reshape(out.shape[0] * queries, -1)
 
 
 def eager(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor,
           scaling: float, groups: int, softcap: float | None) -> torch.Tensor:
     """Gemma 2's eager attention (the mask is boolean here, made additive as transformers
-    does); the output as [batch, queries, heads * dim]."""
+    does); the output as [batch · queries, heads · dim]."""
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
     if softcap is not None:
@@ -80,5 +81,5 @@ def eager(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: tor
                            torch.finfo(query.dtype).min)
     weights = weights + additive
     weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
-    out = torch.matmul(weights, value).transpose(1, 2).contiguous()
-    return out.reshape(out.shape[0], out.shape[1], -1).contiguous()
+    out = torch.matmul(weights, value).transpose(1, 2)
+    return out.reshape(out.shape[0] * out.shape[1], -1)

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from lorafaas.runtime.engine.cache import KVCache
 from lorafaas.runtime.engine.model import NativeModel, Routing, Step
-from lorafaas.runtime.generation import GenerationRequest, build_result
+from lorafaas.runtime.request import GenerationRequest, build_result
+from lorafaas.runtime.tokens import TextTokenizer as PreTrainedTokenizerBase
 from lorafaas.runtime.tokens import pad_id
 
 
@@ -141,7 +141,9 @@ class NativeBatch:
 
     def _next_tokens(self, logits: torch.Tensor) -> list[int]:
         ignoring = [i for i, row in enumerate(self.rows) if row.request.ignore_eos]
-        if ignoring and self.eos_ids:
+        if len(ignoring) == len(self.rows) and self.eos_ids:
+            logits.index_fill_(1, self._eos, float("-inf"))  # every row: one fill
+        elif ignoring and self.eos_ids:
             logits[torch.tensor(ignoring).unsqueeze(1), self._eos] = float("-inf")
         greedy = logits.argmax(dim=-1).tolist()
         return [_sample(logits[i], row) if row.sampler is not None else int(greedy[i])

@@ -81,12 +81,40 @@ class Rope:
         self.freqs = self.original
         self.cached_len = rope.max_position_embeddings  # dynamic: the longest length seen
         self._long: torch.Tensor | None = None
+        # Per frequency tensor and dtype: cos and signed sin of positions [0, length).
+        self._tables: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor,
+                                                          torch.Tensor]] = {}
 
     def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin ([batch, tokens, dim]) in `dtype`, computed in float32."""
         self._update(positions)
-        freqs = positions[..., None].float() * self.freqs.to(dtype=torch.float)
+        return self._compute(positions, self.freqs, dtype)
+
+    def rotation(self, positions: torch.Tensor, dtype: torch.dtype
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and the signed sin ([batch, 1, tokens, dim]: sin with its first half negated,
+        see `rotate`), read from a table of every position so far for fixed frequencies."""
+        self._update(positions)
+        if self.freqs is not self.original and self.freqs is not self._long:
+            cos, sin = self._compute(positions, self.freqs, dtype)  # dynamic, past the original
+            return cos.unsqueeze(1), _signed(sin).unsqueeze(1)
+        key = (id(self.freqs), dtype)
+        table = self._tables.get(key)
+        longest = int(positions.max()) + 1
+        if table is None or table[0] is not self.freqs or table[1].shape[0] < longest:
+            length = max(256, 1 << (longest - 1).bit_length())
+            cos, sin = self._compute(torch.arange(length), self.freqs, dtype)
+            table = self._tables[key] = (self.freqs, cos, _signed(sin))
+        _, cos, sin = table
+        if positions.numel() == 1:  # a decode step of one row: a view, no gather
+            at = int(positions.reshape(()))
+            return cos[at:at + 1].view(1, 1, 1, -1), sin[at:at + 1].view(1, 1, 1, -1)
+        return cos[positions].unsqueeze(1), sin[positions].unsqueeze(1)
+
+    def _compute(self, positions: torch.Tensor, freqs: torch.Tensor, dtype: torch.dtype
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = positions[..., None].float() * freqs.to(dtype=torch.float)
         emb = torch.cat((freqs, freqs), dim=-1)
         cos, sin = emb.cos() * self.scale, emb.sin() * self.scale
         return cos.to(dtype=dtype), sin.to(dtype=dtype)
@@ -111,3 +139,24 @@ class Rope:
         if seq_len < original_len and self.cached_len > original_len:
             self.freqs = self.original
             self.cached_len = original_len
+
+
+def _signed(sin: torch.Tensor) -> torch.Tensor:
+    """sin with its first half negated: rotate_half(x)·sin = flip_halves(x)·signed(sin)
+    exactly, since a negation is exact in floating point."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor,
+           out: torch.Tensor | None = None) -> torch.Tensor:
+    """transformers' `x·cos + rotate_half(x)·sin` ([rows, heads, tokens, dim]) in four ops
+    (rotate_half(x)·sin is x₂‖x₁ times the signed sin), into `out` when given; Phi-3's
+    partial rotary leaves the dims past cos's untouched."""
+    dim = cos.shape[-1]
+    if dim != x.shape[-1]:
+        whole = torch.cat([rotate(x[..., :dim], cos, signed_sin), x[..., dim:]], dim=-1)
+        return whole if out is None else out.copy_(whole)
+    halves = x.roll(dim // 2, -1)  # x₂‖x₁
+    product = x * cos if out is None else torch.mul(x, cos, out=out)
+    return product.add_(halves * signed_sin)

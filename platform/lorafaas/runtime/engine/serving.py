@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from lorafaas.runtime.engine.decoder import NativeBatch
 from lorafaas.runtime.engine.lora import load_adapter
 from lorafaas.runtime.engine.model import NativeModel
 from lorafaas.runtime.engine.spec import model_spec
-from lorafaas.runtime.generation import GenerationRequest, TokenSink
+from lorafaas.runtime.request import GenerationRequest, TokenSink
+from lorafaas.runtime.tokens import TextTokenizer as PreTrainedTokenizerBase
 
 NATIVE = "native"
 Outcome = tuple[dict[str, Any], dict[str, float]]

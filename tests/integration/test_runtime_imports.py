@@ -1,0 +1,97 @@
+"""The function runtime imports only what serving needs: a function the native engine serves
+never imports transformers or peft; one the general path serves imports them at its load.
+
+Each case runs in a fresh interpreter that imports the container's entry point
+(`lorafaas.runtime.__main__`, as `python -m lorafaas.runtime` does), loads a function from
+what the backbone server published (sharing off: the private copy, no server needed), runs a
+prompt and a chat, and prints the modules it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("transformers", "peft")
+CHILD = """
+import json, sys
+from pathlib import Path
+import lorafaas.runtime.__main__ as entry
+from lorafaas.runtime.function import RuntimePaths, load_function
+from lorafaas.runtime.request import parse_request
+
+loaded = load_function(RuntimePaths(None, Path(sys.argv[1]), Path(sys.argv[2])), "test")
+prompt = parse_request({"prompt": "Ahoy", "max_tokens": 3}, 64, loaded.render_chat)
+chat = parse_request({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}, 64,
+                     loaded.render_chat)
+results = [loaded.run(r)[0] for r in (prompt, chat)]
+print(json.dumps({"engine": "native" if loaded.native is not None else "general",
+                  "libraries_ms": entry.LIBRARIES_MS, "results": results,
+                  "breakdown": loaded.breakdown,
+                  "heavy": sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))}))
+""".replace("HEAVY", repr(HEAVY))
+
+
+@pytest.fixture(scope="module")
+def published(demo_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo backbone as the backbone server publishes it."""
+    from tests.integration.test_family_checkpoints import publish
+
+    folder = tmp_path_factory.mktemp("published")
+    publish(demo_models.backbone_dir, folder)
+    return folder
+
+
+def dora_adapter(backbone_dir: Path, folder: Path) -> Path:
+    """A DoRA adapter of the demo backbone (its magnitudes made non-trivial by a seed)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(str(backbone_dir))
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, use_dora=True,
+                                            target_modules=["q_proj", "v_proj"],
+                                            init_lora_weights=False))
+    model.save_pretrained(str(folder))
+    return folder
+
+
+def serve_in_child(published: Path, adapter: Path) -> dict[str, Any]:
+    """Load and run the function in a fresh runtime interpreter; what it reports."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "platform"),
+                   "LORAFAAS_TORCH_THREADS": "1"}
+    completed = subprocess.run([sys.executable, "-c", CHILD, str(published), str(adapter)],
+                               capture_output=True, text=True, env=environment, timeout=600,
+                               check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_a_native_function_never_imports_transformers_or_peft(demo_models: Any,
+                                                              published: Path) -> None:
+    report = serve_in_child(published, demo_models.adapters["pirate"])
+    assert report["engine"] == "native"
+    assert report["heavy"] == []
+    assert all(result["usage"]["completion_tokens"] >= 1 for result in report["results"])
+    assert "libraries" not in report["breakdown"]  # nothing more was imported at load
+
+
+def test_a_general_path_function_imports_them_at_its_load(demo_models: Any, published: Path,
+                                                          tmp_path: Path) -> None:
+    """The control: a DoRA adapter (which only the general path computes exactly) loads
+    transformers and peft, and its load reports that import as its libraries step."""
+    adapter = dora_adapter(demo_models.backbone_dir, tmp_path / "dora")
+    report = serve_in_child(published, adapter)
+    assert report["engine"] == "general"
+    assert report["heavy"] == sorted(HEAVY)
+    assert report["breakdown"]["libraries"] > 0
+    assert all(result["usage"]["completion_tokens"] >= 1 for result in report["results"])
