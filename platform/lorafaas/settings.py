@@ -117,6 +117,12 @@ def _batching(value: str) -> str:
     return value
 
 
+def _shared_containers(value: str) -> str:
+    if value not in ("namespace", "off"):
+        raise ValueError("must be namespace or off")
+    return value
+
+
 def _slo_ms(value: str) -> int:
     number = int(value)
     # The range of the action limit it is the default of (lorafaas.controller.protocol).
@@ -193,6 +199,13 @@ class Settings:
     maintenance_period_s: float
     container_threads: int
     batching: str
+    shared_containers: str
+    shared_own_at: float
+    shared_share_at: float
+    shared_dwell_s: float
+    shared_rate_tau_s: float
+    namespace_memory_mb: int
+    namespace_adapter_budget_mb: int
     max_batch_size: int
     max_concurrent_batches: int
     slo_ttft_ms: int
@@ -391,6 +404,33 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
                             "`continuous` (a request joins the decode running in a container "
                             "of its function between two steps, iteration-level batching) or "
                             "`off` (each request runs alone at once)."),
+    # Namespace containers (lorafaas.invoker.sharing, lorafaas.invoker.placement).
+    "shared_containers": SettingSpec(
+        "LORAFAAS_SHARED_CONTAINERS", "off", _shared_containers,
+        "`namespace`: functions of one namespace without traffic enough to fill batches of "
+        "their own share their namespace's container (one per namespace and backbone), "
+        "decoding together; functions of different namespaces never share. `off`: every "
+        "function has its own containers. The default is `off` until the evaluation is "
+        "rerun with namespace containers; it then flips to `namespace`."),
+    "shared_own_at": SettingSpec("LORAFAAS_SHARED_OWN_AT", "2", _positive_float,
+                                 "Requests a second at which a function leaves its "
+                                 "namespace's container for its own containers."),
+    "shared_share_at": SettingSpec("LORAFAAS_SHARED_SHARE_AT", "1", _non_negative_float,
+                                   "Requests a second at which it goes back to the "
+                                   "namespace's container (below LORAFAAS_SHARED_OWN_AT)."),
+    "shared_dwell_s": SettingSpec("LORAFAAS_SHARED_DWELL_S", "30", _non_negative_float,
+                                  "Seconds a function's rate must stay past the other "
+                                  "side's threshold before it moves (no flapping)."),
+    "shared_rate_tau_s": SettingSpec("LORAFAAS_SHARED_RATE_TAU_S", "30", _positive_float,
+                                     "Time constant in seconds of each function's decaying "
+                                     "rate estimate."),
+    "namespace_memory_mb": SettingSpec("LORAFAAS_NAMESPACE_MEMORY_MB", "4096", _positive_int,
+                                       "Memory limit of a namespace container, counted in "
+                                       "the pool's size."),
+    "namespace_adapter_budget_mb": SettingSpec(
+        "LORAFAAS_NAMESPACE_ADAPTER_BUDGET_MB", "512", _positive_int,
+        "Adapters a namespace container keeps loaded; beyond it, the least recently used "
+        "one not running goes."),
     "max_batch_size": SettingSpec("LORAFAAS_MAX_BATCH_SIZE", "8", _positive_int,
                                   "Largest batch, whatever the SLO and T(b) allow; with "
                                   "`continuous` batching, most requests decoding at once in "

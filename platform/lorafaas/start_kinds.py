@@ -10,6 +10,7 @@ COLD = "cold"
 PREWARM = "prewarm"
 PRELOADED = "preloaded"
 WARM = "warm"
+ADAPTER = "adapter"
 
 # Each kind, from the slowest start to none, and what it loaded for the activation.
 START_KINDS: dict[str, str] = {
@@ -18,7 +19,10 @@ START_KINDS: dict[str, str] = {
     PREWARM: "a stem cell (libraries and backbone loaded ahead) given the function: adapter, "
              "tokenizer and kernels loaded for this activation",
     PRELOADED: "a container with the function fully loaded ahead of its first request",
-    WARM: "a container that had served the function already (or a running batch joined)",
+    ADAPTER: "a running namespace container (LORAFAAS_SHARED_CONTAINERS=namespace) that "
+             "loaded the function's adapter for this activation",
+    WARM: "a container that had served the function already (or a running batch joined); "
+          "in a namespace container, one that had the function's adapter loaded",
 }
 # What a container is while it is created or initialized; never an activation's kind.
 STARTING = "starting"

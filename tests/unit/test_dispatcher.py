@@ -251,7 +251,8 @@ def fake_served(batch: RunningBatch, ticket: Ticket) -> Any:
     """A Served outcome with a fake lease."""
     from lorafaas.invoker.dispatcher import Served
 
-    lease = Lease(SimpleNamespace(), "warm", {}, 0.0)  # type: ignore[arg-type]
+    lease = Lease(SimpleNamespace(function_key="guest/f"), "warm", {},  # type: ignore[arg-type]
+                  0.0)
     return Served(RunOutcome({"text": ticket.request.activation_id}, {"ttft": 1.0}), lease,
                   0.0, len(batch.tickets))
 
@@ -286,7 +287,8 @@ class FakePool:
     """Hands out one container; records releases and discards."""
 
     def __init__(self, client: FakeClient) -> None:
-        self.container = SimpleNamespace(client=client, info=ContainerInfo("c1", "c1", 0))
+        self.container = SimpleNamespace(client=client, info=ContainerInfo("c1", "c1", 0),
+                                         folders=None, function_key="guest/f")
         self.released = 0
         self.discarded: list[str] = []
         self.backend = SimpleNamespace(logs=lambda *args: ["a log line"])

@@ -9,6 +9,8 @@ were all given up (timed out) mid-run, which stops the generation nobody waits f
 A continuous-batching session sends each request to its container as it joins, as its own
 /run with `"continuous": true` (streamed when the caller streams): the runtime adds it to
 the decode running there. Each is answered when it ends; the last releases the container.
+A namespace container's session is one such (`lorafaas.invoker.sharing`); each request
+names its function's folder there, linked in just before it is sent.
 
 Every request's outcome carries the CPU time the host read from its container's cgroup for
 it (lorafaas.invoker.cpu_shares), which billing charges instead of wall time.
@@ -37,6 +39,7 @@ from lorafaas.invoker.metrics import InvokerMetrics
 from lorafaas.invoker.pool import ContainerPool, Lease
 from lorafaas.invoker.records import DEVELOPER_ERROR, WHISK_ERROR
 from lorafaas.invoker.runtime_client import RunOutcome, RuntimeUnavailable
+from lorafaas.invoker.sharing import function_slot
 from lorafaas.wire.runtime_protocol import SENTINEL
 
 logger = logging.getLogger(__name__)
@@ -55,7 +58,7 @@ class BatchRunner:
         """Run the batch to its end; every request still waited for gets an outcome."""
         lease: Lease | None = None
         try:
-            lease = await self.pool.acquire(batch.tickets[0].request.function,
+            lease = await self.pool.acquire(batch.tickets[0].target,
                                             on_start=batch.container_starting)
             batch.container_ready(lease, time.time())
             if isinstance(batch, ContinuousSession):
@@ -132,6 +135,9 @@ class BatchRunner:
         sent_at, size, sent = time.time(), session.live, run.mark()
         payload = {**_payload(ticket), "continuous": True}
         try:
+            slot = await asyncio.to_thread(function_slot, lease.container, ticket.request)
+            if slot is not None:  # a namespace container: the request names its function
+                payload["function"] = slot
             outcome = await (client.run(payload) if ticket.on_delta is None
                              else client.run_stream(payload, ticket.on_delta))
         except BaseException as error:

@@ -14,6 +14,15 @@ from lorafaas.invoker.runtime_client import RuntimeClient
 from lorafaas.wire.attach import CHANNEL_SOCKET_NAME
 from lorafaas.wire.runtime_protocol import RUNTIME_SOCKET_NAME
 
+# The pool's key of a namespace container (`lorafaas.invoker.sharing`) starts so; a
+# function's key (namespace/name@version:digest) never does.
+NAMESPACE_KEY_PREFIX = "namespace:"
+
+
+def is_namespace_key(key: str | None) -> bool:
+    """Whether a pool key names a namespace container rather than a function."""
+    return key is not None and key.startswith(NAMESPACE_KEY_PREFIX)
+
 
 class ContainerState(enum.Enum):
     """Where a container is in its life (OpenWhisk's container proxy states, plus pre-load)."""

@@ -19,6 +19,12 @@ requests keep filling the queue) so one start is not followed by another. A requ
 one is served and counted as an SLO miss; only its caller giving up (its timeout) takes
 it out of the queue.
 
+With namespace containers (`lorafaas.invoker.sharing`), `route` says where each request
+runs: its function's own containers, or its namespace's container, which the dispatcher
+treats as one more function (one queue, one session) whose requests belong to several
+functions. A batch there is always a session: each request is its own /run joining the
+container's shared decode, in whichever batching mode.
+
 Streaming requests, and every request when batching is off, skip the queue and run at
 once as a batch of one: the runtime streams text deltas for one request only.
 
@@ -49,6 +55,7 @@ from lorafaas.invoker.batching import (
     contention,
     order_by_deadline_margin,
 )
+from lorafaas.invoker.containers import is_namespace_key
 from lorafaas.invoker.metrics import InvokerMetrics
 from lorafaas.invoker.pool import Lease
 from lorafaas.invoker.records import WHISK_ERROR
@@ -56,6 +63,7 @@ from lorafaas.invoker.runtime_client import DeltaSink, RunOutcome
 
 if TYPE_CHECKING:  # the invoker imports this module
     from lorafaas.invoker.invoker import ActivationRequest
+    from lorafaas.invoking.activations import FunctionRef
 
 logger = logging.getLogger(__name__)
 # The settings' default T(b): the demo backbone on 2 CPU cores (docs/benchmarks/batching.md).
@@ -104,8 +112,10 @@ class Ticket:
     """One request in the dispatcher, and the future its outcome arrives on."""
 
     def __init__(self, request: ActivationRequest, on_delta: DeltaSink | None,
-                 slo_ms: float) -> None:
+                 slo_ms: float, target: FunctionRef | None = None) -> None:
         self.request = request
+        # What the pool starts for it: its function, or its namespace's container.
+        self.target = target or request.function
         self.on_delta = on_delta
         self.slo_ms = slo_ms
         self.future: asyncio.Future[Served] = asyncio.get_running_loop().create_future()
@@ -137,8 +147,8 @@ class RunningBatch:
 
     @property
     def function_key(self) -> str:
-        """The pool's key of the batch's function."""
-        return self.tickets[0].request.function.key
+        """The pool's key of the batch's function (or namespace container)."""
+        return self.tickets[0].target.key
 
     @property
     def starting(self) -> bool:
@@ -157,8 +167,8 @@ class RunningBatch:
 
     @property
     def function_path(self) -> str:
-        """namespace/name of the batch's function."""
-        return self.tickets[0].request.function.path
+        """namespace/name of the batch's function (or its namespace container's path)."""
+        return self.tickets[0].target.path
 
     def abandoned(self) -> bool:
         """Whether no caller waits for any of its requests any more."""
@@ -229,6 +239,7 @@ class ContinuousSession(RunningBatch):
 
 
 Runner = Callable[[RunningBatch], Awaitable[None]]
+Route = Callable[["ActivationRequest"], "FunctionRef"]
 
 
 def monotonic_ms() -> float:
@@ -240,8 +251,9 @@ class Dispatcher:
     """Queues requests per function and starts their batches (see the module doc)."""
 
     def __init__(self, config: BatchingConfig, runner: Runner, metrics: InvokerMetrics,
-                 clock: Callable[[], float] = monotonic_ms) -> None:
+                 clock: Callable[[], float] = monotonic_ms, route: Route | None = None) -> None:
         self.config = config
+        self.route = route  # None: every request runs in its function's own containers
         self.metrics = metrics
         self._runner = runner
         self._clock = clock
@@ -275,14 +287,15 @@ class Dispatcher:
     def submit(self, request: ActivationRequest, on_delta: DeltaSink | None = None) -> Ticket:
         """Queue a request (or start it at once when it streams or batching is off)."""
         slo_ms = float(request.limits.get("slo_ttft_ms", self.config.default_slo_ms))
-        ticket = Ticket(request, on_delta, slo_ms)
+        target = self.route(request) if self.route is not None else None
+        ticket = Ticket(request, on_delta, slo_ms, target)
         if not self.config.enabled or (on_delta is not None and not self.config.continuous):
             self._start([ticket])
             return ticket
-        key = request.function.key
+        key = ticket.target.key
         queue = self._queues.get(key)
         if queue is None:
-            self._paths[key] = request.function.path
+            self._paths[key] = ticket.target.path
             model = self._models.get(key, self.config.default_model)
             queue = self._queues[key] = FunctionQueue(key, slo_ms, model,
                                                       self.config.max_batch_size)
@@ -304,7 +317,7 @@ class Dispatcher:
         if ticket.future.done() and not ticket.future.cancelled():
             ticket.future.exception()  # retrieved: nobody will read it now
         if ticket.batch is None:
-            queue = self._queues.get(ticket.request.function.key)
+            queue = self._queues.get(ticket.target.key)
             if queue is not None:
                 queue.discard(ticket)
             return
@@ -317,6 +330,7 @@ class Dispatcher:
         """Close and start the ready batches in the configured order, within the cap."""
         if self.config.continuous:
             return self._step_continuous(now_ms)
+        self._join_namespace_sessions(now_ms)
         started = []
         while self.running < self.config.max_concurrent:
             m = contention(self.running, self.config.max_concurrent)
@@ -357,6 +371,19 @@ class Dispatcher:
         if blocked:
             self._drain_oldest_session()
         return started
+
+    def _join_namespace_sessions(self, now_ms: float) -> None:
+        """Requests waiting for a namespace container join its running session, batching
+        mode whatever it is: the container decodes them together."""
+        for key, queue in list(self._queues.items()):
+            session = self._open_session(key) if is_namespace_key(key) else None
+            if not queue or session is None or session.ready_at is None:
+                continue
+            for queued in queue.take_batch(now_ms, session.room).requests:
+                session.join(queued.item)
+            self.metrics.observe_batch(session.function_path, session.live)
+            if not queue:
+                del self._queues[key]
 
     def _open_session(self, function_key: str) -> ContinuousSession | None:
         """A session of the function with room; one whose container is ready first."""
@@ -427,8 +454,9 @@ class Dispatcher:
     # --- batches -------------------------------------------------------------------------
 
     def _start(self, tickets: list[Ticket]) -> RunningBatch:
+        shared = is_namespace_key(tickets[0].target.key)
         batch = (ContinuousSession(tickets, self.config.max_batch_size, self._wake.set)
-                 if self.config.continuous else RunningBatch(tickets, self._wake.set))
+                 if self.config.continuous or shared else RunningBatch(tickets, self._wake.set))
         for ticket in tickets:
             ticket.batch = batch
         self._running.add(batch)

@@ -21,7 +21,14 @@ from lorafaas.invoker.records import (
     response,
 )
 from lorafaas.invoker.runtime_client import DeltaSink
+from lorafaas.invoker.sharing import (
+    FUNCTION_CONTAINER,
+    NamespaceSharing,
+    SharingConfig,
+    container_kind,
+)
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult
+from lorafaas.start_kinds import ADAPTER, WARM
 
 logger = logging.getLogger(__name__)
 
@@ -30,18 +37,25 @@ class Invoker:
     """Runs activations in the container pool, batched by the dispatcher."""
 
     def __init__(self, pool: ContainerPool, tracker: FunctionTracker,
-                 batching: BatchingConfig | None = None) -> None:
+                 batching: BatchingConfig | None = None,
+                 sharing: SharingConfig | None = None) -> None:
         self.pool = pool
         self.tracker = tracker
         self.metrics = InvokerMetrics()
+        # With namespace containers on, each request's placement is asked of the policy.
+        self.sharing = (NamespaceSharing(sharing, pool) if sharing is not None
+                        and sharing.enabled else None)
         self.dispatcher = Dispatcher(batching or BatchingConfig(),
-                                     BatchRunner(pool, self.metrics).run, self.metrics)
+                                     BatchRunner(pool, self.metrics).run, self.metrics,
+                                     route=self.sharing.route if self.sharing else None)
 
     async def retire(self, function_path: str) -> None:
         """An action was updated or deleted: remove its containers and forget what was seen
         of it, so that nothing keeps or pre-loads a version no request will use."""
         await self.pool.remove_function(function_path)
         self.tracker.forget(function_path)
+        if self.sharing is not None:
+            self.sharing.forget(f"{function_path}@")
 
     async def run(self, request: ActivationRequest,
                   on_delta: DeltaSink | None = None) -> ActivationResult:
@@ -72,9 +86,12 @@ class Invoker:
         ended = time.time()
         outcome, lease = served.outcome, served.lease
         # What the container's start measured, reported once per batch (by its first outcome).
+        # A namespace container's start is no start of the function's own: its figures
+        # (no adapter; several functions') would skew the function's artifact profiles.
+        own = container_kind(lease.container) == FUNCTION_CONTAINER
         loads = (tuple(measured_loads(lease.init_breakdown, lease.init_memory))
-                 if served.reports_start else ())
-        self.tracker.ended(request.function, ended, lease.init_breakdown, loads)
+                 if served.reports_start and own else ())
+        self.tracker.ended(request.function, ended, lease.init_breakdown if own else {}, loads)
         status = APPLICATION_ERROR if "error" in outcome.result else SUCCESS
         logs = outcome.logs
         if logs is None or lease.start_kind != "warm":
@@ -127,7 +144,9 @@ class Invoker:
             "parameters": request.parameters,  # what the request asked, shown by the console
             "waitTime": round(wait_ms),
             "initTime": round(init_ms) if init_ms is not None else None,
-            "startKind": lease.start_kind if lease is not None else None,
+            "startKind": _start_kind(lease, timings),
+            # Which kind of container ran it: `namespace` (shared) or `function` (its own).
+            "container": container_kind(lease.container) if lease is not None else None,
             "initBreakdown": lease.init_breakdown if lease is not None else None,
             # What the caller waited for its first token: queue, initialization, prefill.
             "ttft": round(before_run_ms + timings["ttft"], 3)
@@ -136,6 +155,16 @@ class Invoker:
             # Which of the runtime's engines generated it: `native` or `general`.
             "engine": timings.get("engine"),
         })
+
+
+def _start_kind(lease: Lease | None, timings: dict[str, float]) -> str | None:
+    """The lease's start kind; in a running namespace container, whether the function's
+    adapter was loaded already (`warm`) or for this activation (`adapter`)."""
+    if lease is None:
+        return None
+    if lease.start_kind == WARM and timings.get("adapterLoaded") is False:
+        return ADAPTER
+    return lease.start_kind
 
 
 def _ms(seconds: float) -> int:

@@ -23,9 +23,11 @@ from lorafaas.invoker.keepalive import KeepAliveConfig, KeepAlivePolicy
 from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
 from lorafaas.invoker.metrics import CONTENT_TYPE, Gauges, render
 from lorafaas.invoker.offloading import MB, AcceleratorMemory, Offloader, OffloadPolicy
+from lorafaas.invoker.placement import PlacementConfig, SharedContainers
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
 from lorafaas.invoker.prefill_profiling import PrefillProfiling, open_prefill_profiling
 from lorafaas.invoker.prewarm import PrewarmConfig
+from lorafaas.invoker.sharing import NamespaceSharing, SharingConfig
 from lorafaas.invoking.activations import (
     ActivationRequest,
     ActivationResult,
@@ -34,7 +36,7 @@ from lorafaas.invoking.activations import (
 )
 from lorafaas.invoking.client import FunctionView, InvokerSnapshot, MetricsText
 from lorafaas.registry.profiles import all_estimates
-from lorafaas.settings import Settings
+from lorafaas.settings import Settings, SettingsError
 
 
 class LocalInvoker:
@@ -90,7 +92,9 @@ class LocalInvoker:
                         stem_failures={b: s.total for b, s in backoff.states.items()},
                         stem_backoff_s={b: backoff.waiting_s(b, now) for b in backoff.states},
                         backbones_up={b: s.up for b, s in pool.health.states.items()},
-                        backbone_restarts={b: s.restarts for b, s in pool.health.states.items()})
+                        backbone_restarts={b: s.restarts for b, s in pool.health.states.items()},
+                        namespace_steps=shared.steps if (shared := self.runner.sharing)
+                        else {})
         return MetricsText(render(self.runner.metrics, gauges), CONTENT_TYPE)
 
     @contextlib.asynccontextmanager
@@ -102,13 +106,23 @@ class LocalInvoker:
     @contextlib.asynccontextmanager
     async def maintaining(self) -> AsyncIterator[None]:
         """Run the maintenance loop (keep-alive, stem cells, pre-loading) until exit."""
-        task = asyncio.create_task(self.maintenance.run())
+        tasks = [asyncio.create_task(self.maintenance.run())]
+        if self.runner.sharing is not None:  # /metrics' step composition
+            tasks.append(asyncio.create_task(self._read_steps(self.runner.sharing)))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _read_steps(self, sharing: NamespaceSharing) -> None:
+        """Read the namespace containers' step composition every maintenance period."""
+        while True:
+            await sharing.refresh_steps()
+            await asyncio.sleep(self.maintenance.period_s)
 
 
 def container_view(container: PooledContainer) -> dict[str, Any]:
@@ -133,7 +147,7 @@ async def local_invoker(settings: Settings, backend: ContainerBackend,
     pool.offloader = offloader(settings, tracker)
     try:
         await pool.remove_orphans()
-        runner = Invoker(pool, tracker, batching(settings))
+        runner = Invoker(pool, tracker, batching(settings), sharing(settings))
         prefill = await open_prefill_profiling(settings, pool.backend, sessions,
                                                runner.dispatcher)
         # Plan pre-loading with the artifact profiles measured before this start.
@@ -177,6 +191,22 @@ def batching(settings: Settings) -> BatchingConfig:
                           default_slo_ms=settings.slo_ttft_ms,
                           default_model=PrefillModel(settings.prefill_t0_ms,
                                                      settings.prefill_alpha_ms))
+
+
+def sharing(settings: Settings) -> SharingConfig:
+    """Namespace containers as the settings ask for them."""
+    try:
+        # fill_window_s stays 1: the thresholds are then requests a second.
+        placement = PlacementConfig(mode=SharedContainers(settings.shared_containers),
+                                    own_at=settings.shared_own_at,
+                                    share_at=settings.shared_share_at,
+                                    dwell_s=settings.shared_dwell_s,
+                                    rate_tau_s=settings.shared_rate_tau_s)
+    except ValueError as error:
+        raise SettingsError(f"LORAFAAS_SHARED_SHARE_AT and LORAFAAS_SHARED_OWN_AT: "
+                            f"{error}") from error
+    return SharingConfig(placement, memory_mb=settings.namespace_memory_mb,
+                         adapter_budget_mb=settings.namespace_adapter_budget_mb)
 
 
 def pool_config(settings: Settings) -> PoolConfig:

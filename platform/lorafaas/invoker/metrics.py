@@ -4,7 +4,10 @@ Per function (label `function`, namespace/name): requests waiting in its batch q
 histogram of its batch sizes, requests served, SLO misses and attainment, and requests
 failed; for the invoker: batches running (M) and its cap, containers by state, and per
 backbone the stem cells that failed to start and how long the next one waits (backoff),
-and whether its server is up and how often it was restarted.
+and whether its server is up and how often it was restarted; per namespace container
+(label `container`, namespace/backbone) the composition of its shared decode's steps:
+steps, requests and distinct functions summed over them, and the most functions in one
+step (as its runtime last reported them).
 """
 
 from __future__ import annotations
@@ -99,6 +102,9 @@ class Gauges:
     stem_backoff_s: Mapping[str, float] = field(default_factory=dict)  # by backbone, left
     backbones_up: Mapping[str, bool] = field(default_factory=dict)  # by backbone
     backbone_restarts: Mapping[str, int] = field(default_factory=dict)  # by backbone, in all
+    # Per namespace container: its runtime's step counters (`steps`, `stepRows`,
+    # `stepFunctions`, `maxFunctionsPerStep`).
+    namespace_steps: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 def render(metrics: InvokerMetrics, gauges: Gauges) -> str:
@@ -143,6 +149,23 @@ class _Snapshot(Collector):
         yield containers
         yield from self._stem_cells()
         yield from self._backbone_servers()
+        yield from self._namespace_steps()
+
+    def _namespace_steps(self) -> Iterator[Metric]:
+        label = ["container"]
+        families: list[tuple[CounterMetricFamily | GaugeMetricFamily, str]] = [
+            (CounterMetricFamily("lorafaas_namespace_steps", "Decode steps of the namespace "
+                                 "container.", labels=label), "steps"),
+            (CounterMetricFamily("lorafaas_namespace_step_requests", "Requests in its steps, "
+                                 "summed over them.", labels=label), "stepRows"),
+            (CounterMetricFamily("lorafaas_namespace_step_functions", "Distinct functions in "
+                                 "its steps, summed over them.", labels=label), "stepFunctions"),
+            (GaugeMetricFamily("lorafaas_namespace_max_functions_per_step", "Most functions "
+                               "in one of its steps.", labels=label), "maxFunctionsPerStep")]
+        for family, key in families:
+            for container, steps in sorted(self.gauges.namespace_steps.items()):
+                family.add_metric([container], steps.get(key, 0))
+            yield family
 
     def _backbone_servers(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("lorafaas_backbone_up", "1 while the backbone's server is up, "

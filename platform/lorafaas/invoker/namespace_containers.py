@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorafaas.invoker.backend import LABEL_ACTION, LABEL_INVOKER, ContainerSpec, Mount
+from lorafaas.invoker.containers import ContainerFolders
 from lorafaas.invoker.pool import ATTACH_TARGET, IO_TARGET, BackboneMounts
 from lorafaas.wire.attach import CHANNEL_SOCKET_NAME
 from lorafaas.wire.runtime_protocol import RUNTIME_SOCKET_NAME
@@ -33,41 +34,16 @@ def slot_of(function_key: str) -> str:
 
 
 @dataclass(frozen=True)
-class NamespaceFolders:
-    """Host folders of one namespace container: its socket folder and its adapters."""
+class NamespaceFolders(ContainerFolders):
+    """Host folders of one namespace container: its socket folder and its adapters (the
+    pool holds it as any container's folders; it never gets a single adapter)."""
 
-    root: Path
-    namespace: str
-
-    @property
-    def io(self) -> Path:
-        """Mounted read-write: the runtime creates its socket here."""
-        return self.root / "io"
+    namespace: str = ""
 
     @property
     def adapters(self) -> Path:
         """Mounted read-only: one folder per function placed here."""
         return self.root / "adapters"
-
-    @property
-    def socket(self) -> Path:
-        """The runtime's socket, seen from the host."""
-        return self.io / RUNTIME_SOCKET_NAME
-
-    @property
-    def attach(self) -> Path:
-        """Mounted read-only: the backbone server's channel for this container only."""
-        return self.root / "attach"
-
-    @property
-    def attach_socket(self) -> Path:
-        """The container's attach channel, seen from the host (open it before the start)."""
-        return self.attach / CHANNEL_SOCKET_NAME
-
-    @property
-    def channel(self) -> str:
-        """The id of the container's attach channel."""
-        return self.root.name
 
     def create(self) -> None:
         """Make the folders; the runtime runs as nobody and must write its socket."""
@@ -100,15 +76,12 @@ class NamespaceFolders:
         staging.rename(target)
         return slot
 
-    def remove(self) -> None:
-        """Delete the folders."""
-        shutil.rmtree(self.root, ignore_errors=True)
-
 
 def namespace_spec(folders: NamespaceFolders, backbone: BackboneMounts, *, name: str,
                    image: str, invoker_id: str, memory_mb: int, pids_limit: int,
                    adapter_budget_mb: int, torch_threads: int = 0,
-                   backbone_sharing: bool = True) -> ContainerSpec:
+                   backbone_sharing: bool = True,
+                   generation_defaults: str = "greedy") -> ContainerSpec:
     """The hardened spec of a namespace container (as a function container's, with the
     namespace's adapters folder in place of one adapter)."""
     environment = {"LORAFAAS_RUNTIME_MODE": "namespace", "LORAFAAS_CONTAINER_NAME": name,
@@ -116,7 +89,8 @@ def namespace_spec(folders: NamespaceFolders, backbone: BackboneMounts, *, name:
                    "LORAFAAS_BACKBONE_DIR": "/backbone",
                    "LORAFAAS_ADAPTERS_DIR": ADAPTERS_TARGET,
                    "LORAFAAS_ADAPTER_BUDGET_MB": str(adapter_budget_mb),
-                   "LORAFAAS_TORCH_THREADS": str(torch_threads), "MALLOC_ARENA_MAX": "2"}
+                   "LORAFAAS_TORCH_THREADS": str(torch_threads), "MALLOC_ARENA_MAX": "2",
+                   "LORAFAAS_GENERATION_DEFAULTS": generation_defaults}
     mounts = [Mount(folders.io, IO_TARGET, read_only=False),
               Mount(folders.adapters, ADAPTERS_TARGET), Mount(backbone.publish_dir, "/backbone")]
     if backbone_sharing:

@@ -46,7 +46,12 @@ from lorafaas.invoker.backend import (
     ContainerSpec,
     Mount,
 )
-from lorafaas.invoker.containers import ContainerFolders, ContainerState, PooledContainer
+from lorafaas.invoker.containers import (
+    ContainerFolders,
+    ContainerState,
+    PooledContainer,
+    is_namespace_key,
+)
 from lorafaas.invoker.evictions import EvictionLog
 from lorafaas.invoker.offloading import Offloader
 from lorafaas.invoker.prewarm import ColdStartWindow, StemBackoff
@@ -153,6 +158,9 @@ class ContainerPool:
         self.evictions = EvictionLog()  # what was removed, when and why (the platform page)
         # Notified whenever a container is freed, removed or done starting.
         self._changed = asyncio.Condition()
+        # Folders and spec of a namespace container (lorafaas.invoker.sharing); None: the
+        # pool starts function containers only.
+        self.namespace_start: NamespaceStart | None = None
 
     # --- what the pool holds -------------------------------------------------------------
 
@@ -249,7 +257,7 @@ class ContainerPool:
         return None
 
     def _claim_stem(self, function: FunctionRef) -> PooledContainer | None:
-        if self._instances(function.key) >= self.config.max_instances:
+        if self._at_most(function.key):
             return None
         backbone = self.backbone_of(function)
         stems = [c for c in self._containers.values() if c.state is ContainerState.STEM
@@ -267,7 +275,7 @@ class ContainerPool:
         backbone = self.backbone_of(function)
         return (self._stem_waiters[backbone] < self._stems_starting[backbone]
                 and self.config.stem_memory_mb >= function.memory_mb
-                and self._instances(function.key) < self.config.max_instances)
+                and not self._at_most(function.key))
 
     async def _wait_for_stem(self, function: FunctionRef) -> None:
         backbone = self.backbone_of(function)
@@ -279,7 +287,7 @@ class ContainerPool:
 
     def _reserve_cold_start(self, function: FunctionRef) -> list[PooledContainer] | None:
         """Reserve memory for a cold start, picking idle victims if needed; None: wait."""
-        if self._instances(function.key) >= self.config.max_instances:
+        if self._at_most(function.key, stems=False):
             return None
         shortfall = self.used_mb() + function.memory_mb - self.config.memory_mb
         victims = self._least_recently_used(shortfall) if shortfall > 0 else []
@@ -293,6 +301,13 @@ class ContainerPool:
 
     def _least_recently_used(self, needed_mb: int) -> list[PooledContainer] | None:
         return pick_victims(self._containers.values(), needed_mb, EVICTION_ORDER)
+
+    def _at_most(self, function_key: str, stems: bool = True) -> bool:
+        """Whether the function has its most containers (a namespace container has one,
+        and is never a stem cell's: stem cells run a function's runtime)."""
+        if is_namespace_key(function_key):
+            return stems or self._instances(function_key) >= 1
+        return self._instances(function_key) >= self.config.max_instances
 
     def _instances(self, function_key: str) -> int:
         running = sum(c.function_key == function_key for c in self._containers.values())
@@ -328,7 +343,7 @@ class ContainerPool:
     async def preload(self, function: FunctionRef) -> bool:
         """Start a container with `function` fully loaded, if memory allows; True if done."""
         async with self._changed:
-            if (self._instances(function.key) >= self.config.max_instances
+            if (self._at_most(function.key, stems=False)
                     or not self.health.is_up(self.backbone_of(function))
                     or self.used_mb() + function.memory_mb > self.config.memory_mb):
                 return False
@@ -384,11 +399,17 @@ class ContainerPool:
         backbone = self.backbone_of(function) if function is not None else stem_backbone
         path = function.path if function is not None else None
         retirements = self._retirements[path] if path is not None else 0
-        folders = ContainerFolders(self.config.run_dir / "c" / uuid.uuid4().hex[:10])
-        folders.create()
-        if function is not None:
-            folders.fill_adapter(function.adapter_dir)
-        spec = self._container_spec(folders, memory_mb, function, backbone)
+        root = self.config.run_dir / "c" / uuid.uuid4().hex[:10]
+        if function is not None and is_namespace_key(function.key):
+            if self.namespace_start is None:
+                raise RuntimeError("this pool starts no namespace containers")
+            folders, spec = self.namespace_start(root, function, self.backbones[backbone])
+        else:
+            folders = ContainerFolders(root)
+            folders.create()
+            if function is not None:
+                folders.fill_adapter(function.adapter_dir)
+            spec = self._container_spec(folders, memory_mb, function, backbone)
         try:
             await self._open_channel(folders, backbone)
             info = await asyncio.to_thread(self.backend.start, spec)
@@ -587,6 +608,12 @@ def pick_victims(containers: Iterable[PooledContainer], needed_mb: int,
         chosen.append(container)
         freed += container.memory_mb
     return chosen if freed >= needed_mb else None
+
+
+# (its root folder, the namespace container's FunctionRef, its backbone): its created
+# folders and spec.
+NamespaceStart = Callable[[Path, FunctionRef, BackboneMounts],
+                          tuple[ContainerFolders, ContainerSpec]]
 
 
 @dataclass(frozen=True)
