@@ -17,7 +17,7 @@ import pytest
 
 from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
 from lorafaas.invoker.pool import BackboneMounts
-from lorafaas.wire.attach import decode, encode
+from lorafaas.wire.attach import exchange
 from tests.integration.test_pool import function, make_pool
 
 pytestmark = pytest.mark.docker
@@ -101,14 +101,8 @@ def rss_kb(pid: int) -> int:
 
 
 async def control(mounts: BackboneMounts, message: dict[str, Any]) -> dict[str, Any]:
-    reader, writer = await asyncio.open_unix_connection(str(mounts.control_socket))
-    try:
-        writer.write(encode(message))
-        await writer.drain()
-        return decode(await reader.readline())
-    finally:
-        writer.close()
-        await writer.wait_closed()
+    """One request on the backbone server's control socket, its answer."""
+    return await exchange(mounts.control_socket, message)
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ clients' activations (tests/integration/tally.py) has none lost and nothing left
 - the backbone server killed (SIGKILL): it is restarted, and new functions start again;
 - the platform killed (`kill -9`) and started again on the same run directory and
   database: no process, folder or container of the old run remains, and the new run works;
-- an action deleted while its container starts: no container of it remains.
+- an action deleted while its container starts: no container of it remains;
+- clients that drop their streams mid-generation: each generation is cut and recorded as
+  cut, and the other clients' activations all complete.
 
 Every wait has a generous deadline and nothing is timed: the cores are shared.
 """
@@ -35,6 +37,8 @@ from lorafaas.settings import Settings
 from tests.integration.served import module_settings
 from tests.integration.tally import count
 from tests.integration.test_api_resources import body
+from tests.integration.test_backbone_ownership import alive
+from tests.integration.test_dropped_stream import read_one_chunk
 from tests.integration.test_durability import LIMIT_MS, PlatformProcess, free_port, record_of
 from tests.unit.test_invoker_metrics import parse, value
 
@@ -121,15 +125,6 @@ def server_pid(settings: Settings) -> tuple[int, str]:
     record = read_pid_file(settings.run_dir / "backbones" / name / SERVER_PID)
     assert record is not None and is_server_of(*record), record
     return record
-
-
-def alive(pid: int) -> bool:
-    """Whether the process exists and has not ended (a zombie has)."""
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] \
-            not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def labelled(docker_client: Any, settings: Settings, action: str | None = None) -> list[str]:
@@ -266,5 +261,37 @@ async def test_an_action_deleted_during_a_cold_start_leaves_no_container(
 
     await until(removed, "the deleted action's containers removed")
     tally = await count(settings.database_url, clients.accepted,
+                        await strays(docker_client, settings))
+    tally.assert_clean()
+
+
+async def dropped_stream(platform: PlatformProcess) -> str:
+    """Open a long completion stream of `pirate`, read its first text, and drop it; its
+    activation id."""
+    user, _, key = (await asyncio.to_thread(_auth, platform)).partition(":")
+    headers = {"Authorization": aiohttp.encode_basic_auth(user, key)}
+    request = {"model": "pirate", "prompt": "Tell me a long story about a ship",
+               "stream": True, "max_tokens": 256, "temperature": 0, "ignore_eos": True}
+    async with aiohttp.ClientSession(headers=headers) as client, client.post(
+            f"{platform.url}/v1/completions", json=request) as response:
+        assert response.status == 200, await response.text()
+        await read_one_chunk(response)
+        return str(response.headers["x-openwhisk-activation-id"])
+    # leaving the block closes the connection mid-stream: the client has gone
+
+
+async def test_dropped_streams_are_cut_and_the_other_clients_complete(
+        served: PlatformProcess, docker_client: Any) -> None:
+    settings = served.settings
+    with Clients(served, ["pirate"]) as clients:
+        await until(lambda: completes(served, "pirate"), "pirate answers")
+        dropped = [await dropped_stream(served) for _ in range(3)]
+        await asyncio.sleep(2)
+    for activation_id in dropped:
+        record = await record_of(served, activation_id)
+        result = record["response"]["result"]
+        assert result["finish_reason"] == "cancelled", result
+        assert 1 <= result["usage"]["completion_tokens"] < 256
+    tally = await count(settings.database_url, clients.accepted + dropped,
                         await strays(docker_client, settings))
     tally.assert_clean()

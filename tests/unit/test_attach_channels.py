@@ -4,7 +4,6 @@ name, and the invoker opens, closes and (after a server restart) re-opens channe
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import stat
@@ -20,21 +19,14 @@ from lorafaas.invoker.attach_channels import AttachChannels, ChannelUnavailable
 from lorafaas.invoker.backend import ContainerInfo
 from lorafaas.invoker.containers import ContainerFolders, ContainerState, PooledContainer
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
-from lorafaas.wire.attach import decode, encode
+from lorafaas.wire.attach import exchange
 
 DESCRIPTOR = {"transport": "tmpfs", "weights_file": "model.safetensors", "bytes": 1234}
 
 
 async def ask(path: Path, message: dict[str, Any]) -> dict[str, Any]:
     """One request on a socket, its answer."""
-    reader, writer = await asyncio.open_unix_connection(str(path))
-    try:
-        writer.write(encode(message))
-        await writer.drain()
-        return decode(await reader.readline())
-    finally:
-        writer.close()
-        await writer.wait_closed()
+    return await exchange(path, message)
 
 
 def folder(root: Path, name: str) -> Path:

@@ -7,9 +7,6 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from lorafaas.wire.attach import MAX_LINE, decode, encode
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +72,4 @@ class BackboneServerProcess:
         except TimeoutError:
             self._process.kill()
             await self._process.wait()
-
-
-async def request(socket_path: Path, message: dict[str, Any]) -> dict[str, Any]:
-    """Send one attach-protocol request and read the answer."""
-    reader, writer = await asyncio.open_unix_connection(str(socket_path), limit=MAX_LINE)
-    try:
-        writer.write(encode(message))
-        await writer.drain()
-        return decode(await reader.readline())
-    finally:
-        writer.close()
 

@@ -20,11 +20,12 @@ from aiohttp import web
 
 from lorafaas.backbone.ownership import SERVER_PID, acquire_run, reclaim
 from lorafaas.backbone.supervision import SupervisedServer
-from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess, request
+from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
 from lorafaas.backbone_specs import BackboneSpec
 from lorafaas.controller.appkeys import backbone_health_key, run_owner_key, served_backbones_key
 from lorafaas.controller.backbones import Published, ServedBackbone
 from lorafaas.settings import Settings
+from lorafaas.wire.attach import exchange
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def backbone_server(settings: Settings, spec: BackboneSpec
         endpoint = backbone_endpoint(settings, spec)
 
         async def on_ready(process: BackboneServerProcess) -> None:
-            answer = await request(process.endpoint.socket_path, {"op": "describe"})
+            answer = await exchange(process.endpoint.socket_path, {"op": "describe"})
             published = Published.from_descriptor(answer.get("backbone") or {})
             app[served_backbones_key][spec.name] = ServedBackbone(
                 spec, process.endpoint, published, process.pid)

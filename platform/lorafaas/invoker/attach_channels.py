@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorafaas.wire.attach import MAX_LINE, decode, encode
+from lorafaas.wire.attach import exchange
 
 CONTROL_TIMEOUT_S = 30.0
 
@@ -53,7 +53,7 @@ class AttachChannels:
     async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
         try:
             async with asyncio.timeout(self.timeout_s):
-                answer = await _exchange(self.control_socket, message)
+                answer = await exchange(self.control_socket, message)
         except (OSError, TimeoutError, ValueError) as error:
             raise ChannelUnavailable(f"backbone server at {self.control_socket} did not "
                                      f"answer {message['op']}: {error}") from error
@@ -61,13 +61,3 @@ class AttachChannels:
             raise ChannelUnavailable(f"backbone server refused {message['op']}: "
                                      f"{answer.get('error')}")
         return answer
-
-
-async def _exchange(socket_path: Path, message: dict[str, Any]) -> dict[str, Any]:
-    reader, writer = await asyncio.open_unix_connection(str(socket_path), limit=MAX_LINE)
-    try:
-        writer.write(encode(message))
-        await writer.drain()
-        return decode(await reader.readline())
-    finally:
-        writer.close()

@@ -26,15 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from lorafaas.runtime.adapter_cache import Acquired, AdapterCache
 from lorafaas.runtime.continuous import ContinuousEngine, Outcome
+from lorafaas.runtime.engine.choice import backbone_refusal
 from lorafaas.runtime.engine.decoder import NativeBatch
 from lorafaas.runtime.engine.lora import AdapterUnsupported, load_adapter
 from lorafaas.runtime.engine.model import Linear
 from lorafaas.runtime.engine.serving import NativeEngine
-from lorafaas.runtime.engine.spec import unsupported
 from lorafaas.runtime.function import (
     WARMUP_PROMPT,
     AttachedBackbone,
@@ -276,13 +274,7 @@ def native_backbone(backbone: AttachedBackbone, tokenizer: ServingTokenizer,
     """The native engine on the backbone's mapped tensors, with no adapter yet."""
     config: dict[str, Any] = backbone.descriptor["config"]
     tensors = _with_tied(backbone)
-    reason = unsupported(config)
-    weight = next(t for t in tensors.values() if t.is_floating_point())
-    if reason is None and weight.device.type != "cpu":
-        reason = "the native path is written for CPU tensors"
-    if reason is None and weight.dtype == torch.float16:
-        reason = "float16 is served by the general path"
-    if reason is not None:
+    if (reason := backbone_refusal(config, tensors)) is not None:
         raise NamespaceUnsupported(f"no namespace container for this backbone: {reason}")
     return NativeEngine(config, tensors, tokenizer, eos)
 

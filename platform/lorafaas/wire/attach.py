@@ -44,7 +44,9 @@ Standard library only: the in-container runtime imports it.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 ENCODING = "utf-8"
@@ -64,3 +66,14 @@ def decode(line: bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ValueError("a protocol message must be a JSON object")  # noqa: TRY004
     return message
+
+
+async def exchange(socket_path: Path, message: dict[str, Any]) -> dict[str, Any]:
+    """Send one request on a Unix socket (a control socket or a channel); its answer."""
+    reader, writer = await asyncio.open_unix_connection(str(socket_path), limit=MAX_LINE)
+    try:
+        writer.write(encode(message))
+        await writer.drain()
+        return decode(await reader.readline())
+    finally:
+        writer.close()

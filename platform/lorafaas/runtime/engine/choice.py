@@ -34,18 +34,23 @@ def native_engine(backbone: PreTrainedModel, tokenizer: TextTokenizer,
                             eos_ids)
 
 
-def native_engine_on(config: dict[str, Any], tensors: Mapping[str, torch.Tensor],
-                     tokenizer: TextTokenizer, adapter_dir: Path,
-                     eos_ids: set[int]) -> NativeEngine | None:
-    """The native engine on the backbone's config and (mapped) tensors with this adapter,
-    or None (logged with the reason) when only the general path serves it exactly."""
+def backbone_refusal(config: dict[str, Any], tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """Why the native engine cannot serve this backbone exactly, or None when it can."""
     reason = unsupported(config)
     weight = next(t for t in tensors.values() if t.is_floating_point())
     if reason is None and weight.device.type != "cpu":
         reason = "the native path is written for CPU tensors"
     if reason is None and torch.float16 == weight.dtype:
         reason = "float16 is served by the general path"
-    if reason is not None:
+    return reason
+
+
+def native_engine_on(config: dict[str, Any], tensors: Mapping[str, torch.Tensor],
+                     tokenizer: TextTokenizer, adapter_dir: Path,
+                     eos_ids: set[int]) -> NativeEngine | None:
+    """The native engine on the backbone's config and (mapped) tensors with this adapter,
+    or None (logged with the reason) when only the general path serves it exactly."""
+    if (reason := backbone_refusal(config, tensors)) is not None:
         logger.info("general engine for %s: %s", adapter_dir.name, reason)
         return None
     try:
