@@ -85,3 +85,19 @@ def test_the_reader_keeps_up_with_a_writer_thread() -> None:
     writer.join()
     assert texts(capture.end(mark)) == [str(n) for n in range(5000)]
     logging.getLogger(__name__).debug("done")
+
+
+def test_the_reader_works_with_a_descriptor_past_1023() -> None:
+    # A process with many files open (a long test run) hands the pipe a high descriptor,
+    # which select() refuses.
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        capture = LogCapture(forward_fd=None)
+        capture.start()
+        assert capture.write_fd > 1023
+        mark = capture.begin()
+        os.write(capture.write_fd, b"late\n")
+        assert texts(capture.end(mark)) == ["late"]
+    finally:
+        for fd in held:
+            os.close(fd)

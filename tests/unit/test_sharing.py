@@ -6,6 +6,7 @@ never from a stem cell."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,18 @@ def test_metrics_show_each_namespace_container_s_step_composition() -> None:
                  container="alice/demo") == 17
     assert value(samples, "lorafaas_namespace_max_functions_per_step",
                  container="alice/demo") == 3
+
+
+def test_one_function_linked_in_from_many_threads_at_once_appears_once_and_whole(
+        tmp_path: Path) -> None:
+    # The requests of one batch link their function in concurrently, each on its own thread.
+    source = adapter(tmp_path / "src")
+    folders = NamespaceFolders(tmp_path / "c" / "abc", "guest")
+    folders.create()
+    with ThreadPoolExecutor(8) as threads:
+        slots = list(threads.map(lambda _: folders.add("guest", "guest/f@0.0.1", source),
+                                 range(16)))
+    assert len(set(slots)) == 1
+    assert [p.name for p in folders.adapters.iterdir()] == slots[:1]  # no staging left
+    assert sorted(p.name for p in (folders.adapters / slots[0]).iterdir()) == \
+        sorted(p.name for p in source.iterdir())

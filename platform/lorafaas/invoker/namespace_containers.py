@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,17 +64,24 @@ class NamespaceFolders(ContainerFolders):
         target = self.adapters / slot
         if target.exists():
             return slot
-        staging = self.adapters / f".{slot}.partial"  # appears whole, or not at all
-        shutil.rmtree(staging, ignore_errors=True)
+        # Appears whole or not at all; the staging name is this call's own, since requests
+        # of one function reach here at once (each batch member on its own thread).
+        staging = self.adapters / f".{slot}.{uuid.uuid4().hex[:8]}.partial"
         staging.mkdir()
-        for path in source.iterdir():
-            if path.is_file():
-                try:
-                    os.link(path, staging / path.name)
-                except OSError:
-                    shutil.copy2(path, staging / path.name)  # another filesystem
-        os.chmod(staging, 0o755)
-        staging.rename(target)
+        try:
+            for path in source.iterdir():
+                if path.is_file():
+                    try:
+                        os.link(path, staging / path.name)
+                    except OSError:
+                        shutil.copy2(path, staging / path.name)  # another filesystem
+            os.chmod(staging, 0o755)
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():  # not another call's win: a real failure
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return slot
 
 

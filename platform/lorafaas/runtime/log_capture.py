@@ -92,8 +92,12 @@ class LogCapture:
             self._lines.popleft()
 
     def _read_loop(self) -> None:
+        # poll, not select: select refuses descriptors past 1023, which a process with
+        # many files open (a test run, a runtime with many sockets) reaches.
+        poller = select.poll()
+        poller.register(self._read_fd, select.POLLIN)
         while True:
-            select.select([self._read_fd], [], [])
+            poller.poll()
             with self._lock:
                 self._drain()
 
