@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess, request
+from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
+from lorafaas.wire.attach import exchange
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ async def test_a_server_stopping_leaves_what_a_later_server_owns(
         await new.start()  # binds the path again and reuses the published folder
         await old.stop()
         assert socket_path.exists() and (publish_dir / "model.safetensors").exists()
-        answer = await request(socket_path, {"op": "describe"})
+        answer = await exchange(socket_path, {"op": "describe"})
         assert answer["ok"] and answer["backbone"]["bytes"] > 0  # the new server answers
     finally:
         await old.stop()
