@@ -70,14 +70,17 @@ class ContainerFolders:
         """The id of the container's attach channel."""
         return self.root.name
 
+    def read_only_folders(self) -> tuple[Path, ...]:
+        """The folders mounted read-only: the adapter and the attach channel's."""
+        return (self.adapter, self.attach)
+
     def create(self) -> None:
         """Make the folders; the runtime runs as nobody and must write its socket."""
         self.io.mkdir(parents=True)
-        self.adapter.mkdir()
-        self.attach.mkdir()
         os.chmod(self.io, 0o777)
-        os.chmod(self.adapter, 0o755)
-        os.chmod(self.attach, 0o755)
+        for folder in self.read_only_folders():
+            folder.mkdir()
+            os.chmod(folder, 0o755)
 
     def fill_adapter(self, source: Path) -> None:
         """Give the container its function's adapter (hard links where possible, no copy)."""

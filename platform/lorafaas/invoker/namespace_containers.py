@@ -46,14 +46,9 @@ class NamespaceFolders(ContainerFolders):
         """Mounted read-only: one folder per function placed here."""
         return self.root / "adapters"
 
-    def create(self) -> None:
-        """Make the folders; the runtime runs as nobody and must write its socket."""
-        self.io.mkdir(parents=True)
-        self.adapters.mkdir()
-        self.attach.mkdir()
-        os.chmod(self.io, 0o777)
-        os.chmod(self.adapters, 0o755)
-        os.chmod(self.attach, 0o755)
+    def read_only_folders(self) -> tuple[Path, ...]:
+        """The folders mounted read-only: the namespace's adapters and the attach channel's."""
+        return (self.adapters, self.attach)
 
     def add(self, namespace: str, function_key: str, source: Path) -> str:
         """Link a function's adapter in (refused for another namespace's); its slot."""

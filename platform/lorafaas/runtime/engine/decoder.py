@@ -20,8 +20,7 @@ import torch
 from lorafaas.runtime.engine.cache import KVCache
 from lorafaas.runtime.engine.model import NativeModel, Routing, Step
 from lorafaas.runtime.request import GenerationRequest, build_result
-from lorafaas.runtime.tokens import TextTokenizer as PreTrainedTokenizerBase
-from lorafaas.runtime.tokens import pad_id
+from lorafaas.runtime.tokens import TextTokenizer, pad_id
 
 
 @dataclass
@@ -40,7 +39,7 @@ class Row:
 class NativeBatch:
     """Rows decoding together; `index` numbers rows from `first_index` in request order."""
 
-    def __init__(self, model: NativeModel, tokenizer: PreTrainedTokenizerBase,
+    def __init__(self, model: NativeModel, tokenizer: TextTokenizer,
                  requests: Sequence[GenerationRequest], eos_ids: set[int],
                  adapters: Sequence[str | None], first_index: int = 0) -> None:
         self.model = model

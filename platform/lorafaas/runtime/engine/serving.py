@@ -17,7 +17,7 @@ from lorafaas.runtime.engine.lora import load_adapter
 from lorafaas.runtime.engine.model import NativeModel
 from lorafaas.runtime.engine.spec import model_spec
 from lorafaas.runtime.request import GenerationRequest, TokenSink
-from lorafaas.runtime.tokens import TextTokenizer as PreTrainedTokenizerBase
+from lorafaas.runtime.tokens import TextTokenizer
 
 NATIVE = "native"
 Outcome = tuple[dict[str, Any], dict[str, float]]
@@ -27,7 +27,7 @@ class NativeEngine:
     """A backbone's native decoder with one function's adapter (more may be added)."""
 
     def __init__(self, config: dict[str, Any], tensors: Mapping[str, torch.Tensor],
-                 tokenizer: PreTrainedTokenizerBase, eos_ids: set[int]) -> None:
+                 tokenizer: TextTokenizer, eos_ids: set[int]) -> None:
         self.model = NativeModel(model_spec(config), tensors)
         self.tokenizer = tokenizer
         self.eos_ids = eos_ids
