@@ -44,6 +44,7 @@ from lorafaas.controller.openai_errors import openai_error_middleware
 from lorafaas.controller.openapi import OPENAPI_PATH, openapi_handler
 from lorafaas.controller.routes import api_routes
 from lorafaas.controller.throttle import InvocationThrottle, NamespaceLimits
+from lorafaas.controller.trigger_wiring import triggers_and_alarms
 from lorafaas.invoker.backend import ContainerBackend
 from lorafaas.invoker.local import LocalInvoker, local_invoker
 from lorafaas.invoker.pool import BackboneMounts
@@ -78,6 +79,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory = docker_back
     for spec in settings.backbone_specs:  # one context per server: each stops on its own
         app.cleanup_ctx.append(backbone_server(settings, spec))
     app.cleanup_ctx.append(_platform(settings, backend_factory))
+    app.cleanup_ctx.append(triggers_and_alarms)  # after the platform: it fires through it
     app.cleanup_ctx.append(_idle_metering(settings))
     _setup_http(app, settings)
     setup_console(app, settings)

@@ -11,7 +11,8 @@ from lorafaas import __version__
 from lorafaas.controller.routes import ERRORS, Route
 from lorafaas.controller.schemas import BODIES, PATH, QUERY
 
-_DESCRIPTIONS = {200: "OK", 202: "Accepted: the activation id", 400: "Bad request",
+_DESCRIPTIONS = {200: "OK", 202: "Accepted: the activation id",
+                 204: "No content (a trigger with no active rule)", 400: "Bad request",
                  401: "Unauthorized", 403: "Forbidden", 404: "Not found",
                  405: "Method not allowed", 408: "The action exceeded its time limit",
                  409: "Conflict", 413: "Payload too large", 429: "Too many requests",

@@ -14,6 +14,8 @@ from lorafaas.controller.api import (
     metrics,
     namespaces,
     openai,
+    rules,
+    triggers,
     usage,
 )
 
@@ -87,12 +89,57 @@ def api_routes() -> list[Route]:
         Route("GET", f"{NAMESPACE}/activations/{{id}}/result",
               activations.get_activation_result, "Get an activation's response",
               tags=("activations",)),
+        *trigger_routes(),
+        *rule_routes(),
         *usage_routes(),
         *openai_routes(),
         Route("GET", "/metrics", metrics.prometheus_metrics,
               "The invoker's metrics in Prometheus text format 0.0.4: queue length, batches "
               "running (M), batch sizes, SLO attainment per function, containers by state "
               "(keys of LORAFAAS_ADMIN_NAMESPACES)", tags=("metrics",)),
+    ]
+
+
+def trigger_routes() -> list[Route]:
+    """Triggers: CRUD, and POST to fire (an alarm feed through the `feed` annotation)."""
+    path = f"{NAMESPACE}/triggers/{{name}}"
+    return [
+        Route("GET", f"{NAMESPACE}/triggers", triggers.list_triggers,
+              "List triggers (?count=true: `{\"triggers\": N}`)",
+              query=("limit", "skip", "count"), tags=("triggers",)),
+        Route("PUT", path, triggers.put_trigger,
+              "Create or update a trigger; with the annotation feed = "
+              "/whisk.system/alarms/alarm (parameters cron, timezone, trigger_payload, "
+              "startDate, stopDate) or /whisk.system/alarms/interval (minutes, ...) it fires "
+              "on that schedule", query=("overwrite",),
+              body="parameters, annotations, limits, version, publish", schema="Trigger",
+              statuses=(200, 409), tags=("triggers",)),
+        Route("GET", path, triggers.get_trigger, "Get a trigger", tags=("triggers",)),
+        Route("DELETE", path, triggers.delete_trigger,
+              "Delete a trigger (its rules stay, inactive)", tags=("triggers",)),
+        Route("POST", path, triggers.fire_trigger,
+              "Fire a trigger: every active rule's action is invoked with the trigger's "
+              "parameters merged with the payload", body="the payload",
+              schema="TriggerPayload", statuses=(202, 204, 429), tags=("triggers",)),
+    ]
+
+
+def rule_routes() -> list[Route]:
+    """Rules: CRUD, and POST to enable or disable."""
+    path = f"{NAMESPACE}/rules/{{name}}"
+    return [
+        Route("GET", f"{NAMESPACE}/rules", rules.list_rules,
+              "List rules (?count=true: `{\"rules\": N}`)",
+              query=("limit", "skip", "count"), tags=("rules",)),
+        Route("PUT", path, rules.put_rule,
+              "Create (active) or update a rule of a trigger and an action",
+              query=("overwrite",), body="trigger, action (qualified names), annotations, "
+                                          "version, publish", schema="Rule",
+              statuses=(200, 409), tags=("rules",)),
+        Route("GET", path, rules.get_rule, "Get a rule and its status", tags=("rules",)),
+        Route("DELETE", path, rules.delete_rule, "Delete a rule", tags=("rules",)),
+        Route("POST", path, rules.set_rule_status, "Enable or disable a rule",
+              body="status: active or inactive", schema="RuleStatus", tags=("rules",)),
     ]
 
 

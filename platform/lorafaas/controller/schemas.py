@@ -34,6 +34,7 @@ QUERY: dict[str, Schema] = {
     "name": {"type": "string", "description": "only the activations of this action"},
     "docs": _BOOLEAN,
     "overwrite": _BOOLEAN,
+    "count": {"type": "boolean", "description": "only how many there are"},
     "code": _BOOLEAN,
     "blocking": _BOOLEAN,
     "result": _BOOLEAN,
@@ -100,7 +101,24 @@ _OPENAI_SAMPLING: dict[str, Schema] = {
                        "properties": {"include_usage": _BOOLEAN}},
 }
 
+_QUALIFIED_NAME: Schema = {"type": "string", "pattern": r"^/?(?:[\w][\w@ .-]*/){0,2}\w[\w@.-]*$",
+                           "description": "NAME, PACKAGE/NAME, /NAMESPACE/NAME or "
+                                          "/NAMESPACE/PACKAGE/NAME (`_`: the key's)"}
+_SEMVER: Schema = {"type": "string", "pattern": r"^\d{1,9}\.\d{1,9}\.\d{1,9}$"}
+
 BODIES: dict[str, Schema] = {
+    "Trigger": {"type": "object", "properties": {
+        "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "limits": {"type": "object"},
+        "version": _SEMVER, "publish": _BOOLEAN}},
+    "TriggerPayload": {"type": "object", "description": "merged over the trigger's "
+                                                        "parameters: for lora actions, "
+                                                        "their invocation parameters",
+                       "properties": {"prompt": {"type": "string"}, **_SAMPLING}},
+    "Rule": {"type": "object", "required": ["trigger", "action"], "properties": {
+        "trigger": _QUALIFIED_NAME, "action": _QUALIFIED_NAME, "annotations": _KEY_VALUES,
+        "version": _SEMVER, "publish": _BOOLEAN}},
+    "RuleStatus": {"type": "object", "required": ["status"], "properties": {
+        "status": {"type": "string", "enum": ["active", "inactive"]}}},
     "Action": {"type": "object", "required": ["exec"], "properties": {
         "exec": {"type": "object", "required": ["kind", "binary", "code"], "properties": {
             "kind": {"type": "string", "enum": [LORA_KIND]},
