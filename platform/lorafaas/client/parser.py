@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lorafaas.client import commands
+from lorafaas.client.event_parser import add_event_commands
 from lorafaas.client.http import ApiClient
 from lorafaas.client.output import CommandError, Output
 from lorafaas.client.props import load_config
@@ -21,7 +22,7 @@ Verb = Callable[[commands.Context, argparse.Namespace], Output | Iterable[Output
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 VERB_KEY = "client_verb"
-CLIENT_COMMANDS = ("action", "activation", "property", "backbone")
+CLIENT_COMMANDS = ("action", "activation", "property", "backbone", "trigger", "rule")
 
 
 def add_global_options(parser: argparse.ArgumentParser, suppressed: bool = False) -> None:
@@ -58,6 +59,7 @@ def add_client_commands(subcommands: Subparsers) -> None:
     verbs = backbone.add_subparsers(dest="verb", required=True, metavar="VERB")
     _leaf(verbs, "list", commands.backbone_list,
           "list the backbones (an action's `backbone` annotation names one)", common)
+    add_event_commands(subcommands, _leaf, common, _param_options, _paging_options)
 
 
 def _leaf(verbs: Subparsers, name: str, verb: Verb, help_text: str,

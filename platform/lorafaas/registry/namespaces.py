@@ -16,6 +16,7 @@ from lorafaas.errors import BadRequest, Conflict, NotFound, Unauthorized
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.artifacts import drop_reference
 from lorafaas.registry.clock import now_ms
+from lorafaas.registry.triggers import delete_namespace_triggers
 from lorafaas.registry.models import (
     Action,
     Activation,
@@ -96,6 +97,7 @@ async def delete_namespace(session: AsyncSession, name: str) -> tuple[int, set[s
     names = list(await session.scalars(select(Action.name)
                                        .where(Action.namespace_id == namespace.id)))
     orphaned: set[str] = set()
+    await delete_namespace_triggers(session, namespace.id)
     for action_name in names:
         _, digests = await action_rows.delete_action(session, namespace.id, action_name)
         orphaned |= {digest for digest in digests if await drop_reference(session, digest)}
