@@ -34,8 +34,9 @@ pytestmark = pytest.mark.docker
 EXAMPLES = 20  # per operation (fewer where the schemas allow fewer)
 MIN_2XX_SHARE = 0.25
 ACTION = "fz"  # invoked: created in set-up, never replaced (a new version would cold-start)
-PUT_NAMES = ("fz-put", "fz-new")
 DELETED = "fz-del"  # put again before each DELETE that names it
+TRIGGER, RULE = "fzt", "fzr"  # set up: the rule fires the invoked action
+COLLECTIONS = {"actions": ACTION, "triggers": TRIGGER, "rules": RULE}
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ class Fuzzer:
         """Requests for one operation."""
         parameters = operation.get("parameters", [])
         path_values = st.fixed_dictionaries({
-            p["name"]: biased(st.sampled_from(self._known(method, p["name"])),
+            p["name"]: biased(st.sampled_from(self._known(method, p["name"], path)),
                               from_schema(p["schema"]))
             for p in parameters if p["in"] == "path"})
         queries = {p["name"]: query_value(p["schema"]) for p in parameters if p["in"] == "query"}
@@ -113,12 +114,15 @@ class Fuzzer:
         return st.builds(lambda values, q, b: Case(method, _fill(path, values), q, b),
                          path_values, query, body)
 
-    def _known(self, method: str, name: str) -> list[str]:
+    def _known(self, method: str, name: str, path: str) -> list[str]:
         if name == "namespace":
             return ["_", "guest"]
         if name == "id":
             return [self.activation_id]
-        return {"PUT": list(PUT_NAMES), "DELETE": [DELETED]}.get(method, [ACTION])
+        # One namespace names each entity once: each collection has its own names.
+        prefix = next((p for c, p in COLLECTIONS.items() if f"/{c}/" in path), ACTION)
+        return {"PUT": [f"{prefix}-put", f"{prefix}-new"],
+                "DELETE": [f"{prefix}-del"]}.get(method, [prefix])
 
     def _body(self, operation: dict[str, Any]) -> st.SearchStrategy[bytes | None]:
         content = operation.get("requestBody", {}).get("content", {})
@@ -129,6 +133,10 @@ class Fuzzer:
         properties = schema.get("properties", {})
         if "exec" in properties:
             fix = self._with_zip
+        if "trigger" in properties:  # a rule: of the trigger and the action set up
+            schema = copy.deepcopy(schema)
+            schema["properties"]["trigger"] = {"enum": [TRIGGER, f"/_/{TRIGGER}"]}
+            schema["properties"]["action"] = {"enum": [ACTION, f"/guest/{ACTION}"]}
         if "model" in properties:
             schema = bounded_tokens(schema, "max_tokens")
             schema["properties"]["model"] = {"enum": [ACTION, f"guest/{ACTION}", f"_/{ACTION}"]}
@@ -182,7 +190,14 @@ async def test_fuzzing_every_operation(platform, demo_models, make_zip):  # type
                                           params={"overwrite": "true"}, json=body)
         assert response.status == 200, await response.text()
 
+    async def put_entity(path: str, body: dict[str, Any]) -> None:
+        response = await platform.request("PUT", f"/api/v1/namespaces/_/{path}",
+                                          params={"overwrite": "true"}, json=body)
+        assert response.status == 200, await response.text()
+
     await put(ACTION, {"max_tokens": 2, "timeout": 600_000})  # a cold start on a busy machine
+    await put_entity(f"triggers/{TRIGGER}", {})
+    await put_entity(f"rules/{RULE}", {"trigger": TRIGGER, "action": ACTION})
     warm = await platform.request("POST", f"/api/v1/namespaces/_/actions/{ACTION}",
                                   params={"blocking": "true", "timeout": "600000"},
                                   json={"prompt": "hi", "max_tokens": 1})
@@ -197,6 +212,10 @@ async def test_fuzzing_every_operation(platform, demo_models, make_zip):  # type
         for case in cases:
             if method == "DELETE" and case.path.endswith(f"/actions/{DELETED}"):
                 await put(DELETED)
+            if method == "DELETE" and case.path.endswith(f"/triggers/{TRIGGER}-del"):
+                await put_entity(f"triggers/{TRIGGER}-del", {})
+            if method == "DELETE" and case.path.endswith(f"/rules/{RULE}-del"):
+                await put_entity(f"rules/{RULE}-del", {"trigger": TRIGGER, "action": ACTION})
             headers = {"Content-Type": "application/json"} if case.body is not None else {}
             data = None if case.body is None else io.BytesIO(case.body)
             response = await platform.request(case.method, case.path, params=case.query,

@@ -28,8 +28,8 @@ def _add_trigger(parser: argparse.ArgumentParser, leaf: Leaf, common: Any,
                  paging: Callable[[argparse.ArgumentParser, str], None]) -> None:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name, verb, text in (("create", verbs.trigger_create, "create new trigger"),
-                             ("update", verbs.trigger_update, "update an existing trigger, "
-                                                             "or create it")):
+                             ("update", verbs.trigger_update,
+                              "update an existing trigger, or create it")):
         command = leaf(sub, name, verb, text, common)
         command.add_argument("name", metavar="TRIGGER_NAME")
         params(command)

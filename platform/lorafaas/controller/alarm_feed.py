@@ -66,8 +66,7 @@ def update_alarm(spec: AlarmSpec, params: dict[str, Any], now_ms: int) -> AlarmS
     merged: dict[str, Any] = {"cron": spec.cron, "minutes": spec.minutes,
                               "timezone": spec.timezone, "trigger_payload": spec.payload}
     merged.update({key: params[key] for key in FEED_PARAMETERS if key in params})
-    dates = {key: params[key] for key in ("startDate", "stopDate") if key in params}
-    updated = parse_alarm(spec.feed, {**merged, **dates}, now_ms)
+    updated = parse_alarm(spec.feed, merged, now_ms)
     return AlarmSpec(spec.feed, updated.cron, updated.minutes, updated.timezone,
                      updated.payload,
                      updated.start_ms if "startDate" in params else spec.start_ms,
@@ -179,7 +178,7 @@ def _latest_cron(spec: AlarmSpec, now_ms: int) -> int | None:
     # Just past now: a tick falling exactly on now counts as due.
     after = datetime.fromtimestamp((now_ms + 1) / 1000, tz=zone)
     previous = croniter(spec.cron, after, second_at_beginning=True).get_prev(float)
-    return int(round(previous * 1000))
+    return round(previous * 1000)
 
 
 def alarm_config(spec: AlarmSpec) -> dict[str, Any]:

@@ -99,10 +99,9 @@ class TriggerService:
                                trigger: Trigger, feed: str | None, params: dict[str, Any],
                                old: Alarm | None) -> None:
         now = now_ms()
-        if feed is None or (old is not None and old.feed != feed):
-            if old is not None:
-                await alarm_rows.delete_alarm(session, trigger.id)  # DELETE
-                old = None
+        if old is not None and old.feed != feed:  # the feed went, or changed: DELETE
+            await alarm_rows.delete_alarm(session, trigger.id)
+            old = None
         if feed is None:
             return
         if old is None:

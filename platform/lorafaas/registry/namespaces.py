@@ -16,7 +16,6 @@ from lorafaas.errors import BadRequest, Conflict, NotFound, Unauthorized
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.artifacts import drop_reference
 from lorafaas.registry.clock import now_ms
-from lorafaas.registry.triggers import delete_namespace_triggers
 from lorafaas.registry.models import (
     Action,
     Activation,
@@ -25,6 +24,7 @@ from lorafaas.registry.models import (
     Namespace,
     PendingInvocation,
 )
+from lorafaas.registry.triggers import delete_namespace_triggers
 
 # OpenWhisk's entity names (namespaces included): a word character, then word characters,
 # spaces, '@', '.' or '-', not ending in a space; at most 256 characters.

@@ -35,7 +35,7 @@ class TriggerPut:
 
 
 async def check_name_free(session: AsyncSession, namespace_id: int, name: str,
-                          collection: type[Trigger] | type[Rule]) -> None:
+                          collection: type[Trigger | Rule]) -> None:
     """409 when an entity of another collection of the namespace has the name."""
     for model in (Action, Trigger, Rule):
         if model is collection:
