@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import tempfile
 import uuid
@@ -18,6 +19,7 @@ import pytest
 from lorafaas.settings import replace
 from tests.conftest import PlatformClient, PlatformTestServer
 from tests.integration.test_api_resources import body, json_of
+from tests.integration.test_cli import Cli
 
 pytestmark = pytest.mark.docker
 NS = "/api/v1/namespaces/_"
@@ -139,6 +141,36 @@ async def check_missing_action_and_deleted_trigger(platform: PlatformClient, cod
                                                 params={"count": "true"}), 200) == {"rules": 2}
 
 
+async def check_cli(platform: PlatformClient, cli: Cli) -> None:
+    host = str(platform.client.make_url("/")).rstrip("/")
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        return await cli("--apihost", host, "--auth", platform.credential, *argv)
+
+    assert await run("trigger", "create", "c1", "-p", "temperature", "0") == \
+        (0, "ok: created trigger c1\n", "")
+    assert await run("rule", "create", "cr", "c1", "p") == (0, "ok: created rule cr\n", "")
+    assert await run("rule", "disable", "cr") == (0, "ok: disabled rule cr\n", "")
+    assert await run("trigger", "fire", "c1", "-p", "prompt", "hi") == \
+        (0, "ok: triggered /guest/c1, no rule is active\n", "")
+    assert await run("rule", "enable", "cr") == (0, "ok: enabled rule cr\n", "")
+    code, out, _ = await run("trigger", "fire", "c1", "-p", "prompt", "hi", "-p",
+                             "max_tokens", "2")
+    assert code == 0 and re.fullmatch(r"ok: triggered /guest/c1 with id [0-9a-f]{32}\n", out)
+    code, out, _ = await run("rule", "list")
+    assert code == 0 and f"{'/guest/cr':<70} private active" in out.splitlines()
+    code, out, _ = await run("trigger", "list")
+    assert code == 0 and f"{'/guest/c1':<70} private" in out.splitlines()
+    code, out, _ = await run("--json", "rule", "get", "cr")
+    assert json.loads(out)["status"] == "active"
+    assert await run("rule", "delete", "cr") == (0, "ok: deleted rule cr\n", "")
+    code, out, err = await run("trigger", "create", "c2", "--feed",
+                               "/whisk.system/alarms/alarm", "-p", "cron", "bad")
+    assert (code, out) == (1, "") and err.startswith(
+        "error: Unable to create trigger 'c2': cron pattern 'bad' is not valid"), err
+    assert await run("trigger", "delete", "c1") == (0, "ok: deleted trigger c1\n", "")
+
+
 async def check_alarm_with_two_controllers(platform: PlatformClient, second: PlatformClient
                                            ) -> None:
     refused = await put(platform, "triggers/tick", {
@@ -185,13 +217,15 @@ async def tick_rows(platform: PlatformClient) -> list[tuple[int, str]]:
     return [(tick, fired_by) for tick, fired_by in rows]
 
 
-async def test_triggers_rules_and_alarms(platform, demo_models, make_zip, aiohttp_client  # type: ignore[no-untyped-def]
-                                         ) -> None:
+async def test_triggers_rules_and_alarms(platform, demo_models, make_zip, aiohttp_client,  # type: ignore[no-untyped-def]
+                                         capsys, monkeypatch, tmp_path) -> None:
     code = make_zip(demo_models.adapters["pirate"])
     await put(platform, "actions/p", body(code))
     await check_crud_and_refusals(platform)
     await check_firing(platform)
     await check_missing_action_and_deleted_trigger(platform, code)
+    monkeypatch.setenv("LORAFAAS_HOME", str(tmp_path / "cli-home"))
+    await check_cli(platform, Cli(capsys))
     run_dir = Path(tempfile.mkdtemp(prefix="lf-", dir="/tmp"))
     shm_dir = Path("/dev/shm") / f"lorafaas-test-{uuid.uuid4().hex[:8]}"
     try:
