@@ -119,6 +119,8 @@ class Fuzzer:
             return ["_", "guest"]
         if name == "id":
             return [self.activation_id]
+        if name == "feed":
+            return ["alarm"]
         # One namespace names each entity once: each collection has its own names.
         prefix = next((p for c, p in COLLECTIONS.items() if f"/{c}/" in path), ACTION)
         return {"PUT": [f"{prefix}-put", f"{prefix}-new"],
@@ -133,6 +135,13 @@ class Fuzzer:
         properties = schema.get("properties", {})
         if "exec" in properties:
             fix = self._with_zip
+        if "lifecycleEvent" in properties:  # the alarm feed: of the trigger set up
+            schema = {"type": "object", "required": ["lifecycleEvent", "triggerName", "cron"],
+                      "additionalProperties": False, "properties": {
+                          "lifecycleEvent": properties["lifecycleEvent"],
+                          "triggerName": {"enum": [TRIGGER, f"/_/{TRIGGER}"]},
+                          "cron": {"enum": ["0 0 1 1 *"]},
+                          "trigger_payload": {"type": "object"}}}
         if "trigger" in properties:  # a rule: of the trigger and the action set up
             schema = copy.deepcopy(schema)
             schema["properties"]["trigger"] = {"enum": [TRIGGER, f"/_/{TRIGGER}"]}

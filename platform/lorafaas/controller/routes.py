@@ -11,6 +11,7 @@ from lorafaas.controller.api import (
     actions,
     activations,
     backbones,
+    feeds,
     metrics,
     namespaces,
     openai,
@@ -117,6 +118,14 @@ def trigger_routes() -> list[Route]:
         Route("GET", path, triggers.get_trigger, "Get a trigger", tags=("triggers",)),
         Route("DELETE", path, triggers.delete_trigger,
               "Delete a trigger (its rules stay, inactive)", tags=("triggers",)),
+        Route("POST", "/api/v1/namespaces/whisk.system/actions/alarms/{feed}",
+              feeds.invoke_feed,
+              "The alarms feed action (`wsk trigger create --feed`): lifecycleEvent CREATE, "
+              "READ, UPDATE or DELETE of triggerName's alarm, with the feed's parameters",
+              query=("blocking", "result"), body="lifecycleEvent, triggerName, and cron "
+                                                  "(alarm) or minutes (interval), timezone, "
+                                                  "trigger_payload, startDate, stopDate",
+              schema="FeedInvocation", statuses=(200, 502), tags=("triggers",)),
         Route("POST", path, triggers.fire_trigger,
               "Fire a trigger: every active rule's action is invoked with the trigger's "
               "parameters merged with the payload", body="the payload",

@@ -54,6 +54,7 @@ PATH: dict[str, Schema] = {
     "name": {"type": "string", "maxLength": MAX_NAME_LENGTH,
              "pattern": r"^(?:\w|\w[\w@ .-]*[\w@.-])$"},
     "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    "feed": {"type": "string", "enum": ["alarm", "interval"]},
 }
 
 _KEY_VALUES: Schema = {"type": "array", "items": {
@@ -117,6 +118,18 @@ BODIES: dict[str, Schema] = {
     "Rule": {"type": "object", "required": ["trigger", "action"], "properties": {
         "trigger": _QUALIFIED_NAME, "action": _QUALIFIED_NAME, "annotations": _KEY_VALUES,
         "version": _SEMVER, "publish": _BOOLEAN}},
+    "FeedInvocation": {"type": "object", "required": ["lifecycleEvent", "triggerName"],
+                       "properties": {
+                           "lifecycleEvent": {"type": "string",
+                                              "enum": ["CREATE", "READ", "UPDATE", "DELETE"]},
+                           "triggerName": _QUALIFIED_NAME,
+                           "authKey": {"type": "string", "description": "ignored: the "
+                                       "alarm fires as the caller"},
+                           "cron": {"type": "string"}, "minutes": {"type": "integer",
+                                                                   "minimum": 1},
+                           "timezone": {"type": "string"}, "trigger_payload": {},
+                           "startDate": {"type": "string", "format": "date-time"},
+                           "stopDate": {"type": "string", "format": "date-time"}}},
     "RuleStatus": {"type": "object", "required": ["status"], "properties": {
         "status": {"type": "string", "enum": ["active", "inactive"]}}},
     "Action": {"type": "object", "required": ["exec"], "properties": {

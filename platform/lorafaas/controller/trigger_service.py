@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.controller import alarm_feed
-from lorafaas.controller.entity_refs import find_rule_action
+from lorafaas.controller.entity_refs import find_rule_action, parse_ref
 from lorafaas.controller.invocations import InvocationService
 from lorafaas.controller.protocol import parameter_values
 from lorafaas.controller.trigger_protocol import (
@@ -27,7 +27,7 @@ from lorafaas.controller.trigger_protocol import (
     annotation,
     trigger_json,
 )
-from lorafaas.errors import LoraFaasError, NotFound
+from lorafaas.errors import BadRequest, LoraFaasError, NotFound
 from lorafaas.registry import alarms as alarm_rows
 from lorafaas.registry import triggers as trigger_rows
 from lorafaas.registry.clock import now_ms
@@ -98,23 +98,55 @@ class TriggerService:
     async def _alarm_lifecycle(self, session: AsyncSession, identity: Identity,
                                trigger: Trigger, feed: str | None, params: dict[str, Any],
                                old: Alarm | None) -> None:
-        now = now_ms()
+        # A PUT with the feed's parameters configures it; one without them leaves it to the
+        # feed action's CREATE (`feed_lifecycle`), as `wsk trigger create --feed` does.
         if old is not None and old.feed != feed:  # the feed went, or changed: DELETE
             await alarm_rows.delete_alarm(session, trigger.id)
             old = None
-        if feed is None:
+        if feed is None or not params:
             return
         if old is None:
-            spec = alarm_feed.parse_alarm(feed, params, now)  # CREATE
-        elif params:
-            spec = alarm_feed.update_alarm(alarm_spec(old), params, now)  # UPDATE
+            spec = alarm_feed.parse_alarm(feed, params, now_ms())  # CREATE
         else:
-            return
-        await alarm_rows.put_alarm(session, Alarm(
-            trigger_id=trigger.id, namespace=identity.namespace, subject=identity.subject,
-            feed=spec.feed, cron=spec.cron, minutes=spec.minutes, timezone=spec.timezone,
-            payload=spec.payload, start_ms=spec.start_ms, stop_ms=spec.stop_ms,
-            created_ms=spec.created_ms))
+            spec = alarm_feed.update_alarm(alarm_spec(old), params, now_ms())  # UPDATE
+        await _store_alarm(session, identity, trigger, spec)
+
+    async def feed_lifecycle(self, identity: Identity, feed: str,
+                             params: dict[str, Any]) -> dict[str, Any]:
+        """The alarms feed action: `lifecycleEvent` CREATE, READ, UPDATE or DELETE of the
+        alarm of `triggerName`; its result, or a BadRequest with the feed's message."""
+        event = params.get("lifecycleEvent")
+        if event not in ("CREATE", "READ", "UPDATE", "DELETE"):
+            raise BadRequest("unsupported lifecycleEvent", param="lifecycleEvent")
+        if not params.get("triggerName"):
+            raise BadRequest("no trigger name parameter was provided", param="triggerName")
+        ref = parse_ref(params["triggerName"], identity.namespace, "triggerName")
+        async with self.sessions() as session, session.begin():
+            trigger = None if ref.namespace != identity.namespace else \
+                await trigger_rows.find_trigger(session, identity.namespace_id, ref.name)
+            if trigger is None:
+                raise BadRequest(f"trigger {ref.with_slash()} does not exist or is not "
+                                 "the caller's", param="triggerName")
+            old = await alarm_rows.find_alarm(session, trigger.id)
+            if event == "CREATE":
+                await _store_alarm(session, identity, trigger,
+                                   alarm_feed.parse_alarm(feed, params, now_ms()))
+                return {"status": "success"}
+            if old is None:
+                raise BadRequest(f"trigger {ref.with_slash()} has no alarm",
+                                 param="triggerName")
+            if event == "READ":
+                return {"config": {"name": trigger.name, "namespace": identity.namespace,
+                                   **alarm_feed.alarm_config(alarm_spec(old))},
+                        "status": {"active": True, "dateChanged": old.created_ms}}
+            if event == "DELETE":
+                await alarm_rows.delete_alarm(session, trigger.id)
+                return {"status": "success"}
+            if not any(key in params for key in alarm_feed.FEED_PARAMETERS):
+                raise BadRequest("no updatable parameters were specified")
+            await _store_alarm(session, identity, trigger,
+                               alarm_feed.update_alarm(alarm_spec(old), params, now_ms()))
+            return {"status": "success"}
 
     async def get(self, identity: Identity, name: str) -> dict[str, Any]:
         """The trigger's JSON, with its alarm's config (the feed's READ) when it has one."""
@@ -198,6 +230,15 @@ class TriggerService:
             return RuleResult(rule_name, action.as_string(), code, error=error.message)
         return RuleResult(rule_name, action.as_string(), SUCCESS,
                           activation_id=invocation.activation_id)
+
+
+async def _store_alarm(session: AsyncSession, identity: Identity, trigger: Trigger,
+                       spec: alarm_feed.AlarmSpec) -> None:
+    await alarm_rows.put_alarm(session, Alarm(
+        trigger_id=trigger.id, namespace=identity.namespace, subject=identity.subject,
+        feed=spec.feed, cron=spec.cron, minutes=spec.minutes, timezone=spec.timezone,
+        payload=spec.payload, start_ms=spec.start_ms, stop_ms=spec.stop_ms,
+        created_ms=spec.created_ms))
 
 
 def alarm_spec(alarm: Alarm) -> alarm_feed.AlarmSpec:
