@@ -141,6 +141,35 @@ async def check_missing_action_and_deleted_trigger(platform: PlatformClient, cod
                                                 params={"count": "true"}), 200) == {"rules": 2}
 
 
+async def check_feed_action(platform: PlatformClient) -> None:
+    feed = "/api/v1/namespaces/whisk.system/actions/alarms/alarm"
+
+    async def invoke(status: int, **params: Any) -> Any:
+        response = await platform.request("POST", feed, params={"blocking": "true"},
+                                          json={"triggerName": "/_/ft", "authKey": "k",
+                                                **params})
+        return (await json_of(response, status))["response"]["result"]
+
+    annotations = [{"key": "feed", "value": "/whisk.system/alarms/alarm"}]
+    await put(platform, "triggers/ft", {"annotations": annotations})  # as wsk creates it
+    assert "feed" not in await json_of(await platform.request("GET", f"{NS}/triggers/ft"), 200)
+    assert await invoke(200, lifecycleEvent="CREATE", cron="0 0 1 1 *") == \
+        {"status": "success"}
+    read = await invoke(200, lifecycleEvent="READ")
+    assert read["config"]["cron"] == "0 0 1 1 *" and read["config"]["name"] == "ft"
+    assert await invoke(502, lifecycleEvent="UPDATE") == \
+        {"error": "no updatable parameters were specified"}
+    await invoke(200, lifecycleEvent="UPDATE", cron="0 0 2 1 *")
+    assert (await invoke(200, lifecycleEvent="READ"))["config"]["cron"] == "0 0 2 1 *"
+    assert await invoke(502, lifecycleEvent="CREATE", cron="x") == \
+        {"error": "cron pattern 'x' is not valid"}
+    await invoke(200, lifecycleEvent="DELETE")
+    assert "no alarm" in (await invoke(502, lifecycleEvent="READ"))["error"]
+    assert await invoke(502, lifecycleEvent="RESTART") == {"error": "unsupported lifecycleEvent"}
+    await json_of(await platform.request("POST", feed.rpartition("/")[0] + "/nope", json={}), 404)
+    await json_of(await platform.request("DELETE", f"{NS}/triggers/ft"), 200)
+
+
 async def check_cli(platform: PlatformClient, cli: Cli) -> None:
     host = str(platform.client.make_url("/")).rstrip("/")
 
@@ -224,6 +253,7 @@ async def test_triggers_rules_and_alarms(platform, demo_models, make_zip, aiohtt
     await check_crud_and_refusals(platform)
     await check_firing(platform)
     await check_missing_action_and_deleted_trigger(platform, code)
+    await check_feed_action(platform)
     monkeypatch.setenv("LORAFAAS_HOME", str(tmp_path / "cli-home"))
     await check_cli(platform, Cli(capsys))
     run_dir = Path(tempfile.mkdtemp(prefix="lf-", dir="/tmp"))
