@@ -49,7 +49,7 @@ async def test_updates_merge_and_names_are_one_per_namespace(
         sessions: async_sessionmaker[AsyncSession]) -> None:
     async with sessions() as session, session.begin():
         namespace = await _namespace(session, "alice")
-        trigger, rule = await _trigger_and_rule(session, namespace)
+        trigger, _ = await _trigger_and_rule(session, namespace)
         updated, created = await trigger_rows.put_trigger(
             session, namespace.id, "t", TriggerPut(annotations=[{"key": "b", "value": 2}]),
             True)
@@ -66,7 +66,7 @@ async def test_a_deleted_trigger_unlinks_its_rules_and_ends_its_alarm(
         sessions: async_sessionmaker[AsyncSession]) -> None:
     async with sessions() as session, session.begin():
         namespace = await _namespace(session, "alice")
-        trigger, rule = await _trigger_and_rule(session, namespace)
+        trigger, _ = await _trigger_and_rule(session, namespace)
         session.add(Alarm(trigger_id=trigger.id, namespace="alice", subject="alice",
                           feed="whisk.system/alarms/alarm", cron="* * * * *", minutes=None,
                           timezone=None, payload={}, start_ms=None, stop_ms=None,

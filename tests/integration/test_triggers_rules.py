@@ -181,11 +181,11 @@ async def check_cli(platform: PlatformClient, cli: Cli) -> None:
     assert await run("rule", "create", "cr", "c1", "p") == (0, "ok: created rule cr\n", "")
     assert await run("rule", "disable", "cr") == (0, "ok: disabled rule cr\n", "")
     assert await run("trigger", "fire", "c1", "-p", "prompt", "hi") == \
-        (0, "ok: triggered /guest/c1, no rule is active\n", "")
+        (0, "ok: triggered /_/c1, no rule is active\n", "")
     assert await run("rule", "enable", "cr") == (0, "ok: enabled rule cr\n", "")
     code, out, _ = await run("trigger", "fire", "c1", "-p", "prompt", "hi", "-p",
                              "max_tokens", "2")
-    assert code == 0 and re.fullmatch(r"ok: triggered /guest/c1 with id [0-9a-f]{32}\n", out)
+    assert code == 0 and re.fullmatch(r"ok: triggered /_/c1 with id [0-9a-f]{32}\n", out)
     code, out, _ = await run("rule", "list")
     assert code == 0 and f"{'/guest/cr':<70} private active" in out.splitlines()
     code, out, _ = await run("trigger", "list")
