@@ -39,7 +39,7 @@ from lorafaas.controller.appkeys import (
     sessions_key,
     settings_key,
 )
-from lorafaas.controller.function_refs import action_backbone
+from lorafaas.controller.function_refs import action_backbone, code_digest
 from lorafaas.controller.openai_protocol import check_max_tokens, parse_openai_request
 from lorafaas.controller.protocol import (
     DEFAULT_MAX_TOKENS,
@@ -174,7 +174,7 @@ async def limits_submit(request: web.Request) -> web.Response:
         return await render_page(request, page, status=400)
     with service.store.staging() as folder:
         code = folder / "adapter.zip"
-        await asyncio.to_thread(shutil.copyfile, service.store.zip_path(action.artifact_digest),
+        await asyncio.to_thread(shutil.copyfile, service.store.zip_path(code_digest(action)),
                                 code)
         body = ActionBody(code=code, parameters=list(action.parameters),
                           annotations=list(action.annotations), limits=limits,

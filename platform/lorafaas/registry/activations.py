@@ -27,6 +27,8 @@ def activation_json(row: Activation) -> dict[str, Any]:
         "logs": row.logs,
         "annotations": row.annotations,
         "publish": False,
+        # OpenWhisk's: a sequence's component names the sequence activation it ran in.
+        **({"cause": row.cause} if row.cause is not None else {}),
     }
 
 
