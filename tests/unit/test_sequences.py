@@ -24,9 +24,9 @@ from lorafaas.invoking.activations import ActivationRequest, ActivationResult, D
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.models import Action, Activation, Artifact, Namespace
 from lorafaas.registry.namespaces import Identity
-from tests.unit.test_invoker_seam import DIGEST, FakeInvoker, fake, service, sessions
+from tests.unit.test_invoker_seam import DIGEST, FakeInvoker, service, sessions
 
-__all__ = ["fake", "service", "sessions"]  # the seam test's fixtures, used here
+__all__ = ["service", "sessions"]  # the seam test's fixtures, used here
 
 LIMITS = {"memory": 256, "timeout": 60_000, "max_tokens": 64}
 
@@ -46,13 +46,13 @@ class FailingFake(FakeInvoker):
 
 
 @pytest.fixture
-def fake() -> FakeInvoker:  # noqa: F811 (replaces the seam test's fixture)
+def fake() -> FakeInvoker:
     """The fake invoker that fails on request."""
     return FailingFake()
 
 
 @pytest.fixture
-async def guest(sessions: async_sessionmaker[AsyncSession]) -> Identity:  # noqa: F811
+async def guest(sessions: async_sessionmaker[AsyncSession]) -> Identity:
     """The namespace `guest` with two echo actions, `a` (256 MB) and `b` (512 MB)."""
     async with sessions() as session, session.begin():
         namespace = Namespace(name="guest", created_ms=0)
@@ -83,14 +83,14 @@ async def records(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Activ
         return {row.activation_id: row for row in await session.scalars(select(Activation))}
 
 
-def annotations(row: Activation) -> dict[str, Any]:
+def annotations_of(row: Activation) -> dict[str, Any]:
     """A record's annotations as a dict."""
     return {a["key"]: a["value"] for a in row.annotations}
 
 
 async def test_each_components_result_is_the_next_ones_parameters(
-        service: InvocationService, fake: FakeInvoker,  # noqa: F811
-        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:  # noqa: F811
+        service: InvocationService, fake: FakeInvoker,
+        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
     sequence = await create(sessions, guest, "chain", ["/guest/a", "/_/b"])
     assert sequence.components == ["/guest/a", "/guest/b"] and sequence.artifact_digest is None
     invocation = await service.start(guest, sequence, {"prompt": "ahoy there"}, durable=False)
@@ -100,21 +100,21 @@ async def test_each_components_result_is_the_next_ones_parameters(
     assert second.parameters["usage"] == {"prompt_tokens": 2, "completion_tokens": 2}
     assert row.logs == [first.activation_id, second.activation_id]
     assert row.response["result"]["text"] == "ahoy there" and row.status_code == 0
-    assert annotations(row) == {"topmost": True, "path": "guest/chain", "kind": "sequence",
+    assert annotations_of(row) == {"topmost": True, "path": "guest/chain", "kind": "sequence",
                                 "limits": {"timeout": 60_000, "memory": 512}}
     stored = await records(sessions)
     assert set(stored) == {row.activation_id, first.activation_id, second.activation_id}
     for request in (first, second):
         component = stored[request.activation_id]
         assert component.cause == row.activation_id
-        assert annotations(component)["causedBy"] == "sequence"
+        assert annotations_of(component)["causedBy"] == "sequence"
     assert stored[row.activation_id].cause is None
     assert row.start_ms <= stored[first.activation_id].start_ms <= row.end_ms
 
 
 async def test_a_failing_component_ends_the_sequence_with_its_error(
-        service: InvocationService, fake: FakeInvoker,  # noqa: F811
-        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:  # noqa: F811
+        service: InvocationService, fake: FakeInvoker,
+        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
     sequence = await create(sessions, guest, "chain", ["/guest/a", "/guest/b"])
     row = await (await service.start(guest, sequence, {"prompt": "fail now"},
                                      durable=False)).task
@@ -124,8 +124,8 @@ async def test_a_failing_component_ends_the_sequence_with_its_error(
 
 
 async def test_a_deleted_component_ends_the_sequence_when_it_is_reached(
-        service: InvocationService, fake: FakeInvoker,  # noqa: F811
-        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:  # noqa: F811
+        service: InvocationService, fake: FakeInvoker,
+        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
     sequence = await create(sessions, guest, "chain", ["/guest/a", "/guest/b"])
     async with sessions() as session, session.begin():
         await action_rows.delete_action(session, guest.namespace_id, "b")
@@ -135,8 +135,8 @@ async def test_a_deleted_component_ends_the_sequence_when_it_is_reached(
 
 
 async def test_a_nested_sequence_has_its_own_record_caused_by_the_outer_one(
-        service: InvocationService, fake: FakeInvoker,  # noqa: F811
-        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:  # noqa: F811
+        service: InvocationService, fake: FakeInvoker,
+        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
     await create(sessions, guest, "inner", ["/guest/a", "/guest/b"])
     outer = await create(sessions, guest, "outer", ["/guest/inner", "/guest/a"])
     row = await (await service.start(guest, outer, {"prompt": "deep"}, durable=False)).task
@@ -144,15 +144,15 @@ async def test_a_nested_sequence_has_its_own_record_caused_by_the_outer_one(
     stored = await records(sessions)
     inner = stored[row.logs[0]]
     assert inner.name == "inner" and inner.cause == row.activation_id
-    assert annotations(inner)["topmost"] is False
-    assert annotations(inner)["causedBy"] == "sequence"
+    assert annotations_of(inner)["topmost"] is False
+    assert annotations_of(inner)["causedBy"] == "sequence"
     assert inner.logs == [r.activation_id for r in fake.requests[:2]]
     assert row.logs[1] == fake.requests[2].activation_id
 
 
 async def test_a_refused_first_component_refuses_the_sequence_before_it_runs(
-        service: InvocationService, fake: FakeInvoker,  # noqa: F811
-        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:  # noqa: F811
+        service: InvocationService, fake: FakeInvoker,
+        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
     sequence = await create(sessions, guest, "chain", ["/guest/a", "/guest/b"])
     with pytest.raises(BadRequest, match="prompt"):
         await service.start(guest, sequence, {"max_tokens": 4}, durable=False)
@@ -161,7 +161,7 @@ async def test_a_refused_first_component_refuses_the_sequence_before_it_runs(
 
 
 async def test_the_components_run_under_the_sequences_admission(
-        service: InvocationService, sessions: async_sessionmaker[AsyncSession],  # noqa: F811
+        service: InvocationService, sessions: async_sessionmaker[AsyncSession],
         guest: Identity) -> None:
     sequence = await create(sessions, guest, "chain", ["/guest/a", "/guest/b"])
     service.throttle.limits = type(service.throttle.limits)(60, 1)  # one at a time
@@ -177,7 +177,7 @@ async def test_the_components_run_under_the_sequences_admission(
     (["/guest/pkg/a"], "packages are not served"),
 ])
 async def test_create_refusals_name_the_problem_and_store_nothing(
-        sessions: async_sessionmaker[AsyncSession], guest: Identity,  # noqa: F811
+        sessions: async_sessionmaker[AsyncSession], guest: Identity,
         components: list[str], message: str) -> None:
     with pytest.raises(BadRequest, match=message):
         await create(sessions, guest, "chain", components)
@@ -186,7 +186,7 @@ async def test_create_refusals_name_the_problem_and_store_nothing(
 
 
 async def test_an_update_making_a_cycle_through_a_nested_sequence_is_refused(
-        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:  # noqa: F811
+        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
     await create(sessions, guest, "inner", ["/guest/a"])
     await create(sessions, guest, "outer", ["/guest/inner"])
     with pytest.raises(BadRequest, match="may not refer to itself"):
@@ -194,13 +194,13 @@ async def test_an_update_making_a_cycle_through_a_nested_sequence_is_refused(
 
 
 async def test_a_component_of_another_namespace_is_forbidden(
-        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:  # noqa: F811
+        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
     with pytest.raises(Forbidden, match="/other/a"):
         await create(sessions, guest, "chain", ["/other/a"])
 
 
 async def test_more_components_than_the_limit_are_refused(
-        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:  # noqa: F811
+        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
     await create(sessions, guest, "ten", ["/guest/a"] * 10)
     with pytest.raises(BadRequest, match="Too many actions in the sequence."):
         await create(sessions, guest, "sixty", ["/guest/ten"] * 6)
