@@ -57,7 +57,7 @@ def action_create(ctx: Context, args: argparse.Namespace) -> Output:
     """`action create NAME ADAPTER [--overwrite]`: a 409 when the action exists, unless
     `--overwrite` replaces it."""
     namespace, name = qualified(ctx, args.name)
-    body = action_body(args, None)
+    body = action_body(args, None, namespace)
     try:
         action = ctx.api.put_action(namespace, name, body, overwrite=args.overwrite)
     except ClientError as error:
@@ -78,7 +78,7 @@ def action_update(ctx: Context, args: argparse.Namespace) -> Output:
     """`action update NAME [ADAPTER]`: what is not given is kept; created when absent."""
     namespace, name = qualified(ctx, args.name)
     existing = _existing_action(ctx, namespace, name, code=args.artifact is None)
-    body = action_body(args, existing)
+    body = action_body(args, existing, namespace)
     with unable(f"update action '{name}'"):
         action = ctx.api.put_action(namespace, name, body, overwrite=True)
     return Output(f"ok: updated action {name}", action)
@@ -94,12 +94,23 @@ def _existing_action(ctx: Context, namespace: str, name: str, code: bool
         raise CommandError(f"Unable to get action '{name}': {error}") from error
 
 
-def action_body(args: argparse.Namespace, existing: dict[str, Any] | None) -> dict[str, Any]:
-    """The PUT body: the adapter, and parameters, annotations and limits merged onto `existing`."""
-    if args.artifact is not None:
-        code = encode_code(adapter_zip(args.artifact))
+def action_body(args: argparse.Namespace, existing: dict[str, Any] | None,
+                namespace: str = "_") -> dict[str, Any]:
+    """The PUT body: the adapter (or, with --sequence, the components), and parameters,
+    annotations and limits merged onto `existing`."""
+    if getattr(args, "sequence", None):
+        if args.artifact is not None:
+            raise CommandError("A sequence takes no adapter: give --sequence or ADAPTER.")
+        exec_field: dict[str, Any] = {"kind": "sequence",
+                                      "components": sequence_components(args.sequence,
+                                                                        namespace)}
+    elif args.artifact is not None:
+        exec_field = {"kind": args.kind, "binary": True,
+                      "code": encode_code(adapter_zip(args.artifact))}
     elif existing is not None and existing.get("exec", {}).get("code"):
-        code = existing["exec"]["code"]
+        exec_field = {"kind": args.kind, "binary": True, "code": existing["exec"]["code"]}
+    elif existing is not None and existing.get("exec", {}).get("kind") == "sequence":
+        exec_field = dict(existing["exec"])
     else:
         raise CommandError("An action name and code artifact are required.")
     parameters = key_values(args.param, args.param_file, "parameter")
@@ -112,9 +123,16 @@ def action_body(args: argparse.Namespace, existing: dict[str, Any] | None) -> di
             parameters = _as_dict(existing.get("parameters"))
         annotations = {**_as_dict(existing.get("annotations")), **annotations}
         limits = {**(existing.get("limits") or {}), **limits}
-    return {"exec": {"kind": args.kind, "binary": True, "code": code},
-            "parameters": key_value_list(parameters),
+    return {"exec": exec_field, "parameters": key_value_list(parameters),
             "annotations": key_value_list(annotations), "limits": limits}
+
+
+def sequence_components(names: str, namespace: str) -> list[str]:
+    """`a,b,/ns/c` as fully qualified names, as wsk resolves them (`/NAMESPACE/a`)."""
+    components = [name.strip() for name in names.split(",") if name.strip()]
+    if not components:
+        raise CommandError("--sequence needs at least one action name.")
+    return [name if name.startswith("/") else f"/{namespace}/{name}" for name in components]
 
 
 def _as_dict(pairs: list[dict[str, Any]] | None) -> dict[str, Any]:
