@@ -36,6 +36,7 @@ MIN_2XX_SHARE = 0.25
 ACTION = "fz"  # invoked: created in set-up, never replaced (a new version would cold-start)
 PUT_NAMES = ("fz-put", "fz-new")
 DELETED = "fz-del"  # put again before each DELETE that names it
+WEB_ACTION = "fz-web"  # a web-exported sequence of ACTION: no container of its own
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ class Fuzzer:
         """Requests for one operation."""
         parameters = operation.get("parameters", [])
         path_values = st.fixed_dictionaries({
-            p["name"]: biased(st.sampled_from(self._known(method, p["name"])),
+            p["name"]: biased(st.sampled_from(self._known(method, p["name"], path)),
                               from_schema(p["schema"]))
             for p in parameters if p["in"] == "path"})
         queries = {p["name"]: query_value(p["schema"]) for p in parameters if p["in"] == "query"}
@@ -113,11 +114,15 @@ class Fuzzer:
         return st.builds(lambda values, q, b: Case(method, _fill(path, values), q, b),
                          path_values, query, body)
 
-    def _known(self, method: str, name: str) -> list[str]:
-        if name == "namespace":
-            return ["_", "guest"]
+    def _known(self, method: str, name: str, path: str) -> list[str]:
+        if name == "namespace":  # a web action's path names its namespace: `_` is none
+            return ["guest"] if path.startswith("/api/v1/web/") else ["_", "guest"]
         if name == "id":
             return [self.activation_id]
+        if name == "package":
+            return ["default"]
+        if name == "action":
+            return [f"{WEB_ACTION}{extension}" for extension in (".json", ".text", ".http")]
         return {"PUT": list(PUT_NAMES), "DELETE": [DELETED]}.get(method, [ACTION])
 
     def _body(self, operation: dict[str, Any]) -> st.SearchStrategy[bytes | None]:
@@ -187,6 +192,11 @@ async def test_fuzzing_every_operation(platform, demo_models, make_zip):  # type
                                   params={"blocking": "true", "timeout": "600000"},
                                   json={"prompt": "hi", "max_tokens": 1})
     assert warm.status == 200, await warm.text()  # the container is warm from here on
+    web = await platform.request("PUT", f"/api/v1/namespaces/_/actions/{WEB_ACTION}", json={
+        "exec": {"kind": "sequence", "components": [f"/_/{ACTION}"]},
+        "parameters": [{"key": "prompt", "value": "hi"}, {"key": "max_tokens", "value": 1}],
+        "annotations": [{"key": "web-export", "value": True}, {"key": "final", "value": True}]})
+    assert web.status == 200, await web.text()
     document = await (await platform.request("GET", "/api/v1/openapi.json")).json()
     fuzzer = Fuzzer(document, zip_b64, warm.headers["x-openwhisk-activation-id"])
 

@@ -18,6 +18,7 @@ import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import pytest
 import pytest_asyncio
 
 from tests.integration.served import module_settings
+from tests.integration.test_two_backbones import console_sign_in
 
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="module")]
 ACTIONS = "/api/v1/namespaces/_/actions"
@@ -41,6 +43,7 @@ class Platform:
 
     client: Any
     auth: dict[str, str]
+    credential: str
 
     async def call(self, method: str, path: str, *, auth: bool = True,
                    **kwargs: Any) -> tuple[int, Any, Any]:
@@ -86,7 +89,7 @@ async def platform(demo_models: Any, runtime_image: str) -> AsyncIterator[Platfo
         await client.start_server()
         try:
             served = Platform(client, {"Authorization": aiohttp.encode_basic_auth(
-                *credential.split(":", 1))})
+                *credential.split(":", 1))}, credential)
             await _actions(served, demo_models)
             yield served
         finally:
@@ -165,6 +168,36 @@ async def test_a_sequence_of_two_lora_actions_feeds_one_text_to_the_next(
     text = first["response"]["result"]["text"]
     assert annotations(second)["parameters"]["prompt"] == text  # the mapping of the README
     assert outer["response"] == second["response"] and outer["response"]["success"]
+
+    await console_sign_in(platform)  # the console's function page lists the components
+    response = await platform.client.get("/console/functions/chain")
+    assert response.status == 200
+    listed = Components()
+    listed.feed(await response.text())
+    assert listed.items == ["/guest/pirate", "/guest/shout"]
+
+
+class Components(HTMLParser):
+    """The items of a function page's `components` list."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[str] = []
+        self._inside = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "ol" and dict(attrs).get("id") == "components":
+            self._inside = True
+        elif tag == "li" and self._inside:
+            self.items.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "ol":
+            self._inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self._inside and self.items:
+            self.items[-1] += data.strip()
 
 
 async def test_a_failing_component_ends_the_sequence_with_its_error(
