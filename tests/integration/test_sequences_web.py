@@ -101,15 +101,16 @@ async def platform(demo_models: Any, runtime_image: str) -> AsyncIterator[Platfo
 
 async def _actions(platform: Platform, demo_models: Any) -> None:
     pirate, shout = zipped(demo_models.adapters["pirate"]), zipped(demo_models.adapters["shout"])
-    web = [{"key": "web-export", "value": True}, {"key": "final", "value": True}]
-    for name, code, extra in (
-            ("pirate", pirate, {}), ("shout", shout, {}),
-            ("webby", pirate, {"annotations": web, "parameters": [
-                {"key": "prompt", "value": "Ahoy"}, {"key": "max_tokens", "value": 2}]}),
-            ("slow", shout, {"limits": {"timeout": 100}})):
-        limits = {"timeout": WAIT_MS, **extra.pop("limits", {})}
+    web: dict[str, Any] = {
+        "annotations": [{"key": "web-export", "value": True}, {"key": "final", "value": True}],
+        "parameters": [{"key": "prompt", "value": "Ahoy"}, {"key": "max_tokens", "value": 2}]}
+    actions: list[tuple[str, str, int, dict[str, Any]]] = [
+        ("pirate", pirate, WAIT_MS, {}), ("shout", shout, WAIT_MS, {}),
+        ("webby", pirate, WAIT_MS, web), ("slow", shout, 100, {})]
+    for name, code, timeout, extra in actions:
         status, body, _ = await platform.call("PUT", f"{ACTIONS}/{name}", json={
-            "exec": {"kind": "lora", "binary": True, "code": code}, "limits": limits, **extra})
+            "exec": {"kind": "lora", "binary": True, "code": code},
+            "limits": {"timeout": timeout}, **extra})
         assert status == 200, body
     for name in ("pirate", "webby"):  # warm: a web action waits 60 s at most, as OpenWhisk's
         status, body, _ = await invoke(platform, name, {})
@@ -138,7 +139,7 @@ async def record(platform: Platform, activation_id: str) -> dict[str, Any]:
     return dict(body)
 
 
-def annotations(record: dict[str, Any]) -> dict[str, Any]:
+def annotations_of(record: dict[str, Any]) -> dict[str, Any]:
     """A record's annotations as a dict."""
     return {a["key"]: a["value"] for a in record["annotations"]}
 
@@ -155,18 +156,18 @@ async def test_a_sequence_of_two_lora_actions_feeds_one_text_to_the_next(
     status, outer, headers = await invoke(platform, "chain", {})
     assert status == 200, outer
     assert headers["x-openwhisk-activation-id"] == outer["activationId"]
-    assert annotations(outer)["topmost"] is True and annotations(outer)["kind"] == "sequence"
-    assert annotations(outer)["path"] == "guest/chain"
-    assert annotations(outer)["limits"]["memory"] > 0
+    assert annotations_of(outer)["topmost"] is True and annotations_of(outer)["kind"] == "sequence"
+    assert annotations_of(outer)["path"] == "guest/chain"
+    assert annotations_of(outer)["limits"]["memory"] > 0
     assert "cause" not in outer
     first, second = [await record(platform, i) for i in outer["logs"]]
     assert (first["name"], second["name"]) == ("pirate", "shout")
     for component in (first, second):
         assert component["cause"] == outer["activationId"]
-        assert annotations(component)["causedBy"] == "sequence"
+        assert annotations_of(component)["causedBy"] == "sequence"
         assert outer["start"] <= component["start"] <= component["end"] <= outer["end"]
     text = first["response"]["result"]["text"]
-    assert annotations(second)["parameters"]["prompt"] == text  # the mapping of the README
+    assert annotations_of(second)["parameters"]["prompt"] == text  # the mapping of the README
     assert outer["response"] == second["response"] and outer["response"]["success"]
 
     await console_sign_in(platform)  # the console's function page lists the components
@@ -245,7 +246,7 @@ async def test_a_web_action_answers_json_text_and_http_without_a_key(
     _, _, headers = await platform.call("GET", f"{WEB}/webby.json", auth=False,
                                         params={"who": "me"})
     activation_id = headers["x-openwhisk-activation-id"]
-    arguments = annotations(await record(platform, activation_id))["parameters"]
+    arguments = annotations_of(await record(platform, activation_id))["parameters"]
     assert arguments["__ow_method"] == "get" and arguments["__ow_path"] == ""
     assert arguments["who"] == "me" and "__ow_user" not in arguments
     assert "authorization" not in arguments["__ow_headers"]
@@ -275,7 +276,7 @@ async def test_require_whisk_auth_asks_for_a_key_or_a_secret(platform: Platform)
     assert status == 200 and "text" in result, result
     outer = await record(platform, headers["x-openwhisk-activation-id"])
     component = await record(platform, outer["logs"][0])
-    assert annotations(component)["parameters"]["__ow_user"] == "guest"
+    assert annotations_of(component)["parameters"]["__ow_user"] == "guest"
 
     secret = [{"key": "web-export", "value": True},
               {"key": "require-whisk-auth", "value": "s3cret"}]

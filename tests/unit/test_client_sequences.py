@@ -1,4 +1,4 @@
-"""`lorafaas action create NAME --sequence a,b`: the PUT body a sequence is created with."""
+"""`lorafaas action create NAME --sequence a,b` and `--web`: the PUT bodies they send."""
 
 from __future__ import annotations
 
@@ -47,3 +47,19 @@ def test_a_sequence_without_components_or_with_an_adapter_is_refused(
     with pytest.raises(CommandError, match=message):
         commands.action_create(context(api), parse(argv))  # type: ignore[arg-type]
     assert api.puts == []
+
+
+def test_web_makes_a_web_action_with_final_parameters_as_wsk_does() -> None:
+    api = PutApi()
+    commands.action_create(context(api), parse(  # type: ignore[arg-type]
+        ["action", "create", "hello", "--sequence", "pirate", "--web", "true"]))
+    commands.action_create(context(api), parse(  # type: ignore[arg-type]
+        ["action", "create", "raw", "--sequence", "pirate", "--web", "raw"]))
+    (_, _, web, _), (_, _, raw, _) = api.puts
+    assert web["annotations"] == [{"key": "web-export", "value": True},
+                                  {"key": "raw-http", "value": False},
+                                  {"key": "final", "value": True}]
+    assert {"key": "raw-http", "value": True} in raw["annotations"]
+    with pytest.raises(CommandError, match="--web"):
+        commands.action_create(context(api), parse(  # type: ignore[arg-type]
+            ["action", "create", "x", "--sequence", "a", "--web", "maybe"]))

@@ -98,21 +98,7 @@ def action_body(args: argparse.Namespace, existing: dict[str, Any] | None,
                 namespace: str = "_") -> dict[str, Any]:
     """The PUT body: the adapter (or, with --sequence, the components), and parameters,
     annotations and limits merged onto `existing`."""
-    if getattr(args, "sequence", None):
-        if args.artifact is not None:
-            raise CommandError("A sequence takes no adapter: give --sequence or ADAPTER.")
-        exec_field: dict[str, Any] = {"kind": "sequence",
-                                      "components": sequence_components(args.sequence,
-                                                                        namespace)}
-    elif args.artifact is not None:
-        exec_field = {"kind": args.kind, "binary": True,
-                      "code": encode_code(adapter_zip(args.artifact))}
-    elif existing is not None and existing.get("exec", {}).get("code"):
-        exec_field = {"kind": args.kind, "binary": True, "code": existing["exec"]["code"]}
-    elif existing is not None and existing.get("exec", {}).get("kind") == "sequence":
-        exec_field = dict(existing["exec"])
-    else:
-        raise CommandError("An action name and code artifact are required.")
+    exec_field = _exec_field(args, existing, namespace)
     parameters = key_values(args.param, args.param_file, "parameter")
     annotations = key_values(args.annotation, args.annotation_file, "annotation")
     limits = {key: getattr(args, key) for key in LIMIT_OPTIONS if getattr(args, key) is not None}
@@ -123,8 +109,45 @@ def action_body(args: argparse.Namespace, existing: dict[str, Any] | None,
             parameters = _as_dict(existing.get("parameters"))
         annotations = {**_as_dict(existing.get("annotations")), **annotations}
         limits = {**(existing.get("limits") or {}), **limits}
+    annotations.update(web_annotations(getattr(args, "web", None)))
     return {"exec": exec_field, "parameters": key_value_list(parameters),
             "annotations": key_value_list(annotations), "limits": limits}
+
+
+def _exec_field(args: argparse.Namespace, existing: dict[str, Any] | None,
+                namespace: str) -> dict[str, Any]:
+    """The body's `exec`: a sequence's components, the given adapter, or the existing code."""
+    if getattr(args, "sequence", None):
+        if args.artifact is not None:
+            raise CommandError("A sequence takes no adapter: give --sequence or ADAPTER.")
+        return {"kind": "sequence",
+                "components": sequence_components(args.sequence, namespace)}
+    if args.artifact is not None:
+        return {"kind": args.kind, "binary": True,
+                "code": encode_code(adapter_zip(args.artifact))}
+    kept = (existing or {}).get("exec", {})
+    if kept.get("code"):
+        return {"kind": args.kind, "binary": True, "code": kept["code"]}
+    if kept.get("kind") == "sequence":
+        return dict(kept)
+    raise CommandError("An action name and code artifact are required.")
+
+
+WEB_VALUES = {"true": {"web-export": True, "raw-http": False, "final": True},
+              "yes": {"web-export": True, "raw-http": False, "final": True},
+              "raw": {"web-export": True, "raw-http": True, "final": True},
+              "false": {"web-export": False}, "no": {"web-export": False}}
+
+
+def web_annotations(value: str | None) -> dict[str, Any]:
+    """wsk's `--web true|false|raw`: the annotations a web action is made with (its
+    parameters final, as wsk makes them)."""
+    if value is None:
+        return {}
+    if value.lower() not in WEB_VALUES:
+        raise CommandError(f"Invalid argument '{value}' for --web flag. Valid input consist "
+                           "of 'yes', 'true', 'raw', 'false', or 'no'.")
+    return dict(WEB_VALUES[value.lower()])
 
 
 def sequence_components(names: str, namespace: str) -> list[str]:

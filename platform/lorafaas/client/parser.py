@@ -105,6 +105,9 @@ def _action_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequence", metavar="ACTIONS",
                         help="a sequence of these actions (comma-separated names; a name "
                              "without /NAMESPACE/ is in the sequence's namespace)")
+    parser.add_argument("--web", metavar="true|false|raw",
+                        help="make the action a web action (or not; raw: it reads the raw "
+                             "HTTP request); its parameters are made final")
     _param_options(parser)
     parser.add_argument("-a", "--annotation", nargs=2, action="append",
                         metavar=("KEY", "VALUE"), help="an annotation (repeatable)")
