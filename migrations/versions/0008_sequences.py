@@ -2,7 +2,8 @@
 
 A sequence action (`exec.kind = "sequence"`) holds no code: its versions and its row have
 no artifact digest, and its row lists its components' fully qualified names. A component's
-activation record names the sequence activation that caused it (OpenWhisk's `cause`).
+activation record names the sequence activation that caused it (OpenWhisk's `cause`), and a
+sequence's record has its own duration (OpenWhisk's: the sum of its components').
 
 Revision ID: 0008
 Revises: 0005
@@ -30,6 +31,7 @@ def upgrade() -> None:
                               nullable=True)
     with op.batch_alter_table('activations', schema=None) as batch_op:
         batch_op.add_column(sa.Column('cause', sa.String(length=32), nullable=True))
+        batch_op.add_column(sa.Column('duration_ms', sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
@@ -37,6 +39,7 @@ def downgrade() -> None:
     op.execute("DELETE FROM action_versions WHERE artifact_digest IS NULL")
     op.execute("DELETE FROM actions WHERE artifact_digest IS NULL")
     with op.batch_alter_table('activations', schema=None) as batch_op:
+        batch_op.drop_column('duration_ms')
         batch_op.drop_column('cause')
     with op.batch_alter_table('action_versions', schema=None) as batch_op:
         batch_op.alter_column('artifact_digest', existing_type=sa.String(length=64),

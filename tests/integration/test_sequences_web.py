@@ -166,6 +166,7 @@ async def test_a_sequence_of_two_lora_actions_feeds_one_text_to_the_next(
         assert component["cause"] == outer["activationId"]
         assert annotations_of(component)["causedBy"] == "sequence"
         assert outer["start"] <= component["start"] <= component["end"] <= outer["end"]
+    assert outer["duration"] == first["duration"] + second["duration"]  # as OpenWhisk's
     text = first["response"]["result"]["text"]
     assert annotations_of(second)["parameters"]["prompt"] == text  # the mapping of the README
     assert outer["response"] == second["response"] and outer["response"]["success"]

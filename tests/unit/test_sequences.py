@@ -110,6 +110,7 @@ async def test_each_components_result_is_the_next_ones_parameters(
         assert annotations_of(component)["causedBy"] == "sequence"
     assert stored[row.activation_id].cause is None
     assert row.start_ms <= stored[first.activation_id].start_ms <= row.end_ms
+    assert row.duration_ms == 14  # OpenWhisk's: the components' durations (the fake's 7 ms)
 
 
 async def test_a_failing_component_ends_the_sequence_with_its_error(

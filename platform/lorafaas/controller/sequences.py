@@ -73,6 +73,7 @@ class Accounting:
     status_code: int = SUCCESS
     logs: list[str] = field(default_factory=list)  # component activation ids, in order
     atomic: int = 0  # actions run, nested sequences inlined
+    duration_ms: int = 0  # the components' durations, summed (OpenWhisk's `duration`)
     max_memory: int | None = None
     stopped: bool = False
 
@@ -81,6 +82,8 @@ class Accounting:
         result holds `error`."""
         self.logs.append(row.activation_id)
         self.response, self.status_code = row.response, row.status_code
+        self.duration_ms += row.duration_ms if row.duration_ms is not None else \
+            row.end_ms - row.start_ms
         if memory is not None:
             self.max_memory = max(memory, self.max_memory or 0)
         result = row.response.get("result")
@@ -218,10 +221,12 @@ def _record(identity: Identity, action: Action, activation_id: str, accounting: 
                       name=action.name, version=action.version, subject=identity.subject,
                       start_ms=int(started * 1000), end_ms=int(ended * 1000),
                       status_code=accounting.status_code, response=accounting.response,
-                      logs=list(accounting.logs), annotations=annotations, cause=cause)
+                      logs=list(accounting.logs), annotations=annotations, cause=cause,
+                      duration_ms=accounting.duration_ms)
 
 
 def _columns(row: Activation) -> dict[str, Any]:
+    # Imported here: the invocation service imports this module (it dispatches to it).
     from lorafaas.controller.invocations import set_columns
 
     return set_columns(row)

@@ -21,7 +21,8 @@ def activation_json(row: Activation) -> dict[str, Any]:
         "subject": row.subject,
         "start": row.start_ms,
         "end": row.end_ms,
-        "duration": row.end_ms - row.start_ms,
+        "duration": row.duration_ms if row.duration_ms is not None else
+        row.end_ms - row.start_ms,
         "statusCode": row.status_code,
         "response": row.response,
         "logs": row.logs,

@@ -129,6 +129,8 @@ class Activation(Base):
     logs: Mapped[list[Any]] = mapped_column(JSON)
     annotations: Mapped[list[Any]] = mapped_column(JSON)
     cause: Mapped[str | None] = mapped_column(String(32))  # the sequence activation it ran in
+    # A sequence's: the sum of its components' durations (None: end - start).
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class UsageRecord(Base):
