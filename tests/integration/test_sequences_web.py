@@ -177,6 +177,8 @@ async def test_a_sequence_of_two_lora_actions_feeds_one_text_to_the_next(
     listed = Components()
     listed.feed(await response.text())
     assert listed.items == ["/guest/pirate", "/guest/shout"]
+    shown = await platform.client.get(f"/console/activations/{outer['activationId']}")
+    assert shown.status == 200, await shown.text()  # a record with no container's fields
 
 
 class Components(HTMLParser):
