@@ -4,6 +4,7 @@ them on Docker)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from lorafaas.controller.sequences import lora_parameters
 from lorafaas.errors import BadRequest, Forbidden
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult, DeltaSink
 from lorafaas.registry import actions as action_rows
-from lorafaas.registry.models import Action, Activation, Artifact, Namespace
+from lorafaas.registry.models import Action, Activation, Artifact, Namespace, PendingInvocation
 from lorafaas.registry.namespaces import Identity
 from tests.unit.test_invoker_seam import DIGEST, FakeInvoker, service, sessions
 
@@ -217,3 +218,24 @@ def test_a_lora_components_prompt_is_the_previous_text_unless_one_is_given() -> 
     assert lora_parameters({"text": "t"}, other) == {"text": "t"}
     assert str(Component("guest", "a")) == "/guest/a"
 
+
+
+async def test_a_non_blocking_sequence_is_durable_and_resumed_after_a_stop(
+        service: InvocationService, fake: FakeInvoker,
+        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
+    sequence = await create(sessions, guest, "chain", ["/guest/a", "/guest/b"])
+    accepted = await service.start(guest, sequence, {"prompt": "kept"})  # durable
+    await accepted.task
+    async with sessions() as session:
+        assert list(await session.scalars(select(PendingInvocation))) == []
+    async with sessions() as session, session.begin():  # as a crash leaves one behind
+        session.add(PendingInvocation(activation_id="e" * 32, namespace="guest",
+                                      action="chain", subject="guest",
+                                      parameters={"prompt": "again"}, received_ms=1))
+    assert await service.resume_pending() == 1
+    await asyncio.gather(*service.tasks)
+    stored = await records(sessions)
+    assert stored["e" * 32].name == "chain" and len(stored["e" * 32].logs) == 2
+    assert fake.requests[-1].parameters["prompt"] == "again"
+    async with sessions() as session:
+        assert list(await session.scalars(select(PendingInvocation))) == []
