@@ -37,6 +37,7 @@ ACTION = "fz"  # invoked: created in set-up, never replaced (a new version would
 DELETED = "fz-del"  # put again before each DELETE that names it
 TRIGGER, RULE = "fzt", "fzr"  # set up: the rule fires the invoked action
 COLLECTIONS = {"actions": ACTION, "triggers": TRIGGER, "rules": RULE}
+WEB_ACTION = "fz-web"  # a web-exported sequence of ACTION: no container of its own
 
 
 @pytest.fixture
@@ -115,12 +116,16 @@ class Fuzzer:
                          path_values, query, body)
 
     def _known(self, method: str, name: str, path: str) -> list[str]:
-        if name == "namespace":
-            return ["_", "guest"]
+        if name == "namespace":  # a web action's path names its namespace: `_` is none
+            return ["guest"] if path.startswith("/api/v1/web/") else ["_", "guest"]
         if name == "id":
             return [self.activation_id]
         if name == "feed":
             return ["alarm"]
+        if name == "package":
+            return ["default"]
+        if name == "action":
+            return [f"{WEB_ACTION}{extension}" for extension in (".json", ".text", ".http")]
         # One namespace names each entity once: each collection has its own names.
         prefix = next((p for c, p in COLLECTIONS.items() if f"/{c}/" in path), ACTION)
         return {"PUT": [f"{prefix}-put", f"{prefix}-new"],
@@ -222,6 +227,11 @@ async def test_fuzzing_every_operation(platform, demo_models, make_zip):  # type
                                   params={"blocking": "true", "timeout": "600000"},
                                   json={"prompt": "hi", "max_tokens": 1})
     assert warm.status == 200, await warm.text()  # the container is warm from here on
+    web = await platform.request("PUT", f"/api/v1/namespaces/_/actions/{WEB_ACTION}", json={
+        "exec": {"kind": "sequence", "components": [f"/_/{ACTION}"]},
+        "parameters": [{"key": "prompt", "value": "hi"}, {"key": "max_tokens", "value": 1}],
+        "annotations": [{"key": "web-export", "value": True}, {"key": "final", "value": True}]})
+    assert web.status == 200, await web.text()
     document = await (await platform.request("GET", "/api/v1/openapi.json")).json()
     fuzzer = Fuzzer(document, zip_b64, warm.headers["x-openwhisk-activation-id"])
 

@@ -74,8 +74,8 @@ def _add_action_commands(parser: argparse.ArgumentParser,
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     create = _leaf(verbs, "create", commands.action_create, "create a new action", common)
     create.add_argument("name", metavar="ACTION_NAME")
-    create.add_argument("artifact", metavar="ADAPTER", type=Path,
-                        help="a PEFT adapter folder, or a .zip of one")
+    create.add_argument("artifact", metavar="ADAPTER", type=Path, nargs="?",
+                        help="a PEFT adapter folder, or a .zip of one (none with --sequence)")
     create.add_argument("--overwrite", action="store_true",
                         help="replace the action when it exists (the API's ?overwrite=true)")
     update = _leaf(verbs, "update", commands.action_update,
@@ -104,6 +104,12 @@ def _add_action_commands(parser: argparse.ArgumentParser,
 
 def _action_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", default="lora", help="the action kind (only lora)")
+    parser.add_argument("--sequence", metavar="ACTIONS",
+                        help="a sequence of these actions (comma-separated names; a name "
+                             "without /NAMESPACE/ is in the sequence's namespace)")
+    parser.add_argument("--web", metavar="true|false|raw",
+                        help="make the action a web action (or not; raw: it reads the raw "
+                             "HTTP request); its parameters are made final")
     _param_options(parser)
     parser.add_argument("-a", "--annotation", nargs=2, action="append",
                         metavar=("KEY", "VALUE"), help="an annotation (repeatable)")

@@ -148,6 +148,7 @@ class FunctionPage:
     chart_data: dict[str, Any]  # the series of the charts over time (console.timeline)
     timeline_rows: list[TimelineRow]  # the buckets with any request or cost
     error: str | None = None
+    components: tuple[str, ...] = ()  # a sequence's actions, in order (none: a lora function)
 
 
 @dataclass(frozen=True)

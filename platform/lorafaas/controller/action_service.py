@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.controller.backbones import BackboneCatalog
-from lorafaas.controller.function_refs import function_ref
+from lorafaas.controller.function_refs import code_digest, function_ref
 from lorafaas.controller.protocol import LORA_KIND, ActionBody
+from lorafaas.controller.sequence_actions import SequenceBody, put_sequence
 from lorafaas.controller.uploads import UploadSlots
 from lorafaas.invoking.client import InvokerClient
 from lorafaas.registry import actions as action_rows
@@ -74,7 +75,17 @@ class ActionService:
         await self._collect(orphaned)
         if self.invoker is not None:
             self.invoker.prepare(function_ref(identity.namespace, action,
-                                              self.store.folder(action.artifact_digest)))
+                                              self.store.folder(code_digest(action))))
+        return action
+
+    async def put_sequence(self, identity: Identity, name: str, body: SequenceBody,
+                           overwrite: bool) -> Action:
+        """Create or update a sequence (see `sequence_actions`): it holds no artifact."""
+        async with self.sessions() as session, session.begin():
+            action, pruned = await put_sequence(session, identity, name, body, overwrite,
+                                                self.history)
+            orphaned = await _drop_references(session, pruned)
+        await self._collect(orphaned)
         return action
 
     async def delete(self, identity: Identity, name: str) -> Action:

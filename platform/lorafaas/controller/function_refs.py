@@ -8,6 +8,14 @@ from lorafaas.invoking.activations import FunctionRef
 from lorafaas.registry.models import Action
 
 
+def code_digest(action: Action) -> str:
+    """The digest of the action's code artifact (a sequence has none: it never runs as a
+    function of its own, so asking for it is a bug)."""
+    if action.artifact_digest is None:
+        raise ValueError(f"action {action.name!r} of kind {action.exec_kind!r} has no code")
+    return action.artifact_digest
+
+
 def action_rank(action: Action) -> int | None:
     """The LoRA rank validation stored in the action's `adapter` annotation, if any."""
     for annotation in action.annotations:
@@ -28,12 +36,12 @@ def action_backbone(action: Action) -> str | None:
 
 def function_key(namespace: str, action: Action) -> str:
     """The pool's key of an action's code: containers are reused only for the same code."""
-    return f"{namespace}/{action.name}@{action.version}:{action.artifact_digest}"
+    return f"{namespace}/{action.name}@{action.version}:{code_digest(action)}"
 
 
 def function_ref(namespace: str, action: Action, adapter_dir: Path) -> FunctionRef:
     """The action's code, limits, backbone and adapter rank, for the invoker."""
     return FunctionRef(key=function_key(namespace, action), path=f"{namespace}/{action.name}",
                        adapter_dir=adapter_dir, memory_mb=action.limits["memory"],
-                       adapter_digest=action.artifact_digest,
+                       adapter_digest=code_digest(action),
                        backbone=action_backbone(action) or "", adapter_rank=action_rank(action))

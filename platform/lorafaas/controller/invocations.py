@@ -24,9 +24,10 @@ from lorafaas.adapters.archive import HANDLER_NAME
 from lorafaas.billing.ledger import meter_activation
 from lorafaas.billing.prices import PriceSheet
 from lorafaas.controller.context_length import ContextCheck
-from lorafaas.controller.function_refs import action_backbone, function_ref
+from lorafaas.controller.function_refs import action_backbone, code_digest, function_ref
 from lorafaas.controller.invoke_params import check_generation_parameters
-from lorafaas.controller.protocol import parameter_values
+from lorafaas.controller.protocol import SEQUENCE_KIND, parameter_values
+from lorafaas.controller.sequences import SequenceRunner
 from lorafaas.controller.throttle import InvocationThrottle
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult, DeltaSink
 from lorafaas.invoking.client import InvokerClient
@@ -74,22 +75,31 @@ class InvocationService:
         self.throttle = throttle
         self.tasks = tasks
         self.context = context  # refuses prompts plus max_tokens past the context length
+        self.sequences = SequenceRunner(self)  # runs the actions of kind sequence
 
     async def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
-                    on_delta: DeltaSink | None = None, *, durable: bool = True) -> Invocation:
+                    on_delta: DeltaSink | None = None, *, durable: bool = True,
+                    cause: str | None = None) -> Invocation:
         """Accept the activation and start it in the background; its record is stored even
         if nobody waits. `durable`: stored as pending first, so that it runs even after a
-        crash (a blocking caller, which waits for the answer, passes False).
+        crash (a blocking caller, which waits for the answer, passes False). `cause`: the
+        sequence activation running it, whose admission it runs under (never throttled).
 
         Raises BadRequest (400) when the default handler would refuse the parameters or the
         prompt plus max_tokens exceeds the backbone's context length, and TooManyRequests
         (429) when the namespace is over its throttles: all before anything is stored, run
         or billed.
         """
-        self.check_parameters(action, parameters)
-        if self.context is not None:
-            self.context.check(action_backbone(action), parameters)
-        self.throttle.admit(identity.namespace)
+        if action.exec_kind == SEQUENCE_KIND:
+            await self.sequences.check(identity, action, parameters)
+        else:
+            self.check_parameters(action, parameters)
+            if self.context is not None:
+                self.context.check(action_backbone(action), parameters)
+        if cause is None:
+            self.throttle.admit(identity.namespace)
+        else:
+            self.throttle.hold(identity.namespace)
         try:
             pending = PendingInvocation(activation_id=uuid.uuid4().hex,
                                         namespace=identity.namespace, action=action.name,
@@ -100,7 +110,7 @@ class InvocationService:
         except BaseException:
             self.throttle.release(identity.namespace)
             raise
-        return self._submit(Durability(pending, durable), action, on_delta)
+        return self._submit(Durability(pending, durable), action, on_delta, cause)
 
     async def make_durable(self, invocation: Invocation) -> None:
         """Write the activation's pending row unless it has one or its record is stored:
@@ -121,7 +131,7 @@ class InvocationService:
 
     def check_parameters(self, action: Action, parameters: dict[str, Any]) -> None:
         """Refuse parameters the action's default handler would refuse (400)."""
-        if (self.store.folder(action.artifact_digest) / HANDLER_NAME).exists():
+        if (self.store.folder(code_digest(action)) / HANDLER_NAME).exists():
             return  # its own handler takes any parameters
         check_generation_parameters({**parameter_values(action.parameters), **parameters},
                                     int(action.limits["max_tokens"]))
@@ -155,20 +165,25 @@ class InvocationService:
                     PendingInvocation.activation_id == pending.activation_id))
         return action
 
-    def _submit(self, state: Durability, action: Action,
-                on_delta: DeltaSink | None) -> Invocation:
+    def _submit(self, state: Durability, action: Action, on_delta: DeltaSink | None,
+                cause: str | None = None) -> Invocation:
         pending = state.pending
+        if action.exec_kind == SEQUENCE_KIND:
+            return self._track(asyncio.create_task(self.sequences.run(state, action)), state)
         request = ActivationRequest(
             activation_id=pending.activation_id, namespace=pending.namespace, name=action.name,
             version=action.version, subject=pending.subject,
             function=function_ref(pending.namespace, action,
-                                  self.store.folder(action.artifact_digest)),
+                                  self.store.folder(code_digest(action))),
             parameters={**parameter_values(action.parameters), **pending.parameters},
-            limits=action.limits, received_at=pending.received_ms / 1000)
-        task = asyncio.create_task(self._run_and_store(request, on_delta, state))
+            limits=action.limits, received_at=pending.received_ms / 1000, cause=cause)
+        return self._track(asyncio.create_task(self._run_and_store(request, on_delta, state)),
+                           state)
+
+    def _track(self, task: asyncio.Task[Activation], state: Durability) -> Invocation:
         self.tasks.add(task)
-        task.add_done_callback(lambda done: self._finished(done, pending.namespace))
-        return Invocation(request.activation_id, task, state)
+        task.add_done_callback(lambda done: self._finished(done, state.pending.namespace))
+        return Invocation(state.pending.activation_id, task, state)
 
     def _finished(self, task: asyncio.Task[Activation], namespace: str) -> None:
         self.tasks.discard(task)
@@ -211,8 +226,10 @@ def set_columns(row: object) -> dict[str, Any]:
 
 def _activation_row(request: ActivationRequest, result: ActivationResult,
                     cost: dict[str, Any]) -> Activation:
+    # A sequence's component: OpenWhisk's `cause` and `causedBy` (controller.sequences).
+    caused = [] if request.cause is None else [{"key": "causedBy", "value": SEQUENCE_KIND}]
     return Activation(activation_id=request.activation_id, namespace=request.namespace,
                       name=request.name, version=request.version, subject=request.subject,
                       start_ms=result.start_ms, end_ms=result.end_ms,
                       status_code=result.status_code, response=result.response, logs=result.logs,
-                      annotations=[*result.annotations, cost])
+                      annotations=[*result.annotations, *caused, cost], cause=request.cause)

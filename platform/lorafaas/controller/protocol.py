@@ -11,6 +11,7 @@ from lorafaas.errors import BadRequest
 from lorafaas.registry.models import Action, ActionVersion
 
 LORA_KIND = "lora"
+SEQUENCE_KIND = "sequence"  # OpenWhisk's: components, no code (`controller.sequence_actions`)
 DEFAULT_MAX_TOKENS = 512
 
 
@@ -117,7 +118,9 @@ def action_json(action: Action, namespace: str, code: bytes | None) -> dict[str,
     """An action as OpenWhisk's JSON (the zip as base64 when `code` is given)."""
     exec_field: dict[str, Any] = {"kind": action.exec_kind, "binary": True,
                                   "digest": action.artifact_digest}
-    if code is not None:
+    if action.exec_kind == SEQUENCE_KIND:
+        exec_field = {"kind": SEQUENCE_KIND, "components": list(action.components or [])}
+    elif code is not None:
         exec_field["code"] = base64.b64encode(code).decode()
     return {"namespace": namespace, "name": action.name, "version": action.version,
             "exec": exec_field, "parameters": action.parameters,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from aiohttp import web
+from aiohttp import web as aiohttp_web
 
 from lorafaas.controller.api import (
     actions,
@@ -18,9 +18,10 @@ from lorafaas.controller.api import (
     rules,
     triggers,
     usage,
+    web,
 )
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[aiohttp_web.Request], Awaitable[aiohttp_web.StreamResponse]]
 NAMESPACE = "/api/v1/namespaces/{namespace}"
 ERRORS = (400, 401, 403, 404, 405, 429, 500)
 
@@ -41,11 +42,11 @@ class Route:
     response: str | None = None  # the schema (lorafaas.controller.openapi) of a 200's body
 
 
-async def api_info(request: web.Request) -> web.Response:
+async def api_info(request: aiohttp_web.Request) -> aiohttp_web.Response:
     """What this API is (as OpenWhisk's `GET /api/v1`)."""
     from lorafaas import __version__
 
-    return web.json_response({"description": "LoRAFaaS: OpenWhisk-compatible API for LoRA "
+    return aiohttp_web.json_response({"description": "LoRAFaaS: OpenWhisk-compatible API for LoRA "
                                              "functions", "api_version": "1.0.0",
                               "build": __version__})
 
@@ -64,10 +65,12 @@ def api_routes() -> list[Route]:
         Route("GET", f"{NAMESPACE}/actions", actions.list_actions, "List actions",
               query=("limit", "skip"), tags=("actions",)),
         Route("PUT", f"{NAMESPACE}/actions/{{name}}", actions.put_action,
-              "Create or update an action of kind lora", query=("overwrite", "backbone"),
-              body="exec {kind: lora, binary: true, code: base64 zip}, parameters, "
-                   "annotations, limits (or, as application/zip, the zip itself, with "
-                   "?backbone=)", schema="Action",
+              "Create or update an action of kind lora, or a sequence",
+              query=("overwrite", "backbone"),
+              body="exec {kind: lora, binary: true, code: base64 zip} or {kind: sequence, "
+                   "components: [\"/namespace/action\", ...]}, parameters, annotations, "
+                   "limits (or, as application/zip, the zip itself, with ?backbone=)",
+              schema="Action",
               statuses=(200, 409, 413, 429), tags=("actions",)),
         Route("GET", f"{NAMESPACE}/actions/{{name}}", actions.get_action, "Get an action",
               query=("code",), tags=("actions",)),
@@ -93,6 +96,7 @@ def api_routes() -> list[Route]:
         *trigger_routes(),
         *rule_routes(),
         *usage_routes(),
+        *web_routes(),
         *openai_routes(),
         Route("GET", "/metrics", metrics.prometheus_metrics,
               "The invoker's metrics in Prometheus text format 0.0.4: queue length, batches "
@@ -150,6 +154,22 @@ def rule_routes() -> list[Route]:
         Route("POST", path, rules.set_rule_status, "Enable or disable a rule",
               body="status: active or inactive", schema="RuleStatus", tags=("rules",)),
     ]
+
+WEB_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+
+
+def web_routes() -> list[Route]:
+    """Web actions (`web-export: true`), one route per method OpenWhisk serves them by; no
+    key unless the action's `require-whisk-auth` asks (the action's own result shapes the
+    answer: these statuses are the platform's)."""
+    return [Route(method, "/api/v1/web/{namespace}/{package}/{action:.+}", web.web_action,
+                  "A web action: `action` is its name, an extension (.json, .http, .text, "
+                  ".html, .svg; none: .http) and optionally a path projecting the result "
+                  "(`hello.json/response/name`); `package` is `default` for none",
+                  body="the action's parameters: a JSON object or form fields (over the "
+                       "query's); any other body reaches it as `__ow_body`",
+                  schema="WebArguments", statuses=(200, 202, 204), tags=("web",))
+            for method in WEB_METHODS]
 
 
 def usage_routes() -> list[Route]:

@@ -55,6 +55,10 @@ PATH: dict[str, Schema] = {
              "pattern": r"^(?:\w|\w[\w@ .-]*[\w@.-])$"},
     "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
     "feed": {"type": "string", "enum": ["alarm", "interval"]},
+    "package": {"type": "string", "description": "the web action's package: `default` for "
+                                                "none (packages are not served yet)"},
+    "action": {"type": "string", "description": "the web action's name and extension, and "
+                                               "optionally a projection path after it"},
 }
 
 _KEY_VALUES: Schema = {"type": "array", "items": {
@@ -146,6 +150,10 @@ BODIES: dict[str, Schema] = {
                    "anyOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
                    "properties": {"prompt": {"type": "string"}, "messages": _MESSAGES,
                                   **_SAMPLING}},
+    "WebArguments": {"type": "object", "description": "Each field is a parameter of the web "
+                     "action (an `__ow_` field, or a protected one, is refused)",
+                     "properties": {"name": {"type": "string",
+                                             "description": "an example parameter"}}},
     "Completion": {"type": "object", "required": ["model", "prompt"],
                    "additionalProperties": False, "properties": {
                        "model": {"type": "string",

@@ -52,6 +52,7 @@ class ActivationRequest:
     parameters: dict[str, Any]
     limits: dict[str, Any]
     received_at: float  # epoch seconds when the controller accepted it
+    cause: str | None = None  # the sequence activation it runs in, if any
 
 
 @dataclass(frozen=True)

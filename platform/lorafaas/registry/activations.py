@@ -21,12 +21,15 @@ def activation_json(row: Activation) -> dict[str, Any]:
         "subject": row.subject,
         "start": row.start_ms,
         "end": row.end_ms,
-        "duration": row.end_ms - row.start_ms,
+        "duration": row.duration_ms if row.duration_ms is not None else
+        row.end_ms - row.start_ms,
         "statusCode": row.status_code,
         "response": row.response,
         "logs": row.logs,
         "annotations": row.annotations,
         "publish": False,
+        # OpenWhisk's: a sequence's component names the sequence activation it ran in.
+        **({"cause": row.cause} if row.cause is not None else {}),
     }
 
 

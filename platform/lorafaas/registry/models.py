@@ -72,7 +72,9 @@ class Action(Base):
     name: Mapped[str] = mapped_column(String(256))
     version: Mapped[str] = mapped_column(String(32))
     exec_kind: Mapped[str] = mapped_column(String(32))
-    artifact_digest: Mapped[str] = mapped_column(ForeignKey("artifacts.digest"))
+    # None for a sequence, which holds no code (its `components` instead).
+    artifact_digest: Mapped[str | None] = mapped_column(ForeignKey("artifacts.digest"))
+    components: Mapped[list[Any] | None] = mapped_column(JSON)  # a sequence's, fully qualified
     parameters: Mapped[list[Any]] = mapped_column(JSON)
     annotations: Mapped[list[Any]] = mapped_column(JSON)
     limits: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -91,7 +93,7 @@ class ActionVersion(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # grows: newest is the largest
     action_id: Mapped[int] = mapped_column(ForeignKey("actions.id", ondelete="CASCADE"))
     version: Mapped[str] = mapped_column(String(32))
-    artifact_digest: Mapped[str] = mapped_column(ForeignKey("artifacts.digest"))
+    artifact_digest: Mapped[str | None] = mapped_column(ForeignKey("artifacts.digest"))
     exec_kind: Mapped[str] = mapped_column(String(32))
     created_ms: Mapped[int] = mapped_column(BigInteger)
 
@@ -126,6 +128,9 @@ class Activation(Base):
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
     logs: Mapped[list[Any]] = mapped_column(JSON)
     annotations: Mapped[list[Any]] = mapped_column(JSON)
+    cause: Mapped[str | None] = mapped_column(String(32))  # the sequence activation it ran in
+    # A sequence's: the sum of its components' durations (None: end - start).
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class UsageRecord(Base):

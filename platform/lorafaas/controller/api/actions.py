@@ -24,15 +24,17 @@ from lorafaas.controller.appkeys import (
     settings_key,
 )
 from lorafaas.controller.auth import namespace_and_action, namespace_of
-from lorafaas.controller.function_refs import function_ref
+from lorafaas.controller.function_refs import code_digest, function_ref
 from lorafaas.controller.protocol import (
     LORA_KIND,
-    ActionBody,
+    SEQUENCE_KIND,
+    LimitRange,
     action_json,
     action_version_json,
     limit_ranges,
     parse_action_body,
 )
+from lorafaas.controller.sequence_actions import is_sequence_body, parse_sequence_body
 from lorafaas.controller.uploads import (
     BODY_NAME,
     UploadsBusy,
@@ -62,19 +64,29 @@ async def put_action(request: web.Request) -> web.Response:
     name, overwrite = entity_name(request), flag(request, "overwrite")
     try:
         with service.uploads.slot(), service.store.staging() as folder:
-            body = await _received_body(request, folder)
-            action = await service.put(identity, name, body, overwrite)
+            fields = await _received_fields(request, folder)
+            if is_sequence_body(fields):  # no code: its components (sequence_actions)
+                action = await service.put_sequence(identity, name, parse_sequence_body(
+                    fields, identity.namespace, _ranges(request)), overwrite)
+            else:
+                action = await service.put(identity, name,
+                                           parse_action_body(fields, _ranges(request)),
+                                           overwrite)
     except UploadsBusy as error:
         return busy_response(request, error)
     await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
     return web.json_response(action_json(action, identity.namespace, None))
 
 
-async def _received_body(request: web.Request, folder: Path) -> ActionBody:
+def _ranges(request: web.Request) -> dict[str, LimitRange]:
+    settings = request.app[settings_key]
+    return limit_ranges(settings.action_timeout_ms, settings.container_memory_mb,
+                        settings.slo_ttft_ms)
+
+
+async def _received_fields(request: web.Request, folder: Path) -> dict[str, Any]:
     # The body goes to a file in the upload's staging folder, never whole into memory.
     settings = request.app[settings_key]
-    ranges = limit_ranges(settings.action_timeout_ms, settings.container_memory_mb,
-                          settings.slo_ttft_ms)
     zip_path = folder / UPLOAD_NAME
     if is_zip_upload(request):
         await receive_body(request, zip_path, settings.max_adapter_bytes)
@@ -87,7 +99,7 @@ async def _received_body(request: web.Request, folder: Path) -> ActionBody:
         fields = await asyncio.to_thread(decode_action_body, folder / BODY_NAME, zip_path,
                                          settings.max_adapter_bytes)
         (folder / BODY_NAME).unlink()
-    return parse_action_body(fields, ranges)
+    return fields
 
 
 async def get_action(request: web.Request) -> web.Response:
@@ -96,17 +108,19 @@ async def get_action(request: web.Request) -> web.Response:
     identity = await namespace_of(request)
     name, with_code = entity_name(request), flag(request, "code", default=True)
     action = await request.app[actions_key].get(identity, name)
+    if action.exec_kind == SEQUENCE_KIND:  # no code, no containers of its own
+        return web.json_response(action_json(action, identity.namespace, None))
     code = None
     if with_code:
-        code = request.app[actions_key].store.zip_path(action.artifact_digest).read_bytes()
+        code = request.app[actions_key].store.zip_path(code_digest(action)).read_bytes()
     body = action_json(action, identity.namespace, code)
     view = request.app[invoker_key].describe_function(function_ref(
-        identity.namespace, action, request.app[actions_key].store.folder(action.artifact_digest)))
+        identity.namespace, action, request.app[actions_key].store.folder(code_digest(action))))
     body["instances"] = view.instances
     body["keepAlive"] = view.keep_alive
     async with request.app[sessions_key]() as session:
         profiles = await function_profiles(session, identity.namespace, action.name,
-                                           action.artifact_digest)
+                                           code_digest(action))
     body["artifactProfiles"] = [profile_json(row) for row in profiles]
     body["prefillModel"] = view.prefill_model
     return web.json_response(body)
