@@ -105,8 +105,8 @@ def decode_action_body(body_path: Path, zip_path: Path, max_bytes: int) -> dict[
     code = exec_field.get("code") if isinstance(exec_field, dict) else None
     if set(spills) - {code}:
         raise PayloadTooLarge(f"only exec.code may be a string over {SPILL_AT} bytes")
-    if isinstance(exec_field, dict) and exec_field.get("binary") is True and \
-            isinstance(code, str):
+    # As OpenWhisk: code that is base64 is binary, whatever the body says of `binary`.
+    if isinstance(exec_field, dict) and isinstance(code, str):
         if code in spills:
             decode_base64_file(spills[code], zip_path, max_bytes)
             spills[code].unlink()

@@ -30,6 +30,7 @@ from lorafaas.controller.protocol import (
     ActionBody,
     action_json,
     action_version_json,
+    check_invoke_parameters,
     limit_ranges,
     parse_action_body,
 )
@@ -67,7 +68,9 @@ async def put_action(request: web.Request) -> web.Response:
     except UploadsBusy as error:
         return busy_response(request, error)
     await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
-    return web.json_response(action_json(action, identity.namespace, None))
+    # As OpenWhisk: the stored entity, its code included (the zip's base64, binary).
+    code = await asyncio.to_thread(service.store.zip_path(action.artifact_digest).read_bytes)
+    return web.json_response(action_json(action, identity.namespace, code))
 
 
 async def _received_body(request: web.Request, folder: Path) -> ActionBody:
@@ -79,9 +82,9 @@ async def _received_body(request: web.Request, folder: Path) -> ActionBody:
     if is_zip_upload(request):
         await receive_body(request, zip_path, settings.max_adapter_bytes)
         backbone = request.query.get("backbone")
-        annotations = [] if backbone is None else [{"key": "backbone", "value": backbone}]
-        fields: dict[str, Any] = {"exec": {"kind": LORA_KIND, "binary": True, "code": zip_path},
-                                  "annotations": annotations}
+        fields: dict[str, Any] = {"exec": {"kind": LORA_KIND, "code": zip_path}}
+        if backbone is not None:
+            fields["annotations"] = [{"key": "backbone", "value": backbone}]
     else:
         await receive_body(request, folder / BODY_NAME, body_limit(settings.max_adapter_bytes))
         fields = await asyncio.to_thread(decode_action_body, folder / BODY_NAME, zip_path,
@@ -113,10 +116,13 @@ async def get_action(request: web.Request) -> web.Response:
 
 
 async def list_actions(request: web.Request) -> web.Response:
-    """The namespace's actions, without code."""
+    """The namespace's actions, without code; `{"actions": N}` with ?count=true."""
     identity = await namespace_of(request)
     limit, skip = paging(request)
     async with request.app[sessions_key]() as session:
+        if flag(request, "count"):
+            count = await action_rows.count_actions(session, identity.namespace_id, skip)
+            return web.json_response({"actions": count})
         rows = await action_rows.list_actions(session, identity.namespace_id, limit, skip)
     return web.json_response([action_json(row, identity.namespace, None) for row in rows])
 
@@ -149,6 +155,7 @@ async def invoke_action(request: web.Request) -> web.Response:
     parameters = json_object(await read_json(request), "the parameters")
     if action is None:
         raise NotFound("The requested resource does not exist.")
+    check_invoke_parameters(action.parameters, action.annotations, parameters)
     service = request.app[invocations_key]
     # Non-blocking: durable (its pending row written) before the 202 answers.
     invocation = await service.start(identity, action, parameters, durable=not blocking)
@@ -167,8 +174,8 @@ async def invoke_action(request: web.Request) -> web.Response:
 
 def _blocking_response(row: Activation, result_only: bool,
                        headers: dict[str, str]) -> web.Response:
+    # OpenWhisk's statuses: an application error and a developer error (a time-out
+    # included, the record in the body) are 502, a platform error 500.
     status = {0: 200, 1: 502, 2: 502}.get(row.status_code, 500)
-    if any(a["key"] == "timeout" and a["value"] for a in row.annotations):
-        status = 408  # the action exceeded its own time limit
     body = row.response["result"] if result_only else activation_json(row)
     return web.json_response(body, status=status, headers=headers)
