@@ -36,6 +36,7 @@ from lorafaas.controller.context_length import ContextCheck
 from lorafaas.controller.invocations import InvocationService
 from lorafaas.controller.login_throttle import LoginThrottle
 from lorafaas.controller.middleware import (
+    add_cors_headers,
     cors_middleware,
     error_middleware,
     error_renderers_key,
@@ -75,6 +76,7 @@ def create_app(settings: Settings, backend_factory: BackendFactory = docker_back
                                        openai_error_middleware],
                           client_max_size=settings.max_adapter_bytes * 4 // 3 + 65536)
     app[settings_key] = settings
+    app.on_response_prepare.append(add_cors_headers)
     app[served_backbones_key] = {}
     app[backbone_health_key] = BackboneHealth()
     app.cleanup_ctx.append(run_ownership(settings))  # first: reclaims what a dead run left

@@ -163,15 +163,21 @@ _WEB_ACTIONS = "/api/v1/web/"
 
 @web.middleware
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """OpenWhisk's CORS headers on every answer under /api, and 200 to an OPTIONS that no
-    route takes (a browser's preflight)."""
-    path = request.path
-    if not path.startswith("/api/") and path != "/api" or path.startswith(_WEB_ACTIONS):
-        return await handler(request)
-    if request.method == "OPTIONS" and request.match_info.http_exception is not None:
-        return web.Response(status=200, headers=CORS_HEADERS)
-    response = await handler(request)
-    if not response.prepared:
+    """200 to an OPTIONS under /api that no route takes (a browser's preflight), as
+    OpenWhisk answers it; its CORS headers come with `add_cors_headers`."""
+    if request.method == "OPTIONS" and _under_rest_api(request.path) and \
+            request.match_info.http_exception is not None:
+        return web.Response(status=200)
+    return await handler(request)
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """OpenWhisk's CORS headers on every answer under /api (an `on_response_prepare`
+    signal, so that streamed answers and errors get them too)."""
+    if _under_rest_api(request.path):
         for name, value in CORS_HEADERS.items():
             response.headers.setdefault(name, value)
-    return response
+
+
+def _under_rest_api(path: str) -> bool:
+    return (path == "/api" or path.startswith("/api/")) and not path.startswith(_WEB_ACTIONS)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +56,10 @@ from lorafaas.registry.profiles import function_profiles, profile_json
 ACTIVATION_HEADER = "x-openwhisk-activation-id"
 DEFAULT_BLOCKING_WAIT_MS = 60_000  # OpenWhisk answers 202 when a blocking invoke takes longer
 MAX_BLOCKING_WAIT_MS = 600_000
+CODE_CHUNK = 3 << 16  # bytes of zip per base64 chunk (a multiple of 3: no padding inside)
 
 
-async def put_action(request: web.Request) -> web.Response:
+async def put_action(request: web.Request) -> web.StreamResponse:
     """Create (or with ?overwrite=true update) an action from an adapter zip: JSON with its
     base64 in exec.code, or the zip itself as an application/zip body."""
     identity = await namespace_of(request)
@@ -69,8 +73,30 @@ async def put_action(request: web.Request) -> web.Response:
         return busy_response(request, error)
     await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
     # As OpenWhisk: the stored entity, its code included (the zip's base64, binary).
-    code = await asyncio.to_thread(service.store.zip_path(action.artifact_digest).read_bytes)
-    return web.json_response(action_json(action, identity.namespace, code))
+    return await action_response(request, action_json(action, identity.namespace, None),
+                                 service.store.zip_path(action.artifact_digest))
+
+
+async def action_response(request: web.Request, body: dict[str, Any],
+                          zip_path: Path | None) -> web.StreamResponse:
+    """The action's JSON; with `zip_path`, its base64 in `exec.code`, encoded and sent in
+    chunks, so that memory does not grow with the adapter's size."""
+    if zip_path is None:
+        return web.json_response(body)
+    marker = f"code-{uuid.uuid4().hex}"
+    body["exec"]["code"] = marker
+    head, tail = (part.encode() for part in json.dumps(body).split(f'"{marker}"', 1))
+    size = zip_path.stat().st_size
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = len(head) + len(tail) + 2 + 4 * -(-size // 3)
+    await response.prepare(request)
+    await response.write(head + b'"')
+    with zip_path.open("rb") as source:
+        while chunk := await asyncio.to_thread(source.read, CODE_CHUNK):
+            await response.write(base64.b64encode(chunk))
+    await response.write(b'"' + tail)
+    await response.write_eof()
+    return response
 
 
 async def _received_body(request: web.Request, folder: Path) -> ActionBody:
@@ -93,16 +119,13 @@ async def _received_body(request: web.Request, folder: Path) -> ActionBody:
     return parse_action_body(fields, ranges)
 
 
-async def get_action(request: web.Request) -> web.Response:
+async def get_action(request: web.Request) -> web.StreamResponse:
     """One action with its containers, keep-alive policy, measured artifact profiles and
     the prefill model its batches are sized by; the zip is left out with ?code=false."""
     identity = await namespace_of(request)
     name, with_code = entity_name(request), flag(request, "code", default=True)
     action = await request.app[actions_key].get(identity, name)
-    code = None
-    if with_code:
-        code = request.app[actions_key].store.zip_path(action.artifact_digest).read_bytes()
-    body = action_json(action, identity.namespace, code)
+    body = action_json(action, identity.namespace, None)
     view = request.app[invoker_key].describe_function(function_ref(
         identity.namespace, action, request.app[actions_key].store.folder(action.artifact_digest)))
     body["instances"] = view.instances
@@ -112,7 +135,8 @@ async def get_action(request: web.Request) -> web.Response:
                                            action.artifact_digest)
     body["artifactProfiles"] = [profile_json(row) for row in profiles]
     body["prefillModel"] = view.prefill_model
-    return web.json_response(body)
+    zip_path = request.app[actions_key].store.zip_path(action.artifact_digest)
+    return await action_response(request, body, zip_path if with_code else None)
 
 
 async def list_actions(request: web.Request) -> web.Response:
