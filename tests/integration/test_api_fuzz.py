@@ -165,8 +165,12 @@ class Fuzzer:
         return biased(valid, fuzz)
 
     def _with_zip(self, body: Any) -> Any:
-        if isinstance(body, dict) and isinstance(body.get("exec"), dict):
-            body["exec"]["code"] = self.zip_b64  # the fuzzer cannot make an adapter
+        # The fuzzer cannot make an adapter; and an update may leave `exec` out, a create
+        # may not: most bodies carry it, so that creates are among the 2xx.
+        if isinstance(body, dict):
+            exec_field = body.setdefault("exec", {"kind": "lora"})
+            if isinstance(exec_field, dict):
+                exec_field["code"] = self.zip_b64
         return body
 
 

@@ -20,10 +20,14 @@ from lorafaas.controller.api import (
     usage,
     web,
 )
+from lorafaas.controller.appkeys import settings_key
+from lorafaas.controller.protocol import LORA_KIND, limit_ranges
 
 Handler = Callable[[aiohttp_web.Request], Awaitable[aiohttp_web.StreamResponse]]
 NAMESPACE = "/api/v1/namespaces/{namespace}"
 ERRORS = (400, 401, 403, 404, 405, 429, 500)
+MB = 1024 * 1024
+SEQUENCE_LENGTH = 50  # OpenWhisk's default actionSequenceLimit
 
 
 @dataclass(frozen=True)
@@ -43,12 +47,34 @@ class Route:
 
 
 async def api_info(request: aiohttp_web.Request) -> aiohttp_web.Response:
-    """What this API is (as OpenWhisk's `GET /api/v1`)."""
+    """What this API is: OpenWhisk's `GET /api/v1` fields with those of its `GET /`
+    (support, api_paths, limits, runtimes)."""
     from lorafaas import __version__
 
-    return aiohttp_web.json_response({"description": "LoRAFaaS: OpenWhisk-compatible API for LoRA "
-                                             "functions", "api_version": "1.0.0",
-                              "build": __version__})
+    settings = request.app[settings_key]
+    ranges = limit_ranges(settings.action_timeout_ms, settings.container_memory_mb,
+                          settings.slo_ttft_ms)
+    return aiohttp_web.json_response({
+        "description": "LoRAFaaS: OpenWhisk-compatible API for LoRA functions",
+        "api_version": "1.0.0", "api_version_path": "v1", "build": __version__,
+        "buildno": __version__,
+        "swagger_paths": {"ui": "/console", "api-docs": "/api/v1/openapi.json"},
+        "support": {"github": "https://github.com/apache/openwhisk/issues"},
+        "api_paths": ["/api/v1"],
+        "limits": {
+            "actions_per_minute": settings.invocations_per_minute,
+            "triggers_per_minute": settings.invocations_per_minute,
+            "concurrent_actions": settings.concurrent_invocations,
+            "sequence_length": SEQUENCE_LENGTH,
+            "min_action_duration": ranges["timeout"].low,
+            "max_action_duration": ranges["timeout"].high,
+            "min_action_memory": ranges["memory"].low * MB,
+            "max_action_memory": ranges["memory"].high * MB,
+            "min_action_logs": ranges["logs"].low * MB,
+            "max_action_logs": ranges["logs"].high * MB},
+        "runtimes": {"lora": [{"kind": LORA_KIND, "default": True, "deprecated": False,
+                               "attached": {"attachmentName": "codefile",
+                                            "attachmentType": "application/zip"}}]}})
 
 
 def api_routes() -> list[Route]:
@@ -63,13 +89,13 @@ def api_routes() -> list[Route]:
               "The backbones this deployment serves, the default first (an action's "
               "`backbone` annotation names one)", tags=("backbones",), response="Backbones"),
         Route("GET", f"{NAMESPACE}/actions", actions.list_actions, "List actions",
-              query=("limit", "skip"), tags=("actions",)),
+              query=("limit", "skip", "count"), tags=("actions",)),
         Route("PUT", f"{NAMESPACE}/actions/{{name}}", actions.put_action,
-              "Create or update an action of kind lora, or a sequence",
-              query=("overwrite", "backbone"),
-              body="exec {kind: lora, binary: true, code: base64 zip} or {kind: sequence, "
-                   "components: [\"/namespace/action\", ...]}, parameters, annotations, "
-                   "limits (or, as application/zip, the zip itself, with ?backbone=)",
+              "Create or update an action of kind lora, or a sequence (an update merges, "
+              "as OpenWhisk's)", query=("overwrite", "backbone"),
+              body="exec {kind: lora, code: base64 zip} or {kind: sequence, components: "
+                   "[\"/namespace/action\", ...]}, parameters, annotations, limits, publish "
+                   "(or, as application/zip, the zip itself, with ?backbone=)",
               schema="Action",
               statuses=(200, 409, 413, 429), tags=("actions",)),
         Route("GET", f"{NAMESPACE}/actions/{{name}}", actions.get_action, "Get an action",
@@ -82,9 +108,10 @@ def api_routes() -> list[Route]:
         Route("POST", f"{NAMESPACE}/actions/{{name}}", actions.invoke_action, "Invoke an action",
               query=("blocking", "result", "timeout"), body="the invocation's parameters",
               schema="Invocation",
-              statuses=(200, 202, 408, 429, 502), tags=("actions",)),
+              statuses=(200, 202, 429, 502), tags=("actions",)),
         Route("GET", f"{NAMESPACE}/activations", activations.list_activation_records,
-              "List activations", query=("name", "limit", "skip", "since", "upto", "docs"),
+              "List activations",
+              query=("name", "limit", "skip", "since", "upto", "docs", "count"),
               tags=("activations",)),
         Route("GET", f"{NAMESPACE}/activations/{{id}}", activations.get_activation_record,
               "Get an activation record", tags=("activations",)),

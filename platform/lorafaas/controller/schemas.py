@@ -33,8 +33,9 @@ QUERY: dict[str, Schema] = {
     "upto": _EPOCH_MS,
     "name": {"type": "string", "description": "only the activations of this action"},
     "docs": _BOOLEAN,
+    "count": {**_BOOLEAN, "description": "only how many: {\"actions\": N}, "
+                                         "{\"activations\": N}, ... (not with docs)"},
     "overwrite": _BOOLEAN,
-    "count": {"type": "boolean", "description": "only how many there are"},
     "code": _BOOLEAN,
     "blocking": _BOOLEAN,
     "result": _BOOLEAN,
@@ -136,10 +137,14 @@ BODIES: dict[str, Schema] = {
                            "stopDate": {"type": "string", "format": "date-time"}}},
     "RuleStatus": {"type": "object", "required": ["status"], "properties": {
         "status": {"type": "string", "enum": ["active", "inactive"]}}},
-    "Action": {"type": "object", "required": ["exec"], "properties": {
-        "exec": {"type": "object", "required": ["kind", "binary", "code"], "properties": {
-            "kind": {"type": "string", "enum": [LORA_KIND]},
-            "binary": {"type": "boolean", "enum": [True]},
+    "Action": {"type": "object", "description": "`exec` is required to create; an update "
+               "(?overwrite=true) keeps each field it leaves out, and each limit it does not "
+               "name, as OpenWhisk merges", "properties": {
+        "exec": {"type": "object", "required": ["kind", "code"], "properties": {
+            "kind": {"type": "string", "enum": [LORA_KIND],
+                     "description": "read trimmed and in any case"},
+            "binary": {"type": "boolean",
+                       "description": "ignored, as by OpenWhisk: base64 code is binary"},
             "code": {"type": "string", "format": "byte",
                      "description": "base64 of a zip: adapter_config.json, "
                                     "adapter_model.safetensors, optionally __main__.py"}}},

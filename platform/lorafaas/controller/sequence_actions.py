@@ -55,9 +55,12 @@ def parse_component(text: Any, namespace: str) -> Component:
 
 
 def is_sequence_body(fields: Any) -> bool:
-    """Whether a PUT body creates a sequence (its `exec.kind` is `sequence`)."""
-    return isinstance(fields, dict) and isinstance(fields.get("exec"), dict) and \
-        fields["exec"].get("kind") == SEQUENCE_KIND
+    """Whether a PUT body creates a sequence (its `exec.kind` is `sequence`, read trimmed and
+    in any case as every kind)."""
+    if not (isinstance(fields, dict) and isinstance(fields.get("exec"), dict)):
+        return False
+    kind = fields["exec"].get("kind")
+    return isinstance(kind, str) and kind.strip().lower() == SEQUENCE_KIND
 
 
 @dataclass(frozen=True)

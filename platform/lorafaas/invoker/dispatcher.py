@@ -121,6 +121,8 @@ class Ticket:
         self.future: asyncio.Future[Served] = asyncio.get_running_loop().create_future()
         self.abandoned = False  # its caller stopped waiting (timeout)
         self.batch: RunningBatch | None = None  # set when its batch closes
+        # Set once its container is ready: the action's time limit runs from then on.
+        self.started = asyncio.Event()
 
     def deliver(self, served: Served) -> None:
         """Hand the outcome to the caller, unless it stopped waiting."""
@@ -163,6 +165,8 @@ class RunningBatch:
     def container_ready(self, lease: Lease, at: float) -> None:
         """The container is ready (`at`, epoch s): the batch runs now."""
         self.lease, self.ready_at, self.holds_slot = lease, at, True
+        for ticket in self.tickets:
+            ticket.started.set()
         self._on_change()
 
     @property
@@ -204,6 +208,7 @@ class ContinuousSession(RunningBatch):
         self.tickets.append(ticket)
         if self.ready_at is not None:
             self.late.add(ticket)
+            ticket.started.set()
         self.live += 1
         self.to_send.put_nowait(ticket)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lorafaas.errors import Conflict, NotFound
@@ -118,3 +118,10 @@ async def list_actions(session: AsyncSession, namespace_id: int, limit: int,
     query = (select(Action).where(Action.namespace_id == namespace_id)
              .order_by(Action.updated_ms.desc(), Action.name).limit(limit).offset(skip))
     return list(await session.scalars(query))
+
+
+async def count_actions(session: AsyncSession, namespace_id: int, skip: int) -> int:
+    """How many actions `list_actions` would list past `skip`, without a limit."""
+    total = await session.scalar(select(func.count()).select_from(Action)
+                                 .where(Action.namespace_id == namespace_id))
+    return max(0, int(total or 0) - skip)

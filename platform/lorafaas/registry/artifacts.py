@@ -136,6 +136,13 @@ async def add_reference(session: AsyncSession, stored: StoredAdapter) -> None:
         index_elements=[Artifact.digest], set_={"ref_count": Artifact.ref_count + 1}))
 
 
+async def keep_reference(session: AsyncSession, digest: str) -> None:
+    """Count one more version using a stored artifact (an update that keeps its adapter);
+    its row exists, since the version it is taken from references it, and is locked."""
+    await session.execute(update(Artifact).where(Artifact.digest == digest)
+                          .values(ref_count=Artifact.ref_count + 1))
+
+
 def _artifact_insert(session: AsyncSession) -> postgresql.Insert | sqlite.Insert:
     # The registry's two backends spell INSERT ... ON CONFLICT alike, in their own dialects.
     if session.get_bind().dialect.name == "postgresql":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ from lorafaas.controller.protocol import (
     LimitRange,
     action_json,
     action_version_json,
+    check_invoke_parameters,
     limit_ranges,
     parse_action_body,
 )
@@ -54,9 +58,10 @@ from lorafaas.registry.profiles import function_profiles, profile_json
 ACTIVATION_HEADER = "x-openwhisk-activation-id"
 DEFAULT_BLOCKING_WAIT_MS = 60_000  # OpenWhisk answers 202 when a blocking invoke takes longer
 MAX_BLOCKING_WAIT_MS = 600_000
+CODE_CHUNK = 3 << 16  # bytes of zip per base64 chunk (a multiple of 3: no padding inside)
 
 
-async def put_action(request: web.Request) -> web.Response:
+async def put_action(request: web.Request) -> web.StreamResponse:
     """Create (or with ?overwrite=true update) an action from an adapter zip: JSON with its
     base64 in exec.code, or the zip itself as an application/zip body."""
     identity = await namespace_of(request)
@@ -75,7 +80,32 @@ async def put_action(request: web.Request) -> web.Response:
     except UploadsBusy as error:
         return busy_response(request, error)
     await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
-    return web.json_response(action_json(action, identity.namespace, None))
+    # As OpenWhisk: the stored entity, its code included (the zip's base64, binary).
+    digest = action.artifact_digest  # a sequence has none
+    code = None if digest is None else service.store.zip_path(digest)
+    return await action_response(request, action_json(action, identity.namespace, None), code)
+
+
+async def action_response(request: web.Request, body: dict[str, Any],
+                          zip_path: Path | None) -> web.StreamResponse:
+    """The action's JSON; with `zip_path`, its base64 in `exec.code`, encoded and sent in
+    chunks, so that memory does not grow with the adapter's size."""
+    if zip_path is None:
+        return web.json_response(body)
+    marker = f"code-{uuid.uuid4().hex}"
+    body["exec"]["code"] = marker
+    head, tail = (part.encode() for part in json.dumps(body).split(f'"{marker}"', 1))
+    size = zip_path.stat().st_size
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = len(head) + len(tail) + 2 + 4 * -(-size // 3)
+    await response.prepare(request)
+    await response.write(head + b'"')
+    with zip_path.open("rb") as source:
+        while chunk := await asyncio.to_thread(source.read, CODE_CHUNK):
+            await response.write(base64.b64encode(chunk))
+    await response.write(b'"' + tail)
+    await response.write_eof()
+    return response
 
 
 def _ranges(request: web.Request) -> dict[str, LimitRange]:
@@ -91,9 +121,9 @@ async def _received_fields(request: web.Request, folder: Path) -> dict[str, Any]
     if is_zip_upload(request):
         await receive_body(request, zip_path, settings.max_adapter_bytes)
         backbone = request.query.get("backbone")
-        annotations = [] if backbone is None else [{"key": "backbone", "value": backbone}]
-        fields: dict[str, Any] = {"exec": {"kind": LORA_KIND, "binary": True, "code": zip_path},
-                                  "annotations": annotations}
+        fields: dict[str, Any] = {"exec": {"kind": LORA_KIND, "code": zip_path}}
+        if backbone is not None:
+            fields["annotations"] = [{"key": "backbone", "value": backbone}]
     else:
         await receive_body(request, folder / BODY_NAME, body_limit(settings.max_adapter_bytes))
         fields = await asyncio.to_thread(decode_action_body, folder / BODY_NAME, zip_path,
@@ -102,7 +132,7 @@ async def _received_fields(request: web.Request, folder: Path) -> dict[str, Any]
     return fields
 
 
-async def get_action(request: web.Request) -> web.Response:
+async def get_action(request: web.Request) -> web.StreamResponse:
     """One action with its containers, keep-alive policy, measured artifact profiles and
     the prefill model its batches are sized by; the zip is left out with ?code=false."""
     identity = await namespace_of(request)
@@ -110,10 +140,7 @@ async def get_action(request: web.Request) -> web.Response:
     action = await request.app[actions_key].get(identity, name)
     if action.exec_kind == SEQUENCE_KIND:  # no code, no containers of its own
         return web.json_response(action_json(action, identity.namespace, None))
-    code = None
-    if with_code:
-        code = request.app[actions_key].store.zip_path(code_digest(action)).read_bytes()
-    body = action_json(action, identity.namespace, code)
+    body = action_json(action, identity.namespace, None)
     view = request.app[invoker_key].describe_function(function_ref(
         identity.namespace, action, request.app[actions_key].store.folder(code_digest(action))))
     body["instances"] = view.instances
@@ -123,14 +150,18 @@ async def get_action(request: web.Request) -> web.Response:
                                            code_digest(action))
     body["artifactProfiles"] = [profile_json(row) for row in profiles]
     body["prefillModel"] = view.prefill_model
-    return web.json_response(body)
+    zip_path = request.app[actions_key].store.zip_path(code_digest(action))
+    return await action_response(request, body, zip_path if with_code else None)
 
 
 async def list_actions(request: web.Request) -> web.Response:
-    """The namespace's actions, without code."""
+    """The namespace's actions, without code; `{"actions": N}` with ?count=true."""
     identity = await namespace_of(request)
     limit, skip = paging(request)
     async with request.app[sessions_key]() as session:
+        if flag(request, "count"):
+            count = await action_rows.count_actions(session, identity.namespace_id, skip)
+            return web.json_response({"actions": count})
         rows = await action_rows.list_actions(session, identity.namespace_id, limit, skip)
     return web.json_response([action_json(row, identity.namespace, None) for row in rows])
 
@@ -163,6 +194,7 @@ async def invoke_action(request: web.Request) -> web.Response:
     parameters = json_object(await read_json(request), "the parameters")
     if action is None:
         raise NotFound("The requested resource does not exist.")
+    check_invoke_parameters(action.parameters, action.annotations, parameters)
     service = request.app[invocations_key]
     # Non-blocking: durable (its pending row written) before the 202 answers.
     invocation = await service.start(identity, action, parameters, durable=not blocking)
@@ -181,8 +213,8 @@ async def invoke_action(request: web.Request) -> web.Response:
 
 def _blocking_response(row: Activation, result_only: bool,
                        headers: dict[str, str]) -> web.Response:
+    # OpenWhisk's statuses: an application error and a developer error (a time-out
+    # included, the record in the body) are 502, a platform error 500.
     status = {0: 200, 1: 502, 2: 502}.get(row.status_code, 500)
-    if any(a["key"] == "timeout" and a["value"] for a in row.annotations):
-        status = 408  # the action exceeded its own time limit
     body = row.response["result"] if result_only else activation_json(row)
     return web.json_response(body, status=status, headers=headers)
