@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,10 +25,12 @@ from lorafaas.invoking.client import InvokerClient
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.artifacts import (
     ArtifactStore,
+    StoredAdapter,
     add_reference,
     claim_unreferenced,
     drop_reference,
 )
+from lorafaas.registry.code_artifacts import CodeExec, StoredCode, stage_code
 from lorafaas.registry.models import Action, ActionVersion, Namespace
 from lorafaas.registry.namespaces import Identity
 
@@ -50,13 +53,21 @@ class ActionService:
 
     async def put(self, identity: Identity, name: str, body: ActionBody,
                   overwrite: bool) -> Action:
-        """Validate the staged adapter zip (`body.code`), then create or update the action."""
-        backbone = self.backbones.get(body.annotation("backbone"))
-        stored = await asyncio.to_thread(self.store.stage, body.code, backbone.linear_shapes,
-                                         self.max_adapter_bytes)
-        annotations = _with_annotations(body.annotations, {
-            "backbone": backbone.name, "adapter": stored.summary.as_dict(), "exec": LORA_KIND})
-        spec = action_rows.ActionSpec(LORA_KIND, stored.digest, body.parameters, annotations,
+        """Validate the staged adapter zip (`body.code`), or stage a code action's code,
+        then create or update the action."""
+        stored: StoredAdapter | StoredCode
+        if body.kind == LORA_KIND:
+            assert isinstance(body.code, Path)
+            backbone = self.backbones.get(body.annotation("backbone"))
+            stored = await asyncio.to_thread(self.store.stage, body.code,
+                                             backbone.linear_shapes, self.max_adapter_bytes)
+            system = {"backbone": backbone.name, "adapter": stored.summary.as_dict(),
+                      "exec": LORA_KIND}
+        else:
+            stored = await asyncio.to_thread(self._stage_code, body)
+            system = {"exec": body.kind}
+        annotations = _with_annotations(body.annotations, system)
+        spec = action_rows.ActionSpec(body.kind, stored.digest, body.parameters, annotations,
                                       dict(body.limits), body.publish)
         try:
             async with self.sessions() as session, session.begin():
@@ -72,10 +83,18 @@ class ActionService:
             await self._collect({stored.digest})
             raise
         await self._collect(orphaned)
-        if self.invoker is not None:
+        if self.invoker is not None and body.kind == LORA_KIND:
             self.invoker.prepare(function_ref(identity.namespace, action,
                                               self.store.folder(action.artifact_digest)))
         return action
+
+    def _stage_code(self, body: ActionBody) -> StoredCode:
+        """A code action's source or zip, staged (its source text written to a file in the
+        upload's staging folder first: see `api.actions`)."""
+        if not isinstance(body.code, Path):
+            raise TypeError("a code action's code is staged as a file first")
+        code_exec = CodeExec(body.kind, body.main or "main", binary=body.binary)
+        return stage_code(body.code, code_exec, self.max_adapter_bytes)
 
     async def delete(self, identity: Identity, name: str) -> Action:
         """Delete the action and its versions; each artifact goes with its last reference."""

@@ -11,7 +11,12 @@ from lorafaas.errors import BadRequest
 from lorafaas.registry.models import Action, ActionVersion
 
 LORA_KIND = "lora"
+PYTHON_KIND = "python:3"
+# Code-action kinds as a client may name them -> as stored (OpenWhisk resolves `:default`).
+CODE_KINDS = {PYTHON_KIND: PYTHON_KIND, "python:default": PYTHON_KIND}
+SERVED_KINDS = f"{LORA_KIND}, {PYTHON_KIND} (also python:default)"
 DEFAULT_MAX_TOKENS = 512
+CODE_MEMORY_MB = 256  # OpenWhisk's default memory limit of a code action
 
 
 @dataclass(frozen=True)
@@ -37,15 +42,26 @@ def limit_ranges(default_timeout_ms: int, default_memory_mb: int,
     }
 
 
+def code_limit_ranges(ranges: dict[str, LimitRange]) -> dict[str, LimitRange]:
+    """The limits a code action accepts: OpenWhisk's (no tokens, no time-to-first-token)."""
+    memory = ranges["memory"]
+    return {"timeout": ranges["timeout"], "concurrency": ranges["concurrency"],
+            "memory": LimitRange(memory.low, memory.high, CODE_MEMORY_MB, memory.unit)}
+
+
 @dataclass(frozen=True)
 class ActionBody:
-    """A parsed PUT body: the decoded adapter zip (a staged file) and the rest of the action."""
+    """A parsed PUT body: the decoded zip (a staged file) or, for a code action, its source
+    text, and the rest of the action."""
 
-    code: Path
+    code: Path | str
     parameters: list[dict[str, Any]]
     annotations: list[dict[str, Any]]
     limits: dict[str, int]
     publish: bool
+    kind: str = LORA_KIND
+    main: str | None = None  # a code action's entry point (exec.main; None: `main`)
+    binary: bool = True  # False: `code` is a code action's source text (or its file)
 
     def annotation(self, key: str) -> Any:
         """The value of one annotation, or None."""
@@ -57,22 +73,56 @@ def parse_action_body(body: Any, ranges: dict[str, LimitRange]) -> ActionBody:
     (see `uploads.decode_action_body`)."""
     if not isinstance(body, dict):
         raise BadRequest("The request content was malformed: a JSON object is expected.")
-    return ActionBody(code=_code(body.get("exec")),
+    exec_field = _exec(body.get("exec"))
+    kind = _kind(exec_field)
+    return ActionBody(code=_code(exec_field) if kind == LORA_KIND else _source(exec_field),
                       parameters=_key_values(body.get("parameters", []), "parameters"),
                       annotations=_key_values(body.get("annotations", []), "annotations"),
-                      limits=parse_limits(body.get("limits") or {}, ranges),
-                      publish=bool(body.get("publish", False)))
+                      limits=parse_limits(body.get("limits") or {}, ranges if kind == LORA_KIND
+                                          else code_limit_ranges(ranges)),
+                      publish=bool(body.get("publish", False)), kind=kind,
+                      main=None if kind == LORA_KIND else _main(exec_field),
+                      binary=kind == LORA_KIND or isinstance(exec_field.get("code"), Path))
 
 
-def _code(exec_field: Any) -> Path:
+def _exec(exec_field: Any) -> dict[str, Any]:
     if not isinstance(exec_field, dict):
         raise BadRequest("The request content was malformed: 'exec' is missing.")
-    if exec_field.get("kind") != LORA_KIND:
-        raise BadRequest(f"exec.kind {exec_field.get('kind')!r} is not supported; "
-                         f"use {LORA_KIND!r}")
+    return exec_field
+
+
+def _kind(exec_field: dict[str, Any]) -> str:
+    """The kind as stored; a 400 naming the kinds served for any other (`nodejs:*`
+    included: the runtime image has no Node.js)."""
+    kind = exec_field.get("kind")
+    if kind == LORA_KIND:
+        return LORA_KIND
+    if isinstance(kind, str) and kind in CODE_KINDS:
+        return CODE_KINDS[kind]
+    raise BadRequest(f"exec.kind {kind!r} is not supported; the kinds served are: "
+                     f"{SERVED_KINDS}")
+
+
+def _code(exec_field: dict[str, Any]) -> Path:
     if exec_field.get("binary") is not True or not isinstance(exec_field.get("code"), Path):
         raise BadRequest("exec.binary must be true and exec.code the base64 of an adapter zip")
     return Path(exec_field["code"])
+
+
+def _source(exec_field: dict[str, Any]) -> Path | str:
+    """A code action's code: its zip (decoded to a file) or its source text."""
+    code = exec_field.get("code")
+    if isinstance(code, Path) or (isinstance(code, str) and code.strip()):
+        return code
+    raise BadRequest("exec.code must be the action's source text, or the base64 of a zip "
+                     "holding __main__.py (with exec.binary true)")
+
+
+def _main(exec_field: dict[str, Any]) -> str | None:
+    main = exec_field.get("main")
+    if main is None or (isinstance(main, str) and main.isidentifier()):
+        return main
+    raise BadRequest("exec.main must name a function of the action's code (an identifier)")
 
 
 def _key_values(value: Any, field: str) -> list[dict[str, Any]]:
@@ -113,12 +163,18 @@ def _out_of_range(name: str, value: int, bounds: LimitRange) -> str:
             f"of {threshold} {bounds.unit}")
 
 
-def action_json(action: Action, namespace: str, code: bytes | None) -> dict[str, Any]:
-    """An action as OpenWhisk's JSON (the zip as base64 when `code` is given)."""
-    exec_field: dict[str, Any] = {"kind": action.exec_kind, "binary": True,
+def action_json(action: Action, namespace: str, code: bytes | None,
+                code_exec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An action as OpenWhisk's JSON (the zip as base64 when `code` is given; a code
+    action's source as text, with `code_exec`, its stored `binary` and `main`)."""
+    binary = True if code_exec is None else bool(code_exec.get("binary"))
+    exec_field: dict[str, Any] = {"kind": action.exec_kind, "binary": binary,
                                   "digest": action.artifact_digest}
+    if code_exec is not None and code_exec.get("main") is not None:
+        exec_field["main"] = code_exec["main"]
     if code is not None:
-        exec_field["code"] = base64.b64encode(code).decode()
+        exec_field["code"] = base64.b64encode(code).decode() if binary else \
+            code.decode("utf-8", "replace")
     return {"namespace": namespace, "name": action.name, "version": action.version,
             "exec": exec_field, "parameters": action.parameters,
             "annotations": action.annotations, "limits": action.limits,

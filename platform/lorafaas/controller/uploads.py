@@ -113,6 +113,10 @@ def decode_action_body(body_path: Path, zip_path: Path, max_bytes: int) -> dict[
         else:
             zip_path.write_bytes(_small_base64(code))
         exec_field["code"] = zip_path
+    elif isinstance(exec_field, dict) and isinstance(code, str) and code in spills:
+        # A code action's long source text (it is not base64).
+        exec_field["code"] = spills[code].read_text("utf-8", "replace")
+        spills[code].unlink()
     return body
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,8 @@ from lorafaas.errors import NotFound
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.activations import activation_json
 from lorafaas.registry.artifacts import UPLOAD_NAME
-from lorafaas.registry.models import Activation
+from lorafaas.registry.code_artifacts import read_exec
+from lorafaas.registry.models import Action, Activation
 from lorafaas.registry.profiles import function_profiles, profile_json
 
 ACTIVATION_HEADER = "x-openwhisk-activation-id"
@@ -67,7 +69,15 @@ async def put_action(request: web.Request) -> web.Response:
     except UploadsBusy as error:
         return busy_response(request, error)
     await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
-    return web.json_response(action_json(action, identity.namespace, None))
+    return web.json_response(action_json(action, identity.namespace, None,
+                                         _code_exec(request, action)))
+
+
+def _code_exec(request: web.Request, action: Action) -> dict[str, Any] | None:
+    """A code action's stored `exec` (kind, main, binary); None for a lora action."""
+    if action.exec_kind == LORA_KIND:
+        return None
+    return read_exec(request.app[actions_key].store.folder(action.artifact_digest)).as_json()
 
 
 async def _received_body(request: web.Request, folder: Path) -> ActionBody:
@@ -87,7 +97,11 @@ async def _received_body(request: web.Request, folder: Path) -> ActionBody:
         fields = await asyncio.to_thread(decode_action_body, folder / BODY_NAME, zip_path,
                                          settings.max_adapter_bytes)
         (folder / BODY_NAME).unlink()
-    return parse_action_body(fields, ranges)
+    parsed = parse_action_body(fields, ranges)
+    if isinstance(parsed.code, str):  # a code action's source: staged as the upload is
+        await asyncio.to_thread(zip_path.write_text, parsed.code, "utf-8")
+        parsed = dataclasses.replace(parsed, code=zip_path)
+    return parsed
 
 
 async def get_action(request: web.Request) -> web.Response:
@@ -96,10 +110,11 @@ async def get_action(request: web.Request) -> web.Response:
     identity = await namespace_of(request)
     name, with_code = entity_name(request), flag(request, "code", default=True)
     action = await request.app[actions_key].get(identity, name)
+    store = request.app[actions_key].store
     code = None
     if with_code:
-        code = request.app[actions_key].store.zip_path(action.artifact_digest).read_bytes()
-    body = action_json(action, identity.namespace, code)
+        code = store.zip_path(action.artifact_digest).read_bytes()
+    body = action_json(action, identity.namespace, code, _code_exec(request, action))
     view = request.app[invoker_key].describe_function(function_ref(
         identity.namespace, action, request.app[actions_key].store.folder(action.artifact_digest)))
     body["instances"] = view.instances
@@ -118,7 +133,8 @@ async def list_actions(request: web.Request) -> web.Response:
     limit, skip = paging(request)
     async with request.app[sessions_key]() as session:
         rows = await action_rows.list_actions(session, identity.namespace_id, limit, skip)
-    return web.json_response([action_json(row, identity.namespace, None) for row in rows])
+    return web.json_response([action_json(row, identity.namespace, None,
+                                          _code_exec(request, row)) for row in rows])
 
 
 async def list_action_versions(request: web.Request) -> web.Response:
