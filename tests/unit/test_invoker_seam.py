@@ -143,7 +143,7 @@ def service(sessions: async_sessionmaker[AsyncSession], fake: FakeInvoker,
 
 
 GUEST = Identity(subject="guest", namespace="guest", namespace_id=1, key_uuid="u")
-ECHO = Action(name="echo", version="0.0.3", artifact_digest=DIGEST,
+ECHO = Action(name="echo", version="0.0.3", artifact_digest=DIGEST, exec_kind="lora",
               limits={"memory": 256, "timeout": 60_000, "max_tokens": 64},
               parameters=[{"key": "max_tokens", "value": 8}],
               annotations=[{"key": "backbone", "value": "tiny"},

@@ -73,7 +73,7 @@ def test_a_create_fills_defaults_and_needs_exec() -> None:
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ({"exec": {"kind": "python:3", "code": ZIP}}, "is not supported"),
+    ({"exec": {"kind": "nodejs:20", "code": ZIP}}, "is not supported"),
     ({"exec": {"kind": "lora", "code": "not decoded"}}, "base64 of an adapter zip"),
     ({"limits": {"logs": 11}}, "logs 11 MB exceeds allowed threshold of 10 MB"),
     ({"publish": "yes"}, "'publish' must be true or false"),

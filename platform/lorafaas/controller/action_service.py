@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,6 +26,7 @@ from lorafaas.controller.protocol import (
     ActionContent,
     LimitRange,
     annotation_value,
+    code_limit_ranges,
     create_content,
     merge_update,
 )
@@ -45,6 +47,7 @@ from lorafaas.registry.artifacts import (
     drop_reference,
     keep_reference,
 )
+from lorafaas.registry.code_artifacts import CodeExec, StoredCode, stage_code
 from lorafaas.registry.models import Action, ActionVersion, Namespace
 from lorafaas.registry.namespaces import Identity
 
@@ -73,28 +76,37 @@ class ActionService:
                   overwrite: bool) -> Action:
         """Create the action, or with `overwrite` update it merged with its current fields
         (`protocol.merge_update`): a new zip (`body.code`, staged) is validated against the
-        action's backbone; an update without one keeps the stored artifact as it is."""
+        action's backbone, a code action's code staged; an update without exec keeps the
+        stored artifact as it is."""
         current = await self._find(identity, name) if overwrite else None
         if current is not None and current.exec_kind == SEQUENCE_KIND and body.code is None:
-            return await self.put_sequence(identity, name, _merged_sequence(body, current, identity.namespace),
-                                           overwrite)
-        content = self._content(body, current)
-        backbone = self.backbones.get(content.annotation("backbone"))
-        if current is not None and content.code is None and \
-                backbone.name != self.backbones.get(action_backbone(current)).name:
-            raise BadRequest("a new backbone needs the adapter again: send 'exec' with it")
-        stored = None if content.code is None else await asyncio.to_thread(
-            self.store.stage, content.code, backbone.linear_shapes, self.max_adapter_bytes)
+            return await self.put_sequence(
+                identity, name, _merged_sequence(body, current, identity.namespace), overwrite)
+        kind = body.kind or (LORA_KIND if current is None else current.exec_kind)
+        content = self._content(body, kind, current)
+        backbone: str | None = None
+        stored: StoredAdapter | StoredCode | None = None
+        if kind == LORA_KIND:
+            served = self.backbones.get(content.annotation("backbone"))
+            if current is not None and content.code is None and \
+                    served.name != self.backbones.get(action_backbone(current)).name:
+                raise BadRequest("a new backbone needs the adapter again: send 'exec' with it")
+            backbone = served.name
+            if content.code is not None:
+                stored = await asyncio.to_thread(self.store.stage, content.code,
+                                                 served.linear_shapes, self.max_adapter_bytes)
+        elif content.code is not None:
+            stored = await asyncio.to_thread(self._stage_code, body, kind)
         try:
-            action, orphaned = await self._write(identity, name, content, backbone.name, stored,
-                                                 current, overwrite)
+            action, orphaned = await self._write(identity, name, content, kind, backbone,
+                                                 stored, current, overwrite)
         except BaseException:
             # Files this upload may have moved into the store go unless referenced meanwhile.
             if stored is not None:
                 await self._collect({stored.digest})
             raise
         await self._collect(orphaned)
-        if self.invoker is not None:
+        if self.invoker is not None and kind == LORA_KIND:
             self.invoker.prepare(function_ref(identity.namespace, action,
                                               self.store.folder(code_digest(action))))
         return action
@@ -109,28 +121,32 @@ class ActionService:
         await self._collect(orphaned)
         return action
 
-    def _content(self, body: ActionBody, current: Action | None) -> ActionContent:
+    def _content(self, body: ActionBody, kind: str, current: Action | None) -> ActionContent:
         if current is None:
             return create_content(body, self.ranges)
-        defaults = {name: bounds.default for name, bounds in self.ranges.items()}
+        ranges = self.ranges if kind == LORA_KIND else code_limit_ranges(self.ranges)
+        defaults = {name: bounds.default for name, bounds in ranges.items()}
         return merge_update(body, list(current.parameters), _user_annotations(current),
                             {**defaults, **current.limits}, current.publish)
 
     async def _write(self, identity: Identity, name: str, content: ActionContent,
-                     backbone: str, stored: StoredAdapter | None, current: Action | None,
-                     overwrite: bool) -> tuple[Action, set[str]]:
+                     kind: str, backbone: str | None, stored: StoredAdapter | StoredCode | None,
+                     current: Action | None, overwrite: bool) -> tuple[Action, set[str]]:
         async with self.sessions() as session, session.begin():
             namespace = await session.get(Namespace, identity.namespace_id)
             assert namespace is not None
             if stored is not None:
                 await add_reference(session, stored)  # the new version's; locks the row
                 await asyncio.to_thread(self.store.publish, stored)
-                digest, summary = stored.digest, stored.summary.as_dict()
+                digest = stored.digest
+                summary = stored.summary.as_dict() if isinstance(stored, StoredAdapter) else None
             else:
                 digest, summary = await self._kept_artifact(session, identity, name, current)
-            annotations = _with_annotations(content.annotations, {
-                "backbone": backbone, "adapter": summary, "exec": LORA_KIND})
-            spec = action_rows.ActionSpec(LORA_KIND, digest, content.parameters, annotations,
+            system: dict[str, Any] = {"exec": kind}
+            if kind == LORA_KIND:
+                system.update(backbone=backbone, adapter=summary)
+            annotations = _with_annotations(content.annotations, system)
+            spec = action_rows.ActionSpec(kind, digest, content.parameters, annotations,
                                           dict(content.limits), content.publish)
             action, pruned = await action_rows.put_action(session, namespace, name, spec,
                                                           overwrite, self.history)
@@ -149,6 +165,14 @@ class ActionService:
     async def _find(self, identity: Identity, name: str) -> Action | None:
         async with self.sessions() as session:
             return await action_rows.find_action(session, identity.namespace_id, name)
+
+    def _stage_code(self, body: ActionBody, kind: str) -> StoredCode:
+        """A code action's source or zip, staged (its source text written to a file in the
+        upload's staging folder first: see `api.actions`)."""
+        if not isinstance(body.code, Path):
+            raise TypeError("a code action's code is staged as a file first")
+        code_exec = CodeExec(kind, body.main or "main", binary=body.binary)
+        return stage_code(body.code, code_exec, self.max_adapter_bytes)
 
     async def delete(self, identity: Identity, name: str) -> Action:
         """Delete the action and its versions; each artifact goes with its last reference."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lorafaas.invoking.activations import FunctionRef
+from lorafaas.adapters.archive import HANDLER_NAME
+from lorafaas.invoking.activations import LORA_KIND, FunctionRef
 from lorafaas.registry.models import Action
 
 
@@ -40,8 +41,12 @@ def function_key(namespace: str, action: Action) -> str:
 
 
 def function_ref(namespace: str, action: Action, adapter_dir: Path) -> FunctionRef:
-    """The action's code, limits, backbone and adapter rank, for the invoker."""
+    """The action's code, limits, backbone and adapter rank, for the invoker (a code action's
+    `adapter_dir` is its code's folder; a lora action with `__main__.py` has a handler)."""
+    lora = action.exec_kind == LORA_KIND
     return FunctionRef(key=function_key(namespace, action), path=f"{namespace}/{action.name}",
                        adapter_dir=adapter_dir, memory_mb=action.limits["memory"],
                        adapter_digest=code_digest(action),
-                       backbone=action_backbone(action) or "", adapter_rank=action_rank(action))
+                       backbone=action_backbone(action) or "", adapter_rank=action_rank(action),
+                       kind=action.exec_kind,
+                       has_handler=lora and (adapter_dir / HANDLER_NAME).exists())

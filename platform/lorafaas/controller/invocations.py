@@ -26,7 +26,7 @@ from lorafaas.billing.prices import PriceSheet
 from lorafaas.controller.context_length import ContextCheck
 from lorafaas.controller.function_refs import action_backbone, code_digest, function_ref
 from lorafaas.controller.invoke_params import check_generation_parameters
-from lorafaas.controller.protocol import SEQUENCE_KIND, parameter_values
+from lorafaas.controller.protocol import LORA_KIND, SEQUENCE_KIND, parameter_values
 from lorafaas.controller.sequences import SequenceRunner
 from lorafaas.controller.throttle import InvocationThrottle
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult, DeltaSink
@@ -94,7 +94,7 @@ class InvocationService:
             await self.sequences.check(identity, action, parameters)
         else:
             self.check_parameters(action, parameters)
-            if self.context is not None:
+            if self.context is not None and not self._own_code(action):
                 self.context.check(action_backbone(action), parameters)
         if cause is None:
             self.throttle.admit(identity.namespace)
@@ -131,10 +131,15 @@ class InvocationService:
 
     def check_parameters(self, action: Action, parameters: dict[str, Any]) -> None:
         """Refuse parameters the action's default handler would refuse (400)."""
-        if (self.store.folder(code_digest(action)) / HANDLER_NAME).exists():
-            return  # its own handler takes any parameters
+        if self._own_code(action):
+            return  # its own handler (or a code action's main) takes any parameters
         check_generation_parameters({**parameter_values(action.parameters), **parameters},
                                     int(action.limits["max_tokens"]))
+
+    def _own_code(self, action: Action) -> bool:
+        """Whether the owner's code takes the parameters: a code action, or a handler."""
+        return action.exec_kind != LORA_KIND or \
+            (self.store.folder(code_digest(action)) / HANDLER_NAME).exists()
 
     async def resume_pending(self) -> int:
         """Run the invocations accepted before the last stop that have no record; return

@@ -16,7 +16,7 @@ from lorafaas.controller.api.params import (
     MAX_NAME_LENGTH,
 )
 from lorafaas.controller.invoke_params import SEED_RANGE
-from lorafaas.controller.protocol import LORA_KIND, limit_ranges
+from lorafaas.controller.protocol import CODE_KINDS, LORA_KIND, limit_ranges
 
 Schema = dict[str, Any]
 
@@ -140,14 +140,25 @@ BODIES: dict[str, Schema] = {
     "Action": {"type": "object", "description": "`exec` is required to create; an update "
                "(?overwrite=true) keeps each field it leaves out, and each limit it does not "
                "name, as OpenWhisk merges", "properties": {
-        "exec": {"type": "object", "required": ["kind", "code"], "properties": {
-            "kind": {"type": "string", "enum": [LORA_KIND],
-                     "description": "read trimmed and in any case"},
-            "binary": {"type": "boolean",
-                       "description": "ignored, as by OpenWhisk: base64 code is binary"},
-            "code": {"type": "string", "format": "byte",
-                     "description": "base64 of a zip: adapter_config.json, "
-                                    "adapter_model.safetensors, optionally __main__.py"}}},
+        "exec": {"oneOf": [
+            {"type": "object", "required": ["kind", "code"], "properties": {
+                "kind": {"type": "string", "enum": [LORA_KIND],
+                         "description": "read trimmed and in any case"},
+                "binary": {"type": "boolean",
+                           "description": "ignored, as by OpenWhisk: base64 code is binary"},
+                "code": {"type": "string", "format": "byte",
+                         "description": "base64 of a zip: adapter_config.json, "
+                                        "adapter_model.safetensors, optionally __main__.py "
+                                        "with main(args, llm)"}}},
+            {"type": "object", "required": ["kind", "code"],
+             "description": "A code action (OpenWhisk's Python action): `limits` takes "
+                            "timeout, memory, concurrency and logs only.", "properties": {
+                 "kind": {"type": "string", "enum": sorted(CODE_KINDS)},
+                 "binary": {"type": "boolean", "description": "ignored: base64 code is a zip"},
+                 "code": {"type": "string", "description": "the source text, or the base64 "
+                          "of a zip with __main__.py at its top"},
+                 "main": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                          "description": "the entry point (default: main)"}}}]},
         "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "limits": _limits(),
         "publish": _BOOLEAN}},
     "Invocation": {"type": "object", "description": "The default handler's parameters "

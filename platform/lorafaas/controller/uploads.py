@@ -116,6 +116,10 @@ def decode_action_body(body_path: Path, zip_path: Path, max_bytes: int) -> dict[
                 return body  # not binary: the kind's parser says what it takes
             zip_path.write_bytes(decoded)
         exec_field["code"] = zip_path
+    elif isinstance(exec_field, dict) and isinstance(code, str) and code in spills:
+        # A code action's long source text (it is not base64).
+        exec_field["code"] = spills[code].read_text("utf-8", "replace")
+        spills[code].unlink()
     return body
 
 

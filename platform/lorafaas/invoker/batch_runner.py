@@ -97,7 +97,11 @@ class BatchRunner:
             outcome = await (client.run(payload) if ticket.on_delta is None
                              else client.run_stream(payload, ticket.on_delta))
             outcome = self._metered(outcome, run.ended(run.start, None, last=True))
-            await self.pool.release(lease.container)  # warm before the caller goes on
+            if outcome.developer_error:  # OpenWhisk removes such a container too
+                await self.pool.discard(lease.container, "the action did not return a "
+                                                         "dictionary")
+            else:
+                await self.pool.release(lease.container)  # warm before the caller goes on
             self._answer(batch, ticket, outcome)
             return
         left = len(batch.tickets)
@@ -215,8 +219,13 @@ async def container_logs(pool: ContainerPool, lease: Lease, started: float,
 def _payload(ticket: Ticket) -> dict[str, Any]:
     request = ticket.request
     # The runtime answers with the activation's log lines: no call to the engine for them.
-    return {"value": request.parameters, "activation_id": request.activation_id,
-            "max_tokens_limit": request.limits["max_tokens"], "logs": True}
+    # The fields beside `value` are OpenWhisk's (the owner's code sees them as `__OW_*`).
+    payload = {"value": request.parameters, "activation_id": request.activation_id,
+               "namespace": request.namespace, "action_name": request.name,
+               "deadline": int(time.time() * 1000 + request.limits["timeout"]), "logs": True}
+    if "max_tokens" in request.limits:  # a code action has no such limit
+        payload["max_tokens_limit"] = request.limits["max_tokens"]
+    return payload
 
 
 def _ids(batch: RunningBatch) -> str:

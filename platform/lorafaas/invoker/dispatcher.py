@@ -26,7 +26,11 @@ functions. A batch there is always a session: each request is its own /run joini
 container's shared decode, in whichever batching mode.
 
 Streaming requests, and every request when batching is off, skip the queue and run at
-once as a batch of one: the runtime streams text deltas for one request only.
+once as a batch of one: the runtime streams text deltas for one request only. So does every
+request of a code action or of a function with its own handler (`FunctionRef.runs_alone`):
+the owner's code runs once per activation, in a container of its own for the time it runs,
+never batched with other requests (a handler's `llm` calls may still share the container's
+continuous decode with one another).
 
 With `continuous` batching (iteration-level) a batch is a `ContinuousSession`: the running
 decode of one container, which a request joins between two decode steps (the runtime's
@@ -294,7 +298,8 @@ class Dispatcher:
         slo_ms = float(request.limits.get("slo_ttft_ms", self.config.default_slo_ms))
         target = self.route(request) if self.route is not None else None
         ticket = Ticket(request, on_delta, slo_ms, target)
-        if not self.config.enabled or (on_delta is not None and not self.config.continuous):
+        if not self.config.enabled or (on_delta is not None and not self.config.continuous) \
+                or ticket.target.runs_alone:
             self._start([ticket])
             return ticket
         key = ticket.target.key

@@ -111,7 +111,8 @@ class Invoker:
         loads = (tuple(measured_loads(lease.init_breakdown, lease.init_memory))
                  if served.reports_start and own else ())
         self.tracker.ended(request.function, ended, lease.init_breakdown if own else {}, loads)
-        status = APPLICATION_ERROR if "error" in outcome.result else SUCCESS
+        status = DEVELOPER_ERROR if outcome.developer_error else \
+            APPLICATION_ERROR if "error" in outcome.result else SUCCESS
         logs = outcome.logs
         if logs is None or lease.start_kind != "warm":
             # A container started for this activation: its start's lines belong to it too,
@@ -158,7 +159,7 @@ class Invoker:
         wait_ms = max(0.0, before_run_ms - (init_ms or 0.0))
         return annotation_list({
             "path": f"{request.namespace}/{request.name}",
-            "kind": "lora",
+            "kind": request.function.kind,
             "limits": request.limits,
             "parameters": request.parameters,  # what the request asked, shown by the console
             "waitTime": round(wait_ms),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+LORA_KIND = "lora"  # an adapter on a shared backbone; every other kind is a code action
 # Takes each text delta of a streamed activation as it comes.
 DeltaSink = Callable[[str], Awaitable[None]]
 
@@ -27,6 +28,20 @@ class FunctionRef:
     adapter_digest: str = ""  # keys the artifact profiles measured for this code
     backbone: str = ""  # the backbone's name ("": the pool's default backbone)
     adapter_rank: int | None = None  # the LoRA rank validation found: keys its prefill fit
+    # `lora`, or a code action's kind (`python:3`): its folder then holds the code, and its
+    # containers have no backbone.
+    kind: str = LORA_KIND
+    has_handler: bool = False  # a lora function with its own `__main__.py`: never shared
+
+    @property
+    def is_code(self) -> bool:
+        """Whether it is a code action (no adapter, no backbone)."""
+        return self.kind != LORA_KIND
+
+    @property
+    def runs_alone(self) -> bool:
+        """Whether each request runs by itself in a container (owner code runs there)."""
+        return self.is_code or self.has_handler
 
 
 @dataclass(frozen=True)

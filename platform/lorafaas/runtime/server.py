@@ -55,6 +55,7 @@ from lorafaas.runtime.function import (
     attach_backbone,
     load_function,
 )
+from lorafaas.runtime.handler import LLM, run_handler
 from lorafaas.runtime.idle_trim import IdleTrimmer, idle_trim_middleware
 from lorafaas.runtime.log_capture import LogCapture
 from lorafaas.runtime.memory import release_free_heap
@@ -62,6 +63,7 @@ from lorafaas.runtime.namespace import FunctionView
 from lorafaas.runtime.request import GenerationRequest, RequestError, parse_request
 from lorafaas.runtime.sampling import GREEDY_DEFAULTS
 from lorafaas.runtime.streaming import IncrementalText
+from lorafaas.runtime.user_code import apply_run_env
 from lorafaas.wire.aio import drain
 from lorafaas.wire.runtime_protocol import ENVELOPE_HEADER, METRICS_HEADER, SENTINEL
 
@@ -148,6 +150,8 @@ async def handle_run(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     capture: LogCapture | None = state["capture"] if body.get("logs") else None
     join = bool(body.get("continuous"))
+    if loaded.handler is not None:  # the owner's main(args, llm) runs instead
+        return await _run_handler(state, loaded, body, join, capture)
     if isinstance(body.get("batch"), list):
         if join:
             return await _run_batch(request, loaded, body, join, capture)
@@ -186,6 +190,24 @@ async def _run_one(request: web.Request, loaded: Served, body: dict[str, Any],
     return _ended(result, timings, log)
 
 
+async def _run_handler(state: dict[str, Any], loaded: LoadedFunction, body: dict[str, Any],
+                       join: bool, capture: LogCapture | None) -> web.Response:
+    """One activation of the function's own handler (`runtime.handler`); its `llm` calls
+    join the continuous engine (`join`) or run one at a time under the container's lock."""
+    limit = int(body.get("max_tokens_limit", 4096))
+    value, entry = body.get("value"), loaded.handler
+    assert entry is not None
+    generate = (lambda r: loaded.continuous().submit(r).result()) if join else loaded.run
+    with ActivationLog(capture) as log:
+        apply_run_env(body)
+        llm = LLM(lambda v: parse_request(v, limit, loaded.render_chat, loaded.sampling),
+                  generate, exclusive=not join)
+        async with contextlib.nullcontext() if join else state["lock"]:
+            outcome, timings = await asyncio.to_thread(
+                run_handler, entry, value if isinstance(value, dict) else {}, llm)
+        return _ended(outcome.result, timings, log, outcome.developer_error)
+
+
 class ActivationLog:
     """One activation's share of the container's log, when its /run asked for it."""
 
@@ -211,23 +233,26 @@ class ActivationLog:
 
 
 def _ended(result: dict[str, Any], timings: dict[str, float],
-           log: ActivationLog) -> web.Response:
+           log: ActivationLog, developer_error: bool = False) -> web.Response:
     """The answer of an activation that ran; its sentinel is printed once its logs are
     collected (it is no line of theirs, and it would wake the capture's reader first)."""
-    answer = _answer(result, timings, log)
+    answer = _answer(result, timings, log, developer_error)
     _end_of_activation()
     return answer
 
 
 def _answer(result: dict[str, Any], timings: dict[str, float],
-            log: ActivationLog) -> web.Response:
-    """A single /run's answer: the bare result, or with logs asked for, the envelope."""
+            log: ActivationLog, developer_error: bool = False) -> web.Response:
+    """A single /run's answer: the bare result, or with logs asked for, the envelope (with
+    `developerError` when a handler's result was not a dictionary)."""
     headers = {METRICS_HEADER: json.dumps(timings)}
     lines = log.lines()
     if lines is None:
         return web.json_response(result, headers=headers)
-    return web.json_response({"result": result, "timings": timings, "logs": lines},
-                             headers={**headers, ENVELOPE_HEADER: "1"})
+    envelope: dict[str, Any] = {"result": result, "timings": timings, "logs": lines}
+    if developer_error:
+        envelope["developerError"] = True
+    return web.json_response(envelope, headers={**headers, ENVELOPE_HEADER: "1"})
 
 
 async def handle_cancel(request: web.Request) -> web.Response:

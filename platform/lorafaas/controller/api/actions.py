@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import uuid
 from pathlib import Path
@@ -31,6 +32,7 @@ from lorafaas.controller.function_refs import code_digest, function_ref
 from lorafaas.controller.protocol import (
     LORA_KIND,
     SEQUENCE_KIND,
+    ActionBody,
     LimitRange,
     action_json,
     action_version_json,
@@ -52,7 +54,8 @@ from lorafaas.errors import NotFound
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.activations import activation_json
 from lorafaas.registry.artifacts import UPLOAD_NAME
-from lorafaas.registry.models import Activation
+from lorafaas.registry.code_artifacts import read_exec
+from lorafaas.registry.models import Action, Activation
 from lorafaas.registry.profiles import function_profiles, profile_json
 
 ACTIVATION_HEADER = "x-openwhisk-activation-id"
@@ -74,23 +77,37 @@ async def put_action(request: web.Request) -> web.StreamResponse:
                 action = await service.put_sequence(identity, name, parse_sequence_body(
                     fields, identity.namespace, _ranges(request)), overwrite)
             else:
-                action = await service.put(identity, name,
-                                           parse_action_body(fields, _ranges(request)),
-                                           overwrite)
+                action = await service.put(identity, name, await _parsed_body(
+                    fields, _ranges(request), folder), overwrite)
     except UploadsBusy as error:
         return busy_response(request, error)
     await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
-    # As OpenWhisk: the stored entity, its code included (the zip's base64, binary).
+    # As OpenWhisk: the stored entity, its code included (a zip's base64, or the source).
     digest = action.artifact_digest  # a sequence has none
     code = None if digest is None else service.store.zip_path(digest)
-    return await action_response(request, action_json(action, identity.namespace, None), code)
+    code_exec = _code_exec(request, action)
+    return await action_response(request, action_json(action, identity.namespace, None,
+                                                      code_exec), code,
+                                 binary=code_exec is None or bool(code_exec["binary"]))
+
+
+def _code_exec(request: web.Request, action: Action) -> dict[str, Any] | None:
+    """A code action's stored `exec` (kind, main, binary); None for a lora action or a
+    sequence."""
+    if action.exec_kind in (LORA_KIND, SEQUENCE_KIND):
+        return None
+    return read_exec(request.app[actions_key].store.folder(code_digest(action))).as_json()
 
 
 async def action_response(request: web.Request, body: dict[str, Any],
-                          zip_path: Path | None) -> web.StreamResponse:
+                          zip_path: Path | None, binary: bool = True) -> web.StreamResponse:
     """The action's JSON; with `zip_path`, its base64 in `exec.code`, encoded and sent in
-    chunks, so that memory does not grow with the adapter's size."""
+    chunks, so that memory does not grow with the adapter's size (a code action's source
+    text, not binary, as it is)."""
     if zip_path is None:
+        return web.json_response(body)
+    if not binary:
+        body["exec"]["code"] = await asyncio.to_thread(zip_path.read_text, "utf-8", "replace")
         return web.json_response(body)
     marker = f"code-{uuid.uuid4().hex}"
     body["exec"]["code"] = marker
@@ -132,6 +149,17 @@ async def _received_fields(request: web.Request, folder: Path) -> dict[str, Any]
     return fields
 
 
+async def _parsed_body(fields: dict[str, Any], ranges: dict[str, LimitRange],
+                       folder: Path) -> ActionBody:
+    """The parsed body; a code action's source text staged as a file, as an upload is."""
+    parsed = parse_action_body(fields, ranges)
+    if isinstance(parsed.code, str):
+        zip_path = folder / UPLOAD_NAME
+        await asyncio.to_thread(zip_path.write_text, parsed.code, "utf-8")
+        parsed = dataclasses.replace(parsed, code=zip_path)
+    return parsed
+
+
 async def get_action(request: web.Request) -> web.StreamResponse:
     """One action with its containers, keep-alive policy, measured artifact profiles and
     the prefill model its batches are sized by; the zip is left out with ?code=false."""
@@ -140,7 +168,8 @@ async def get_action(request: web.Request) -> web.StreamResponse:
     action = await request.app[actions_key].get(identity, name)
     if action.exec_kind == SEQUENCE_KIND:  # no code, no containers of its own
         return web.json_response(action_json(action, identity.namespace, None))
-    body = action_json(action, identity.namespace, None)
+    code_exec = _code_exec(request, action)
+    body = action_json(action, identity.namespace, None, code_exec)
     view = request.app[invoker_key].describe_function(function_ref(
         identity.namespace, action, request.app[actions_key].store.folder(code_digest(action))))
     body["instances"] = view.instances
@@ -151,7 +180,8 @@ async def get_action(request: web.Request) -> web.StreamResponse:
     body["artifactProfiles"] = [profile_json(row) for row in profiles]
     body["prefillModel"] = view.prefill_model
     zip_path = request.app[actions_key].store.zip_path(code_digest(action))
-    return await action_response(request, body, zip_path if with_code else None)
+    return await action_response(request, body, zip_path if with_code else None,
+                                 binary=code_exec is None or bool(code_exec["binary"]))
 
 
 async def list_actions(request: web.Request) -> web.Response:
@@ -163,7 +193,8 @@ async def list_actions(request: web.Request) -> web.Response:
             count = await action_rows.count_actions(session, identity.namespace_id, skip)
             return web.json_response({"actions": count})
         rows = await action_rows.list_actions(session, identity.namespace_id, limit, skip)
-    return web.json_response([action_json(row, identity.namespace, None) for row in rows])
+    return web.json_response([action_json(row, identity.namespace, None,
+                                          _code_exec(request, row)) for row in rows])
 
 
 async def list_action_versions(request: web.Request) -> web.Response:

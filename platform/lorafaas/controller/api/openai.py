@@ -92,6 +92,9 @@ async def _start(request: web.Request, identity: Identity, parsed: OpenAIRequest
     except NotFound as error:
         raise ModelNotFound(f"The model '{parsed.model}' does not exist: namespace "
                             f"'{identity.namespace}' has no function '{name}'.") from error
+    if action.exec_kind != "lora":  # a code action generates nothing
+        raise ModelNotFound(f"The model '{parsed.model}' is a {action.exec_kind} action, not "
+                            f"a LoRA function.")
     limit = int(action.limits.get("max_tokens", DEFAULT_MAX_TOKENS))
     check_max_tokens(parsed, limit)
     # A chat without max_tokens runs to the function's limit, as OpenAI's runs to the model's.
