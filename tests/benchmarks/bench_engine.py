@@ -277,8 +277,9 @@ def main() -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "engine.md").write_text(markdown(
         medians, command=COMMAND, machine=machine_description(),
-        loads=" → ".join(f"{v:.1f}" for v in loads) + " (start, after the rounds, after the "
-        "warm path)", rounds=kept["rounds"], tokens=TOKENS, weights_mb=facts["weights_mb"],
+        loads=" → ".join(f"{v:.1f}" for v in loads) + " (start, after the rounds, "
+        + ("at the report)" if args.skip_warm_path else "after the warm path)"),
+        rounds=kept["rounds"], tokens=TOKENS, weights_mb=facts["weights_mb"],
         prompt_tokens=int(facts["prompt_tokens"]), engine=facts["engine"], calls=args.calls,
         unmeasured=() if unmeasured is None else (unmeasured,)))
     if args.note:
