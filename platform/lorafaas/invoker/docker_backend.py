@@ -16,8 +16,14 @@ logger = logging.getLogger(__name__)
 class DockerBackend:
     """Hardened function containers on the local Docker engine."""
 
-    def __init__(self, client: docker.DockerClient | None = None) -> None:
+    def __init__(self, client: docker.DockerClient | None = None,
+                 cgroup_parent: str | None = None) -> None:
         self.client = client or docker.from_env(timeout=120)
+        # Where the containers' cgroups go (None: the engine's default). Under cgroup v1
+        # with the cgroupfs driver that default is one `docker` group whose CPU weight is a
+        # single task's, so all containers together get one task's share of a busy host;
+        # "/" makes each container a top-level group, weighted as one host task is.
+        self.cgroup_parent = cgroup_parent
 
     def start(self, spec: ContainerSpec) -> ContainerInfo:
         """Create and start the container with no network, read-only root and no privileges."""
@@ -28,6 +34,7 @@ class DockerBackend:
             mem_limit=f"{spec.memory_mb}m", memswap_limit=f"{spec.memory_mb}m",
             pids_limit=spec.pids_limit, tmpfs=spec.tmpfs, ipc_mode="private",
             entrypoint=spec.entrypoint, command=spec.command,
+            **({"cgroup_parent": self.cgroup_parent} if self.cgroup_parent else {}),
             mounts=[DockerMount(target=m.target, source=str(m.source), type="bind",
                                 read_only=m.read_only) for m in spec.mounts])
         container.reload()
