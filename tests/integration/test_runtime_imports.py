@@ -31,10 +31,11 @@ NOT_AT_START = ("transformers", "peft", "jinja2", "accelerate", "huggingface_hub
 # (`python -v` names the file a module's code object came from: its .pyc, in quotes, or
 # else the source it compiled).
 IN_IMAGE = """
-import gc, json, sys
+import gc, json, ssl, sys
 import lorafaas.runtime.__main__
 print(json.dumps({"top": sorted({m.split(".")[0] for m in sys.modules}),
-                  "collecting": gc.isenabled(), "frozen": gc.get_freeze_count()}))
+                  "collecting": gc.isenabled(), "frozen": gc.get_freeze_count(),
+                  "default_ca_certs": ssl.create_default_context().cert_store_stats()["x509"]}))
 """
 CHILD = """
 import json, sys
@@ -131,6 +132,9 @@ def test_a_cold_start_in_the_image_imports_from_bytecode_and_only_what_serving_n
     # objects frozen out of its passes.
     assert report["collecting"] is True
     assert report["frozen"] > 100_000
+    # No network in a function container, so no CA bundle parsed at its start (aiohttp's
+    # import makes client contexts with OpenSSL's default CA file).
+    assert report["default_ca_certs"] == 0
 
 
 def test_the_collector_is_held_inside_and_restored_after() -> None:
