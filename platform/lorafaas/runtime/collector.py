@@ -2,12 +2,13 @@
 
 Importing torch makes some 280 000 container objects that live as long as the process.
 With the collector on, every threshold-triggered pass during the import traverses the
-ones made so far, so each library pays again for the libraries before it: in the runtime
-image, aiohttp's import after torch's takes about 1.7× as long with the collector on as
-with it off, and torch's own about 1.15×. Held off, the objects are made once; then
-`gc.freeze()` moves them to the permanent generation, so no later pass (while serving,
-too) traverses them again: a full pass over them takes about 0.3 s. What freezing keeps
-that a pass would have freed is the imports' own cyclic garbage, about 8 000 objects.
+ones made so far, so each library pays again for the libraries before it. In the runtime
+image, torch's import takes 1.1× as long with the collector on as with it off on a quiet
+machine (1.2× on a loaded one: docs/benchmarks/cold_imports.md), aiohttp's after torch's
+about 1.8×. Held off, the objects are made once; then `gc.freeze()` moves them to the
+permanent generation, so no later pass (while serving, too) traverses them again: one full
+pass over them took 0.3 s. What freezing keeps that a pass would have freed is the
+imports' own cyclic garbage, about 8 000 objects.
 
 Stdlib only: it runs before the libraries are imported.
 """
