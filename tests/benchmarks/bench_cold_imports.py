@@ -10,23 +10,26 @@ held off (as the runtime imports it); the runtime's imports after torch's, and a
 after torch's (what the rest costs, the HTTP layer in particular). With `--before IMAGE`
 (the runtime image of an older commit, say main's, still in the engine), that image's
 libraries step is measured too. Every round takes each figure once, so the machine's load
-weighs on all alike. Reports medians and writes docs/benchmarks/cold_imports.md.
+weighs on all alike. Reports medians and writes docs/benchmarks/cold_imports.md (and the
+samples beside it, which `--report-only` writes the page from again).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "platform"))
 sys.path.insert(0, str(REPO_ROOT))
 OUT = REPO_ROOT / "docs" / "benchmarks" / "cold_imports.md"
+SAMPLES = REPO_ROOT / "docs" / "benchmarks" / "cold_imports_samples.json"  # the last run's
 COMMAND = ".venv/bin/python tests/benchmarks/bench_cold_imports.py"
 NOTE = ("The function runtime imports torch, aiohttp, safetensors and tokenizers before it "
         "listens, with the garbage collector held off and what they made frozen out of later "
@@ -117,7 +120,7 @@ def report(round_probes: list[Probe], samples: dict[str, list[float]], runs: int
               "(`--network none`, the runtime's user), timed inside the container's "
               "interpreter: the runtime's reported `libraries` step (every import before its "
               "server listens, as /init reports it in `initBreakdown`), a bare "
-              "`import torch`, and two figures that say where the rest goes. The rounds "
+              "`import torch`, and three figures that say where the rest goes. The rounds "
               "interleave every figure, so the machine's load weighs on all alike."), "",
              "| what | image | median ms | min ms | max ms | ÷ import torch |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
@@ -131,8 +134,18 @@ def report(round_probes: list[Probe], samples: dict[str, list[float]], runs: int
                                           "collector held off"])
     aiohttp_ms = statistics.median(samples["aiohttp.web after torch, collector held off"])
     verdict = "met" if ratio <= TARGET else "not met"
+    paired = {name: statistics.median(a / b for a, b in zip(samples[f"libraries step ({name})"],
+                                                            samples[BASELINE], strict=True))
+              for name in ("before", "after") if f"libraries step ({name})" in samples}
+    held_ms = statistics.median(samples["import torch, collector held off"])
     lines += ["", (f"Target: the libraries step within {TARGET}× a bare `import torch`: "
                    f"{ratio:.2f}×, {verdict}."), "",
+              ("The same ratio taken in each round, then the median over the rounds: "
+               + ", ".join(f"{name} {value:.2f}×" for name, value in paired.items())
+               + ". Within one interpreter, where the load's swings weigh less: torch's "
+               f"import with the collector held off ({held_ms / torch_ms:.2f}×) plus the "
+               f"runtime's other imports after it ({beyond_ms / torch_ms:.2f}×) make "
+               f"{(held_ms + beyond_ms) / torch_ms:.2f}×."), "",
               (f"Beyond torch, the runtime's imports take {beyond_ms:.0f} ms "
                f"({beyond_ms / torch_ms:.2f}× a bare `import torch`), of which aiohttp's is "
                f"{aiohttp_ms:.0f} ms ({aiohttp_ms / torch_ms:.2f}×): what serving the "
@@ -142,16 +155,27 @@ def report(round_probes: list[Probe], samples: dict[str, list[float]], runs: int
 
 
 def main() -> None:
-    """Measure and write the page."""
+    """Measure (or take the last run's samples) and write the page."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--before", help="an older runtime image to measure alongside")
+    parser.add_argument("--report-only", action="store_true",
+                        help=f"write the page from the last run's samples ({SAMPLES.name})")
     args = parser.parse_args()
-    round_probes = probes(current_image(), args.before)
-    load_before = os.getloadavg()[0]
-    samples = measure(round_probes, args.runs)
-    page = report(round_probes, samples, args.runs, args.before)
-    load = f"Load average (1 min) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end."
+    if not args.report_only:
+        round_probes = probes(current_image(), args.before)
+        load_before = os.getloadavg()[0]
+        samples = measure(round_probes, args.runs)
+        SAMPLES.write_text(json.dumps({
+            "before": args.before, "runs": args.runs,
+            "load": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+            "probes": [asdict(probe) for probe in round_probes], "samples": samples},
+            indent=1) + "\n")
+    run = json.loads(SAMPLES.read_text())
+    round_probes = [Probe(**probe) for probe in run["probes"]]
+    page = report(round_probes, run["samples"], run["runs"], run["before"])
+    load = (f"Load average (1 min) {run['load'][0]:.1f} at the start, "
+            f"{run['load'][1]:.1f} at the end.")
     OUT.write_text(page.replace("\nMachine: ", f"\n{load}\n\nMachine: "))
     print(OUT.read_text())
 
