@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from lorafaas.runtime import collector
 from lorafaas.runtime.attach import BackboneAttachment, published_tensors
 from lorafaas.runtime.continuous import ContinuousEngine
 from lorafaas.runtime.engine.choice import GENERAL, native_engine_on
@@ -280,7 +281,8 @@ def _load_general(paths: RuntimePaths, backbone: AttachedBackbone,
                   breakdown: dict[str, float], memory: dict[str, int],
                   sampling: SamplingDefaults) -> LoadedFunction:
     """The general path: transformers' model on the mapped tensors, peft, its tokenizer."""
-    _timed(breakdown, memory, "libraries", _import_general_libraries)
+    with collector.held():
+        _timed(breakdown, memory, "libraries", _import_general_libraries)
     from peft import PeftModel
 
     from lorafaas.runtime.attach import build_backbone
