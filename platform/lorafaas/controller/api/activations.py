@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from lorafaas.controller.api.params import activation_id, epoch_ms, flag, paging
-from lorafaas.controller.appkeys import sessions_key
+from lorafaas.controller.appkeys import invocations_key, sessions_key
 from lorafaas.controller.auth import namespace_of
 from lorafaas.registry.activations import activation_json, get_activation, list_activations
 from lorafaas.registry.models import Activation
@@ -21,6 +21,7 @@ async def list_activation_records(request: web.Request) -> web.Response:
     identity = await namespace_of(request)
     limit, skip = paging(request)
     since, upto, docs = epoch_ms(request, "since"), epoch_ms(request, "upto"), flag(request, "docs")
+    await request.app[invocations_key].settled(identity.namespace)  # records just answered
     async with request.app[sessions_key]() as session:
         rows = await list_activations(session, identity.namespace, request.query.get("name"),
                                       limit, skip, since=since, upto=upto)
@@ -39,6 +40,7 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
 async def _activation(request: web.Request) -> Activation:
     identity = await namespace_of(request)
     activation = activation_id(request)
+    await request.app[invocations_key].settled(identity.namespace, activation)
     async with request.app[sessions_key]() as session:
         return await get_activation(session, identity.namespace, activation)
 
