@@ -6,6 +6,14 @@ or crashed controller left behind are run again at the next start (`resume_pendi
 blocking one is recorded when it ends, as OpenWhisk does: its caller waits for the answer,
 so the request does not wait for a pending row as well; if the blocking wait runs out first,
 the row is written before the 202 (`make_durable`), so every 202 is durable.
+
+A blocking caller is answered as soon as the record is built (`Invocation.answer`); the
+record, its usage and the end of its pending row are committed just after, off the
+caller's path. Until that commit, reads of the activation on this controller wait for it
+(`settled`), so a GET that follows the answer finds the record. A crash in between loses
+the record of a blocking activation whose caller had its answer (as an unsynced commit may
+lose it when the machine crashes); a non-blocking one keeps its pending row, so it runs
+again rather than being lost.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from sqlalchemy import delete, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.adapters.archive import HANDLER_NAME
-from lorafaas.billing.ledger import meter_activation
+from lorafaas.billing.ledger import MeteredActivation, meter_activation
 from lorafaas.billing.prices import PriceSheet
 from lorafaas.controller.context_length import ContextCheck
 from lorafaas.controller.function_refs import action_backbone, code_digest, function_ref
@@ -54,11 +62,13 @@ class Durability:
 
 @dataclass(frozen=True)
 class Invocation:
-    """A started activation: its id and the task that finishes it."""
+    """A started activation: its id, the task that finishes it (its record stored), and
+    the answer (its record built, maybe not stored yet: see the module doc)."""
 
     activation_id: str
     task: asyncio.Task[Activation]
     durability: Durability
+    answer: asyncio.Future[Activation]
 
 
 class InvocationService:
@@ -76,6 +86,8 @@ class InvocationService:
         self.tasks = tasks
         self.context = context  # refuses prompts plus max_tokens past the context length
         self.sequences = SequenceRunner(self)  # runs the actions of kind sequence
+        # Activations answered whose record is being committed: id -> (namespace, task).
+        self._storing: dict[str, tuple[str, asyncio.Task[Activation]]] = {}
 
     async def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
                     on_delta: DeltaSink | None = None, *, durable: bool = True,
@@ -124,6 +136,14 @@ class InvocationService:
                 action=state.pending.action, subject=state.pending.subject,
                 parameters=state.pending.parameters, received_ms=state.pending.received_ms))
             state.durable = True
+
+    async def settled(self, namespace: str, activation_id: str | None = None) -> None:
+        """Wait until the records answered but not yet committed are stored: the one of
+        `activation_id`, or every one of the namespace (a read of its records follows)."""
+        tasks = [task for key, (owner, task) in self._storing.items()
+                 if owner == namespace and activation_id in (None, key)]
+        if tasks:
+            await asyncio.wait(tasks)  # a failed store fails its own task, not this read
 
     async def _write_pending(self, pending: PendingInvocation) -> None:
         async with self.sessions() as session, session.begin():
@@ -182,23 +202,56 @@ class InvocationService:
                                   self.store.folder(code_digest(action))),
             parameters={**parameter_values(action.parameters), **pending.parameters},
             limits=action.limits, received_at=pending.received_ms / 1000, cause=cause)
-        return self._track(asyncio.create_task(self._run_and_store(request, on_delta, state)),
-                           state)
+        answer: asyncio.Future[Activation] = asyncio.get_running_loop().create_future()
+        # Retrieved here, so that an answer nobody waited for (non-blocking) logs nothing;
+        # the task carries the failure as well.
+        answer.add_done_callback(lambda done: done.cancelled() or done.exception())
+        task = asyncio.create_task(self._run_and_store(request, on_delta, state, answer))
+        return self._track(task, state, answer)
 
-    def _track(self, task: asyncio.Task[Activation], state: Durability) -> Invocation:
+    def _track(self, task: asyncio.Task[Activation], state: Durability,
+               answer: asyncio.Future[Activation] | None = None) -> Invocation:
+        """The started activation; `answer` None: answered when its task ends (a sequence,
+        whose record is stored by its runner)."""
         self.tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, state.pending.namespace))
-        return Invocation(state.pending.activation_id, task, state)
+        return Invocation(state.pending.activation_id, task, state,
+                          task if answer is None else answer)
 
     def _finished(self, task: asyncio.Task[Activation], namespace: str) -> None:
         self.tasks.discard(task)
         self.throttle.release(namespace)
 
     async def _run_and_store(self, request: ActivationRequest, on_delta: DeltaSink | None,
-                             state: Durability) -> Activation:
-        result = await self.invoker.run(request, on_delta)
-        metered = meter_activation(request, result, self.prices)
-        row = _activation_row(request, result, {"key": "cost", "value": metered.annotation})
+                             state: Durability, answer: asyncio.Future[Activation]
+                             ) -> Activation:
+        try:
+            result = await self.invoker.run(request, on_delta)
+            metered = meter_activation(request, result, self.prices)
+            row = _activation_row(request, result, {"key": "cost", "value": metered.annotation})
+        except asyncio.CancelledError:
+            answer.cancel()
+            raise
+        except BaseException as error:
+            if not answer.done():
+                answer.set_exception(error)
+            raise
+        if not answer.done():  # done: its caller stopped waiting (cancelled it)
+            answer.set_result(row)
+        task = asyncio.current_task()
+        assert task is not None
+        self._storing[request.activation_id] = (request.namespace, task)
+        try:
+            # The caller woken by the answer writes it before this task goes on.
+            await asyncio.sleep(0)
+            await self._store(request, result, metered, row, state)
+        finally:
+            del self._storing[request.activation_id]
+        return row
+
+    async def _store(self, request: ActivationRequest, result: ActivationResult,
+                     metered: MeteredActivation, row: Activation, state: Durability) -> None:
+        """Commit the record, its usage, its start's loads and the end of its pending row."""
         # The record, its usage, the artifact loads its start measured and the end of its
         # pending row commit together: the record is written anyway, so the profiles cost no
         # transaction of their own, and the upserts cannot conflict (registry.profiles).
@@ -220,7 +273,6 @@ class InvocationService:
             state.stored = True
         logger.info("activation %s of %s/%s ended with status %d", request.activation_id,
                     request.namespace, request.name, result.status_code)
-        return row
 
 
 def set_columns(row: object) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from lorafaas.invoker.dispatcher import (
 )
 from lorafaas.invoker.metrics import InvokerMetrics
 from lorafaas.invoker.pool import ContainerPool, Lease
-from lorafaas.invoker.records import DEVELOPER_ERROR, WHISK_ERROR
+from lorafaas.invoker.records import DEVELOPER_ERROR, WHISK_ERROR, log_time
 from lorafaas.invoker.runtime_client import RunOutcome, RuntimeUnavailable
 from lorafaas.invoker.sharing import function_slot
 from lorafaas.wire.runtime_protocol import SENTINEL
@@ -214,6 +214,14 @@ async def container_logs(pool: ContainerPool, lease: Lease, started: float,
     lines = await asyncio.to_thread(pool.backend.logs, lease.container.info.id,
                                     started - 1, ended + 1)
     return [line for line in lines if SENTINEL not in line]
+
+
+async def start_logs(pool: ContainerPool, lease: Lease, started: float,
+                     ready_at: float) -> list[str]:
+    """The container's log lines from `started` until it was ready (`ready_at`, epoch s):
+    its start's, written before any request of the batch was sent."""
+    lines = await container_logs(pool, lease, started, ready_at)
+    return [line for line in lines if log_time(line.partition(" ")[0]) < ready_at]
 
 
 def _payload(ticket: Ticket) -> dict[str, Any]:

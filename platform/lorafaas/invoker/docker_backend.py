@@ -9,6 +9,7 @@ from docker.errors import APIError, NotFound
 from docker.types import Mount as DockerMount
 
 from lorafaas.invoker.backend import LABEL_INVOKER, ContainerInfo, ContainerSpec
+from lorafaas.invoker.records import log_time
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +70,20 @@ class DockerBackend:
         return code, bool(state.get("OOMKilled"))
 
     def logs(self, container_id: str, since: float, until: float) -> list[str]:
-        """Timestamped log lines in [since, until]."""
-        try:
-            raw = self.client.api.logs(container_id, stdout=True, stderr=True, timestamps=True,
-                                       since=since, until=until)
-        except (NotFound, APIError):
-            return []  # removed, or being removed: its logs are gone with it
-        return raw.decode("utf-8", "replace").splitlines()
+        """Log lines in [since, until] as OpenWhisk's records hold them (`<time> stdout:
+        text`), oldest first: one call per stream, so that each line says its stream."""
+        labelled: list[tuple[float, str]] = []
+        for stream in ("stdout", "stderr"):
+            try:
+                raw = self.client.api.logs(container_id, stdout=stream == "stdout",
+                                           stderr=stream == "stderr", timestamps=True,
+                                           since=since, until=until)
+            except (NotFound, APIError):
+                return []  # removed, or being removed: its logs are gone with it
+            for line in raw.decode("utf-8", "replace").splitlines():
+                moment, _, text = line.partition(" ")
+                labelled.append((log_time(moment), f"{moment} {stream}: {text}"))
+        return [line for _, line in sorted(labelled, key=lambda pair: pair[0])]
 
     def list_labelled(self, invoker_id: str) -> list[str]:
         """Containers labelled by this invoker, running or exited."""
@@ -90,3 +98,4 @@ class DockerBackend:
     def close(self) -> None:
         """Close the engine connection."""
         self.client.close()
+

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lorafaas.invoker.artifact_loads import measured_loads
-from lorafaas.invoker.batch_runner import BatchRunner, container_logs
+from lorafaas.invoker.batch_runner import BatchRunner, container_logs, start_logs
 from lorafaas.invoker.dispatcher import BatchFailed, BatchingConfig, Dispatcher, Served, Ticket
 from lorafaas.invoker.maintenance import FunctionTracker
 from lorafaas.invoker.metrics import InvokerMetrics
@@ -114,10 +114,12 @@ class Invoker:
         status = DEVELOPER_ERROR if outcome.developer_error else \
             APPLICATION_ERROR if "error" in outcome.result else SUCCESS
         logs = outcome.logs
-        if logs is None or lease.start_kind != "warm":
-            # A container started for this activation: its start's lines belong to it too,
-            # and only the engine has those (and a runtime that captures no log, any).
+        if logs is None:  # a runtime that captures no log: only the engine has its lines
             logs = await container_logs(self.pool, lease, started, ended)
+        elif lease.start_kind != "warm" and served.reports_start:
+            # A container started for its batch: the start's lines (before the container
+            # was ready, so no request's) go with the activation that reports the start.
+            logs = [*await start_logs(self.pool, lease, started, served.ready_at), *logs]
         annotations = self._annotations(request, served.ready_at, lease, outcome.timings,
                                         served.batch_size)
         return ActivationResult(_ms(started), _ms(ended), status, response(status, outcome.result),

@@ -170,7 +170,8 @@ class RuntimeClient:
                         on_result: Callable[[int, RunOutcome], Awaitable[None]]) -> None:
         """POST /run in its batch form: one batched generation; `on_result(index, outcome)`
         is awaited for each request as soon as it ends."""
-        body = {"batch": payloads, "max_tokens_limit": max_tokens_limit}
+        body = {"batch": payloads, "max_tokens_limit": max_tokens_limit,
+                "logs": any(payload.get("logs") for payload in payloads)}
         received = 0
         try:
             async with self._session.post(f"{RUNTIME_URL}/run", json=body) as response:

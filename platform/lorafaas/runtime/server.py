@@ -16,6 +16,10 @@
   The batch form `{"batch": [{"value": {...}, "activation_id": ...}, ...]}` runs them as
   one batched generation and answers NDJSON `{"index", "result", "timings"}` lines, each
   as soon as its request ends (a short request does not wait for the longest).
+  With `"logs": true` (on the body, or on the batch's requests) each answer carries
+  `"logs"`: the lines that belong to its activation alone (`runtime.log_capture`), in
+  OpenWhisk's format; a single answer is then the envelope `{"result", "timings",
+  "logs"}` (the `X-LoRAFaaS-Envelope` header says so).
   With `"continuous": true` (either form, streamed or not) the request joins the
   container's continuous-batching engine (`runtime.continuous`) at its next decode step
   instead of waiting for the generation running; without it, generations run one after the
@@ -44,7 +48,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Self
 
 from aiohttp import web
@@ -57,7 +61,7 @@ from lorafaas.runtime.function import (
 )
 from lorafaas.runtime.handler import LLM, run_handler
 from lorafaas.runtime.idle_trim import IdleTrimmer, idle_trim_middleware
-from lorafaas.runtime.log_capture import LogCapture
+from lorafaas.runtime.log_capture import ACTIVATION, LogCapture
 from lorafaas.runtime.memory import release_free_heap
 from lorafaas.runtime.namespace import FunctionView
 from lorafaas.runtime.request import GenerationRequest, RequestError, parse_request
@@ -65,7 +69,7 @@ from lorafaas.runtime.sampling import GREEDY_DEFAULTS
 from lorafaas.runtime.streaming import IncrementalText
 from lorafaas.runtime.user_code import apply_run_env
 from lorafaas.wire.aio import drain
-from lorafaas.wire.runtime_protocol import ENVELOPE_HEADER, METRICS_HEADER, SENTINEL
+from lorafaas.wire.runtime_protocol import ENVELOPE_HEADER, METRICS_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +152,7 @@ async def handle_run(request: web.Request) -> web.StreamResponse:
     if loaded is None:
         return web.json_response({"error": "the action was not initialized"}, status=502)
     body = await request.json()
-    capture: LogCapture | None = state["capture"] if body.get("logs") else None
+    capture: LogCapture | None = state["capture"] if wants_logs(body) else None
     join = bool(body.get("continuous"))
     if loaded.handler is not None:  # the owner's main(args, llm) runs instead
         return await _run_handler(state, loaded, body, join, capture)
@@ -159,6 +163,14 @@ async def handle_run(request: web.Request) -> web.StreamResponse:
             return await _run_batch(request, loaded, body, join, capture)
     with ActivationLog(capture) as log:
         return await _run_one(request, loaded, body, log)
+
+
+def wants_logs(body: dict[str, Any]) -> bool:
+    """Whether the answer is to carry the activations' lines (`"logs": true`, on the body
+    or on the requests of its batch)."""
+    batch = body.get("batch")
+    return bool(body.get("logs")) or (isinstance(batch, list) and any(
+        isinstance(item, dict) and item.get("logs") for item in batch))
 
 
 async def _run_one(request: web.Request, loaded: Served, body: dict[str, Any],
@@ -209,11 +221,17 @@ async def _run_handler(state: dict[str, Any], loaded: LoadedFunction, body: dict
 
 
 class ActivationLog:
-    """One activation's share of the container's log, when its /run asked for it."""
+    """One activation's own lines of the container's log, when its /run asked for them.
 
-    def __init__(self, capture: LogCapture | None) -> None:
+    `owns_context`: the caller's context handles this activation alone (the single form),
+    so what it and its worker threads write is this activation's; a batch's requests share
+    one context, so each of them owns its lines only inside `owning()`."""
+
+    def __init__(self, capture: LogCapture | None, owns_context: bool = True) -> None:
         self._capture = capture
-        self._mark = capture.begin() if capture is not None else 0
+        self._key = capture.begin() if capture is not None else 0
+        self._token = ACTIVATION.set(self._key) if capture is not None and owns_context \
+            else None
 
     def __enter__(self) -> Self:
         return self
@@ -221,10 +239,22 @@ class ActivationLog:
     def __exit__(self, *_: object) -> None:
         self.lines()  # a failed activation ends too: its lines are not held for ever
 
+    @contextlib.contextmanager
+    def owning(self) -> Iterator[None]:
+        """What the block writes is this activation's."""
+        token = ACTIVATION.set(self._key)
+        try:
+            yield
+        finally:
+            ACTIVATION.reset(token)
+
     def lines(self) -> list[str] | None:
-        """The lines written since the activation began, once (None: none asked for)."""
+        """The activation's lines so far, once: it ends (None: none asked for)."""
         capture, self._capture = self._capture, None
-        return None if capture is None else capture.end(self._mark)
+        if self._token is not None:
+            ACTIVATION.reset(self._token)
+            self._token = None
+        return None if capture is None else capture.end(self._key)
 
     def add_to(self, message: dict[str, Any]) -> dict[str, Any]:
         """A result line of the streamed or batch form, with the logs when asked for."""
@@ -234,11 +264,9 @@ class ActivationLog:
 
 def _ended(result: dict[str, Any], timings: dict[str, float],
            log: ActivationLog, developer_error: bool = False) -> web.Response:
-    """The answer of an activation that ran; its sentinel is printed once its logs are
-    collected (it is no line of theirs, and it would wake the capture's reader first)."""
-    answer = _answer(result, timings, log, developer_error)
-    _end_of_activation()
-    return answer
+    """The answer of an activation that ran. No OpenWhisk log sentinel is printed: the
+    invoker takes an activation's lines from this answer, not from the engine's log."""
+    return _answer(result, timings, log, developer_error)
 
 
 def _answer(result: dict[str, Any], timings: dict[str, float],
@@ -304,14 +332,12 @@ async def _stream_lines(request: web.Request, loaded: Served,
         generation_request.cancelled.set()
         # Held (the lock, the engine's row) until the step running ends: then it is free.
         await asyncio.shield(asyncio.wait([running]))
-        _end_of_activation()
         raise
     result, timings = running.result()
     if rest := text.finish(result["text"]):
         await response.write(_line({"delta": rest}))
     await response.write(_line(log.add_to({"result": result, "timings": timings})))
     await response.write_eof()
-    _end_of_activation()
     return response
 
 
@@ -320,7 +346,8 @@ async def _run_batch(request: web.Request, loaded: Served, body: dict[str, Any],
     """One batched generation (`join`: each request joins the continuous-batching engine);
     a `{"index", "result", "timings"}` line as each request ends."""
     with contextlib.ExitStack() as stack:
-        logs = [stack.enter_context(ActivationLog(capture)) for _ in body["batch"]]
+        logs = [stack.enter_context(ActivationLog(capture, owns_context=False))
+                for _ in body["batch"]]
         return await _run_batch_logged(request, loaded, body, join, logs)
 
 
@@ -337,7 +364,8 @@ async def _run_batch_logged(request: web.Request, loaded: Served,
             accepted.append((index, parse_request(item.get("value") or {}, limit,
                                                   loaded.render_chat, loaded.sampling)))
         except RequestError as error:  # refused alone; the others still run
-            logger.warning("activation %s refused: %s", item.get("activation_id"), error)
+            with logs[index].owning():
+                logger.warning("activation %s refused: %s", item.get("activation_id"), error)
             await response.write(_line(logs[index].add_to(
                 {"index": index, "result": {"error": str(error)}, "timings": {}})))
     outcomes = _joined(loaded, accepted) if join else _batched(loaded, accepted)
@@ -345,7 +373,6 @@ async def _run_batch_logged(request: web.Request, loaded: Served,
         await response.write(_line(logs[index].add_to(
             {"index": index, "result": result, "timings": timings})))
     await response.write_eof()
-    _end_of_activation()
     return response
 
 
@@ -384,11 +411,6 @@ async def _joined(loaded: Served,
 
 def _line(message: dict[str, Any]) -> bytes:
     return json.dumps(message).encode() + b"\n"
-
-
-def _end_of_activation() -> None:
-    # OpenWhisk's log sentinels: the invoker reads the logs up to them.
-    print(SENTINEL, flush=True)
 
 
 async def handle_move(request: web.Request) -> web.Response:

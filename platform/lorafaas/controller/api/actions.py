@@ -234,7 +234,9 @@ async def invoke_action(request: web.Request) -> web.Response:
         return web.json_response({"activationId": invocation.activation_id}, status=202,
                                  headers=headers)
     try:
-        row = await asyncio.wait_for(asyncio.shield(invocation.task), wait_ms / 1000)
+        # The answer, not the task: the record is committed just after (see invocations).
+        async with asyncio.timeout(wait_ms / 1000):
+            row = await invocation.answer
     except TimeoutError:
         await service.make_durable(invocation)  # a 202 promises the activation will run
         return web.json_response({"activationId": invocation.activation_id}, status=202,

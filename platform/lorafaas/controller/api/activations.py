@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from lorafaas.controller.api.params import activation_id, epoch_ms, flag, paging
-from lorafaas.controller.appkeys import sessions_key
+from lorafaas.controller.appkeys import invocations_key, sessions_key
 from lorafaas.controller.auth import namespace_of
 from lorafaas.errors import BadRequest
 from lorafaas.registry.activations import (
@@ -30,6 +30,7 @@ async def list_activation_records(request: web.Request) -> web.Response:
     identity = await namespace_of(request)
     limit, skip = paging(request)
     since, upto, docs = epoch_ms(request, "since"), epoch_ms(request, "upto"), flag(request, "docs")
+    await request.app[invocations_key].settled(identity.namespace)  # records just answered
     name = request.query.get("name")
     if flag(request, "count"):
         if docs:
@@ -56,6 +57,7 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
 async def _activation(request: web.Request) -> Activation:
     identity = await namespace_of(request)
     activation = activation_id(request)
+    await request.app[invocations_key].settled(identity.namespace, activation)
     async with request.app[sessions_key]() as session:
         return await get_activation(session, identity.namespace, activation)
 
