@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from lorafaas.controller.app import local_invoker_key
-from lorafaas.controller.appkeys import sessions_key
+from lorafaas.controller.appkeys import invocations_key, sessions_key
 from lorafaas.invoker.artifact_loads import ARTIFACTS, ewma
 from lorafaas.registry.models import Action
 from lorafaas.registry.profiles import function_profiles
@@ -31,6 +31,8 @@ async def cold_invocation(platform: Any, name: str) -> dict[str, float]:
     record = await response.json()
     assert response.status == 200, record
     assert annotation(record, "startKind") == "cold"
+    # Answered before its record commits: the profiles commit with it.
+    await platform.app[invocations_key].settled(platform.settings.guest_namespace)
     return dict(annotation(record, "initBreakdown"))
 
 

@@ -137,11 +137,12 @@ class InvocationService:
                 parameters=state.pending.parameters, received_ms=state.pending.received_ms))
             state.durable = True
 
-    async def settled(self, namespace: str, activation_id: str | None = None) -> None:
+    async def settled(self, namespace: str | None, activation_id: str | None = None) -> None:
         """Wait until the records answered but not yet committed are stored: the one of
-        `activation_id`, or every one of the namespace (a read of its records follows)."""
+        `activation_id`, or every one of the namespace (None: of every namespace), so that
+        a read of its records, usage or profiles that follows finds them."""
         tasks = [task for key, (owner, task) in self._storing.items()
-                 if owner == namespace and activation_id in (None, key)]
+                 if namespace in (None, owner) and activation_id in (None, key)]
         if tasks:
             await asyncio.wait(tasks)  # a failed store fails its own task, not this read
 

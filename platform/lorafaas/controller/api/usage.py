@@ -13,7 +13,7 @@ from lorafaas.billing.reports import (
     report_csv,
 )
 from lorafaas.controller.api.params import epoch_ms
-from lorafaas.controller.appkeys import sessions_key, settings_key
+from lorafaas.controller.appkeys import invocations_key, sessions_key, settings_key
 from lorafaas.controller.auth import identify, namespace_of
 from lorafaas.errors import BadRequest, Forbidden
 
@@ -40,6 +40,7 @@ async def _report(request: web.Request, namespace: str | None,
         raise BadRequest(f"'format' must be json or csv, not {output!r}")
     query = ReportQuery(namespace, epoch_ms(request, "since"), epoch_ms(request, "upto"),
                         request.query.get("groupBy", default_group))
+    await request.app[invocations_key].settled(namespace)  # the usage just answered
     async with request.app[sessions_key]() as session:
         rows = await load_rows(session, query)
         created = await load_created(session, query.namespace)
