@@ -48,6 +48,7 @@ from transformers import AutoTokenizer
 from lorafaas.demo import build_demo_models
 from lorafaas.invoker.pool import ContainerPool, FunctionRef
 from lorafaas.invoker.runtime_client import RunOutcome
+from lorafaas.names import QualifiedName
 from lorafaas.runtime.profiler import load_model, machine_description
 
 COMMAND = ".venv/bin/python tests/benchmarks/bench_engine.py"
@@ -143,7 +144,7 @@ async def cold_starts(parts: BenchParts, count: int) -> dict[str, list[float]]:
         for round_no in range(count):
             pool = parts.pool({"torch_threads": 1})
             function = FunctionRef(key=f"bench/engine-cold{round_no}",
-                                   path=f"bench/engine-cold{round_no}",
+                                   name=QualifiedName.from_path(f"bench/engine-cold{round_no}"),
                                    adapter_dir=parts.models.adapters["pirate"], memory_mb=2048)
             lease = await pool.acquire(function)
             samples["libraries"].append(float(lease.init_breakdown["libraries"]))
@@ -171,7 +172,7 @@ async def measure(rounds: int, cold: int) -> tuple[dict[str, list[float]], dict[
     async with bench_parts(models) as parts:
         samples = await cold_starts(parts, cold)
         pool = parts.pool({"torch_threads": 1, "max_instances": 1})
-        function = FunctionRef(key="bench/engine", path="bench/engine", adapter_dir=adapter,
+        function = FunctionRef(key="bench/engine", name=QualifiedName.from_path("bench/engine"), adapter_dir=adapter,
                                memory_mb=2048)
         warm = WarmFunction(pool, await pool.acquire(function))
         try:

@@ -21,6 +21,7 @@ from lorafaas.controller.function_refs import function_ref
 from lorafaas.controller.protocol import LORA_KIND, ActionBody
 from lorafaas.controller.uploads import UploadSlots
 from lorafaas.invoking.client import InvokerClient
+from lorafaas.names import QualifiedName
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.artifacts import (
     ArtifactStore,
@@ -48,7 +49,7 @@ class ActionService:
         self.invoker = invoker  # profiles a new adapter rank before its first request
         self.uploads = UploadSlots(max_uploads)  # uploads received and validated at once
 
-    async def put(self, identity: Identity, name: str, body: ActionBody,
+    async def put(self, identity: Identity, name: QualifiedName, body: ActionBody,
                   overwrite: bool) -> Action:
         """Validate the staged adapter zip (`body.code`), then create or update the action."""
         backbone = self.backbones.get(body.annotation("backbone"))
@@ -77,7 +78,7 @@ class ActionService:
                                               self.store.folder(action.artifact_digest)))
         return action
 
-    async def delete(self, identity: Identity, name: str) -> Action:
+    async def delete(self, identity: Identity, name: QualifiedName) -> Action:
         """Delete the action and its versions; each artifact goes with its last reference."""
         async with self.sessions() as session, session.begin():
             action, digests = await action_rows.delete_action(session, identity.namespace_id,
@@ -86,7 +87,7 @@ class ActionService:
         await self._collect(orphaned)
         return action
 
-    async def versions(self, identity: Identity, name: str) -> list[ActionVersion]:
+    async def versions(self, identity: Identity, name: QualifiedName) -> list[ActionVersion]:
         """The action's kept versions, newest first (NotFound without the action)."""
         async with self.sessions() as session:
             action = await action_rows.get_action(session, identity.namespace_id, name)
@@ -100,7 +101,7 @@ class ActionService:
                     # Before the commit: the row lock keeps a new reference waiting meanwhile.
                     await asyncio.to_thread(self.store.remove, digest)
 
-    async def get(self, identity: Identity, name: str) -> Action:
+    async def get(self, identity: Identity, name: QualifiedName) -> Action:
         """The action, or NotFound."""
         async with self.sessions() as session:
             return await action_rows.get_action(session, identity.namespace_id, name)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from lorafaas.invoking.activations import FunctionRef
+from lorafaas.names import QualifiedName
+from lorafaas.registry.actions import qualified_name
 from lorafaas.registry.models import Action
 
 
@@ -26,14 +28,18 @@ def action_backbone(action: Action) -> str | None:
     return None
 
 
-def function_key(namespace: str, action: Action) -> str:
-    """The pool's key of an action's code: containers are reused only for the same code."""
-    return f"{namespace}/{action.name}@{action.version}:{action.artifact_digest}"
+def function_key(name: QualifiedName, action: Action) -> str:
+    """The pool's key of an action's code run under `name`: containers are reused only for
+    the same code, run for the same namespace."""
+    return f"{name}@{action.version}:{action.artifact_digest}"
 
 
-def function_ref(namespace: str, action: Action, adapter_dir: Path) -> FunctionRef:
-    """The action's code, limits, backbone and adapter rank, for the invoker."""
-    return FunctionRef(key=function_key(namespace, action), path=f"{namespace}/{action.name}",
+def function_ref(namespace: str, action: Action, adapter_dir: Path,
+                 name: QualifiedName | None = None) -> FunctionRef:
+    """The action's code, limits, backbone and adapter rank, for the invoker; it runs under
+    `name` (default: its own name in `namespace`, the namespace it belongs to)."""
+    name = name or qualified_name(namespace, action)
+    return FunctionRef(key=function_key(name, action), name=name,
                        adapter_dir=adapter_dir, memory_mb=action.limits["memory"],
                        adapter_digest=action.artifact_digest,
                        backbone=action_backbone(action) or "", adapter_rank=action_rank(action))

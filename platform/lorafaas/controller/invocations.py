@@ -30,7 +30,9 @@ from lorafaas.controller.protocol import parameter_values
 from lorafaas.controller.throttle import InvocationThrottle
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult, DeltaSink
 from lorafaas.invoking.client import InvokerClient
+from lorafaas.names import QualifiedName
 from lorafaas.registry import actions as action_rows
+from lorafaas.registry.actions import qualified_name
 from lorafaas.registry.artifacts import ArtifactStore
 from lorafaas.registry.db import commit_unsynced
 from lorafaas.registry.models import Action, Activation, PendingInvocation, UsageRecord
@@ -92,7 +94,8 @@ class InvocationService:
         self.throttle.admit(identity.namespace)
         try:
             pending = PendingInvocation(activation_id=uuid.uuid4().hex,
-                                        namespace=identity.namespace, action=action.name,
+                                        namespace=identity.namespace,
+                                        action=qualified_name(identity.namespace, action).relative,
                                         subject=identity.subject, parameters=parameters,
                                         received_ms=int(time.time() * 1000))
             if durable:
@@ -147,7 +150,7 @@ class InvocationService:
         async with self.sessions() as session, session.begin():
             namespace = await find_namespace(session, pending.namespace)
             action = None if namespace is None else await action_rows.find_action(
-                session, namespace.id, pending.action)
+                session, namespace.id, QualifiedName.parse(pending.action, pending.namespace))
             if action is None:  # deleted since: nothing is left to run
                 logger.warning("activation %s of %s/%s dropped: the action no longer exists",
                                pending.activation_id, pending.namespace, pending.action)
@@ -192,14 +195,14 @@ class InvocationService:
             if metered.rows:
                 await session.execute(insert(UsageRecord),
                                       [set_columns(usage) for usage in metered.rows])
-            await record_loads(session, request.namespace, request.name,
+            await record_loads(session, request.namespace, request.function.name.relative,
                                request.function.adapter_digest, result.loads, result.end_ms)
             if state.durable:
                 await session.execute(delete(PendingInvocation).where(
                     PendingInvocation.activation_id == request.activation_id))
             state.stored = True
-        logger.info("activation %s of %s/%s ended with status %d", request.activation_id,
-                    request.namespace, request.name, result.status_code)
+        logger.info("activation %s of %s ended with status %d", request.activation_id,
+                    request.function.name, result.status_code)
         return row
 
 

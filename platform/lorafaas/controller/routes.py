@@ -60,23 +60,12 @@ def api_routes() -> list[Route]:
               "`backbone` annotation names one)", tags=("backbones",), response="Backbones"),
         Route("GET", f"{NAMESPACE}/actions", actions.list_actions, "List actions",
               query=("limit", "skip"), tags=("actions",)),
-        Route("PUT", f"{NAMESPACE}/actions/{{name}}", actions.put_action,
-              "Create or update an action of kind lora", query=("overwrite", "backbone"),
-              body="exec {kind: lora, binary: true, code: base64 zip}, parameters, "
-                   "annotations, limits (or, as application/zip, the zip itself, with "
-                   "?backbone=)", schema="Action",
-              statuses=(200, 409, 413, 429), tags=("actions",)),
-        Route("GET", f"{NAMESPACE}/actions/{{name}}", actions.get_action, "Get an action",
-              query=("code",), tags=("actions",)),
+        # Before actions/{package}/{name}: the first route that matches serves (aiohttp).
         Route("GET", f"{NAMESPACE}/actions/{{name}}/versions", actions.list_action_versions,
               "The action's kept versions, newest first (LORAFAAS_ACTION_HISTORY)",
               tags=("actions",)),
-        Route("DELETE", f"{NAMESPACE}/actions/{{name}}", actions.delete_action,
-              "Delete an action", tags=("actions",)),
-        Route("POST", f"{NAMESPACE}/actions/{{name}}", actions.invoke_action, "Invoke an action",
-              query=("blocking", "result", "timeout"), body="the invocation's parameters",
-              schema="Invocation",
-              statuses=(200, 202, 408, 429, 502), tags=("actions",)),
+        *action_routes(f"{NAMESPACE}/actions/{{name}}", ""),
+        *action_routes(f"{NAMESPACE}/actions/{{package}}/{{name}}", " in a package"),
         Route("GET", f"{NAMESPACE}/activations", activations.list_activation_records,
               "List activations", query=("name", "limit", "skip", "since", "upto", "docs"),
               tags=("activations",)),
@@ -93,6 +82,26 @@ def api_routes() -> list[Route]:
               "The invoker's metrics in Prometheus text format 0.0.4: queue length, batches "
               "running (M), batch sizes, SLO attainment per function, containers by state "
               "(keys of LORAFAAS_ADMIN_NAMESPACES)", tags=("metrics",)),
+    ]
+
+
+def action_routes(path: str, where: str) -> list[Route]:
+    """PUT, GET, DELETE and POST (invoke) of an action at `path`."""
+    return [
+        Route("PUT", path, actions.put_action,
+              f"Create or update an action of kind lora{where}", query=("overwrite", "backbone"),
+              body="exec {kind: lora, binary: true, code: base64 zip}, parameters, "
+                   "annotations, limits (or, as application/zip, the zip itself, with "
+                   "?backbone=)", schema="Action",
+              statuses=(200, 409, 413, 429), tags=("actions",)),
+        Route("GET", path, actions.get_action, f"Get an action{where}",
+              query=("code",), tags=("actions",)),
+        Route("DELETE", path, actions.delete_action, f"Delete an action{where}",
+              tags=("actions",)),
+        Route("POST", path, actions.invoke_action, f"Invoke an action{where}",
+              query=("blocking", "result", "timeout"), body="the invocation's parameters",
+              schema="Invocation",
+              statuses=(200, 202, 408, 429, 502), tags=("actions",)),
     ]
 
 

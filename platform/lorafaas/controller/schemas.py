@@ -48,10 +48,13 @@ QUERY: dict[str, Schema] = {
 }
 
 # Path parameters by name.
+# OpenWhisk's entity name (`lorafaas.names`), ASCII as Java's \w.
+_ENTITY_NAME: Schema = {"type": "string", "maxLength": MAX_NAME_LENGTH,
+                        "pattern": r"^(?:[A-Za-z0-9_]|[A-Za-z0-9_][A-Za-z0-9_@ .-]*[A-Za-z0-9_@.-])$"}
 PATH: dict[str, Schema] = {
     "namespace": {"type": "string", "description": "the key's namespace, or `_`"},
-    "name": {"type": "string", "maxLength": MAX_NAME_LENGTH,
-             "pattern": r"^(?:\w|\w[\w@ .-]*[\w@.-])$"},
+    "name": _ENTITY_NAME,
+    "package": {**_ENTITY_NAME, "description": "the action's package"},
     "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
 }
 
@@ -100,6 +103,9 @@ _OPENAI_SAMPLING: dict[str, Schema] = {
                        "properties": {"include_usage": _BOOLEAN}},
 }
 
+_MODEL = ("the action: `action`, `package/action`, `/namespace/[package/]action` "
+          "(OpenWhisk's forms), or the `namespace/[package/]action` /v1/models lists")
+
 BODIES: dict[str, Schema] = {
     "Action": {"type": "object", "required": ["exec"], "properties": {
         "exec": {"type": "object", "required": ["kind", "binary", "code"], "properties": {
@@ -118,7 +124,7 @@ BODIES: dict[str, Schema] = {
     "Completion": {"type": "object", "required": ["model", "prompt"],
                    "additionalProperties": False, "properties": {
                        "model": {"type": "string",
-                                 "description": "`namespace/action` or `action`"},
+                                 "description": _MODEL},
                        "prompt": {"type": "string"}, **_OPENAI_SAMPLING}},
     "ChatCompletion": {"type": "object", "required": ["model", "messages"],
                        "additionalProperties": False,
@@ -126,6 +132,6 @@ BODIES: dict[str, Schema] = {
                                       "`max_tokens`",
                        "properties": {
                            "model": {"type": "string",
-                                     "description": "`namespace/action` or `action`"},
+                                     "description": _MODEL},
                            "messages": _CHAT_MESSAGES, **_OPENAI_SAMPLING}},
 }

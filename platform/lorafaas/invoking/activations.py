@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorafaas.names import QualifiedName
+
 # Takes each text delta of a streamed activation as it comes.
 DeltaSink = Callable[[str], Awaitable[None]]
 
@@ -20,13 +22,18 @@ class StreamCancelled(Exception):
 class FunctionRef:
     """What the invoker needs of an action to start and reuse its containers."""
 
-    key: str  # namespace/name@version:digest: containers are reused only for the same code
-    path: str  # namespace/name
+    key: str  # namespace/package/name@version:digest: containers reuse only the same code
+    name: QualifiedName  # the name it runs under, in the namespace it runs for
     adapter_dir: Path
     memory_mb: int
     adapter_digest: str = ""  # keys the artifact profiles measured for this code
     backbone: str = ""  # the backbone's name ("": the pool's default backbone)
     adapter_rank: int | None = None  # the LoRA rank validation found: keys its prefill fit
+
+    @property
+    def path(self) -> str:
+        """`namespace/package/name`: the string the pool, metrics and labels key it by."""
+        return str(self.name)
 
 
 @dataclass(frozen=True)

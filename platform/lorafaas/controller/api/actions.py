@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from lorafaas.controller.api.params import (
-    entity_name,
+    action_name,
     flag,
     integer,
     json_object,
@@ -43,7 +43,9 @@ from lorafaas.controller.uploads import (
     receive_body,
 )
 from lorafaas.errors import NotFound
+from lorafaas.names import DEFAULT_NAMESPACE
 from lorafaas.registry import actions as action_rows
+from lorafaas.registry.actions import qualified_name
 from lorafaas.registry.activations import activation_json
 from lorafaas.registry.artifacts import UPLOAD_NAME
 from lorafaas.registry.models import Activation
@@ -59,15 +61,15 @@ async def put_action(request: web.Request) -> web.Response:
     base64 in exec.code, or the zip itself as an application/zip body."""
     identity = await namespace_of(request)
     service = request.app[actions_key]
-    name, overwrite = entity_name(request), flag(request, "overwrite")
+    name, overwrite = action_name(request, identity.namespace), flag(request, "overwrite")
     try:
         with service.uploads.slot(), service.store.staging() as folder:
             body = await _received_body(request, folder)
             action = await service.put(identity, name, body, overwrite)
     except UploadsBusy as error:
         return busy_response(request, error)
-    await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
-    return web.json_response(action_json(action, identity.namespace, None))
+    await request.app[invocations_key].invoker.retire(name)
+    return web.json_response(action_json(action, name.path, None))
 
 
 async def _received_body(request: web.Request, folder: Path) -> ActionBody:
@@ -94,18 +96,18 @@ async def get_action(request: web.Request) -> web.Response:
     """One action with its containers, keep-alive policy, measured artifact profiles and
     the prefill model its batches are sized by; the zip is left out with ?code=false."""
     identity = await namespace_of(request)
-    name, with_code = entity_name(request), flag(request, "code", default=True)
+    name, with_code = action_name(request, identity.namespace), flag(request, "code", default=True)
     action = await request.app[actions_key].get(identity, name)
     code = None
     if with_code:
         code = request.app[actions_key].store.zip_path(action.artifact_digest).read_bytes()
-    body = action_json(action, identity.namespace, code)
+    body = action_json(action, name.path, code)
     view = request.app[invoker_key].describe_function(function_ref(
         identity.namespace, action, request.app[actions_key].store.folder(action.artifact_digest)))
     body["instances"] = view.instances
     body["keepAlive"] = view.keep_alive
     async with request.app[sessions_key]() as session:
-        profiles = await function_profiles(session, identity.namespace, action.name,
+        profiles = await function_profiles(session, identity.namespace, name.relative,
                                            action.artifact_digest)
     body["artifactProfiles"] = [profile_json(row) for row in profiles]
     body["prefillModel"] = view.prefill_model
@@ -118,22 +120,25 @@ async def list_actions(request: web.Request) -> web.Response:
     limit, skip = paging(request)
     async with request.app[sessions_key]() as session:
         rows = await action_rows.list_actions(session, identity.namespace_id, limit, skip)
-    return web.json_response([action_json(row, identity.namespace, None) for row in rows])
+    return web.json_response([action_json(row, qualified_name(identity.namespace, row).path, None)
+                              for row in rows])
 
 
 async def list_action_versions(request: web.Request) -> web.Response:
     """The action's kept versions, newest first."""
     identity = await namespace_of(request)
-    rows = await request.app[actions_key].versions(identity, entity_name(request))
+    rows = await request.app[actions_key].versions(identity,
+                                                   action_name(request, identity.namespace))
     return web.json_response([action_version_json(row) for row in rows])
 
 
 async def delete_action(request: web.Request) -> web.Response:
     """Delete an action and its warm containers."""
     identity = await namespace_of(request)
-    action = await request.app[actions_key].delete(identity, entity_name(request))
-    await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{action.name}")
-    return web.json_response(action_json(action, identity.namespace, None))
+    name = action_name(request, identity.namespace)
+    action = await request.app[actions_key].delete(identity, name)
+    await request.app[invocations_key].invoker.retire(name)
+    return web.json_response(action_json(action, name.path, None))
 
 
 async def invoke_action(request: web.Request) -> web.Response:
@@ -142,8 +147,9 @@ async def invoke_action(request: web.Request) -> web.Response:
     Every parameter is checked before the activation is accepted: a refused invocation
     never runs and is never billed.
     """
-    name, blocking, result_only = entity_name(request), flag(request, "blocking"), \
-        flag(request, "result")
+    # The caller's namespace is known once authenticated, in the same query as the action.
+    name, blocking, result_only = action_name(request, DEFAULT_NAMESPACE), \
+        flag(request, "blocking"), flag(request, "result")
     wait_ms = integer(request, "timeout", DEFAULT_BLOCKING_WAIT_MS, 1, MAX_BLOCKING_WAIT_MS)
     identity, action = await namespace_and_action(request, name)
     parameters = json_object(await read_json(request), "the parameters")
