@@ -36,6 +36,9 @@ MIN_2XX_SHARE = 0.25
 ACTION = "fz"  # invoked: created in set-up, never replaced (a new version would cold-start)
 PUT_NAMES = ("fz-put", "fz-new")
 DELETED = "fz-del"  # put again before each DELETE that names it
+PACKAGE = "fzp"  # holds ACTION too (invoked as fzp/fz), and the PUT and DELETE names
+PACKAGE_PUT_NAMES = ("fzp-put", "fzp-new")  # not PUT_NAMES: a package and an action of the
+PACKAGE_DELETED = "fzp-del"  # default package may not share a name
 
 
 @pytest.fixture
@@ -100,7 +103,7 @@ class Fuzzer:
         """Requests for one operation."""
         parameters = operation.get("parameters", [])
         path_values = st.fixed_dictionaries({
-            p["name"]: biased(st.sampled_from(self._known(method, p["name"])),
+            p["name"]: biased(st.sampled_from(self._known(method, p["name"], path)),
                               from_schema(p["schema"]))
             for p in parameters if p["in"] == "path"})
         queries = {p["name"]: query_value(p["schema"]) for p in parameters if p["in"] == "query"}
@@ -113,11 +116,16 @@ class Fuzzer:
         return st.builds(lambda values, q, b: Case(method, _fill(path, values), q, b),
                          path_values, query, body)
 
-    def _known(self, method: str, name: str) -> list[str]:
+    def _known(self, method: str, name: str, path: str) -> list[str]:
         if name == "namespace":
             return ["_", "guest"]
         if name == "id":
             return [self.activation_id]
+        if name == "package":
+            return [PACKAGE]
+        if "/packages/" in path:
+            return {"PUT": list(PACKAGE_PUT_NAMES), "DELETE": [PACKAGE_DELETED]}.get(method,
+                                                                                 [PACKAGE])
         return {"PUT": list(PUT_NAMES), "DELETE": [DELETED]}.get(method, [ACTION])
 
     def _body(self, operation: dict[str, Any]) -> st.SearchStrategy[bytes | None]:
@@ -129,9 +137,14 @@ class Fuzzer:
         properties = schema.get("properties", {})
         if "exec" in properties:
             fix = self._with_zip
+        if "binding" in properties:
+            # A made-up binding names no package (a 400): bindings have tests of their own.
+            schema = copy.deepcopy(schema)
+            del schema["properties"]["binding"]
         if "model" in properties:
             schema = bounded_tokens(schema, "max_tokens")
-            schema["properties"]["model"] = {"enum": [ACTION, f"guest/{ACTION}", f"_/{ACTION}"]}
+            schema["properties"]["model"] = {"enum": [ACTION, f"guest/{ACTION}", f"_/{ACTION}",
+                                                      f"{PACKAGE}/{ACTION}"]}
         elif "prompt" in properties:
             schema = bounded_tokens(schema, "max_tokens")
         valid = from_schema(schema).map(fix).map(lambda body: json.dumps(body).encode())
@@ -182,11 +195,18 @@ async def test_fuzzing_every_operation(platform, demo_models, make_zip):  # type
                                           params={"overwrite": "true"}, json=body)
         assert response.status == 200, await response.text()
 
-    await put(ACTION, {"max_tokens": 2, "timeout": 600_000})  # a cold start on a busy machine
-    warm = await platform.request("POST", f"/api/v1/namespaces/_/actions/{ACTION}",
-                                  params={"blocking": "true", "timeout": "600000"},
-                                  json={"prompt": "hi", "max_tokens": 1})
-    assert warm.status == 200, await warm.text()  # the container is warm from here on
+    async def put_package(name: str) -> None:
+        response = await platform.request("PUT", f"/api/v1/namespaces/_/packages/{name}",
+                                          params={"overwrite": "true"}, json={})
+        assert response.status == 200, await response.text()
+
+    await put_package(PACKAGE)
+    for action in (ACTION, f"{PACKAGE}/{ACTION}"):
+        await put(action, {"max_tokens": 2, "timeout": 600_000})  # a cold start, busy machine
+        warm = await platform.request("POST", f"/api/v1/namespaces/_/actions/{action}",
+                                      params={"blocking": "true", "timeout": "600000"},
+                                      json={"prompt": "hi", "max_tokens": 1})
+        assert warm.status == 200, await warm.text()  # the container is warm from here on
     document = await (await platform.request("GET", "/api/v1/openapi.json")).json()
     fuzzer = Fuzzer(document, zip_b64, warm.headers["x-openwhisk-activation-id"])
 
@@ -197,6 +217,10 @@ async def test_fuzzing_every_operation(platform, demo_models, make_zip):  # type
         for case in cases:
             if method == "DELETE" and case.path.endswith(f"/actions/{DELETED}"):
                 await put(DELETED)
+            if method == "DELETE" and case.path.endswith(f"/actions/{PACKAGE}/{DELETED}"):
+                await put(f"{PACKAGE}/{DELETED}")
+            if method == "DELETE" and case.path.endswith(f"/packages/{PACKAGE_DELETED}"):
+                await put_package(PACKAGE_DELETED)
             headers = {"Content-Type": "application/json"} if case.body is not None else {}
             data = None if case.body is None else io.BytesIO(case.body)
             response = await platform.request(case.method, case.path, params=case.query,

@@ -132,6 +132,25 @@ class ApiClient:
                             params={"blocking": _flag(blocking), "result": _flag(result)},
                             accept=(200, 202, 502))
 
+    def put_package(self, name: QualifiedName, package: dict[str, Any],
+                    overwrite: bool) -> dict[str, Any]:
+        """Create (or with `overwrite` update) a package or binding (`name.name` is its name)."""
+        return self._body("PUT", _package_path(name), body=package,
+                          params={"overwrite": _flag(overwrite)})
+
+    def get_package(self, name: QualifiedName) -> dict[str, Any]:
+        """One package with its actions."""
+        return self._body("GET", _package_path(name))
+
+    def list_packages(self, namespace: str, limit: int, skip: int) -> list[dict[str, Any]]:
+        """The namespace's packages and bindings."""
+        return self._body("GET", f"{_namespace_path(namespace)}/packages",
+                          params={"limit": limit, "skip": skip})
+
+    def delete_package(self, name: QualifiedName) -> dict[str, Any]:
+        """Delete a package or binding; the deleted one."""
+        return self._body("DELETE", _package_path(name))
+
     def list_activations(self, name: str | None, limit: int, skip: int
                          ) -> list[dict[str, Any]]:
         """Activation records, newest first, optionally of one action."""
@@ -193,6 +212,10 @@ def _action_path(name: QualifiedName) -> str:
     parts = [name.name] if name.package is None else [name.package, name.name]
     return f"{_namespace_path(name.namespace)}/actions/" + "/".join(quote(p, safe="")
                                                                     for p in parts)
+
+
+def _package_path(name: QualifiedName) -> str:
+    return f"{_namespace_path(name.namespace)}/packages/{quote(name.name, safe='')}"
 
 
 def _activation_path(activation_id: str) -> str:

@@ -23,6 +23,7 @@ from lorafaas.controller.uploads import UploadSlots
 from lorafaas.invoking.client import InvokerClient
 from lorafaas.names import QualifiedName
 from lorafaas.registry import actions as action_rows
+from lorafaas.registry import packages as package_rows
 from lorafaas.registry.artifacts import (
     ArtifactStore,
     add_reference,
@@ -31,6 +32,7 @@ from lorafaas.registry.artifacts import (
 )
 from lorafaas.registry.models import Action, ActionVersion, Namespace
 from lorafaas.registry.namespaces import Identity
+from lorafaas.registry.packages import Resolved
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class ActionService:
             async with self.sessions() as session, session.begin():
                 namespace = await session.get(Namespace, identity.namespace_id)
                 assert namespace is not None
+                await package_rows.writable_package(session, namespace.id, name)
                 await add_reference(session, stored)  # the new version's; locks the row
                 await asyncio.to_thread(self.store.publish, stored)
                 action, pruned = await action_rows.put_action(session, namespace, name, spec,
@@ -81,6 +84,8 @@ class ActionService:
     async def delete(self, identity: Identity, name: QualifiedName) -> Action:
         """Delete the action and its versions; each artifact goes with its last reference."""
         async with self.sessions() as session, session.begin():
+            if name.package is not None:
+                await package_rows.writable_package(session, identity.namespace_id, name)
             action, digests = await action_rows.delete_action(session, identity.namespace_id,
                                                               name)
             orphaned = await _drop_references(session, digests)
@@ -105,6 +110,16 @@ class ActionService:
         """The action, or NotFound."""
         async with self.sessions() as session:
             return await action_rows.get_action(session, identity.namespace_id, name)
+
+    async def resolve(self, identity: Identity, name: QualifiedName,
+                      found: Action | None = None) -> Resolved:
+        """The action `name` reaches for the caller: its own, or one of a package through a
+        binding (NotFound when none); `found`: the row already read in its own namespace."""
+        if name.package is None and found is not None:
+            return Resolved(found, name, name)
+        async with self.sessions() as session:
+            found = found or await action_rows.find_action(session, identity.namespace_id, name)
+            return await package_rows.resolve_action(session, name, found)
 
 
 async def _drop_references(session: AsyncSession, digests: list[str]) -> set[str]:

@@ -11,6 +11,7 @@ the row is written before the 202 (`make_durable`), so every 202 is durable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -28,15 +29,17 @@ from lorafaas.controller.function_refs import action_backbone, function_ref
 from lorafaas.controller.invoke_params import check_generation_parameters
 from lorafaas.controller.protocol import parameter_values
 from lorafaas.controller.throttle import InvocationThrottle
+from lorafaas.errors import NotFound
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult, DeltaSink
 from lorafaas.invoking.client import InvokerClient
-from lorafaas.names import QualifiedName
+from lorafaas.names import InvalidName, QualifiedName
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.actions import qualified_name
 from lorafaas.registry.artifacts import ArtifactStore
 from lorafaas.registry.db import commit_unsynced
 from lorafaas.registry.models import Action, Activation, PendingInvocation, UsageRecord
 from lorafaas.registry.namespaces import Identity, find_namespace
+from lorafaas.registry.packages import Resolved, resolve_action
 from lorafaas.registry.profiles import record_loads
 
 logger = logging.getLogger(__name__)
@@ -78,7 +81,8 @@ class InvocationService:
         self.context = context  # refuses prompts plus max_tokens past the context length
 
     async def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
-                    on_delta: DeltaSink | None = None, *, durable: bool = True) -> Invocation:
+                    on_delta: DeltaSink | None = None, *, durable: bool = True,
+                    resolved: Resolved | None = None) -> Invocation:
         """Accept the activation and start it in the background; its record is stored even
         if nobody waits. `durable`: stored as pending first, so that it runs even after a
         crash (a blocking caller, which waits for the answer, passes False).
@@ -86,16 +90,19 @@ class InvocationService:
         Raises BadRequest (400) when the default handler would refuse the parameters or the
         prompt plus max_tokens exceeds the backbone's context length, and TooManyRequests
         (429) when the namespace is over its throttles: all before anything is stored, run
-        or billed.
+        or billed. `resolved`: how the name called reached the action (a package, a
+        binding); it runs under that name, in the caller's namespace.
         """
-        self.check_parameters(action, parameters)
+        resolved = resolved or Resolved(action, qualified_name(identity.namespace, action),
+                                        qualified_name(identity.namespace, action))
+        self.check_parameters(action, {**parameter_values(resolved.inherited()), **parameters})
         if self.context is not None:
             self.context.check(action_backbone(action), parameters)
         self.throttle.admit(identity.namespace)
         try:
             pending = PendingInvocation(activation_id=uuid.uuid4().hex,
                                         namespace=identity.namespace,
-                                        action=qualified_name(identity.namespace, action).relative,
+                                        action=resolved.invoked.relative,
                                         subject=identity.subject, parameters=parameters,
                                         received_ms=int(time.time() * 1000))
             if durable:
@@ -103,7 +110,7 @@ class InvocationService:
         except BaseException:
             self.throttle.release(identity.namespace)
             raise
-        return self._submit(Durability(pending, durable), action, on_delta)
+        return self._submit(Durability(pending, durable), resolved, on_delta)
 
     async def make_durable(self, invocation: Invocation) -> None:
         """Write the activation's pending row unless it has one or its record is stored:
@@ -137,20 +144,26 @@ class InvocationService:
                                               .order_by(PendingInvocation.received_ms)))
         started = 0
         for pending in rows:
-            action = await self._pending_action(pending)
-            if action is None:
+            resolved = await self._pending_action(pending)
+            if resolved is None:
                 continue
             self.throttle.hold(pending.namespace)  # accepted already: never refused now
-            self._submit(Durability(pending, durable=True), action, None)
+            self._submit(Durability(pending, durable=True), resolved, None)
             started += 1
         logger.info("%d pending activations resubmitted", started)
         return started
 
-    async def _pending_action(self, pending: PendingInvocation) -> Action | None:
+    async def _pending_action(self, pending: PendingInvocation) -> Resolved | None:
         async with self.sessions() as session, session.begin():
             namespace = await find_namespace(session, pending.namespace)
-            action = None if namespace is None else await action_rows.find_action(
-                session, namespace.id, QualifiedName.parse(pending.action, pending.namespace))
+            action = None
+            if namespace is not None:
+                # Resolved again: a binding reaches what its package holds now. A name made
+                # before names were checked as OpenWhisk's names nothing now.
+                with contextlib.suppress(NotFound, InvalidName):
+                    name = QualifiedName.parse(pending.action, pending.namespace)
+                    found = await action_rows.find_action(session, namespace.id, name)
+                    action = await resolve_action(session, name, found)
             if action is None:  # deleted since: nothing is left to run
                 logger.warning("activation %s of %s/%s dropped: the action no longer exists",
                                pending.activation_id, pending.namespace, pending.action)
@@ -158,16 +171,17 @@ class InvocationService:
                     PendingInvocation.activation_id == pending.activation_id))
         return action
 
-    def _submit(self, state: Durability, action: Action,
+    def _submit(self, state: Durability, resolved: Resolved,
                 on_delta: DeltaSink | None) -> Invocation:
-        pending = state.pending
+        pending, action = state.pending, resolved.action
         request = ActivationRequest(
             activation_id=pending.activation_id, namespace=pending.namespace, name=action.name,
             version=action.version, subject=pending.subject,
             function=function_ref(pending.namespace, action,
-                                  self.store.folder(action.artifact_digest)),
-            parameters={**parameter_values(action.parameters), **pending.parameters},
-            limits=action.limits, received_at=pending.received_ms / 1000)
+                                  self.store.folder(action.artifact_digest), resolved.invoked),
+            parameters=merged_parameters(resolved, pending.parameters),
+            limits=action.limits, received_at=pending.received_ms / 1000,
+            bound=resolved.name if resolved.binding is not None else None)
         task = asyncio.create_task(self._run_and_store(request, on_delta, state))
         self.tasks.add(task)
         task.add_done_callback(lambda done: self._finished(done, pending.namespace))
@@ -206,6 +220,13 @@ class InvocationService:
         return row
 
 
+def merged_parameters(resolved: Resolved, invocation: dict[str, Any]) -> dict[str, Any]:
+    """OpenWhisk's order: package < binding < action < invocation."""
+    # Hook: parameters annotated `final` (enforced elsewhere) are to win over `invocation`.
+    return {**parameter_values(resolved.inherited()),
+            **parameter_values(resolved.action.parameters), **invocation}
+
+
 def set_columns(row: object) -> dict[str, Any]:
     """The column values set on a new ORM object (so the database fills the others)."""
     return {attr.key: row.__dict__[attr.key] for attr in inspect(row).mapper.column_attrs
@@ -218,4 +239,15 @@ def _activation_row(request: ActivationRequest, result: ActivationResult,
                       name=request.name, version=request.version, subject=request.subject,
                       start_ms=result.start_ms, end_ms=result.end_ms,
                       status_code=result.status_code, response=result.response, logs=result.logs,
-                      annotations=[*result.annotations, cost])
+                      annotations=[*_bound_annotations(request, result.annotations), cost])
+
+
+def _bound_annotations(request: ActivationRequest,
+                       annotations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Through a binding, OpenWhisk's record names the action's own path and the binding.
+    if request.bound is None:
+        return annotations
+    binding = f"{request.function.name.namespace}/{request.function.name.package}"
+    kept = [a for a in annotations if a["key"] not in ("path", "binding")]
+    return [*kept, {"key": "path", "value": str(request.bound)},
+            {"key": "binding", "value": binding}]

@@ -14,6 +14,7 @@ from lorafaas.controller.api import (
     metrics,
     namespaces,
     openai,
+    packages,
     usage,
 )
 
@@ -66,6 +67,7 @@ def api_routes() -> list[Route]:
               tags=("actions",)),
         *action_routes(f"{NAMESPACE}/actions/{{name}}", ""),
         *action_routes(f"{NAMESPACE}/actions/{{package}}/{{name}}", " in a package"),
+        *package_routes(),
         Route("GET", f"{NAMESPACE}/activations", activations.list_activation_records,
               "List activations", query=("name", "limit", "skip", "since", "upto", "docs"),
               tags=("activations",)),
@@ -102,6 +104,26 @@ def action_routes(path: str, where: str) -> list[Route]:
               query=("blocking", "result", "timeout"), body="the invocation's parameters",
               schema="Invocation",
               statuses=(200, 202, 408, 429, 502), tags=("actions",)),
+    ]
+
+
+def package_routes() -> list[Route]:
+    """Packages and bindings, as OpenWhisk serves them."""
+    path = f"{NAMESPACE}/packages/{{name}}"
+    return [
+        Route("GET", f"{NAMESPACE}/packages", packages.list_packages,
+              "List packages and bindings", query=("limit", "skip"), tags=("packages",)),
+        Route("PUT", path, packages.put_package,
+              "Create or update a package, or a binding to a package of this namespace or a "
+              "published one of another", query=("overwrite",),
+              body="parameters, annotations, publish, binding {namespace, name}",
+              schema="Package", statuses=(200, 409), tags=("packages",)),
+        Route("GET", path, packages.get_package,
+              "Get a package with its actions (a binding: the bound package's, with the "
+              "binding's parameters over its own)", tags=("packages",)),
+        Route("DELETE", path, packages.delete_package,
+              "Delete a binding, or a package that holds no actions", statuses=(200, 409),
+              tags=("packages",)),
     ]
 
 

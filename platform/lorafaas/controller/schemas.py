@@ -116,6 +116,13 @@ BODIES: dict[str, Schema] = {
                                     "adapter_model.safetensors, optionally __main__.py"}}},
         "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "limits": _limits(),
         "publish": _BOOLEAN}},
+    "Package": {"type": "object", "additionalProperties": False, "properties": {
+        "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "publish": _BOOLEAN,
+        "binding": {"type": "object", "additionalProperties": False,
+                    "required": ["namespace", "name"],
+                    "description": "the bound package (`_`: this namespace)",
+                    "properties": {"namespace": {"type": "string"},
+                                   "name": _ENTITY_NAME}}}},
     "Invocation": {"type": "object", "description": "The default handler's parameters "
                    "(`prompt` or `messages`); an action with its own handler takes any object.",
                    "anyOf": [{"required": ["prompt"]}, {"required": ["messages"]}],

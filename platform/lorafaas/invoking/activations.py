@@ -59,6 +59,8 @@ class ActivationRequest:
     parameters: dict[str, Any]
     limits: dict[str, Any]
     received_at: float  # epoch seconds when the controller accepted it
+    # The action's own name when it runs through a binding (`function.name` is the binding's).
+    bound: QualifiedName | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from lorafaas.registry.models import (
     ArtifactProfile,
     AuthKey,
     Namespace,
+    Package,
     PendingInvocation,
 )
 
@@ -82,7 +83,7 @@ def check_namespace_name(name: str) -> None:
 
 
 async def delete_namespace(session: AsyncSession, name: str) -> tuple[int, set[str]]:
-    """Delete a namespace, its keys, actions, activation records and profiles (NotFound if
+    """Delete a namespace, its keys, actions, packages, activation records and profiles (NotFound if
     absent); return how many actions it had and the artifact digests left unreferenced.
 
     Its usage records stay: they are the operator's bill (the admin usage report).
@@ -96,6 +97,7 @@ async def delete_namespace(session: AsyncSession, name: str) -> tuple[int, set[s
     for action_name in names:
         _, digests = await action_rows.delete_action(session, namespace.id, action_name)
         orphaned |= {digest for digest in digests if await drop_reference(session, digest)}
+    await session.execute(delete(Package).where(Package.namespace_id == namespace.id))
     for model in (Activation, PendingInvocation, ArtifactProfile):
         await session.execute(delete(model).where(model.namespace == name))
     await session.execute(delete(AuthKey).where(AuthKey.namespace_id == namespace.id))

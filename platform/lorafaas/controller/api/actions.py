@@ -97,13 +97,16 @@ async def get_action(request: web.Request) -> web.Response:
     the prefill model its batches are sized by; the zip is left out with ?code=false."""
     identity = await namespace_of(request)
     name, with_code = action_name(request, identity.namespace), flag(request, "code", default=True)
-    action = await request.app[actions_key].get(identity, name)
+    # An action of a bound package reads through the binding, as OpenWhisk's GET does.
+    resolved = await request.app[actions_key].resolve(identity, name)
+    action = resolved.action
     code = None
     if with_code:
         code = request.app[actions_key].store.zip_path(action.artifact_digest).read_bytes()
-    body = action_json(action, name.path, code)
+    body = action_json(action, resolved.name.path, code)
     view = request.app[invoker_key].describe_function(function_ref(
-        identity.namespace, action, request.app[actions_key].store.folder(action.artifact_digest)))
+        identity.namespace, action, request.app[actions_key].store.folder(action.artifact_digest),
+        name))
     body["instances"] = view.instances
     body["keepAlive"] = view.keep_alive
     async with request.app[sessions_key]() as session:
@@ -153,11 +156,14 @@ async def invoke_action(request: web.Request) -> web.Response:
     wait_ms = integer(request, "timeout", DEFAULT_BLOCKING_WAIT_MS, 1, MAX_BLOCKING_WAIT_MS)
     identity, action = await namespace_and_action(request, name)
     parameters = json_object(await read_json(request), "the parameters")
-    if action is None:
+    name = name.in_namespace(identity.namespace)
+    if action is None and name.package is None:
         raise NotFound("The requested resource does not exist.")
+    resolved = await request.app[actions_key].resolve(identity, name, action)
     service = request.app[invocations_key]
     # Non-blocking: durable (its pending row written) before the 202 answers.
-    invocation = await service.start(identity, action, parameters, durable=not blocking)
+    invocation = await service.start(identity, resolved.action, parameters,
+                                     durable=not blocking, resolved=resolved)
     headers = {ACTIVATION_HEADER: invocation.activation_id}
     if not blocking:
         return web.json_response({"activationId": invocation.activation_id}, status=202,

@@ -89,16 +89,18 @@ async def _start(request: web.Request, identity: Identity, parsed: OpenAIRequest
                  on_delta: Any = None) -> Invocation:
     name = resolve_model(parsed.model, identity.namespace)
     try:
-        action = await request.app[actions_key].get(identity, name)
+        resolved = await request.app[actions_key].resolve(identity, name)
     except NotFound as error:
         raise ModelNotFound(f"The model '{parsed.model}' does not exist: namespace "
                             f"'{identity.namespace}' has no function '{name.relative}'."
                             ) from error
+    action = resolved.action
     limit = int(action.limits.get("max_tokens", DEFAULT_MAX_TOKENS))
     check_max_tokens(parsed, limit)
     # A chat without max_tokens runs to the function's limit, as OpenAI's runs to the model's.
     parameters = {"max_tokens": limit, **parsed.parameters}
-    return await request.app[invocations_key].start(identity, action, parameters, on_delta)
+    return await request.app[invocations_key].start(identity, action, parameters, on_delta,
+                                                    resolved=resolved)
 
 
 def _successful_result(row: Activation) -> dict[str, Any]:
