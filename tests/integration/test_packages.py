@@ -6,9 +6,11 @@ package, invoked through it (recorded and billed in the caller's namespace); ref
 from __future__ import annotations
 
 import base64
+import io
 import json
 import tempfile
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,16 +21,24 @@ import pytest
 from lorafaas.admin import create_namespace_command
 from lorafaas.cli import main
 from tests.integration.served import ServedPlatform, module_settings
-from tests.integration.test_openai_api import make_zip_module  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.docker
 NS = "/api/v1/namespaces/_"
 PROMPT = "Tell me about the sea."
 
 
+def zipped(folder: Path) -> bytes:
+    """The adapter folder as a zip."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(p for p in folder.iterdir() if p.is_file()):
+            archive.writestr(path.name, path.read_bytes())
+    return buffer.getvalue()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, demo_models: Any, runtime_image: str,
-           make_zip_module: Any) -> Iterator[ServedPlatform]:  # noqa: F811
+           ) -> Iterator[ServedPlatform]:
     """The platform with the guest's shared package `sea` (parameters max_tokens 3 and
     temperature 0) holding `pirate` (parameter max_tokens 4, which wins over the package's)."""
     run_dir = Path(tempfile.mkdtemp(prefix="lf-", dir="/tmp"))
@@ -41,7 +51,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, demo_models: Any, runtime_i
             "publish": True, "parameters": [{"key": "max_tokens", "value": 3},
                                             {"key": "temperature", "value": 0}]})
         assert status == 200, body
-        code = base64.b64encode(make_zip_module(demo_models.adapters["pirate"])).decode()
+        code = base64.b64encode(zipped(demo_models.adapters["pirate"])).decode()
         platform.pirate_code = code  # type: ignore[attr-defined]
         status, body = platform.request("PUT", f"{NS}/actions/sea/pirate", {
             "exec": {"kind": "lora", "binary": True, "code": code},
@@ -252,7 +262,7 @@ def test_refused_packages_name_the_problem(served: ServedPlatform, bob: str) -> 
     assert answered == 400 and "name" in error["error"]
     answered, _ = served.request("GET", "/api/v1/namespaces/guest/packages", credential=bob)
     assert answered == 403
-    names = [p["name"] for p in served.request("GET", f"{bob_ns}/packages", credential=bob)[1]]
-    assert sorted(names) == ["chain", "ocean", "plain"]  # nothing of the refused ones
+    listed = [p["name"] for p in served.request("GET", f"{bob_ns}/packages", credential=bob)[1]]
+    assert sorted(listed) == ["chain", "ocean", "plain"]  # nothing of the refused ones
     for name in ("chain", "plain"):
         assert served.request("DELETE", f"{bob_ns}/packages/{name}", credential=bob)[0] == 200
