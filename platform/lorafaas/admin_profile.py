@@ -115,6 +115,8 @@ async def deployed_adapters(sessions: Sessions, store: ArtifactStore, backbone: 
                                       .order_by(Namespace.name, Action.name))).all()
     found: dict[int, tuple[str, Path]] = {}
     for action, namespace in rows:
+        if action.artifact_digest is None:  # a sequence: no adapter of its own
+            continue
         rank, folder = action_rank(action), store.folder(action.artifact_digest)
         if (action_backbone(action) or default) != backbone:
             continue

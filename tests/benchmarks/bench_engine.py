@@ -9,7 +9,11 @@ hits every figure alike:
 - the floor (one matrix-vector pass over the weights a decode step reads) and bare matrix
   products over them at batch 8;
 - LoRAFaaS's warm function in a real runtime container on the real Docker engine (the
-  pool and its runtime client): ms per decode step at batch 1, 4 and 8, warm TTFT;
+  pool and its runtime client): ms per decode step at batch 1, 4 and 8, warm TTFT; its
+  cgroup top-level (`--cgroup-parent`), so that it waits for a core as this process does,
+  and a second one in Docker's default cgroup at batch 1 beside it;
+- CPU time per step of the floor's product and of the runtime's process at batch 1 (the
+  load on a shared machine delays these less than wall times);
 - one prefill forward and `PeftModel.generate` in this process;
 - llama.cpp: llama-cpp-python built from its sdist into ~/.cache/lorafaas-bench (by this
   benchmark, see `llamacpp.py`), the weights converted by the converters it vendors; 1 and 2
@@ -29,6 +33,7 @@ import json
 import os
 import statistics
 import subprocess
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -73,6 +78,23 @@ class WarmFunction:
         self.pool, self.lease = pool, lease
         self.engine = "?"
 
+    def _cpu_ns(self) -> int:
+        """CPU time of every thread of the runtime's process so far (the host's /proc)."""
+        tasks = Path(f"/proc/{self.lease.container.info.pid}/task")
+        return sum(int((task / "schedstat").read_text().split()[0])
+                   for task in tasks.iterdir())
+
+    async def cpu_ms(self) -> float:
+        """CPU ms of the runtime's process per decode step at batch 1: a row's CPU less a
+        one-token row's (the prefill and the request's handling), per step after it."""
+        client = self.lease.container.client
+        started = self._cpu_ns()
+        await client.run({**_row(1), **LIMIT})
+        prefill = self._cpu_ns() - started
+        started = self._cpu_ns()
+        await client.run({**_row(TOKENS), **LIMIT})
+        return (self._cpu_ns() - started - prefill) / 1e6 / (TOKENS - 1)
+
     async def step_ms(self, batch: int) -> float:
         """ms per decode step of a batch of rows (the slowest row's decode)."""
         client = self.lease.container.client
@@ -93,6 +115,13 @@ class WarmFunction:
         return float(outcome.timings["ttft"])
 
 
+def _cpu_ms(action: Callable[[], object]) -> float:
+    """CPU ms of this thread while the action runs."""
+    started = time.thread_time()
+    action()
+    return (time.thread_time() - started) * 1000
+
+
 def _threaded(action: Callable[[], float]) -> Measure:
     async def run() -> float:
         return await asyncio.to_thread(action)
@@ -110,6 +139,7 @@ def host_measures(backbone: Path, adapter: Path, llama: LlamaCpp
     measures = {
         "floor b1": _threaded(lambda: median_ms(matvec(weights, 1), 1)),
         "floor b8": _threaded(lambda: median_ms(matvec(weights, 8), 1)),
+        "floor b1 cpu": _threaded(lambda: _cpu_ms(matvec(weights, 1))),
         "prefill": _threaded(lambda: peft_prefill_ms(peft, ids)),
         "peft b1": _threaded(lambda: peft_step_ms(peft, tokenizer, 1)),
         "llama.cpp 1t": _threaded(lambda: llama.step_ms(model, lora, 1, PROMPT, TOKENS)),
@@ -162,8 +192,10 @@ async def cold_starts(parts: BenchParts, count: int) -> dict[str, list[float]]:
     return samples
 
 
-async def measure(rounds: int, cold: int) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    """Every figure but the warm path's, with one backbone server and one held container."""
+async def measure(rounds: int, cold: int, cgroup_parent: str | None
+                  ) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Every figure but the warm path's, with one backbone server and two held containers
+    (in `cgroup_parent`, and in Docker's default cgroup)."""
     torch.set_num_threads(1)
     llama = await asyncio.to_thread(ensure_llamacpp)
     models = build_demo_models(lorafaas_home() / "models")
@@ -171,19 +203,29 @@ async def measure(rounds: int, cold: int) -> tuple[dict[str, list[float]], dict[
     measures, facts = host_measures(models.backbone_dir, adapter, llama)
     async with bench_parts(models) as parts:
         samples = await cold_starts(parts, cold)
-        pool = parts.pool({"torch_threads": 1, "max_instances": 1})
-        function = FunctionRef(key="bench/engine", name=QualifiedName.from_path("bench/engine"), adapter_dir=adapter,
-                               memory_mb=2048)
-        warm = WarmFunction(pool, await pool.acquire(function))
+        warm = await _warm_function(parts, adapter, "engine", cgroup_parent)
+        beside = await _warm_function(parts, adapter, "engine-docker", None)
         try:
             for b in (1, 4, 8):
                 measures[f"lorafaas b{b}"] = functools.partial(warm.step_ms, b)
+            measures["lorafaas b1 cpu"] = warm.cpu_ms
+            measures["lorafaas b1 docker cgroup"] = functools.partial(beside.step_ms, 1)
             measures["lorafaas ttft"] = warm.ttft_ms
             samples.update(await interleaved(measures, rounds))
         finally:
-            await pool.release(warm.lease.container)
-            await pool.shutdown()
+            for held in (warm, beside):
+                await held.pool.release(held.lease.container)
+                await held.pool.shutdown()
     return samples, {**facts, "engine": warm.engine}
+
+
+async def _warm_function(parts: BenchParts, adapter: Path, name: str,
+                         cgroup_parent: str | None) -> WarmFunction:
+    """A pool of its own holding one warm container of the function."""
+    pool = parts.pool({"torch_threads": 1, "max_instances": 1}, cgroup_parent=cgroup_parent)
+    function = FunctionRef(key=f"bench/{name}", name=QualifiedName.from_path(f"bench/{name}"),
+                           adapter_dir=adapter, memory_mb=2048)
+    return WarmFunction(pool, await pool.acquire(function))
 
 
 def warm_path_overhead(calls: int, saved: Path | None) -> tuple[dict[str, float], str | None]:
@@ -211,11 +253,15 @@ def main() -> None:
                         help="a saved `bench_warm_path.py --json` run instead of a new one")
     parser.add_argument("--skip-warm-path", action="store_true", help="no warm-path figure")
     parser.add_argument("--note", default="", help="a paragraph about this run, for the report")
+    parser.add_argument("--cgroup-parent", default="/",
+                        help="the measured warm function's cgroup parent ('' for Docker's "
+                        "default; a second function is always measured there)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as measured, and as the report's machine line says
     if not args.report_only:
         loads = [os.getloadavg()[0]]
-        samples, facts = asyncio.run(measure(args.rounds, args.cold))
+        samples, facts = asyncio.run(measure(args.rounds, args.cold,
+                                             args.cgroup_parent or None))
         loads.append(os.getloadavg()[0])
         args.samples.parent.mkdir(parents=True, exist_ok=True)
         args.samples.write_text(json.dumps({"samples": samples, "facts": facts,
@@ -232,8 +278,9 @@ def main() -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "engine.md").write_text(markdown(
         medians, command=COMMAND, machine=machine_description(),
-        loads=" → ".join(f"{v:.1f}" for v in loads) + " (start, after the rounds, after the "
-        "warm path)", rounds=kept["rounds"], tokens=TOKENS, weights_mb=facts["weights_mb"],
+        loads=" → ".join(f"{v:.1f}" for v in loads) + " (start, after the rounds, "
+        + ("at the report)" if args.skip_warm_path else "after the warm path)"),
+        rounds=kept["rounds"], tokens=TOKENS, weights_mb=facts["weights_mb"],
         prompt_tokens=int(facts["prompt_tokens"]), engine=facts["engine"], calls=args.calls,
         unmeasured=() if unmeasured is None else (unmeasured,)))
     if args.note:

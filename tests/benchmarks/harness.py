@@ -35,14 +35,17 @@ class BenchParts:
     mounts: BackboneMounts  # with the backbone's checkpoint, for pools without sharing
     server_pid: int | None = None  # the backbone server's process
 
-    def pool(self, config_changes: dict[str, object] | None = None) -> ContainerPool:
-        """A fresh pool with its own invoker id (its containers are labelled apart)."""
+    def pool(self, config_changes: dict[str, object] | None = None,
+             cgroup_parent: str | None = None) -> ContainerPool:
+        """A fresh pool with its own invoker id (its containers are labelled apart), its
+        containers' cgroups under `cgroup_parent` (None: the engine's default)."""
         values: dict[str, object] = {
             "invoker_id": f"bench{uuid.uuid4().hex[:6]}", "image": self.image,
             "run_dir": self.run_dir, "pids_limit": 256, "start_timeout_s": 120,
             "max_instances": 2, "memory_mb": 8192, "stem_memory_mb": 1024,
             **(config_changes or {})}
-        return ContainerPool(DockerBackend(), PoolConfig(**values),  # type: ignore[arg-type]
+        return ContainerPool(DockerBackend(cgroup_parent=cgroup_parent),
+                             PoolConfig(**values),  # type: ignore[arg-type]
                              self.mounts)
 
 

@@ -1,8 +1,12 @@
-"""Each activation's record holds its own log lines: on a cold start from the engine's log,
-on a warm one from the runtime's answer (which the engine's log still has too)."""
+"""Each activation's record holds its own log lines, in OpenWhisk's format (`<time> stdout:
+text`): the runtime's answer carries the lines that belong to the activation (the engine's
+log still has them too), and a cold start's own lines, which only the engine has, go with
+the activation that reports the start. Requests batched in one container, in the batch
+form or joined to the continuous decode, each get only their own lines."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import docker
@@ -13,7 +17,7 @@ from tests.integration.test_api_resources import ACTIONS, body, json_of
 
 pytestmark = pytest.mark.docker
 ACTIVATIONS = "/api/v1/namespaces/_/activations"
-ENGINE_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ")
+RECORD_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,9}Z (stdout|stderr): ")
 
 
 async def invoke(platform, parameters):  # type: ignore[no-untyped-def]
@@ -34,6 +38,9 @@ async def test_a_warm_activation_logs_its_own_lines(  # type: ignore[no-untyped-
         "PUT", f"{ACTIONS}/logs", json=body(make_zip(demo_models.adapters["pirate"]))), 200)
     cold = await invoke(platform, {"prompt": "hi", "max_tokens": 2})
     assert cold["response"]["statusCode"] == 0
+    # The container's start (its runtime's lines as it came up) is this activation's.
+    assert cold["logs"] and all(RECORD_LINE.match(line) for line in cold["logs"]), cold["logs"]
+    assert any("runtime listening" in line for line in cold["logs"]), cold["logs"]
     warm = await invoke(platform, {"prompt": "hi", "max_tokens": 2})
     notes = {a["key"]: a["value"] for a in warm["annotations"]}
     assert notes["startKind"] == "warm"
@@ -47,11 +54,12 @@ async def test_a_warm_activation_logs_its_own_lines(  # type: ignore[no-untyped-
     assert "error" in refused.result  # an application error
     lines = [line for line in refused.logs or [] if "refused" in line]
     assert len(lines) == 1, refused.logs
-    assert ENGINE_LINE.match(lines[0]) and refused_id in lines[0]
+    assert RECORD_LINE.match(lines[0]) and refused_id in lines[0]
     assert "'seed' must be an integer" in lines[0]
 
     after = await invoke(platform, {"prompt": "hi", "max_tokens": 2})
     assert not any("refused" in line for line in after["logs"])  # not another's lines
+    assert not any("runtime listening" in line for line in after["logs"])  # nor the start's
     # The engine's log has the line as well: `docker logs` still tells the whole story.
     (instance,) = (await json_of(await platform.request("GET", f"{ACTIONS}/logs"),
                                  200))["instances"]
@@ -60,4 +68,32 @@ async def test_a_warm_activation_logs_its_own_lines(  # type: ignore[no-untyped-
         engine_log = client.containers.get(instance["container"]).logs().decode()
     finally:
         client.close()
-    assert lines[0].split(" ", 1)[1] in engine_log
+    assert lines[0].split(": ", 1)[1] in engine_log
+
+    await batched_requests_get_only_their_own_lines(container.client)
+
+
+async def batched_requests_get_only_their_own_lines(client) -> None:  # type: ignore[no-untyped-def]
+    """Two requests in one batch, then two joined to the continuous decode at once: the
+    refused one's line is in its logs only."""
+    refused_id, served_id = "a" * 32, "b" * 32
+    payloads = [{"value": {"prompt": "hi", "seed": "not a number"},
+                 "activation_id": refused_id, "max_tokens_limit": 64, "logs": True},
+                {"value": {"prompt": "hi", "max_tokens": 4}, "activation_id": served_id,
+                 "max_tokens_limit": 64, "logs": True}]
+    outcomes: dict[int, list[str]] = {}
+
+    async def on_result(index, outcome) -> None:  # type: ignore[no-untyped-def]
+        outcomes[index] = outcome.logs
+
+    await client.run_batch(payloads, 64, on_result)
+    assert sorted(outcomes) == [0, 1]
+    assert [line for line in outcomes[0] if refused_id in line], outcomes[0]
+    assert not any(refused_id in line or "refused" in line for line in outcomes[1]), outcomes[1]
+
+    joined = await asyncio.gather(*(client.run({**payload, "continuous": True})
+                                    for payload in payloads))
+    assert "error" in joined[0].result and "text" in joined[1].result
+    assert [line for line in joined[0].logs or [] if refused_id in line], joined[0].logs
+    assert not any(refused_id in line or "refused" in line for line in joined[1].logs or []), \
+        joined[1].logs

@@ -93,16 +93,3 @@ async def test_namespaces_limits_and_openapi(platform):  # type: ignore[no-untyp
     assert limits["invocationsPerMinute"] == platform.settings.invocations_per_minute
     document = await json_of(await platform.request("GET", "/api/v1/openapi.json"), 200)
     assert "/api/v1/namespaces/{namespace}/actions/{name}" in document["paths"]
-
-
-async def test_action_over_its_time_limit_gets_408(platform, demo_models, make_zip):  # type: ignore[no-untyped-def]
-    # 100 ms cannot cover a cold start: the activation ends by its own time limit.
-    await json_of(await platform.request(
-        "PUT", f"{ACTIONS}/slow", json=body(make_zip(demo_models.adapters["pirate"]),
-                                            limits={"timeout": 100})), 200)
-    response = await platform.request("POST", f"{ACTIONS}/slow", params={"blocking": "true"},
-                                      json={"prompt": "hi"})
-    record = await json_of(response, 408)
-    assert record["response"]["statusCode"] == 2
-    assert "exceeded its time limits of 100 milliseconds" in record["response"]["result"]["error"]
-    assert response.headers["x-openwhisk-activation-id"] == record["activationId"]

@@ -47,7 +47,7 @@ from lorafaas.registry.profiles import (
 
 REGISTRY_TABLES = {"namespaces", "auth_keys", "artifacts", "actions", "action_versions",
                    "activations", "pending_invocations", "usage_records", "artifact_profiles",
-                   "prefill_profiles", "packages"}
+                   "prefill_profiles", "packages", "triggers", "rules", "alarms", "alarm_ticks"}
 HISTORY = 3
 DIGEST_A, DIGEST_B = "a" * 64, "b" * 64
 

@@ -1,14 +1,18 @@
 """The function runtime imports only what serving needs: a function the native engine serves
 never imports transformers or peft; one the general path serves imports them at its load.
 
-Each case runs in a fresh interpreter that imports the container's entry point
+Each serving case runs in a fresh interpreter that imports the container's entry point
 (`lorafaas.runtime.__main__`, as `python -m lorafaas.runtime` does), loads a function from
 what the backbone server published (sharing off: the private copy, no server needed), runs a
-prompt and a chat, and prints the modules it holds.
+prompt and a chat, and prints the modules it holds. In the runtime image itself, a cold
+start's imports come from the bytecode compiled at the image's build (its root is read-only:
+nothing compiled at a start is kept), and none of them is a library that only some functions
+need.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -20,6 +24,19 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("transformers", "peft")
+# What a cold start imports before it listens never includes these: a chat template's
+# renderer (jinja2) loads with the first template, the rest with the general path.
+NOT_AT_START = ("transformers", "peft", "jinja2", "accelerate", "huggingface_hub")
+# In the image: every module the entry point imports, and whether it was compiled from source
+# (`python -v` names the file a module's code object came from: its .pyc, in quotes, or
+# else the source it compiled).
+IN_IMAGE = """
+import gc, json, ssl, sys
+import lorafaas.runtime.__main__
+print(json.dumps({"top": sorted({m.split(".")[0] for m in sys.modules}),
+                  "collecting": gc.isenabled(), "frozen": gc.get_freeze_count(),
+                  "default_ca_certs": ssl.create_default_context().cert_store_stats()["x509"]}))
+"""
 CHILD = """
 import json, sys
 from pathlib import Path
@@ -95,3 +112,45 @@ def test_a_general_path_function_imports_them_at_its_load(demo_models: Any, publ
     assert report["heavy"] == sorted(HEAVY)
     assert report["breakdown"]["libraries"] > 0
     assert all(result["usage"]["completion_tokens"] >= 1 for result in report["results"])
+
+
+def test_a_cold_start_in_the_image_imports_from_bytecode_and_only_what_serving_needs(
+        runtime_image: str) -> None:
+    completed = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--user", "65534:65534",
+         "--read-only", "--entrypoint", "python3", runtime_image, "-v", "-c", IN_IMAGE],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    origins = [line.removeprefix("# code object from ") for line in completed.stderr.splitlines()
+               if line.startswith("# code object from ")]
+    assert any("/opt/lorafaas/lorafaas/runtime/__pycache__/" in origin for origin in origins)
+    assert [origin for origin in origins if not origin.endswith(".pyc'")] == []
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert {"torch", "aiohttp", "tokenizers", "safetensors"} <= set(report["top"])
+    assert set(report["top"]) & set(NOT_AT_START) == set()
+    # The import ran with the collector held off; serving runs with it on, the libraries'
+    # objects frozen out of its passes.
+    assert report["collecting"] is True
+    assert report["frozen"] > 100_000
+    # No network in a function container, so no CA bundle parsed at its start (aiohttp's
+    # import makes client contexts with OpenSSL's default CA file).
+    assert report["default_ca_certs"] == 0
+
+
+def test_the_collector_is_held_inside_and_restored_after() -> None:
+    from lorafaas.runtime import collector
+
+    assert gc.isenabled()
+    try:
+        with collector.held():
+            assert not gc.isenabled()
+            made: list[list[int]] = [[] for _ in range(1000)]
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= len(made)
+        gc.disable()
+        with collector.held():
+            pass
+        assert not gc.isenabled()  # held by someone else before: left as it was
+    finally:
+        gc.enable()
+        gc.unfreeze()

@@ -199,3 +199,16 @@ def test_footprints_sum_a_process_tree_from_proc(tmp_path) -> None:  # type: ign
     assert footprints([10, 99], proc=tmp_path) == {10: Footprint(4.0, 2.0), 99: None}
     mine = footprints([os.getpid()])[os.getpid()]
     assert mine is not None and 0 < mine.pss_mb <= mine.rss_mb
+
+
+def test_triggers_page_lists_feeds_rules_and_escapes() -> None:
+    from lorafaas.console.pages import RuleRow, TriggerRow, TriggersPage
+
+    trigger = TriggerRow("<tick>", "0.0.1", "/whisk.system/alarms/alarm (* * * * *)",
+                         ["r → guest/p (active)"], None)
+    html = environment().get_template(TriggersPage.TEMPLATE).render(
+        chrome=Chrome("guest", False, "tok", "triggers"), triggers=[trigger],
+        rules=[RuleRow("r", "/guest/<tick>", "/guest/p", "inactive")])
+    assert "&lt;tick&gt;" in html and "<tick>" not in html
+    assert "<code>/whisk.system/alarms/alarm (* * * * *)</code>" in html
+    assert "r → guest/p (active)" in html and "<td>inactive</td>" in html

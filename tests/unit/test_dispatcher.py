@@ -348,14 +348,62 @@ async def test_a_failing_container_fails_the_requests_still_running_and_is_disca
     assert inv.metrics.failed["guest/f"] == 2
 
 
-async def test_a_request_past_its_timeout_in_the_queue_ends_alone() -> None:
+async def test_a_request_that_never_leaves_the_queue_ends_as_a_platform_error() -> None:
+    # Its time limit (100 ms) does not run in the queue: only the wait for capacity ends it,
+    # as the platform's error, with the wait in waitTime (OpenWhisk's reading).
     inv, _ = invoker(FakeClient())
+    inv.capacity_wait = lambda timeout_ms: 0.3
     inv.dispatcher.config = BatchingConfig(enabled=True, max_batch_size=3,
                                            default_model=PrefillModel(1.0, 1.0))
     async with inv.dispatcher.running_loop():
         result = await asyncio.wait_for(
             inv.run(request(slo_ms=600_000, timeout_ms=100)), timeout=30)
-    assert result.status_code == 2 and "time limits of 100 milliseconds" in \
-        result.response["result"]["error"]
-    assert {"key": "timeout", "value": True} in result.annotations
+    assert result.response["status"] == "whisk internal error" and result.status_code == 3
+    assert "did not start" in result.response["result"]["error"]
+    annotations = {a["key"]: a["value"] for a in result.annotations}
+    assert "timeout" not in annotations and annotations["waitTime"] >= 300
     assert inv.dispatcher.queue_lengths() == {"guest/f": 0}
+
+
+class TimedPool(FakePool):
+    """A pool whose container takes `start_s` to come, initialized in `init_ms` (its /init)
+    for the activation, and whose runtime answers in `run_s`."""
+
+    def __init__(self, start_s: float, init_ms: float, run_s: float) -> None:
+        super().__init__(FakeClient())
+        self.start_s, self.init_ms, self.run_s = start_s, init_ms, run_s
+        client = self.container.client
+        answer, answer_batch = client.run, client.run_batch
+
+        async def slow(payload: dict[str, Any]) -> RunOutcome:
+            await asyncio.sleep(self.run_s)
+            return await answer(payload)
+
+        async def slow_batch(*args: Any) -> None:
+            await asyncio.sleep(self.run_s)
+            await answer_batch(*args)
+        client.run, client.run_batch = slow, slow_batch
+
+    async def acquire(self, function: FunctionRef, on_start: Any = None) -> Lease:
+        await asyncio.sleep(self.start_s)
+        return Lease(self.container, "cold", {"adapter": self.init_ms}, self.init_ms)  # type: ignore[arg-type]
+
+
+async def timed_run(pool: TimedPool, timeout_ms: int) -> Any:
+    inv = Invoker(pool, FunctionTracker(KeepAlivePolicy()), CONFIG)  # type: ignore[arg-type]
+    async with inv.dispatcher.running_loop():
+        return await asyncio.wait_for(inv.run(request(timeout_ms=timeout_ms)), timeout=30)
+
+
+async def test_the_time_limit_leaves_out_the_wait_for_a_container() -> None:
+    # The container takes 0.6 s to come, three times the 200 ms limit: the action still runs.
+    result = await timed_run(TimedPool(start_s=0.6, init_ms=0.0, run_s=0.0), timeout_ms=200)
+    assert result.status_code == 0, result.response
+
+
+async def test_the_time_limit_covers_init_and_run() -> None:
+    # /init took 150 ms of the 200: a run of 0.1 s more exceeds the limit.
+    result = await timed_run(TimedPool(start_s=0.0, init_ms=150.0, run_s=0.1), timeout_ms=200)
+    assert result.response["status"] == "action developer error"
+    assert "time limits of 200 milliseconds" in result.response["result"]["error"]
+    assert {"key": "timeout", "value": True} in result.annotations

@@ -33,3 +33,15 @@ def test_report_lists_what_is_not_met(tmp_path: Path) -> None:
     assert "warm TTFT" in missed and "import torch" not in missed
     plot(MEDIANS, tmp_path / "engine.png")
     assert (tmp_path / "engine.png").stat().st_size > 0
+
+
+def test_report_forms_the_cpu_time_check_and_names_the_placement() -> None:
+    medians = {**MEDIANS, "floor b1 cpu": 5.0, "lorafaas b1 cpu": 6.0,
+               "lorafaas b1 docker cgroup": 14.0}
+    text = markdown(medians, command="bench", machine="cpu", loads="1.0", rounds=5,
+                    tokens=65, weights_mb=118, prompt_tokens=8, engine="native", calls=200)
+    assert "LoRAFaaS batch 1 ÷ floor = 1.20" in text
+    assert "in Docker's default cgroup | 14.00 | 2.33 |" in text
+    assert "In CPU time" not in markdown(MEDIANS, command="bench", machine="cpu", loads="1.0",
+                                         rounds=5, tokens=65, weights_mb=118, prompt_tokens=8,
+                                         engine="native", calls=200)

@@ -144,7 +144,7 @@ def service(sessions: async_sessionmaker[AsyncSession], fake: FakeInvoker,
 
 
 GUEST = Identity(subject="guest", namespace="guest", namespace_id=1, key_uuid="u")
-ECHO = Action(name="echo", version="0.0.3", artifact_digest=DIGEST,
+ECHO = Action(name="echo", version="0.0.3", artifact_digest=DIGEST, exec_kind="lora",
               limits={"memory": 256, "timeout": 60_000, "max_tokens": 64},
               parameters=[{"key": "max_tokens", "value": 8}],
               annotations=[{"key": "backbone", "value": "tiny"},
@@ -193,3 +193,18 @@ async def test_a_durable_invocations_pending_row_goes_with_its_record(
     async with sessions() as session:
         assert list(await session.scalars(select(PendingInvocation))) == []
         assert await session.get(Activation, invocation.activation_id) is not None
+
+
+async def test_the_answer_comes_before_the_record_is_committed_and_reads_wait_for_it(
+        service: InvocationService, sessions: async_sessionmaker[AsyncSession]) -> None:
+    invocation = await service.start(GUEST, ECHO, {"prompt": "answered first"}, durable=False)
+    answered = await invocation.answer
+    assert answered.response["result"]["text"] == "answered first"
+    assert not invocation.task.done()  # the record is still to be committed
+    # A read that follows the answer waits for the commit, and so finds the record.
+    await service.settled("guest", invocation.activation_id)
+    assert invocation.task.done()
+    async with sessions() as session:
+        stored = await session.get(Activation, invocation.activation_id)
+    assert stored is not None and stored.response == answered.response
+    await service.settled("guest")  # nothing left to wait for

@@ -47,7 +47,14 @@ def test_code_is_decoded_and_other_fields_read_as_json(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["body.json", "upload.zip"]
 
 
-@pytest.mark.parametrize("size", [0, 1, 2, 3, 74, 75, 76, 77, 5003])
+def test_code_that_is_not_base64_is_left_as_text(tmp_path: Path) -> None:
+    # OpenWhisk's reading: only base64 code is binary; the kind's parser says what it takes.
+    for code in ("", "   ", "def main(args): return {}"):
+        fields, zipped = decode(tmp_path, body_text(code))
+        assert fields["exec"]["code"] == code and zipped is None
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 74, 75, 76, 77, 5003])
 def test_every_padding_and_boundary_decodes(tmp_path: Path, size: int) -> None:
     data = ZIP[:size]
     _, zipped = decode(tmp_path, body_text(base64.b64encode(data).decode()))

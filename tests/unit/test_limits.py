@@ -13,7 +13,7 @@ RANGES = limit_ranges(default_timeout_ms=60_000, default_memory_mb=2048)
 def test_defaults_fill_missing_limits() -> None:
     assert parse_limits({"timeout": 1000}, RANGES) == {
         "timeout": 1000, "memory": 2048, "concurrency": 1, "max_tokens": 512,
-        "slo_ttft_ms": 2000}
+        "slo_ttft_ms": 2000, "logs": 10}
 
 
 @pytest.mark.parametrize("limits,message", [

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,25 @@ def test_one_function_linked_in_from_many_threads_at_once_appears_once_and_whole
     assert [p.name for p in folders.adapters.iterdir()] == slots[:1]  # no staging left
     assert sorted(p.name for p in (folders.adapters / slots[0]).iterdir()) == \
         sorted(p.name for p in source.iterdir())
+
+
+def test_a_function_with_a_handler_or_a_code_action_never_shares(tmp_path: Path) -> None:
+    # Thresholds make every function that may share go to its namespace's container.
+    routes = sharing(SharedContainers.NAMESPACE, tmp_path)
+    handled = adapter(tmp_path / "handled")
+    (handled / "__main__.py").write_text("def main(args, llm):\n    return {}\n")
+    assert not shareable(handled)  # the folder alone keeps it out
+    with_handler = request("alice", "h", handled)
+    with_handler = replace(with_handler, function=replace(with_handler.function,
+                                                          has_handler=True))
+    code = request("alice", "py", handled)
+    code = replace(code, function=replace(code.function, kind="python:3"))
+    for _ in range(50):
+        assert routes.route(with_handler) == with_handler.function
+        assert routes.route(code) == code.function
+    assert routes.placements() == {}
+    # Even asked directly, a namespace container refuses to link such a folder in.
+    folders = NamespaceFolders(tmp_path / "c" / "ns", "alice")
+    folders.create()
+    with pytest.raises(PermissionError, match="handler"):
+        folders.add("alice", with_handler.function.key, handled)

@@ -101,6 +101,11 @@ def extract_adapter(archive: zipfile.ZipFile, prefix: str, target: Path) -> list
     return written
 
 
+def copy_member(archive: zipfile.ZipFile, member: str, path: Path) -> None:
+    """Write one member to `path`; a member that cannot be read is refused (400)."""
+    _copy_member(archive, member, path)
+
+
 def _copy_member(archive: zipfile.ZipFile, member: str, path: Path) -> None:
     # zipfile checks the CRC and the declared size as the last chunk is read.
     with open(path, "wb") as sink:

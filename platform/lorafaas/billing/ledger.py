@@ -18,7 +18,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lorafaas.billing.metering import Cost, Usage, activation_usage, cost_annotation, cost_of
+from lorafaas.billing.metering import (
+    Cost,
+    Usage,
+    activation_usage,
+    code_action_usage,
+    cost_annotation,
+    cost_of,
+)
 from lorafaas.billing.prices import PriceSheet
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult
 from lorafaas.registry.models import UsageRecord
@@ -59,9 +66,9 @@ def meter_activation(request: ActivationRequest, result: ActivationResult,
     runtime's timings (alone, or its share of a batch) where the host could not."""
     memory_mb = int(request.function.memory_mb)
     answer = result.response.get("result")
-    usage = activation_usage(result.timings, memory_mb,
-                             answer if isinstance(answer, dict) else {},
-                             prices.cpus_per_accelerator)
+    usage = code_action_usage(result.timings, memory_mb) if request.function.is_code else \
+        activation_usage(result.timings, memory_mb, answer if isinstance(answer, dict) else {},
+                         prices.cpus_per_accelerator)
     cost = cost_of(usage, prices)
     annotations = {a["key"]: a["value"] for a in result.annotations}
     start_kind = annotations.get("startKind")

@@ -27,6 +27,11 @@ CPU_KEY = "cpuMs"
 BUSY_KEY = "cpuBusyMs"
 CGROUP_CPU = "cgroup-cpu"  # the measures, as the cost annotation names them
 WALL_TIME = "wall-time"
+DURATION = "duration"  # a code action: its run time × its memory limit, as OpenWhisk bills
+# Timings a function's own handler reports: the tokens of all its `llm` calls (its result
+# is the owner's, so its `usage`, if any, is no measure).
+PROMPT_TOKENS_KEY = "promptTokens"
+COMPLETION_TOKENS_KEY = "completionTokens"
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,9 @@ def activation_usage(timings_ms: Mapping[str, float], memory_mb: float,
     """
     reported = result.get("usage")
     tokens: Mapping[str, Any] = reported if isinstance(reported, Mapping) else {}
+    if PROMPT_TOKENS_KEY in timings_ms:  # a handler ran: the runtime counted its calls
+        tokens = {"prompt_tokens": int(timings_ms[PROMPT_TOKENS_KEY]),
+                  "completion_tokens": int(timings_ms.get(COMPLETION_TOKENS_KEY, 0))}
     prompt = _count(tokens.get("prompt_tokens"))
     completion = _count(tokens.get("completion_tokens"))
     if cpus_per_accelerator is not None and CPU_KEY in timings_ms:
@@ -144,6 +152,13 @@ def activation_usage(timings_ms: Mapping[str, float], memory_mb: float,
     # of the busy steps (`compute`), not for the whole time its batch ran before it ended.
     busy_s = timings_ms.get("compute", timings_ms.get("total", 0.0)) / 1000
     return Usage(accelerator_s, gb_seconds(memory_mb, busy_s), prompt, completion)
+
+
+def code_action_usage(timings_ms: Mapping[str, float], memory_mb: float) -> Usage:
+    """Meter a code action as OpenWhisk does: its memory limit (GB) × the time its code ran
+    (`total`, ms, as its runtime measured it); no accelerator, no tokens."""
+    run_s = max(0.0, float(timings_ms.get("total", 0.0))) / 1000
+    return Usage(0.0, gb_seconds(memory_mb, run_s), 0, 0, DURATION)
 
 
 def _count(value: Any) -> int:

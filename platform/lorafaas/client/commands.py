@@ -57,7 +57,7 @@ def action_create(ctx: Context, args: argparse.Namespace) -> Output:
     """`action create NAME ADAPTER [--overwrite]`: a 409 when the action exists, unless
     `--overwrite` replaces it."""
     name = qualified(ctx, args.name)
-    body = action_body(args, None)
+    body = action_body(args, None, name.namespace)
     try:
         action = ctx.api.put_action(name, body, overwrite=args.overwrite)
     except ClientError as error:
@@ -78,7 +78,7 @@ def action_update(ctx: Context, args: argparse.Namespace) -> Output:
     """`action update NAME [ADAPTER]`: what is not given is kept; created when absent."""
     name = qualified(ctx, args.name)
     existing = _existing_action(ctx, name, code=args.artifact is None)
-    body = action_body(args, existing)
+    body = action_body(args, existing, name.namespace)
     with unable(f"update action '{name.relative}'"):
         action = ctx.api.put_action(name, body, overwrite=True)
     return Output(f"ok: updated action {name.relative}", action)
@@ -93,14 +93,11 @@ def _existing_action(ctx: Context, name: QualifiedName, code: bool) -> dict[str,
         raise CommandError(f"Unable to get action '{name.relative}': {error}") from error
 
 
-def action_body(args: argparse.Namespace, existing: dict[str, Any] | None) -> dict[str, Any]:
-    """The PUT body: the adapter, and parameters, annotations and limits merged onto `existing`."""
-    if args.artifact is not None:
-        code = encode_code(adapter_zip(args.artifact))
-    elif existing is not None and existing.get("exec", {}).get("code"):
-        code = existing["exec"]["code"]
-    else:
-        raise CommandError("An action name and code artifact are required.")
+def action_body(args: argparse.Namespace, existing: dict[str, Any] | None,
+                namespace: str = "_") -> dict[str, Any]:
+    """The PUT body: the adapter (or, with --sequence, the components), and parameters,
+    annotations and limits merged onto `existing`."""
+    exec_field = _exec_field(args, existing, namespace)
     parameters = key_values(args.param, args.param_file, "parameter")
     annotations = key_values(args.annotation, args.annotation_file, "annotation")
     limits = {key: getattr(args, key) for key in LIMIT_OPTIONS if getattr(args, key) is not None}
@@ -111,9 +108,53 @@ def action_body(args: argparse.Namespace, existing: dict[str, Any] | None) -> di
             parameters = _as_dict(existing.get("parameters"))
         annotations = {**_as_dict(existing.get("annotations")), **annotations}
         limits = {**(existing.get("limits") or {}), **limits}
-    return {"exec": {"kind": args.kind, "binary": True, "code": code},
-            "parameters": key_value_list(parameters),
+    annotations.update(web_annotations(getattr(args, "web", None)))
+    return {"exec": exec_field, "parameters": key_value_list(parameters),
             "annotations": key_value_list(annotations), "limits": limits}
+
+
+def _exec_field(args: argparse.Namespace, existing: dict[str, Any] | None,
+                namespace: str) -> dict[str, Any]:
+    """The body's `exec`: a sequence's components, the given adapter, or the existing code."""
+    if getattr(args, "sequence", None):
+        if args.artifact is not None:
+            raise CommandError("A sequence takes no adapter: give --sequence or ADAPTER.")
+        return {"kind": "sequence",
+                "components": sequence_components(args.sequence, namespace)}
+    if args.artifact is not None:
+        return {"kind": args.kind, "binary": True,
+                "code": encode_code(adapter_zip(args.artifact))}
+    kept = (existing or {}).get("exec", {})
+    if kept.get("code"):
+        return {"kind": args.kind, "binary": True, "code": kept["code"]}
+    if kept.get("kind") == "sequence":
+        return dict(kept)
+    raise CommandError("An action name and code artifact are required.")
+
+
+WEB_VALUES = {"true": {"web-export": True, "raw-http": False, "final": True},
+              "yes": {"web-export": True, "raw-http": False, "final": True},
+              "raw": {"web-export": True, "raw-http": True, "final": True},
+              "false": {"web-export": False}, "no": {"web-export": False}}
+
+
+def web_annotations(value: str | None) -> dict[str, Any]:
+    """wsk's `--web true|false|raw`: the annotations a web action is made with (its
+    parameters final, as wsk makes them)."""
+    if value is None:
+        return {}
+    if value.lower() not in WEB_VALUES:
+        raise CommandError(f"Invalid argument '{value}' for --web flag. Valid input consist "
+                           "of 'yes', 'true', 'raw', 'false', or 'no'.")
+    return dict(WEB_VALUES[value.lower()])
+
+
+def sequence_components(names: str, namespace: str) -> list[str]:
+    """`a,b,/ns/c` as fully qualified names, as wsk resolves them (`/NAMESPACE/a`)."""
+    components = [name.strip() for name in names.split(",") if name.strip()]
+    if not components:
+        raise CommandError("--sequence needs at least one action name.")
+    return [name if name.startswith("/") else f"/{namespace}/{name}" for name in components]
 
 
 def _as_dict(pairs: list[dict[str, Any]] | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lorafaas.client import commands, package_commands
+from lorafaas.client.event_parser import add_event_commands
 from lorafaas.client.http import ApiClient
 from lorafaas.client.output import CommandError, Output
 from lorafaas.client.props import load_config
@@ -21,7 +22,8 @@ Verb = Callable[[commands.Context, argparse.Namespace], Output | Iterable[Output
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 VERB_KEY = "client_verb"
-CLIENT_COMMANDS = ("action", "activation", "package", "property", "backbone")
+CLIENT_COMMANDS = ("action", "activation", "package", "property", "backbone", "trigger",
+                   "rule")
 
 
 def add_global_options(parser: argparse.ArgumentParser, suppressed: bool = False) -> None:
@@ -59,6 +61,7 @@ def add_client_commands(subcommands: Subparsers) -> None:
     verbs = backbone.add_subparsers(dest="verb", required=True, metavar="VERB")
     _leaf(verbs, "list", commands.backbone_list,
           "list the backbones (an action's `backbone` annotation names one)", common)
+    add_event_commands(subcommands, _leaf, common, _param_options, _paging_options)
 
 
 def _leaf(verbs: Subparsers, name: str, verb: Verb, help_text: str,
@@ -73,8 +76,8 @@ def _add_action_commands(parser: argparse.ArgumentParser,
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     create = _leaf(verbs, "create", commands.action_create, "create a new action", common)
     create.add_argument("name", metavar="ACTION_NAME")
-    create.add_argument("artifact", metavar="ADAPTER", type=Path,
-                        help="a PEFT adapter folder, or a .zip of one")
+    create.add_argument("artifact", metavar="ADAPTER", type=Path, nargs="?",
+                        help="a PEFT adapter folder, or a .zip of one (none with --sequence)")
     create.add_argument("--overwrite", action="store_true",
                         help="replace the action when it exists (the API's ?overwrite=true)")
     update = _leaf(verbs, "update", commands.action_update,
@@ -139,6 +142,12 @@ def _package_options(parser: argparse.ArgumentParser) -> None:
 
 def _action_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", default="lora", help="the action kind (only lora)")
+    parser.add_argument("--sequence", metavar="ACTIONS",
+                        help="a sequence of these actions (comma-separated names; a name "
+                             "without /NAMESPACE/ is in the sequence's namespace)")
+    parser.add_argument("--web", metavar="true|false|raw",
+                        help="make the action a web action (or not; raw: it reads the raw "
+                             "HTTP request); its parameters are made final")
     _param_options(parser)
     parser.add_argument("-a", "--annotation", nargs=2, action="append",
                         metavar=("KEY", "VALUE"), help="an annotation (repeatable)")

@@ -39,10 +39,11 @@ from lorafaas.controller.appkeys import (
     sessions_key,
     settings_key,
 )
-from lorafaas.controller.function_refs import action_backbone
+from lorafaas.controller.function_refs import action_backbone, code_digest
 from lorafaas.controller.openai_protocol import check_max_tokens, parse_openai_request
 from lorafaas.controller.protocol import (
     DEFAULT_MAX_TOKENS,
+    SEQUENCE_KIND,
     ActionBody,
     LimitRange,
     limit_ranges,
@@ -111,7 +112,8 @@ async def _function_page(request: web.Request, action: Action,
         # A request refused before it ran (no container leased) has no latency to count.
         latencies=latency_percentiles([r for r in rows if activation_row(r).start_kind]),
         window=window.key, windows=[(w.key, w.label) for w in timeline.WINDOWS.values()],
-        chart_data=chart.chart_data(), timeline_rows=timeline_rows(chart), error=error)
+        chart_data=chart.chart_data(), timeline_rows=timeline_rows(chart), error=error,
+        components=tuple(action.components or ()))
 
 
 async def _timeline(request: web.Request, name: str, window: timeline.Window
@@ -170,6 +172,9 @@ async def limits_submit(request: web.Request) -> web.Response:
     service = request.app[actions_key]
     action: Action = await service.get(identity, page_function(request))
     try:
+        if action.exec_kind == SEQUENCE_KIND:
+            raise BadRequest("A sequence's limits are set through the API (PUT with "
+                             "?overwrite=true).")
         limits = parse_limits(edited_limits(await request.post(), action.limits),
                               _ranges(request))
     except BadRequest as error:
@@ -177,7 +182,7 @@ async def limits_submit(request: web.Request) -> web.Response:
         return await render_page(request, page, status=400)
     with service.store.staging() as folder:
         code = folder / "adapter.zip"
-        await asyncio.to_thread(shutil.copyfile, service.store.zip_path(action.artifact_digest),
+        await asyncio.to_thread(shutil.copyfile, service.store.zip_path(code_digest(action)),
                                 code)
         body = ActionBody(code=code, parameters=list(action.parameters),
                           annotations=list(action.annotations), limits=limits,

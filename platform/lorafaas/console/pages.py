@@ -169,6 +169,7 @@ class FunctionPage:
     chart_data: dict[str, Any]  # the series of the charts over time (console.timeline)
     timeline_rows: list[TimelineRow]  # the buckets with any request or cost
     error: str | None = None
+    components: tuple[str, ...] = ()  # a sequence's actions, in order (none: a lora function)
 
 
 @dataclass(frozen=True)
@@ -308,5 +309,36 @@ class ErrorPage:
     request_id: str
 
 
+@dataclass(frozen=True)
+class TriggerRow:
+    """One trigger: its feed (an alarm's schedule), its rules and its last firing."""
+
+    name: str
+    version: str
+    feed: str | None  # `/whisk.system/alarms/alarm (*/5 * * * *)`, say
+    rules: list[str]  # `rule → action (status)`
+    last_fired: str | None
+
+
+@dataclass(frozen=True)
+class RuleRow:
+    """One rule: its trigger, action and status."""
+
+    name: str
+    trigger: str
+    action: str
+    status: str
+
+
+@dataclass(frozen=True)
+class TriggersPage:
+    """The namespace's triggers and rules."""
+
+    TEMPLATE: ClassVar[str] = "triggers.html"
+    SECTION: ClassVar[str] = "triggers"
+    triggers: list[TriggerRow]
+    rules: list[RuleRow]
+
+
 PAGES: tuple[type, ...] = (SignInPage, FunctionsPage, UploadPage, FunctionPage, ActivationPage,
-                           UsagePage, PlatformPage, ApiReferencePage, ErrorPage)
+                           UsagePage, PlatformPage, ApiReferencePage, ErrorPage, TriggersPage)

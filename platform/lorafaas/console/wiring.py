@@ -20,6 +20,7 @@ from lorafaas.console import (
     functions,
     packages,
     platform_page,
+    triggers,
     upload,
     usage,
 )
@@ -77,6 +78,7 @@ def console_routes() -> list[web.RouteDef]:
         web.post("/console/functions/{name}/delete", functions.delete_submit),
         web.get("/console/activations/{id}", activations.activation_page),
         web.get("/console/activations/{id}/summary.json", activations.activation_summary),
+        web.get("/console/triggers", triggers.triggers_page),
         web.get("/console/usage", usage.usage_page),
         web.get("/console/usage.csv", usage.usage_csv),
         web.get("/console/platform", platform_page.platform_page),

@@ -36,14 +36,18 @@ from lorafaas.controller.context_length import ContextCheck
 from lorafaas.controller.invocations import InvocationService
 from lorafaas.controller.login_throttle import LoginThrottle
 from lorafaas.controller.middleware import (
+    add_cors_headers,
+    cors_middleware,
     error_middleware,
     error_renderers_key,
     openai_error_response,
 )
 from lorafaas.controller.openai_errors import openai_error_middleware
 from lorafaas.controller.openapi import OPENAPI_PATH, openapi_handler
+from lorafaas.controller.protocol import limit_ranges
 from lorafaas.controller.routes import api_routes
 from lorafaas.controller.throttle import InvocationThrottle, NamespaceLimits
+from lorafaas.controller.trigger_wiring import triggers_and_alarms
 from lorafaas.invoker.backend import ContainerBackend
 from lorafaas.invoker.local import LocalInvoker, local_invoker
 from lorafaas.invoker.pool import BackboneMounts
@@ -69,15 +73,18 @@ def docker_backend_factory() -> ContainerBackend:
 def create_app(settings: Settings, backend_factory: BackendFactory = docker_backend_factory
                ) -> web.Application:
     """The platform's aiohttp application; resources are acquired in cleanup contexts."""
-    app = web.Application(middlewares=[error_middleware, openai_error_middleware],
+    app = web.Application(middlewares=[cors_middleware, error_middleware,
+                                       openai_error_middleware],
                           client_max_size=settings.max_adapter_bytes * 4 // 3 + 65536)
     app[settings_key] = settings
+    app.on_response_prepare.append(add_cors_headers)
     app[served_backbones_key] = {}
     app[backbone_health_key] = BackboneHealth()
     app.cleanup_ctx.append(run_ownership(settings))  # first: reclaims what a dead run left
     for spec in settings.backbone_specs:  # one context per server: each stops on its own
         app.cleanup_ctx.append(backbone_server(settings, spec))
     app.cleanup_ctx.append(_platform(settings, backend_factory))
+    app.cleanup_ctx.append(triggers_and_alarms)  # after the platform: it fires through it
     app.cleanup_ctx.append(_idle_metering(settings))
     _setup_http(app, settings)
     setup_console(app, settings)
@@ -148,7 +155,10 @@ def _services(app: web.Application, settings: Settings,
     app[invoker_key] = invoker
     app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes,
                                      settings.action_history, invoker=invoker,
-                                     max_uploads=settings.max_concurrent_uploads)
+                                     max_uploads=settings.max_concurrent_uploads,
+                                     ranges=limit_ranges(settings.action_timeout_ms,
+                                                         settings.container_memory_mb,
+                                                         settings.slo_ttft_ms))
     specs = settings.backbone_specs
     context = ContextCheck({s.name: settings.shm_dir / s.name for s in specs},
                            {s.name: s.folder for s in specs})

@@ -11,6 +11,8 @@ from lorafaas.controller.action_service import ActionService
 from lorafaas.controller.backbones import BackboneCatalog, ServedBackbone
 from lorafaas.controller.invocations import InvocationService
 from lorafaas.controller.login_throttle import LoginThrottle
+from lorafaas.controller.rule_service import RuleService
+from lorafaas.controller.trigger_service import TriggerService
 from lorafaas.invoking.client import InvokerClient
 from lorafaas.settings import Settings
 
@@ -21,6 +23,9 @@ sessions_key = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 invoker_key = web.AppKey("invoker", InvokerClient)
 actions_key = web.AppKey("actions", ActionService)
 invocations_key = web.AppKey("invocations", InvocationService)
+# Triggers and rules (and the alarms loop), set up by `trigger_wiring.triggers_and_alarms`.
+triggers_key = web.AppKey("triggers", TriggerService)
+rules_key = web.AppKey("rules", RuleService)
 backbones_key = web.AppKey("backbones", BackboneCatalog)
 # The running backbone servers by name, filled by their cleanup contexts.
 served_backbones_key = web.AppKey("served_backbones", dict[str, ServedBackbone])

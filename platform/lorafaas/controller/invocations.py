@@ -6,6 +6,14 @@ or crashed controller left behind are run again at the next start (`resume_pendi
 blocking one is recorded when it ends, as OpenWhisk does: its caller waits for the answer,
 so the request does not wait for a pending row as well; if the blocking wait runs out first,
 the row is written before the 202 (`make_durable`), so every 202 is durable.
+
+A blocking caller is answered as soon as the record is built (`Invocation.answer`); the
+record, its usage and the end of its pending row are committed just after, off the
+caller's path. Until that commit, reads of the activation on this controller wait for it
+(`settled`), so a GET that follows the answer finds the record. A crash in between loses
+the record of a blocking activation whose caller had its answer (as an unsynced commit may
+lose it when the machine crashes); a non-blocking one keeps its pending row, so it runs
+again rather than being lost.
 """
 
 from __future__ import annotations
@@ -22,12 +30,13 @@ from sqlalchemy import delete, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.adapters.archive import HANDLER_NAME
-from lorafaas.billing.ledger import meter_activation
+from lorafaas.billing.ledger import MeteredActivation, meter_activation
 from lorafaas.billing.prices import PriceSheet
 from lorafaas.controller.context_length import ContextCheck
-from lorafaas.controller.function_refs import action_backbone, function_ref
+from lorafaas.controller.function_refs import action_backbone, code_digest, function_ref
 from lorafaas.controller.invoke_params import check_generation_parameters
-from lorafaas.controller.protocol import parameter_values
+from lorafaas.controller.protocol import LORA_KIND, SEQUENCE_KIND, parameter_values
+from lorafaas.controller.sequences import SequenceRunner
 from lorafaas.controller.throttle import InvocationThrottle
 from lorafaas.errors import NotFound
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult, DeltaSink
@@ -58,11 +67,13 @@ class Durability:
 
 @dataclass(frozen=True)
 class Invocation:
-    """A started activation: its id and the task that finishes it."""
+    """A started activation: its id, the task that finishes it (its record stored), and
+    the answer (its record built, maybe not stored yet: see the module doc)."""
 
     activation_id: str
     task: asyncio.Task[Activation]
     durability: Durability
+    answer: asyncio.Future[Activation]
 
 
 class InvocationService:
@@ -79,26 +90,38 @@ class InvocationService:
         self.throttle = throttle
         self.tasks = tasks
         self.context = context  # refuses prompts plus max_tokens past the context length
+        self.sequences = SequenceRunner(self)  # runs the actions of kind sequence
+        # Activations answered whose record is being committed: id -> (namespace, task).
+        self._storing: dict[str, tuple[str, asyncio.Task[Activation]]] = {}
 
     async def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
                     on_delta: DeltaSink | None = None, *, durable: bool = True,
-                    resolved: Resolved | None = None) -> Invocation:
+                    resolved: Resolved | None = None, cause: str | None = None) -> Invocation:
         """Accept the activation and start it in the background; its record is stored even
         if nobody waits. `durable`: stored as pending first, so that it runs even after a
-        crash (a blocking caller, which waits for the answer, passes False).
+        crash (a blocking caller, which waits for the answer, passes False). `cause`: the
+        sequence activation running it, whose admission it runs under (never throttled).
 
         Raises BadRequest (400) when the default handler would refuse the parameters or the
         prompt plus max_tokens exceeds the backbone's context length, and TooManyRequests
         (429) when the namespace is over its throttles: all before anything is stored, run
         or billed. `resolved`: how the name called reached the action (a package, a
-        binding); it runs under that name, in the caller's namespace.
+        binding); it runs under that name, in the caller's namespace. Parameters merge as
+        `merged_parameters` does.
         """
         resolved = resolved or Resolved(action, qualified_name(identity.namespace, action),
                                         qualified_name(identity.namespace, action))
-        self.check_parameters(action, {**parameter_values(resolved.inherited()), **parameters})
-        if self.context is not None:
-            self.context.check(action_backbone(action), parameters)
-        self.throttle.admit(identity.namespace)
+        inherited = {**parameter_values(resolved.inherited()), **parameters}
+        if action.exec_kind == SEQUENCE_KIND:
+            await self.sequences.check(identity, action, inherited)
+        else:
+            self.check_parameters(action, inherited)
+            if self.context is not None and not self._own_code(action):
+                self.context.check(action_backbone(action), parameters)
+        if cause is None:
+            self.throttle.admit(identity.namespace)
+        else:
+            self.throttle.hold(identity.namespace)
         try:
             pending = PendingInvocation(activation_id=uuid.uuid4().hex,
                                         namespace=identity.namespace,
@@ -110,7 +133,7 @@ class InvocationService:
         except BaseException:
             self.throttle.release(identity.namespace)
             raise
-        return self._submit(Durability(pending, durable), resolved, on_delta)
+        return self._submit(Durability(pending, durable), resolved, on_delta, cause)
 
     async def make_durable(self, invocation: Invocation) -> None:
         """Write the activation's pending row unless it has one or its record is stored:
@@ -125,16 +148,29 @@ class InvocationService:
                 parameters=state.pending.parameters, received_ms=state.pending.received_ms))
             state.durable = True
 
+    async def settled(self, namespace: str, activation_id: str | None = None) -> None:
+        """Wait until the records answered but not yet committed are stored: the one of
+        `activation_id`, or every one of the namespace (a read of its records follows)."""
+        tasks = [task for key, (owner, task) in self._storing.items()
+                 if owner == namespace and activation_id in (None, key)]
+        if tasks:
+            await asyncio.wait(tasks)  # a failed store fails its own task, not this read
+
     async def _write_pending(self, pending: PendingInvocation) -> None:
         async with self.sessions() as session, session.begin():
             session.add(pending)
 
     def check_parameters(self, action: Action, parameters: dict[str, Any]) -> None:
         """Refuse parameters the action's default handler would refuse (400)."""
-        if (self.store.folder(action.artifact_digest) / HANDLER_NAME).exists():
-            return  # its own handler takes any parameters
+        if self._own_code(action):
+            return  # its own handler (or a code action's main) takes any parameters
         check_generation_parameters({**parameter_values(action.parameters), **parameters},
                                     int(action.limits["max_tokens"]))
+
+    def _own_code(self, action: Action) -> bool:
+        """Whether the owner's code takes the parameters: a code action, or a handler."""
+        return action.exec_kind != LORA_KIND or \
+            (self.store.folder(code_digest(action)) / HANDLER_NAME).exists()
 
     async def resume_pending(self) -> int:
         """Run the invocations accepted before the last stop that have no record; return
@@ -171,31 +207,69 @@ class InvocationService:
                     PendingInvocation.activation_id == pending.activation_id))
         return action
 
-    def _submit(self, state: Durability, resolved: Resolved,
-                on_delta: DeltaSink | None) -> Invocation:
+    def _submit(self, state: Durability, resolved: Resolved, on_delta: DeltaSink | None,
+                cause: str | None = None) -> Invocation:
         pending, action = state.pending, resolved.action
+        if action.exec_kind == SEQUENCE_KIND:
+            return self._track(asyncio.create_task(self.sequences.run(state, action)), state)
         request = ActivationRequest(
             activation_id=pending.activation_id, namespace=pending.namespace, name=action.name,
             version=action.version, subject=pending.subject,
             function=function_ref(pending.namespace, action,
-                                  self.store.folder(action.artifact_digest), resolved.invoked),
+                                  self.store.folder(code_digest(action)), resolved.invoked),
             parameters=merged_parameters(resolved, pending.parameters),
             limits=action.limits, received_at=pending.received_ms / 1000,
-            bound=resolved.name if resolved.binding is not None else None)
-        task = asyncio.create_task(self._run_and_store(request, on_delta, state))
+            bound=resolved.name if resolved.binding is not None else None, cause=cause)
+        answer: asyncio.Future[Activation] = asyncio.get_running_loop().create_future()
+        # Retrieved here, so that an answer nobody waited for (non-blocking) logs nothing;
+        # the task carries the failure as well.
+        answer.add_done_callback(lambda done: done.cancelled() or done.exception())
+        task = asyncio.create_task(self._run_and_store(request, on_delta, state, answer))
+        return self._track(task, state, answer)
+
+    def _track(self, task: asyncio.Task[Activation], state: Durability,
+               answer: asyncio.Future[Activation] | None = None) -> Invocation:
+        """The started activation; `answer` None: answered when its task ends (a sequence,
+        whose record is stored by its runner)."""
         self.tasks.add(task)
-        task.add_done_callback(lambda done: self._finished(done, pending.namespace))
-        return Invocation(request.activation_id, task, state)
+        task.add_done_callback(lambda done: self._finished(done, state.pending.namespace))
+        return Invocation(state.pending.activation_id, task, state,
+                          task if answer is None else answer)
 
     def _finished(self, task: asyncio.Task[Activation], namespace: str) -> None:
         self.tasks.discard(task)
         self.throttle.release(namespace)
 
     async def _run_and_store(self, request: ActivationRequest, on_delta: DeltaSink | None,
-                             state: Durability) -> Activation:
-        result = await self.invoker.run(request, on_delta)
-        metered = meter_activation(request, result, self.prices)
-        row = _activation_row(request, result, {"key": "cost", "value": metered.annotation})
+                             state: Durability, answer: asyncio.Future[Activation]
+                             ) -> Activation:
+        try:
+            result = await self.invoker.run(request, on_delta)
+            metered = meter_activation(request, result, self.prices)
+            row = _activation_row(request, result, {"key": "cost", "value": metered.annotation})
+        except asyncio.CancelledError:
+            answer.cancel()
+            raise
+        except BaseException as error:
+            if not answer.done():
+                answer.set_exception(error)
+            raise
+        if not answer.done():  # done: its caller stopped waiting (cancelled it)
+            answer.set_result(row)
+        task = asyncio.current_task()
+        assert task is not None
+        self._storing[request.activation_id] = (request.namespace, task)
+        try:
+            # The caller woken by the answer writes it before this task goes on.
+            await asyncio.sleep(0)
+            await self._store(request, result, metered, row, state)
+        finally:
+            del self._storing[request.activation_id]
+        return row
+
+    async def _store(self, request: ActivationRequest, result: ActivationResult,
+                     metered: MeteredActivation, row: Activation, state: Durability) -> None:
+        """Commit the record, its usage, its start's loads and the end of its pending row."""
         # The record, its usage, the artifact loads its start measured and the end of its
         # pending row commit together: the record is written anyway, so the profiles cost no
         # transaction of their own, and the upserts cannot conflict (registry.profiles).
@@ -217,14 +291,12 @@ class InvocationService:
             state.stored = True
         logger.info("activation %s of %s ended with status %d", request.activation_id,
                     request.function.name, result.status_code)
-        return row
 
 
 def merged_parameters(resolved: Resolved, invocation: dict[str, Any]) -> dict[str, Any]:
-    """OpenWhisk's order: package < binding < action < invocation."""
-    # Hook: parameters annotated `final` (enforced elsewhere) are to win over `invocation`.
-    return {**parameter_values(resolved.inherited()),
-            **parameter_values(resolved.action.parameters), **invocation}
+    """OpenWhisk's order: package < binding < action < invocation (an invocation naming a
+    `final` one of the others is refused before: `protocol.check_invoke_parameters`)."""
+    return {**parameter_values(resolved.parameters()), **invocation}
 
 
 def set_columns(row: object) -> dict[str, Any]:
@@ -235,11 +307,14 @@ def set_columns(row: object) -> dict[str, Any]:
 
 def _activation_row(request: ActivationRequest, result: ActivationResult,
                     cost: dict[str, Any]) -> Activation:
+    # A sequence's component: OpenWhisk's `cause` and `causedBy` (controller.sequences).
+    caused = [] if request.cause is None else [{"key": "causedBy", "value": SEQUENCE_KIND}]
     return Activation(activation_id=request.activation_id, namespace=request.namespace,
                       name=request.name, version=request.version, subject=request.subject,
                       start_ms=result.start_ms, end_ms=result.end_ms,
                       status_code=result.status_code, response=result.response, logs=result.logs,
-                      annotations=[*_bound_annotations(request, result.annotations), cost])
+                      annotations=[*_bound_annotations(request, result.annotations), *caused,
+                                   cost], cause=request.cause)
 
 
 def _bound_annotations(request: ActivationRequest,

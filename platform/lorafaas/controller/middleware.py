@@ -89,6 +89,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     request[request_id_key] = request_id
     render = renderer_for(request.app.get(error_renderers_key, ()), request.path)
     try:
+        slashless = await without_trailing_slash(request)
+        if slashless is not None:
+            check_text_parameters(slashless)
+            return await slashless.match_info.handler(slashless)
         check_text_parameters(request)
         return await handler(request)
     except LoraFaasError as error:
@@ -124,3 +128,56 @@ def storable_text(text: str) -> bool:
     except UnicodeEncodeError:  # a lone surrogate: undecodable bytes, or a `\ud800` escape
         return False
     return True
+
+
+async def without_trailing_slash(request: web.Request) -> web.Request | None:
+    """For a path under /api that matches no route only for its trailing slash, the same
+    request without it (OpenWhisk serves `.../actions/` as `.../actions`); else None.
+
+    Its handler is called directly: the middlewares after this one serve /v1 only."""
+    path = request.path
+    if request.match_info.http_exception is None or not path.startswith("/api/") or \
+            not path.endswith("/"):
+        return None
+    url = request.rel_url.with_path(path.rstrip("/") or "/")
+    alternative = request.clone(rel_url=url)
+    match = await request.app.router.resolve(alternative)
+    if match.http_exception is not None:
+        return None
+    match.add_app(request.app)
+    match.freeze()
+    alternative._match_info = match  # aiohttp's own normalize_path_middleware does the same
+    return alternative
+
+
+# OpenWhisk's CORS answer on its REST API (CorsSettings.RestAPIs): web actions, which
+# answer for themselves, are left out.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Authorization, Origin, X-Requested-With, Content-Type, "
+                                    "Accept, User-Agent",
+    "Access-Control-Allow-Methods": "GET, DELETE, POST, PUT, HEAD",
+}
+_WEB_ACTIONS = "/api/v1/web/"
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """200 to an OPTIONS under /api that no route takes (a browser's preflight), as
+    OpenWhisk answers it; its CORS headers come with `add_cors_headers`."""
+    if request.method == "OPTIONS" and _under_rest_api(request.path) and \
+            request.match_info.http_exception is not None:
+        return web.Response(status=200)
+    return await handler(request)
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """OpenWhisk's CORS headers on every answer under /api (an `on_response_prepare`
+    signal, so that streamed answers and errors get them too)."""
+    if _under_rest_api(request.path):
+        for name, value in CORS_HEADERS.items():
+            response.headers.setdefault(name, value)
+
+
+def _under_rest_api(path: str) -> bool:
+    return (path == "/api" or path.startswith("/api/")) and not path.startswith(_WEB_ACTIONS)

@@ -11,7 +11,9 @@ from lorafaas import __version__
 from lorafaas.controller.routes import ERRORS, Route
 from lorafaas.controller.schemas import BODIES, PATH, QUERY
 
-_DESCRIPTIONS = {200: "OK", 202: "Accepted: the activation id", 400: "Bad request",
+_DESCRIPTIONS = {200: "OK", 202: "Accepted: the activation id",
+                 204: "No content (a trigger with no active rule, a web action's empty body)",
+                 400: "Bad request",
                  401: "Unauthorized", 403: "Forbidden", 404: "Not found",
                  405: "Method not allowed", 408: "The action exceeded its time limit",
                  409: "Conflict", 413: "Payload too large", 429: "Too many requests",
@@ -45,7 +47,8 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
     """The document: one operation per route, errors as `{"error", "code"}`."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+        paths.setdefault(document_path(route.path), {})[route.method.lower()] = \
+            _operation(route)
     paths.setdefault(OPENAPI_PATH, {})["get"] = {
         "summary": "This document", "responses": {"200": {"description": "OK"}}}
     return {
@@ -60,9 +63,14 @@ def openapi_document(routes: list[Route]) -> dict[str, Any]:
     }
 
 
+def document_path(path: str) -> str:
+    """The route's path without aiohttp's patterns (`{action:.+}` is `{action}`)."""
+    return re.sub(r"{(\w+):[^{}]*}", r"{\1}", path)
+
+
 def _operation(route: Route) -> dict[str, Any]:
     parameters = [{"name": name, "in": "path", "required": True, "schema": PATH[name]}
-                  for name in re.findall(r"{(\w+)}", route.path)]
+                  for name in re.findall(r"{(\w+)}", document_path(route.path))]
     parameters += [{"name": name, "in": "query", "required": False, "schema": QUERY[name]}
                    for name in route.query]
     operation: dict[str, Any] = {"summary": route.summary, "tags": list(route.tags),
@@ -77,7 +85,9 @@ def _operation(route: Route) -> dict[str, Any]:
 
 def _operation_id(route: Route) -> str:
     module = route.handler.__module__.rpartition(".")[2]
-    return f"{module}.{route.handler.__name__}"
+    # One handler serves every method of a web action: the method keeps the ids unique.
+    suffix = f".{route.method.lower()}" if module == "web" else ""
+    return f"{module}.{route.handler.__name__}{suffix}"
 
 
 def _responses(route: Route) -> dict[str, Any]:

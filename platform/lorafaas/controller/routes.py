@@ -5,22 +5,30 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from aiohttp import web
+from aiohttp import web as aiohttp_web
 
 from lorafaas.controller.api import (
     actions,
     activations,
     backbones,
+    feeds,
     metrics,
     namespaces,
     openai,
     packages,
+    rules,
+    triggers,
     usage,
+    web,
 )
+from lorafaas.controller.appkeys import settings_key
+from lorafaas.controller.protocol import LORA_KIND, limit_ranges
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[aiohttp_web.Request], Awaitable[aiohttp_web.StreamResponse]]
 NAMESPACE = "/api/v1/namespaces/{namespace}"
 ERRORS = (400, 401, 403, 404, 405, 429, 500)
+MB = 1024 * 1024
+SEQUENCE_LENGTH = 50  # OpenWhisk's default actionSequenceLimit
 
 
 @dataclass(frozen=True)
@@ -39,13 +47,35 @@ class Route:
     response: str | None = None  # the schema (lorafaas.controller.openapi) of a 200's body
 
 
-async def api_info(request: web.Request) -> web.Response:
-    """What this API is (as OpenWhisk's `GET /api/v1`)."""
+async def api_info(request: aiohttp_web.Request) -> aiohttp_web.Response:
+    """What this API is: OpenWhisk's `GET /api/v1` fields with those of its `GET /`
+    (support, api_paths, limits, runtimes)."""
     from lorafaas import __version__
 
-    return web.json_response({"description": "LoRAFaaS: OpenWhisk-compatible API for LoRA "
-                                             "functions", "api_version": "1.0.0",
-                              "build": __version__})
+    settings = request.app[settings_key]
+    ranges = limit_ranges(settings.action_timeout_ms, settings.container_memory_mb,
+                          settings.slo_ttft_ms)
+    return aiohttp_web.json_response({
+        "description": "LoRAFaaS: OpenWhisk-compatible API for LoRA functions",
+        "api_version": "1.0.0", "api_version_path": "v1", "build": __version__,
+        "buildno": __version__,
+        "swagger_paths": {"ui": "/console", "api-docs": "/api/v1/openapi.json"},
+        "support": {"github": "https://github.com/apache/openwhisk/issues"},
+        "api_paths": ["/api/v1"],
+        "limits": {
+            "actions_per_minute": settings.invocations_per_minute,
+            "triggers_per_minute": settings.invocations_per_minute,
+            "concurrent_actions": settings.concurrent_invocations,
+            "sequence_length": SEQUENCE_LENGTH,
+            "min_action_duration": ranges["timeout"].low,
+            "max_action_duration": ranges["timeout"].high,
+            "min_action_memory": ranges["memory"].low * MB,
+            "max_action_memory": ranges["memory"].high * MB,
+            "min_action_logs": ranges["logs"].low * MB,
+            "max_action_logs": ranges["logs"].high * MB},
+        "runtimes": {"lora": [{"kind": LORA_KIND, "default": True, "deprecated": False,
+                               "attached": {"attachmentName": "codefile",
+                                            "attachmentType": "application/zip"}}]}})
 
 
 def api_routes() -> list[Route]:
@@ -60,7 +90,7 @@ def api_routes() -> list[Route]:
               "The backbones this deployment serves, the default first (an action's "
               "`backbone` annotation names one)", tags=("backbones",), response="Backbones"),
         Route("GET", f"{NAMESPACE}/actions", actions.list_actions, "List actions",
-              query=("limit", "skip"), tags=("actions",)),
+              query=("limit", "skip", "count"), tags=("actions",)),
         # Before actions/{package}/{name}: the first route that matches serves (aiohttp).
         Route("GET", f"{NAMESPACE}/actions/{{name}}/versions", actions.list_action_versions,
               "The action's kept versions, newest first (LORAFAAS_ACTION_HISTORY)",
@@ -69,7 +99,8 @@ def api_routes() -> list[Route]:
         *action_routes(f"{NAMESPACE}/actions/{{package}}/{{name}}", " in a package"),
         *package_routes(),
         Route("GET", f"{NAMESPACE}/activations", activations.list_activation_records,
-              "List activations", query=("name", "limit", "skip", "since", "upto", "docs"),
+              "List activations",
+              query=("name", "limit", "skip", "since", "upto", "docs", "count"),
               tags=("activations",)),
         Route("GET", f"{NAMESPACE}/activations/{{id}}", activations.get_activation_record,
               "Get an activation record", tags=("activations",)),
@@ -78,7 +109,10 @@ def api_routes() -> list[Route]:
         Route("GET", f"{NAMESPACE}/activations/{{id}}/result",
               activations.get_activation_result, "Get an activation's response",
               tags=("activations",)),
+        *trigger_routes(),
+        *rule_routes(),
         *usage_routes(),
+        *web_routes(),
         *openai_routes(),
         Route("GET", "/metrics", metrics.prometheus_metrics,
               "The invoker's metrics in Prometheus text format 0.0.4: queue length, batches "
@@ -91,10 +125,12 @@ def action_routes(path: str, where: str) -> list[Route]:
     """PUT, GET, DELETE and POST (invoke) of an action at `path`."""
     return [
         Route("PUT", path, actions.put_action,
-              f"Create or update an action of kind lora{where}", query=("overwrite", "backbone"),
-              body="exec {kind: lora, binary: true, code: base64 zip}, parameters, "
-                   "annotations, limits (or, as application/zip, the zip itself, with "
-                   "?backbone=)", schema="Action",
+              f"Create or update an action{where} of kind lora, python:3, or a sequence (an "
+              "update merges, as OpenWhisk's)", query=("overwrite", "backbone"),
+              body="exec {kind: lora, code: base64 zip}, {kind: python:3, code} or {kind: "
+                   "sequence, components: [\"/namespace/[package/]action\", ...]}, "
+                   "parameters, annotations, limits, publish (or, as application/zip, the "
+                   "zip itself, with ?backbone=)", schema="Action",
               statuses=(200, 409, 413, 429), tags=("actions",)),
         Route("GET", path, actions.get_action, f"Get an action{where}",
               query=("code",), tags=("actions",)),
@@ -103,7 +139,7 @@ def action_routes(path: str, where: str) -> list[Route]:
         Route("POST", path, actions.invoke_action, f"Invoke an action{where}",
               query=("blocking", "result", "timeout"), body="the invocation's parameters",
               schema="Invocation",
-              statuses=(200, 202, 408, 429, 502), tags=("actions",)),
+              statuses=(200, 202, 429, 502), tags=("actions",)),
     ]
 
 
@@ -125,6 +161,72 @@ def package_routes() -> list[Route]:
               "Delete a binding, or a package that holds no actions", statuses=(200, 409),
               tags=("packages",)),
     ]
+
+def trigger_routes() -> list[Route]:
+    """Triggers: CRUD, and POST to fire (an alarm feed through the `feed` annotation)."""
+    path = f"{NAMESPACE}/triggers/{{name}}"
+    return [
+        Route("GET", f"{NAMESPACE}/triggers", triggers.list_triggers,
+              "List triggers (?count=true: `{\"triggers\": N}`)",
+              query=("limit", "skip", "count"), tags=("triggers",)),
+        Route("PUT", path, triggers.put_trigger,
+              "Create or update a trigger; with the annotation feed = "
+              "/whisk.system/alarms/alarm (parameters cron, timezone, trigger_payload, "
+              "startDate, stopDate) or /whisk.system/alarms/interval (minutes, ...) it fires "
+              "on that schedule", query=("overwrite",),
+              body="parameters, annotations, limits, version, publish", schema="Trigger",
+              statuses=(200, 409), tags=("triggers",)),
+        Route("GET", path, triggers.get_trigger, "Get a trigger", tags=("triggers",)),
+        Route("DELETE", path, triggers.delete_trigger,
+              "Delete a trigger (its rules stay, inactive)", tags=("triggers",)),
+        Route("POST", "/api/v1/namespaces/whisk.system/actions/alarms/{feed}",
+              feeds.invoke_feed,
+              "The alarms feed action (`wsk trigger create --feed`): lifecycleEvent CREATE, "
+              "READ, UPDATE or DELETE of triggerName's alarm, with the feed's parameters",
+              query=("blocking", "result"), body="lifecycleEvent, triggerName, and cron "
+                                                  "(alarm) or minutes (interval), timezone, "
+                                                  "trigger_payload, startDate, stopDate",
+              schema="FeedInvocation", statuses=(200, 502), tags=("triggers",)),
+        Route("POST", path, triggers.fire_trigger,
+              "Fire a trigger: every active rule's action is invoked with the trigger's "
+              "parameters merged with the payload", body="the payload",
+              schema="TriggerPayload", statuses=(202, 204, 429), tags=("triggers",)),
+    ]
+
+
+def rule_routes() -> list[Route]:
+    """Rules: CRUD, and POST to enable or disable."""
+    path = f"{NAMESPACE}/rules/{{name}}"
+    return [
+        Route("GET", f"{NAMESPACE}/rules", rules.list_rules,
+              "List rules (?count=true: `{\"rules\": N}`)",
+              query=("limit", "skip", "count"), tags=("rules",)),
+        Route("PUT", path, rules.put_rule,
+              "Create (active) or update a rule of a trigger and an action",
+              query=("overwrite",), body="trigger, action (qualified names), annotations, "
+                                          "version, publish", schema="Rule",
+              statuses=(200, 409), tags=("rules",)),
+        Route("GET", path, rules.get_rule, "Get a rule and its status", tags=("rules",)),
+        Route("DELETE", path, rules.delete_rule, "Delete a rule", tags=("rules",)),
+        Route("POST", path, rules.set_rule_status, "Enable or disable a rule",
+              body="status: active or inactive", schema="RuleStatus", tags=("rules",)),
+    ]
+
+WEB_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+
+
+def web_routes() -> list[Route]:
+    """Web actions (`web-export: true`), one route per method OpenWhisk serves them by; no
+    key unless the action's `require-whisk-auth` asks (the action's own result shapes the
+    answer: these statuses are the platform's)."""
+    return [Route(method, "/api/v1/web/{namespace}/{package}/{action:.+}", web.web_action,
+                  "A web action: `action` is its name, an extension (.json, .http, .text, "
+                  ".html, .svg; none: .http) and optionally a path projecting the result "
+                  "(`hello.json/response/name`); `package` is `default` for none",
+                  body="the action's parameters: a JSON object or form fields (over the "
+                       "query's); any other body reaches it as `__ow_body`",
+                  schema="WebArguments", statuses=(200, 202, 204), tags=("web",))
+            for method in WEB_METHODS]
 
 
 def usage_routes() -> list[Route]:

@@ -16,7 +16,7 @@ from lorafaas.controller.api.params import (
     MAX_NAME_LENGTH,
 )
 from lorafaas.controller.invoke_params import SEED_RANGE
-from lorafaas.controller.protocol import LORA_KIND, limit_ranges
+from lorafaas.controller.protocol import CODE_KINDS, LORA_KIND, limit_ranges
 
 Schema = dict[str, Any]
 
@@ -33,6 +33,8 @@ QUERY: dict[str, Schema] = {
     "upto": _EPOCH_MS,
     "name": {"type": "string", "description": "only the activations of this action"},
     "docs": _BOOLEAN,
+    "count": {**_BOOLEAN, "description": "only how many: {\"actions\": N}, "
+                                         "{\"activations\": N}, ... (not with docs)"},
     "overwrite": _BOOLEAN,
     "code": _BOOLEAN,
     "blocking": _BOOLEAN,
@@ -54,8 +56,12 @@ _ENTITY_NAME: Schema = {"type": "string", "maxLength": MAX_NAME_LENGTH,
 PATH: dict[str, Schema] = {
     "namespace": {"type": "string", "description": "the key's namespace, or `_`"},
     "name": _ENTITY_NAME,
-    "package": {**_ENTITY_NAME, "description": "the action's package"},
+    "package": {**_ENTITY_NAME, "description": "the action's package (a web action's: "
+                                               "`default` for none)"},
     "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    "feed": {"type": "string", "enum": ["alarm", "interval"]},
+    "action": {"type": "string", "description": "the web action's name and extension, and "
+                                               "optionally a projection path after it"},
 }
 
 _KEY_VALUES: Schema = {"type": "array", "items": {
@@ -105,15 +111,58 @@ _OPENAI_SAMPLING: dict[str, Schema] = {
 
 _MODEL = ("the action: `action`, `package/action`, `/namespace/[package/]action` "
           "(OpenWhisk's forms), or the `namespace/[package/]action` /v1/models lists")
+_QUALIFIED_NAME: Schema = {"type": "string", "pattern": r"^/?(?:[\w][\w@ .-]*/){0,2}\w[\w@.-]*$",
+                           "description": "NAME, PACKAGE/NAME, /NAMESPACE/NAME or "
+                                          "/NAMESPACE/PACKAGE/NAME (`_`: the key's)"}
+_SEMVER: Schema = {"type": "string", "pattern": r"^\d{1,9}\.\d{1,9}\.\d{1,9}$"}
 
 BODIES: dict[str, Schema] = {
-    "Action": {"type": "object", "required": ["exec"], "properties": {
-        "exec": {"type": "object", "required": ["kind", "binary", "code"], "properties": {
-            "kind": {"type": "string", "enum": [LORA_KIND]},
-            "binary": {"type": "boolean", "enum": [True]},
-            "code": {"type": "string", "format": "byte",
-                     "description": "base64 of a zip: adapter_config.json, "
-                                    "adapter_model.safetensors, optionally __main__.py"}}},
+    "Trigger": {"type": "object", "properties": {
+        "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "limits": {"type": "object"},
+        "version": _SEMVER, "publish": _BOOLEAN}},
+    "TriggerPayload": {"type": "object", "description": "merged over the trigger's "
+                                                        "parameters: for lora actions, "
+                                                        "their invocation parameters",
+                       "properties": {"prompt": {"type": "string"}, **_SAMPLING}},
+    "Rule": {"type": "object", "required": ["trigger", "action"], "properties": {
+        "trigger": _QUALIFIED_NAME, "action": _QUALIFIED_NAME, "annotations": _KEY_VALUES,
+        "version": _SEMVER, "publish": _BOOLEAN}},
+    "FeedInvocation": {"type": "object", "required": ["lifecycleEvent", "triggerName"],
+                       "properties": {
+                           "lifecycleEvent": {"type": "string",
+                                              "enum": ["CREATE", "READ", "UPDATE", "DELETE"]},
+                           "triggerName": _QUALIFIED_NAME,
+                           "authKey": {"type": "string", "description": "ignored: the "
+                                       "alarm fires as the caller"},
+                           "cron": {"type": "string"}, "minutes": {"type": "integer",
+                                                                   "minimum": 1},
+                           "timezone": {"type": "string"}, "trigger_payload": {},
+                           "startDate": {"type": "string", "format": "date-time"},
+                           "stopDate": {"type": "string", "format": "date-time"}}},
+    "RuleStatus": {"type": "object", "required": ["status"], "properties": {
+        "status": {"type": "string", "enum": ["active", "inactive"]}}},
+    "Action": {"type": "object", "description": "`exec` is required to create; an update "
+               "(?overwrite=true) keeps each field it leaves out, and each limit it does not "
+               "name, as OpenWhisk merges", "properties": {
+        "exec": {"oneOf": [
+            {"type": "object", "required": ["kind", "code"], "properties": {
+                "kind": {"type": "string", "enum": [LORA_KIND],
+                         "description": "read trimmed and in any case"},
+                "binary": {"type": "boolean",
+                           "description": "ignored, as by OpenWhisk: base64 code is binary"},
+                "code": {"type": "string", "format": "byte",
+                         "description": "base64 of a zip: adapter_config.json, "
+                                        "adapter_model.safetensors, optionally __main__.py "
+                                        "with main(args, llm)"}}},
+            {"type": "object", "required": ["kind", "code"],
+             "description": "A code action (OpenWhisk's Python action): `limits` takes "
+                            "timeout, memory, concurrency and logs only.", "properties": {
+                 "kind": {"type": "string", "enum": sorted(CODE_KINDS)},
+                 "binary": {"type": "boolean", "description": "ignored: base64 code is a zip"},
+                 "code": {"type": "string", "description": "the source text, or the base64 "
+                          "of a zip with __main__.py at its top"},
+                 "main": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                          "description": "the entry point (default: main)"}}}]},
         "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "limits": _limits(),
         "publish": _BOOLEAN}},
     "Package": {"type": "object", "additionalProperties": False, "properties": {
@@ -128,6 +177,10 @@ BODIES: dict[str, Schema] = {
                    "anyOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
                    "properties": {"prompt": {"type": "string"}, "messages": _MESSAGES,
                                   **_SAMPLING}},
+    "WebArguments": {"type": "object", "description": "Each field is a parameter of the web "
+                     "action (an `__ow_` field, or a protected one, is refused)",
+                     "properties": {"name": {"type": "string",
+                                             "description": "an example parameter"}}},
     "Completion": {"type": "object", "required": ["model", "prompt"],
                    "additionalProperties": False, "properties": {
                        "model": {"type": "string",

@@ -105,19 +105,29 @@ def decode_action_body(body_path: Path, zip_path: Path, max_bytes: int) -> dict[
     code = exec_field.get("code") if isinstance(exec_field, dict) else None
     if set(spills) - {code}:
         raise PayloadTooLarge(f"only exec.code may be a string over {SPILL_AT} bytes")
-    if isinstance(exec_field, dict) and exec_field.get("binary") is True and \
-            isinstance(code, str):
+    # As OpenWhisk: code that is base64 is binary, whatever the body says of `binary`.
+    if isinstance(exec_field, dict) and isinstance(code, str):
         if code in spills:
             decode_base64_file(spills[code], zip_path, max_bytes)
             spills[code].unlink()
         else:
-            zip_path.write_bytes(_small_base64(code))
+            decoded = _small_base64(code)
+            if decoded is None:
+                return body  # not binary: the kind's parser says what it takes
+            zip_path.write_bytes(decoded)
         exec_field["code"] = zip_path
+    elif isinstance(exec_field, dict) and isinstance(code, str) and code in spills:
+        # A code action's long source text (it is not base64).
+        exec_field["code"] = spills[code].read_text("utf-8", "replace")
+        spills[code].unlink()
     return body
 
 
-def _small_base64(code: str) -> bytes:
+def _small_base64(code: str) -> bytes | None:
+    """The decoded code, or None when it is not base64 (OpenWhisk's test of binary code)."""
+    if not code.strip():
+        return None
     try:
-        return base64.b64decode(code, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise BadRequest("exec.code is not valid base64") from error
+        return base64.b64decode(code.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None

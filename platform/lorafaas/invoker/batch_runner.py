@@ -37,7 +37,7 @@ from lorafaas.invoker.dispatcher import (
 )
 from lorafaas.invoker.metrics import InvokerMetrics
 from lorafaas.invoker.pool import ContainerPool, Lease
-from lorafaas.invoker.records import DEVELOPER_ERROR, WHISK_ERROR
+from lorafaas.invoker.records import DEVELOPER_ERROR, WHISK_ERROR, log_time
 from lorafaas.invoker.runtime_client import RunOutcome, RuntimeUnavailable
 from lorafaas.invoker.sharing import function_slot
 from lorafaas.wire.runtime_protocol import SENTINEL
@@ -97,7 +97,11 @@ class BatchRunner:
             outcome = await (client.run(payload) if ticket.on_delta is None
                              else client.run_stream(payload, ticket.on_delta))
             outcome = self._metered(outcome, run.ended(run.start, None, last=True))
-            await self.pool.release(lease.container)  # warm before the caller goes on
+            if outcome.developer_error:  # OpenWhisk removes such a container too
+                await self.pool.discard(lease.container, "the action did not return a "
+                                                         "dictionary")
+            else:
+                await self.pool.release(lease.container)  # warm before the caller goes on
             self._answer(batch, ticket, outcome)
             return
         left = len(batch.tickets)
@@ -212,11 +216,24 @@ async def container_logs(pool: ContainerPool, lease: Lease, started: float,
     return [line for line in lines if SENTINEL not in line]
 
 
+async def start_logs(pool: ContainerPool, lease: Lease, started: float,
+                     ready_at: float) -> list[str]:
+    """The container's log lines from `started` until it was ready (`ready_at`, epoch s):
+    its start's, written before any request of the batch was sent."""
+    lines = await container_logs(pool, lease, started, ready_at)
+    return [line for line in lines if log_time(line.partition(" ")[0]) < ready_at]
+
+
 def _payload(ticket: Ticket) -> dict[str, Any]:
     request = ticket.request
     # The runtime answers with the activation's log lines: no call to the engine for them.
-    return {"value": request.parameters, "activation_id": request.activation_id,
-            "max_tokens_limit": request.limits["max_tokens"], "logs": True}
+    # The fields beside `value` are OpenWhisk's (the owner's code sees them as `__OW_*`).
+    payload = {"value": request.parameters, "activation_id": request.activation_id,
+               "namespace": request.namespace, "action_name": request.name,
+               "deadline": int(time.time() * 1000 + request.limits["timeout"]), "logs": True}
+    if "max_tokens" in request.limits:  # a code action has no such limit
+        payload["max_tokens_limit"] = request.limits["max_tokens"]
+    return payload
 
 
 def _ids(batch: RunningBatch) -> str:

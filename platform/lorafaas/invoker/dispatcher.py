@@ -26,7 +26,11 @@ functions. A batch there is always a session: each request is its own /run joini
 container's shared decode, in whichever batching mode.
 
 Streaming requests, and every request when batching is off, skip the queue and run at
-once as a batch of one: the runtime streams text deltas for one request only.
+once as a batch of one: the runtime streams text deltas for one request only. So does every
+request of a code action or of a function with its own handler (`FunctionRef.runs_alone`):
+the owner's code runs once per activation, in a container of its own for the time it runs,
+never batched with other requests (a handler's `llm` calls may still share the container's
+continuous decode with one another).
 
 With `continuous` batching (iteration-level) a batch is a `ContinuousSession`: the running
 decode of one container, which a request joins between two decode steps (the runtime's
@@ -121,6 +125,8 @@ class Ticket:
         self.future: asyncio.Future[Served] = asyncio.get_running_loop().create_future()
         self.abandoned = False  # its caller stopped waiting (timeout)
         self.batch: RunningBatch | None = None  # set when its batch closes
+        # Set once its container is ready: the action's time limit runs from then on.
+        self.started = asyncio.Event()
 
     def deliver(self, served: Served) -> None:
         """Hand the outcome to the caller, unless it stopped waiting."""
@@ -163,6 +169,8 @@ class RunningBatch:
     def container_ready(self, lease: Lease, at: float) -> None:
         """The container is ready (`at`, epoch s): the batch runs now."""
         self.lease, self.ready_at, self.holds_slot = lease, at, True
+        for ticket in self.tickets:
+            ticket.started.set()
         self._on_change()
 
     @property
@@ -204,6 +212,7 @@ class ContinuousSession(RunningBatch):
         self.tickets.append(ticket)
         if self.ready_at is not None:
             self.late.add(ticket)
+            ticket.started.set()
         self.live += 1
         self.to_send.put_nowait(ticket)
 
@@ -289,7 +298,8 @@ class Dispatcher:
         slo_ms = float(request.limits.get("slo_ttft_ms", self.config.default_slo_ms))
         target = self.route(request) if self.route is not None else None
         ticket = Ticket(request, on_delta, slo_ms, target)
-        if not self.config.enabled or (on_delta is not None and not self.config.continuous):
+        if not self.config.enabled or (on_delta is not None and not self.config.continuous) \
+                or ticket.target.runs_alone:
             self._start([ticket])
             return ticket
         key = ticket.target.key

@@ -9,6 +9,7 @@ from docker.errors import APIError, NotFound
 from docker.types import Mount as DockerMount
 
 from lorafaas.invoker.backend import LABEL_INVOKER, ContainerInfo, ContainerSpec
+from lorafaas.invoker.records import log_time
 
 logger = logging.getLogger(__name__)
 
@@ -16,8 +17,14 @@ logger = logging.getLogger(__name__)
 class DockerBackend:
     """Hardened function containers on the local Docker engine."""
 
-    def __init__(self, client: docker.DockerClient | None = None) -> None:
+    def __init__(self, client: docker.DockerClient | None = None,
+                 cgroup_parent: str | None = None) -> None:
         self.client = client or docker.from_env(timeout=120)
+        # Where the containers' cgroups go (None: the engine's default). Under cgroup v1
+        # with the cgroupfs driver that default is one `docker` group whose CPU weight is a
+        # single task's, so all containers together get one task's share of a busy host;
+        # "/" makes each container a top-level group, weighted as one host task is.
+        self.cgroup_parent = cgroup_parent
 
     def start(self, spec: ContainerSpec) -> ContainerInfo:
         """Create and start the container with no network, read-only root and no privileges."""
@@ -28,6 +35,7 @@ class DockerBackend:
             mem_limit=f"{spec.memory_mb}m", memswap_limit=f"{spec.memory_mb}m",
             pids_limit=spec.pids_limit, tmpfs=spec.tmpfs, ipc_mode="private",
             entrypoint=spec.entrypoint, command=spec.command,
+            **({"cgroup_parent": self.cgroup_parent} if self.cgroup_parent else {}),
             mounts=[DockerMount(target=m.target, source=str(m.source), type="bind",
                                 read_only=m.read_only) for m in spec.mounts])
         container.reload()
@@ -62,13 +70,20 @@ class DockerBackend:
         return code, bool(state.get("OOMKilled"))
 
     def logs(self, container_id: str, since: float, until: float) -> list[str]:
-        """Timestamped log lines in [since, until]."""
-        try:
-            raw = self.client.api.logs(container_id, stdout=True, stderr=True, timestamps=True,
-                                       since=since, until=until)
-        except (NotFound, APIError):
-            return []  # removed, or being removed: its logs are gone with it
-        return raw.decode("utf-8", "replace").splitlines()
+        """Log lines in [since, until] as OpenWhisk's records hold them (`<time> stdout:
+        text`), oldest first: one call per stream, so that each line says its stream."""
+        labelled: list[tuple[float, str]] = []
+        for stream in ("stdout", "stderr"):
+            try:
+                raw = self.client.api.logs(container_id, stdout=stream == "stdout",
+                                           stderr=stream == "stderr", timestamps=True,
+                                           since=since, until=until)
+            except (NotFound, APIError):
+                return []  # removed, or being removed: its logs are gone with it
+            for line in raw.decode("utf-8", "replace").splitlines():
+                moment, _, text = line.partition(" ")
+                labelled.append((log_time(moment), f"{moment} {stream}: {text}"))
+        return [line for _, line in sorted(labelled, key=lambda pair: pair[0])]
 
     def list_labelled(self, invoker_id: str) -> list[str]:
         """Containers labelled by this invoker, running or exited."""
@@ -83,3 +98,4 @@ class DockerBackend:
     def close(self) -> None:
         """Close the engine connection."""
         self.client.close()
+

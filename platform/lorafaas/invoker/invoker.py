@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from lorafaas.invoker.artifact_loads import measured_loads
-from lorafaas.invoker.batch_runner import BatchRunner, container_logs
+from lorafaas.invoker.batch_runner import BatchRunner, container_logs, start_logs
 from lorafaas.invoker.dispatcher import BatchFailed, BatchingConfig, Dispatcher, Served, Ticket
 from lorafaas.invoker.maintenance import FunctionTracker
 from lorafaas.invoker.metrics import InvokerMetrics
@@ -17,6 +18,7 @@ from lorafaas.invoker.records import (
     APPLICATION_ERROR,
     DEVELOPER_ERROR,
     SUCCESS,
+    WHISK_ERROR,
     annotation_list,
     response,
 )
@@ -38,8 +40,11 @@ class Invoker:
 
     def __init__(self, pool: ContainerPool, tracker: FunctionTracker,
                  batching: BatchingConfig | None = None,
-                 sharing: SharingConfig | None = None) -> None:
+                 sharing: SharingConfig | None = None,
+                 capacity_wait: Callable[[int], float] | None = None) -> None:
         self.pool = pool
+        # How long an activation may wait for a container, by its time limit (ms).
+        self.capacity_wait = capacity_wait or capacity_wait_s
         self.tracker = tracker
         self.metrics = InvokerMetrics()
         # With namespace containers on, each request's placement is asked of the policy.
@@ -63,12 +68,16 @@ class Invoker:
 
         The request waits in its function's batch queue, then runs in its batch. With
         `on_delta`, it runs alone and streams: each text delta is handed over as it comes.
+        As OpenWhisk's, the action's time limit covers its /init and /run only: the wait for
+        a container is the platform's, bounded by `capacity_wait`.
         """
         started = time.time()
         self.tracker.arrived(request.function, request.received_at)
         ticket = self.dispatcher.submit(request, on_delta)
         try:
-            async with asyncio.timeout(request.limits["timeout"] / 1000):
+            if not await _container_ready(ticket, self.capacity_wait(request.limits["timeout"])):
+                return await self._not_started(request, started, ticket)
+            async with asyncio.timeout(_run_budget_s(request, ticket)):
                 # Shielded: the future belongs to the batch, which may outlive this wait.
                 served = await asyncio.shield(ticket.future)
         except TimeoutError:
@@ -81,6 +90,16 @@ class Invoker:
             raise
         return await self._succeeded(request, started, served)
 
+    async def _not_started(self, request: ActivationRequest, started: float,
+                           ticket: Ticket) -> ActivationResult:
+        """No container was ready in time: a platform error, not the action's (its wait is
+        in the record's `waitTime`)."""
+        await self.dispatcher.abandon(ticket)
+        self.metrics.record_failed(request.function.path)
+        return self._failed(request, started, WHISK_ERROR,
+                            "The platform had no container ready for the action in time; "
+                            "the action did not start.", None, [], None)
+
     async def _succeeded(self, request: ActivationRequest, started: float,
                          served: Served) -> ActivationResult:
         ended = time.time()
@@ -92,12 +111,15 @@ class Invoker:
         loads = (tuple(measured_loads(lease.init_breakdown, lease.init_memory))
                  if served.reports_start and own else ())
         self.tracker.ended(request.function, ended, lease.init_breakdown if own else {}, loads)
-        status = APPLICATION_ERROR if "error" in outcome.result else SUCCESS
+        status = DEVELOPER_ERROR if outcome.developer_error else \
+            APPLICATION_ERROR if "error" in outcome.result else SUCCESS
         logs = outcome.logs
-        if logs is None or lease.start_kind != "warm":
-            # A container started for this activation: its start's lines belong to it too,
-            # and only the engine has those (and a runtime that captures no log, any).
+        if logs is None:  # a runtime that captures no log: only the engine has its lines
             logs = await container_logs(self.pool, lease, started, ended)
+        elif lease.start_kind != "warm" and served.reports_start:
+            # A container started for its batch: the start's lines (before the container
+            # was ready, so no request's) go with the activation that reports the start.
+            logs = [*await start_logs(self.pool, lease, started, served.ready_at), *logs]
         annotations = self._annotations(request, served.ready_at, lease, outcome.timings,
                                         served.batch_size)
         return ActivationResult(_ms(started), _ms(ended), status, response(status, outcome.result),
@@ -139,7 +161,7 @@ class Invoker:
         wait_ms = max(0.0, before_run_ms - (init_ms or 0.0))
         return annotation_list({
             "path": str(request.function.name),
-            "kind": "lora",
+            "kind": request.function.kind,
             "limits": request.limits,
             "parameters": request.parameters,  # what the request asked, shown by the console
             "waitTime": round(wait_ms),
@@ -155,6 +177,35 @@ class Invoker:
             # Which of the runtime's engines generated it: `native` or `general`.
             "engine": timings.get("engine"),
         })
+
+
+def capacity_wait_s(timeout_ms: int) -> float:
+    """How long an activation may wait for a container: OpenWhisk's bound on an activation
+    the invoker has not answered, max(time limit, 1 min) × 2 + 1 min."""
+    return max(timeout_ms / 1000, 60.0) * 2 + 60.0
+
+
+async def _container_ready(ticket: Ticket, limit_s: float) -> bool:
+    """Wait until the ticket's container is ready, or its outcome (a failure) comes; False
+    when `limit_s` runs out first."""
+    ready = asyncio.ensure_future(ticket.started.wait())
+    either: set[asyncio.Future[Any]] = {ready, ticket.future}
+    try:
+        done, _ = await asyncio.wait(either, timeout=limit_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ready.cancel()
+    return bool(done)
+
+
+def _run_budget_s(request: ActivationRequest, ticket: Ticket) -> float:
+    """What is left of the time limit for /run once the container is ready: the limit less
+    what its /init took, when it was initialized for this activation."""
+    lease = ticket.batch.lease if ticket.batch is not None else None
+    init_ms = 0.0
+    if lease is not None and lease.start_kind != WARM:
+        init_ms = sum(lease.init_breakdown.values())
+    return max(0.0, request.limits["timeout"] - init_ms) / 1000
 
 
 def _start_kind(lease: Lease | None, timings: dict[str, float]) -> str | None:

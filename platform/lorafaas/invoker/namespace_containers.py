@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from lorafaas.adapters.archive import HANDLER_NAME
 from lorafaas.invoker.backend import LABEL_ACTION, LABEL_INVOKER, ContainerSpec, Mount
 from lorafaas.invoker.containers import ContainerFolders
 from lorafaas.invoker.pool import ATTACH_TARGET, IO_TARGET, BackboneMounts
@@ -55,6 +56,9 @@ class NamespaceFolders(ContainerFolders):
         if namespace != self.namespace:
             raise PermissionError(f"a function of namespace {namespace!r} cannot be placed "
                                   f"in the container of namespace {self.namespace!r}")
+        if (source / HANDLER_NAME).exists():  # owner code never shares a process
+            raise PermissionError(f"a function with its own handler ({function_key}) is "
+                                  "never placed in a namespace container")
         slot = slot_of(function_key)
         target = self.adapters / slot
         if target.exists():

@@ -46,6 +46,7 @@ from lorafaas.invoker.backend import (
     ContainerSpec,
     Mount,
 )
+from lorafaas.invoker.code_containers import code_init_value, code_spec, fill_code
 from lorafaas.invoker.containers import (
     ContainerFolders,
     ContainerState,
@@ -196,7 +197,7 @@ class ContainerPool:
         the request waits for one."""
         once = _Once(on_start)
         lease = await self._place(function, once)
-        if self.offloader is not None:
+        if self.offloader is not None and not function.is_code:
             try:
                 await self.offloader.before_run(lease.container, self.containers, once)
             except RuntimeUnavailable:
@@ -214,7 +215,7 @@ class ContainerPool:
                 lease = self._reuse(function)
                 if lease is not None:
                     return lease
-                if not self.health.is_up(self.backbone_of(function)):
+                if not self._backbone_up(function):
                     on_start()
                     waiting_since = waiting_since or time.monotonic()
                     await self._wait_for_backbone(function, waiting_since)
@@ -256,8 +257,13 @@ class ContainerPool:
                 return Lease(container, kind, {}, 0.0)
         return None
 
+    def _backbone_up(self, function: FunctionRef) -> bool:
+        """Whether the function's backbone server is up (a code action has none)."""
+        return function.is_code or self.health.is_up(self.backbone_of(function))
+
     def _claim_stem(self, function: FunctionRef) -> PooledContainer | None:
-        if self._at_most(function.key):
+        # A stem cell holds a backbone: a code action's container is started cold.
+        if function.is_code or self._at_most(function.key):
             return None
         backbone = self.backbone_of(function)
         stems = [c for c in self._containers.values() if c.state is ContainerState.STEM
@@ -272,6 +278,8 @@ class ContainerPool:
     def _stem_coming(self, function: FunctionRef) -> bool:
         """Whether a stem cell being started is not yet promised to another request: it is
         ready sooner than a cold start begun now would be (it began earlier)."""
+        if function.is_code:
+            return False
         backbone = self.backbone_of(function)
         return (self._stem_waiters[backbone] < self._stems_starting[backbone]
                 and self.config.stem_memory_mb >= function.memory_mb
@@ -329,7 +337,8 @@ class ContainerPool:
 
     async def _cold_start(self, function: FunctionRef) -> Lease:
         started = time.monotonic()
-        self.cold_starts[self.backbone_of(function)].record(time.time())
+        if not function.is_code:  # stem cells, pre-warmed by these, serve lora functions only
+            self.cold_starts[self.backbone_of(function)].record(time.time())
         try:
             container = await self._start(function.memory_mb, function, ContainerState.BUSY)
         finally:
@@ -344,7 +353,7 @@ class ContainerPool:
         """Start a container with `function` fully loaded, if memory allows; True if done."""
         async with self._changed:
             if (self._at_most(function.key, stems=False)
-                    or not self.health.is_up(self.backbone_of(function))
+                    or not self._backbone_up(function)
                     or self.used_mb() + function.memory_mb > self.config.memory_mb):
                 return False
             self._reserved_mb += function.memory_mb
@@ -396,11 +405,18 @@ class ContainerPool:
 
     async def _start(self, memory_mb: int, function: FunctionRef | None,
                      state: ContainerState, stem_backbone: str = "") -> _Started:
-        backbone = self.backbone_of(function) if function is not None else stem_backbone
+        backbone = stem_backbone if function is None else "" if function.is_code \
+            else self.backbone_of(function)  # "": a code action's, with no backbone
         path = function.path if function is not None else None
         retirements = self._retirements[path] if path is not None else 0
         root = self.config.run_dir / "c" / uuid.uuid4().hex[:10]
-        if function is not None and is_namespace_key(function.key):
+        if function is not None and function.is_code:
+            folders = ContainerFolders(root)
+            folders.create()
+            fill_code(folders, function.adapter_dir)
+            spec = code_spec(folders, function, f"lorafaas-{self.config.invoker_id}-{root.name}",
+                             self.config.image, self.config.invoker_id, self.config.pids_limit)
+        elif function is not None and is_namespace_key(function.key):
             if self.namespace_start is None:
                 raise RuntimeError("this pool starts no namespace containers")
             folders, spec = self.namespace_start(root, function, self.backbones[backbone])
@@ -426,8 +442,8 @@ class ContainerPool:
             await container.client.wait_ready(
                 self.config.start_timeout_s,
                 lambda: asyncio.to_thread(self.backend.is_running, info.id))
-            value = ({"name": function.path, "main": "main"} if function is not None
-                     else {"stage": "prewarm"})
+            value = ({"stage": "prewarm"} if function is None else code_init_value(function)
+                     if function.is_code else {"name": function.path, "main": "main"})
             loaded = await container.client.init_measured(value)
         except BaseException:
             await self.discard(container, "initialization failed")
@@ -476,16 +492,16 @@ class ContainerPool:
     # --- attach channels -----------------------------------------------------------------
 
     async def _open_channel(self, folders: ContainerFolders, backbone: str) -> None:
-        if self.config.backbone_sharing:
-            await self.channels[backbone or self.default_backbone].open(folders.channel,
-                                                                        folders.attach_socket)
+        # backbone "": a code action's container, which has no channel.
+        if self.config.backbone_sharing and backbone:
+            await self.channels[backbone].open(folders.channel, folders.attach_socket)
 
     async def _close_channel(self, folders: ContainerFolders, backbone: str) -> None:
         # A server that is down has no channel to close; its successor opens only live ones.
-        if not self.config.backbone_sharing:
+        if not self.config.backbone_sharing or not backbone:
             return
         try:
-            await self.channels[backbone or self.default_backbone].close(folders.channel)
+            await self.channels[backbone].close(folders.channel)
         except ChannelUnavailable as error:
             logger.warning("channel %s not closed: %s", folders.channel, error)
 

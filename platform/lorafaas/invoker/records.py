@@ -1,7 +1,8 @@
-"""OpenWhisk activation responses: status codes and their names."""
+"""OpenWhisk activation records: status codes and their names, annotations, log lines."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 SUCCESS = 0
@@ -22,3 +23,13 @@ def response(status_code: int, result: dict[str, Any]) -> dict[str, Any]:
 def annotation_list(values: dict[str, Any]) -> list[dict[str, Any]]:
     """OpenWhisk's key/value annotation list, in a stable order."""
     return [{"key": key, "value": value} for key, value in values.items() if value is not None]
+
+
+def log_time(moment: str) -> float:
+    """Epoch seconds of a log line's RFC 3339 timestamp (its fraction's zeros trimmed)."""
+    whole, _, fraction = moment.rstrip("Z").partition(".")
+    try:
+        start = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return 0.0
+    return start.timestamp() + (float(f"0.{fraction}") if fraction.isdigit() else 0.0)

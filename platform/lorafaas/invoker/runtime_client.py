@@ -52,6 +52,8 @@ class RunOutcome:
     result: dict[str, Any]
     timings: dict[str, float]
     logs: list[str] | None = None
+    # The owner's code returned no dictionary: OpenWhisk's action developer error.
+    developer_error: bool = False
 
 
 class RuntimeClient:
@@ -122,7 +124,8 @@ class RuntimeClient:
                 if response.status != 200:
                     raise RuntimeUnavailable(str(body.get("error", f"HTTP {response.status}")))
                 if ENVELOPE_HEADER in response.headers:
-                    return RunOutcome(body["result"], body["timings"], body["logs"])
+                    return RunOutcome(body["result"], body["timings"], body["logs"],
+                                      bool(body.get("developerError")))
                 timings = json.loads(response.headers.get(METRICS_HEADER, "{}"))
                 return RunOutcome(result=body, timings=timings)
         except (aiohttp.ClientError, json.JSONDecodeError) as error:
@@ -142,7 +145,8 @@ class RuntimeClient:
                 if response.content_type == "application/json":  # refused before streaming
                     body = await response.json()
                     if ENVELOPE_HEADER in response.headers:
-                        return RunOutcome(body["result"], body["timings"], body["logs"])
+                        return RunOutcome(body["result"], body["timings"], body["logs"],
+                                          bool(body.get("developerError")))
                     return RunOutcome(result=body, timings={})
                 async for line in response.content:
                     message = json.loads(line)
@@ -166,7 +170,8 @@ class RuntimeClient:
                         on_result: Callable[[int, RunOutcome], Awaitable[None]]) -> None:
         """POST /run in its batch form: one batched generation; `on_result(index, outcome)`
         is awaited for each request as soon as it ends."""
-        body = {"batch": payloads, "max_tokens_limit": max_tokens_limit}
+        body = {"batch": payloads, "max_tokens_limit": max_tokens_limit,
+                "logs": any(payload.get("logs") for payload in payloads)}
         received = 0
         try:
             async with self._session.post(f"{RUNTIME_URL}/run", json=body) as response:

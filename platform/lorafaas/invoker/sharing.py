@@ -10,8 +10,10 @@ there names its function's folder (slot) in the container, linked in just before
 (`NamespaceFolders.add`, which refuses another namespace's function).
 
 Only a function whose adapter the namespace container's native engine serves shares;
-the others keep their own containers (`shareable`). No function has a user handler yet
-(the OpenWhisk issue); when one does, its `FunctionTraits.has_handler` keeps it out.
+the others keep their own containers (`shareable`). A function with its own handler
+(`__main__.py` in its zip) runs owner code beside the model, and a code action is nothing
+but owner code: `FunctionTraits.has_handler` keeps both out, whatever their rate, and
+`shareable` refuses a folder with a handler as well.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lorafaas.adapters.archive import HANDLER_NAME
 from lorafaas.invoker.backend import ContainerSpec
 from lorafaas.invoker.containers import (
     NAMESPACE_KEY_PREFIX,
@@ -86,7 +89,7 @@ def namespace_key(namespace: str, backbone: str) -> str:
 def shareable(adapter_dir: Path) -> bool:
     """Whether a namespace container's native engine can serve the adapter: plain LoRA with
     nothing it does not compute exactly, and no tokenizer of its own."""
-    if any((adapter_dir / name).exists() for name in _TOKENIZER_FILES):
+    if any((adapter_dir / name).exists() for name in (*_TOKENIZER_FILES, HANDLER_NAME)):
         return False
     try:
         config: dict[str, Any] = json.loads((adapter_dir / "adapter_config.json").read_text())
@@ -124,7 +127,9 @@ class NamespaceSharing:
         except UnknownBackbone:
             return function  # the pool refuses it where it always did
         traits = FunctionTraits(function.key, request.namespace, backbone,
-                                shareable=self._is_shareable(function))
+                                has_handler=function.runs_alone,
+                                shareable=not function.runs_alone
+                                and self._is_shareable(function))
         if self.policy.arrived(traits).placement is Placement.OWN:
             return function
         # Not an entity name (parentheses): no action can be called so.

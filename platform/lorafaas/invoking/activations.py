@@ -10,6 +10,7 @@ from typing import Any
 
 from lorafaas.names import QualifiedName
 
+LORA_KIND = "lora"  # an adapter on a shared backbone; every other kind is a code action
 # Takes each text delta of a streamed activation as it comes.
 DeltaSink = Callable[[str], Awaitable[None]]
 
@@ -29,6 +30,20 @@ class FunctionRef:
     adapter_digest: str = ""  # keys the artifact profiles measured for this code
     backbone: str = ""  # the backbone's name ("": the pool's default backbone)
     adapter_rank: int | None = None  # the LoRA rank validation found: keys its prefill fit
+    # `lora`, or a code action's kind (`python:3`): its folder then holds the code, and its
+    # containers have no backbone.
+    kind: str = LORA_KIND
+    has_handler: bool = False  # a lora function with its own `__main__.py`: never shared
+
+    @property
+    def is_code(self) -> bool:
+        """Whether it is a code action (no adapter, no backbone)."""
+        return self.kind != LORA_KIND
+
+    @property
+    def runs_alone(self) -> bool:
+        """Whether each request runs by itself in a container (owner code runs there)."""
+        return self.is_code or self.has_handler
 
     @property
     def path(self) -> str:
@@ -61,6 +76,7 @@ class ActivationRequest:
     received_at: float  # epoch seconds when the controller accepted it
     # The action's own name when it runs through a binding (`function.name` is the binding's).
     bound: QualifiedName | None = None
+    cause: str | None = None  # the sequence activation it runs in, if any
 
 
 @dataclass(frozen=True)

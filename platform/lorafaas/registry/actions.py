@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lorafaas.errors import Conflict, NotFound
@@ -27,11 +27,12 @@ class ActionSpec:
     """The validated content of a PUT: everything an action row holds but its identity."""
 
     exec_kind: str
-    artifact_digest: str
+    artifact_digest: str | None  # None: a sequence, which holds no code
     parameters: list[dict[str, Any]]
     annotations: list[dict[str, Any]]
     limits: dict[str, Any]
     publish: bool
+    components: list[str] | None = None  # a sequence's, fully qualified
 
 
 def next_version(version: str) -> str:
@@ -69,7 +70,8 @@ async def get_action(session: AsyncSession, namespace_id: int, name: QualifiedNa
 async def put_action(session: AsyncSession, namespace: Namespace, name: QualifiedName,
                      spec: ActionSpec,
                      overwrite: bool, history: int) -> tuple[Action, list[str]]:
-    """Create or update an action; return it and the artifact digests of the pruned versions."""
+    """Create or update an action; return it and the artifact digests of the pruned versions
+    (a sequence's versions hold none)."""
     action = await find_action(session, namespace.id, name)
     if action is not None and not overwrite:
         raise Conflict("resource already exists (PUT with ?overwrite=true replaces it)")
@@ -81,6 +83,7 @@ async def put_action(session: AsyncSession, namespace: Namespace, name: Qualifie
         action.version = next_version(action.version)
     action.exec_kind = spec.exec_kind
     action.artifact_digest = spec.artifact_digest
+    action.components = spec.components
     action.parameters = spec.parameters
     action.annotations = spec.annotations
     action.limits = spec.limits
@@ -99,9 +102,9 @@ async def _prune_versions(session: AsyncSession, action_id: int, history: int) -
     # transactions drop their references.
     older = (select(ActionVersion.id).where(ActionVersion.action_id == action_id)
              .order_by(ActionVersion.id.desc()).offset(history))
-    return list(await session.scalars(delete(ActionVersion)
-                                      .where(ActionVersion.id.in_(older.scalar_subquery()))
-                                      .returning(ActionVersion.artifact_digest)))
+    return [digest for digest in await session.scalars(
+        delete(ActionVersion).where(ActionVersion.id.in_(older.scalar_subquery()))
+        .returning(ActionVersion.artifact_digest)) if digest is not None]
 
 
 async def delete_action(session: AsyncSession, namespace_id: int,
@@ -109,9 +112,9 @@ async def delete_action(session: AsyncSession, namespace_id: int,
     """Delete the action and its versions (NotFound if absent); return it and the artifact
     digests its versions used, one per version: the caller drops those references."""
     action = await get_action(session, namespace_id, name)
-    digests = list(await session.scalars(delete(ActionVersion)
-                                         .where(ActionVersion.action_id == action.id)
-                                         .returning(ActionVersion.artifact_digest)))
+    digests = [digest for digest in await session.scalars(
+        delete(ActionVersion).where(ActionVersion.action_id == action.id)
+        .returning(ActionVersion.artifact_digest)) if digest is not None]
     await session.delete(action)
     await session.flush()
     return action, digests
@@ -134,3 +137,10 @@ async def list_actions(session: AsyncSession, namespace_id: int, limit: int, ski
     query = (query.order_by(Action.updated_ms.desc(), Action.package, Action.name)
              .limit(limit).offset(skip))
     return list(await session.scalars(query))
+
+
+async def count_actions(session: AsyncSession, namespace_id: int, skip: int) -> int:
+    """How many actions `list_actions` would list past `skip`, without a limit."""
+    total = await session.scalar(select(func.count()).select_from(Action)
+                                 .where(Action.namespace_id == namespace_id))
+    return max(0, int(total or 0) - skip)

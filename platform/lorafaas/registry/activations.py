@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lorafaas.errors import NotFound
@@ -21,12 +21,15 @@ def activation_json(row: Activation) -> dict[str, Any]:
         "subject": row.subject,
         "start": row.start_ms,
         "end": row.end_ms,
-        "duration": row.end_ms - row.start_ms,
+        "duration": row.duration_ms if row.duration_ms is not None else
+        row.end_ms - row.start_ms,
         "statusCode": row.status_code,
         "response": row.response,
         "logs": row.logs,
         "annotations": row.annotations,
         "publish": False,
+        # OpenWhisk's: a sequence's component names the sequence activation it ran in.
+        **({"cause": row.cause} if row.cause is not None else {}),
     }
 
 
@@ -42,12 +45,27 @@ async def list_activations(session: AsyncSession, namespace: str, name: str | No
                            limit: int, skip: int, *, since: int | None = None,
                            upto: int | None = None) -> list[Activation]:
     """A namespace's activations, newest first; `since`/`upto` bound the start (ms, inclusive)."""
-    query = select(Activation).where(Activation.namespace == namespace)
+    query = _matching(select(Activation), namespace, name, since, upto)
+    query = query.order_by(Activation.start_ms.desc()).limit(limit).offset(skip)
+    return list(await session.scalars(query))
+
+
+async def count_activations(session: AsyncSession, namespace: str, name: str | None,
+                            skip: int, *, since: int | None = None,
+                            upto: int | None = None) -> int:
+    """How many activations `list_activations` would list past `skip`, without a limit."""
+    query = _matching(select(func.count()).select_from(Activation), namespace, name, since,
+                      upto)
+    return max(0, int(await session.scalar(query) or 0) - skip)
+
+
+def _matching(query: Select[Any], namespace: str, name: str | None, since: int | None,
+              upto: int | None) -> Select[Any]:
+    query = query.where(Activation.namespace == namespace)
     if name:
         query = query.where(Activation.name == name)
     if since is not None:
         query = query.where(Activation.start_ms >= since)
     if upto is not None:
         query = query.where(Activation.start_ms <= upto)
-    query = query.order_by(Activation.start_ms.desc()).limit(limit).offset(skip)
-    return list(await session.scalars(query))
+    return query

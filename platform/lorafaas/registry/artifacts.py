@@ -34,6 +34,7 @@ from lorafaas.adapters.archive import (
 )
 from lorafaas.adapters.validation import AdapterSummary, validate_adapter
 from lorafaas.registry.clock import now_ms
+from lorafaas.registry.code_artifacts import StoredCode
 from lorafaas.registry.models import Artifact
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class ArtifactStore:
         (target / CONFIG_NAME).write_text(json.dumps(summary.config, indent=2))
         return StoredAdapter(digest, target, size, summary)
 
-    def publish(self, staged: StoredAdapter) -> bool:
+    def publish(self, staged: StoredAdapter | StoredCode) -> bool:
         """Move a staged adapter into the store unless its files are there; True if moved.
 
         Called while the caller's transaction holds the artifact's row (see add_reference),
@@ -128,12 +129,19 @@ def _file_digest(path: Path) -> tuple[str, int]:
 # two first uploads of one adapter would both INSERT its row.
 
 
-async def add_reference(session: AsyncSession, stored: StoredAdapter) -> None:
+async def add_reference(session: AsyncSession, stored: StoredAdapter | StoredCode) -> None:
     """Count one more action version using the artifact (creating its row)."""
     insert = _artifact_insert(session).values(digest=stored.digest, size_bytes=stored.size_bytes,
                                               ref_count=1, created_ms=now_ms())
     await session.execute(insert.on_conflict_do_update(
         index_elements=[Artifact.digest], set_={"ref_count": Artifact.ref_count + 1}))
+
+
+async def keep_reference(session: AsyncSession, digest: str) -> None:
+    """Count one more version using a stored artifact (an update that keeps its adapter);
+    its row exists, since the version it is taken from references it, and is locked."""
+    await session.execute(update(Artifact).where(Artifact.digest == digest)
+                          .values(ref_count=Artifact.ref_count + 1))
 
 
 def _artifact_insert(session: AsyncSession) -> postgresql.Insert | sqlite.Insert:

@@ -74,7 +74,9 @@ class Action(Base):
     name: Mapped[str] = mapped_column(String(256))
     version: Mapped[str] = mapped_column(String(32))
     exec_kind: Mapped[str] = mapped_column(String(32))
-    artifact_digest: Mapped[str] = mapped_column(ForeignKey("artifacts.digest"))
+    # None for a sequence, which holds no code (its `components` instead).
+    artifact_digest: Mapped[str | None] = mapped_column(ForeignKey("artifacts.digest"))
+    components: Mapped[list[Any] | None] = mapped_column(JSON)  # a sequence's, fully qualified
     parameters: Mapped[list[Any]] = mapped_column(JSON)
     annotations: Mapped[list[Any]] = mapped_column(JSON)
     limits: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -112,7 +114,7 @@ class ActionVersion(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # grows: newest is the largest
     action_id: Mapped[int] = mapped_column(ForeignKey("actions.id", ondelete="CASCADE"))
     version: Mapped[str] = mapped_column(String(32))
-    artifact_digest: Mapped[str] = mapped_column(ForeignKey("artifacts.digest"))
+    artifact_digest: Mapped[str | None] = mapped_column(ForeignKey("artifacts.digest"))
     exec_kind: Mapped[str] = mapped_column(String(32))
     created_ms: Mapped[int] = mapped_column(BigInteger)
 
@@ -147,6 +149,9 @@ class Activation(Base):
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
     logs: Mapped[list[Any]] = mapped_column(JSON)
     annotations: Mapped[list[Any]] = mapped_column(JSON)
+    cause: Mapped[str | None] = mapped_column(String(32))  # the sequence activation it ran in
+    # A sequence's: the sum of its components' durations (None: end - start).
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class UsageRecord(Base):
@@ -233,3 +238,80 @@ class PrefillProfileRecord(Base):
     r2: Mapped[float] = mapped_column(Float)
     samples: Mapped[list[Any]] = mapped_column(JSON)
     measured_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Trigger(Base):
+    """An OpenWhisk trigger: a named channel of events that fires its rules' actions."""
+
+    __tablename__ = "triggers"
+    __table_args__ = (UniqueConstraint("namespace_id", "name",
+                                       name="uq_triggers_namespace_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(256))
+    version: Mapped[str] = mapped_column(String(32))
+    parameters: Mapped[list[Any]] = mapped_column(JSON)
+    annotations: Mapped[list[Any]] = mapped_column(JSON)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON)
+    publish: Mapped[bool] = mapped_column(default=False)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Rule(Base):
+    """A rule: fires its action when its trigger fires, while it is linked and active.
+
+    `trigger_id` is the trigger the rule is linked to (OpenWhisk keeps a rule's status in
+    its trigger's document): a deleted trigger unlinks its rules, which then read as
+    inactive, and stay so when a trigger of that name is created again until enabled.
+    """
+
+    __tablename__ = "rules"
+    __table_args__ = (UniqueConstraint("namespace_id", "name", name="uq_rules_namespace_name"),
+                      Index("ix_rules_trigger", "trigger_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(256))
+    version: Mapped[str] = mapped_column(String(32))
+    trigger_path: Mapped[str] = mapped_column(String(256))  # the trigger's namespace
+    trigger_name: Mapped[str] = mapped_column(String(256))
+    action_path: Mapped[str] = mapped_column(String(520))  # namespace, or namespace/package
+    action_name: Mapped[str] = mapped_column(String(256))
+    trigger_id: Mapped[int | None] = mapped_column(
+        ForeignKey("triggers.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16))  # active or inactive, while linked
+    annotations: Mapped[list[Any]] = mapped_column(JSON)
+    publish: Mapped[bool] = mapped_column(default=False)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Alarm(Base):
+    """A trigger's periodic feed (`/whisk.system/alarms/alarm` or `.../interval`)."""
+
+    __tablename__ = "alarms"
+
+    trigger_id: Mapped[int] = mapped_column(ForeignKey("triggers.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(256))
+    subject: Mapped[str] = mapped_column(String(256))  # who created it: its fires' subject
+    feed: Mapped[str] = mapped_column(String(64))
+    cron: Mapped[str | None] = mapped_column(String(256))
+    minutes: Mapped[int | None] = mapped_column(Integer)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    start_ms: Mapped[int | None] = mapped_column(BigInteger)
+    stop_ms: Mapped[int | None] = mapped_column(BigInteger)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class AlarmTick(Base):
+    """One tick of one alarm, fired: the controller whose INSERT landed first fires it."""
+
+    __tablename__ = "alarm_ticks"
+    __table_args__ = (Index("ix_alarm_ticks_tick", "tick_ms"),)
+
+    trigger_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tick_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    fired_by: Mapped[str] = mapped_column(String(64))
+    fired_ms: Mapped[int] = mapped_column(BigInteger)

@@ -25,6 +25,7 @@ from lorafaas.registry.models import (
     Package,
     PendingInvocation,
 )
+from lorafaas.registry.triggers import delete_namespace_triggers
 
 NAME_MAX_LENGTH = MAX_NAME_LENGTH  # a namespace's name is an entity name (names.py)
 
@@ -94,6 +95,7 @@ async def delete_namespace(session: AsyncSession, name: str) -> tuple[int, set[s
     names = [action_rows.qualified_name(name, row) for row in await session.scalars(
         select(Action).where(Action.namespace_id == namespace.id))]
     orphaned: set[str] = set()
+    await delete_namespace_triggers(session, namespace.id)
     for action_name in names:
         _, digests = await action_rows.delete_action(session, namespace.id, action_name)
         orphaned |= {digest for digest in digests if await drop_reference(session, digest)}

@@ -61,6 +61,12 @@ class Resolved:
         merged |= {p["key"]: p for p in (self.binding.parameters if self.binding else [])}
         return list(merged.values())
 
+    def parameters(self) -> list[dict[str, Any]]:
+        """What the action runs with: package < binding < action (OpenWhisk's `inherit`)."""
+        merged = {p["key"]: p for p in self.inherited()}
+        merged |= {p["key"]: p for p in self.action.parameters}
+        return list(merged.values())
+
 
 def binding_of(package: Package) -> QualifiedName | None:
     """The package a binding binds; None for a package."""

@@ -1,10 +1,12 @@
 """Entry point of the function container: import the libraries, then serve the socket.
 
 The import of what serving needs (torch, aiohttp, safetensors, tokenizers, the runtime's
-own modules) is the "libraries" artifact: timed and sized here, it is reported by /init,
-and a pre-warmed container has paid it before any request. transformers and peft are not
-among them: only a function of the general path imports them, at its /init (and reports
-that import in its own `libraries` step; see runtime.function).
+own modules) is the "libraries" artifact: timed and sized here, from this module's first
+line until every import is done (not the interpreter's own start), it is reported by
+/init, and a pre-warmed container has paid it before any request. The garbage collector
+is held off meanwhile (runtime.collector). transformers and peft are not among them: only
+a function of the general path imports them, at its /init (and reports that import in its
+own `libraries` step; see runtime.function).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import time
 _started = time.monotonic()
 
 # The baseline before the heavy imports: the interpreter itself is not the libraries' cost.
+from lorafaas.runtime import collector
 from lorafaas.runtime.memory import grown, held_bytes
 
 _baseline = held_bytes()
+_collecting = collector.hold()
 
 import asyncio
 import logging
@@ -33,6 +37,7 @@ from lorafaas.runtime.namespace_server import create_namespace_app
 from lorafaas.runtime.sampling import GREEDY_DEFAULTS
 from lorafaas.runtime.server import create_app
 
+collector.release(_collecting)
 LIBRARIES_MS = (time.monotonic() - _started) * 1000
 LIBRARIES_BYTES = grown(_baseline, held_bytes())
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from lorafaas.runtime import collector
 from lorafaas.runtime.attach import BackboneAttachment, published_tensors
 from lorafaas.runtime.continuous import ContinuousEngine
 from lorafaas.runtime.engine.choice import GENERAL, native_engine_on
@@ -35,6 +36,7 @@ from lorafaas.runtime.sampling import (
 )
 from lorafaas.runtime.tokenizer import TOKENIZER_JSON, ServingTokenizer
 from lorafaas.runtime.tokens import TextTokenizer
+from lorafaas.runtime.user_code import MAIN_FILE, load_entry
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -83,6 +85,8 @@ class LoadedFunction:
         self.tiers = ArtifactTiers(model) if model is not None else ArtifactTiers(
             tensors=_native_adapter_tensors(native))
         self._engine: ContinuousEngine | None = None
+        # The owner's `main(args, llm)` (runtime.handler), run instead of the default handler.
+        self.handler: Callable[..., Any] | None = None
 
     def run(self, request: GenerationRequest, sink: TokenSink | None = None
             ) -> tuple[dict[str, Any], dict[str, float]]:
@@ -229,7 +233,18 @@ def attach_backbone(paths: RuntimePaths, client: str) -> AttachedBackbone:
 def load_function(paths: RuntimePaths, client: str,
                   backbone: AttachedBackbone | None = None,
                   generation_defaults: str = GREEDY_DEFAULTS) -> LoadedFunction:
-    """Load the function's artifacts not loaded yet, timing each (ms) and sizing it (bytes)."""
+    """Load the function's artifacts not loaded yet, timing each (ms) and sizing it (bytes);
+    then its own handler, when its zip has one (`runtime.handler`)."""
+    loaded = _load_model(paths, client, backbone, generation_defaults)
+    if (paths.adapter_dir / MAIN_FILE).is_file():
+        loaded.handler = _timed(loaded.breakdown, loaded.memory, "handler",
+                                lambda: load_entry(paths.adapter_dir))
+    return loaded
+
+
+def _load_model(paths: RuntimePaths, client: str, backbone: AttachedBackbone | None,
+                generation_defaults: str) -> LoadedFunction:
+    """The backbone, tokenizer, adapter and kernels, timed and sized."""
     breakdown: dict[str, float] = {}
     memory: dict[str, int] = {}
     if backbone is None:
@@ -266,7 +281,8 @@ def _load_general(paths: RuntimePaths, backbone: AttachedBackbone,
                   breakdown: dict[str, float], memory: dict[str, int],
                   sampling: SamplingDefaults) -> LoadedFunction:
     """The general path: transformers' model on the mapped tensors, peft, its tokenizer."""
-    _timed(breakdown, memory, "libraries", _import_general_libraries)
+    with collector.held():
+        _timed(breakdown, memory, "libraries", _import_general_libraries)
     from peft import PeftModel
 
     from lorafaas.runtime.attach import build_backbone

@@ -1,24 +1,32 @@
 """The container's own log, captured per activation: what /run answers in `logs`.
 
 OpenWhisk's invoker reads each activation's log lines from the container engine after it
-ends; here that cost a call to dockerd per activation, on the warm path. Instead, the
-runtime points its stdout and stderr (file descriptors 1 and 2, so C libraries' writes are
-caught as well as Python's) at a pipe. A reader thread drains the pipe, stamps each line
-with the time it was read, keeps it, and passes it on to the original stderr, so the
-engine's log holds the same lines as before. An activation asks for the lines between its
-start and its end: first, the caller drains the pipe itself, under the same lock as the
-reader, so every line written before that moment is in (no line is lost to a race with the
-reader thread); it drains it when the activation begins as well, so that no line written
-before is stamped after.
+ends; here that cost a call to dockerd per activation, on the warm path, and a time window
+of the container's log gave the requests batched in one container each other's lines.
+Instead the runtime keeps each line for the activation it belongs to:
 
-Lines are formatted as the engine's timestamped log lines (`2026-01-02T03:04:05.123456789Z
-text`), the activation record's format. Lines no activation can ask for any more (older
-than every activation in flight) are dropped; at most `MAX_LINES` are held in any case.
+- A line written through Python's `sys.stdout` or `sys.stderr` (print, logging) belongs to
+  the activation of the context that wrote it: the runtime sets `ACTIVATION` (a context
+  variable) while it handles one activation, and the worker thread its generation runs on
+  (`asyncio.to_thread`) carries the context along.
+- A line written without one (C libraries writing to file descriptors 1 and 2, which point
+  at pipes drained by a reader thread; a thread shared by several activations, such as a
+  batch's generation or the continuous decode) belongs to the activation in flight when it
+  was written, if exactly one is; otherwise to none of them.
+
+Every line is passed on to the process's original stdout or stderr as well, so the engine's
+log holds the same lines as before. An activation's lines are held from its `begin` to its
+`end`; both first drain the pipes under the lock, so a line written before `begin` is never
+an activation's and one written before `end` is never missed. Lines are formatted as
+OpenWhisk's activation logs: `2026-01-02T03:04:05.123456789Z stdout: text`.
 """
 
 from __future__ import annotations
 
+import contextvars
 import errno
+import io
+import itertools
 import os
 import select
 import sys
@@ -29,34 +37,44 @@ from datetime import UTC, datetime
 
 from lorafaas.wire.runtime_protocol import SENTINEL
 
-MAX_LINES = 100_000  # a bound on what is held, far above what one activation writes
+MAX_LINES = 100_000  # a bound on what one activation holds, far above what one writes
+STREAMS = ("stdout", "stderr")
 _CHUNK = 65536
 
+# The key of the activation whose handling runs in this context (None: no single one).
+ACTIVATION: contextvars.ContextVar[int | None] = contextvars.ContextVar("activation",
+                                                                      default=None)
+_keys = itertools.count(1)
 
-def stamp(epoch_ns: int, text: str) -> str:
-    """A log line as the engine writes it with timestamps (RFC 3339, nanoseconds, UTC)."""
+Line = tuple[int, str, str]  # epoch ns, stream, text
+
+
+def stamp(epoch_ns: int, stream: str, text: str) -> str:
+    """A log line as OpenWhisk's records hold it (RFC 3339, nanoseconds, UTC, stream)."""
     seconds, nanos = divmod(epoch_ns, 1_000_000_000)
     moment = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{moment}.{nanos:09d}Z {text}"
+    return f"{moment}.{nanos:09d}Z {stream}: {text}"
 
 
 class LogCapture:
-    """Captures the process's stdout and stderr lines with the time each was written."""
+    """Captures the process's stdout and stderr lines, each for its own activation."""
 
-    def __init__(self, forward_fd: int | None) -> None:
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._read_fd, False)
-        self._forward_fd = forward_fd  # the original stderr; None: keep nothing but the lines
+    def __init__(self, forward: dict[str, int] | None = None) -> None:
+        self._forward = forward or {}  # stream -> the original descriptor (none: keep only)
+        self._pipes: dict[int, tuple[str, int]] = {}  # read end -> stream, write end
+        for stream in STREAMS:
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(read_fd, False)
+            self._pipes[read_fd] = (stream, write_fd)
         self._lock = threading.Lock()
-        self._lines: deque[tuple[int, str]] = deque(maxlen=MAX_LINES)
-        self._partial = b""
-        self._active: dict[int, int] = {}  # start (ns) -> activations in flight since then
+        self._held: dict[int, deque[Line]] = {}  # activation key -> its lines
+        self._partial: dict[tuple[int | None, str], str] = {}  # unfinished lines by writer
+        self._raw_partial: dict[int, bytes] = {}  # unfinished lines read from each pipe
         self._thread: threading.Thread | None = None
 
-    @property
-    def write_fd(self) -> int:
-        """The pipe's end that the process writes its output to."""
-        return self._write_fd
+    def write_fd(self, stream: str) -> int:
+        """The pipe's end that the process's file descriptor of `stream` points at."""
+        return next(write for name, write in self._pipes.values() if name == stream)
 
     def start(self) -> None:
         """Start the reader thread."""
@@ -64,62 +82,113 @@ class LogCapture:
         self._thread.start()
 
     def begin(self) -> int:
-        """An activation starts: the mark (epoch ns) its lines are collected from."""
+        """An activation starts: the key its lines are kept under (see `ACTIVATION`)."""
+        key = next(_keys)
         with self._lock:
-            self._drain()  # what was written before is stamped before the mark
-            mark = time.time_ns()
-            self._active[mark] = self._active.get(mark, 0) + 1
-        return mark
+            self._drain()  # what was written before belongs to no activation begun now
+            self._held[key] = deque(maxlen=MAX_LINES)
+        return key
 
-    def end(self, mark: int) -> list[str]:
-        """The activation begun at `mark` ends: its lines, stamped, sentinels left out."""
+    def end(self, key: int) -> list[str]:
+        """The activation of `key` ends: its lines, stamped, sentinels left out."""
         for stream in (sys.stdout, sys.stderr):
-            stream.flush()  # Python's own buffers first, so what it printed is in the pipe
+            stream.flush()  # buffered writers first, so what they wrote is in
         with self._lock:
             self._drain()
-            lines = [stamp(at, text) for at, text in self._lines
-                     if at >= mark and SENTINEL not in text]
-            count = self._active.pop(mark, 1) - 1
-            if count > 0:
-                self._active[mark] = count
-            self._prune()
-        return lines
+            for name in STREAMS:  # its unfinished lines end with it
+                if (rest := self._partial.pop((key, name), None)) is not None:
+                    self._keep(key, name, rest, time.time_ns())
+            lines = self._held.pop(key, ())
+        return [stamp(at, stream, text) for at, stream, text in lines if SENTINEL not in text]
 
-    def _prune(self) -> None:
-        """Drop the lines older than every activation in flight (all, when none is)."""
-        oldest = min(self._active, default=time.time_ns())
-        while self._lines and self._lines[0][0] < oldest:
-            self._lines.popleft()
+    def write_text(self, stream: str, text: str) -> None:
+        """What Python wrote to `stream` in the current context (see `CapturedStream`)."""
+        owner = ACTIVATION.get()
+        with self._lock:
+            if owner is not None and owner not in self._held:
+                owner = None  # a thread left over from an activation that ended: no one's
+            whole = self._partial.pop((owner, stream), "") + text
+            *lines, rest = whole.split("\n")
+            if rest:
+                self._partial[(owner, stream)] = rest
+            if not lines:
+                return
+            now = time.time_ns()
+            for line in lines:
+                self._keep(owner, stream, line, now)
+            if (forward := self._forward.get(stream)) is not None:
+                _write_all(forward, ("\n".join(lines) + "\n").encode("utf-8", "replace"))
+
+    def _keep(self, owner: int | None, stream: str, text: str, at: int) -> None:
+        """Hold a line for its activation (lock held; see the module doc)."""
+        if owner is None and len(self._held) == 1:
+            owner = next(iter(self._held))
+        held = self._held.get(owner) if owner is not None else None
+        if held is not None:
+            held.append((at, stream, text))
 
     def _read_loop(self) -> None:
         # poll, not select: select refuses descriptors past 1023, which a process with
         # many files open (a test run, a runtime with many sockets) reaches.
         poller = select.poll()
-        poller.register(self._read_fd, select.POLLIN)
+        for read_fd in self._pipes:
+            poller.register(read_fd, select.POLLIN)
         while True:
             poller.poll()
             with self._lock:
                 self._drain()
 
     def _drain(self) -> None:
-        """Read what the pipe holds, keep its whole lines and pass it on (lock held)."""
-        while True:
-            try:
-                chunk = os.read(self._read_fd, _CHUNK)
-            except BlockingIOError:
-                return
-            except OSError as error:  # interrupted: try again
-                if error.errno == errno.EINTR:
-                    continue
+        """Read what the pipes hold, keep their whole lines and pass them on (lock held)."""
+        for read_fd, (stream, _) in self._pipes.items():
+            while chunk := _read(read_fd):
+                if (forward := self._forward.get(stream)) is not None:
+                    _write_all(forward, chunk)
+                now = time.time_ns()
+                *whole, self._raw_partial[read_fd] = (
+                    self._raw_partial.get(read_fd, b"") + chunk).split(b"\n")
+                for line in whole:
+                    self._keep(None, stream, line.decode("utf-8", "replace"), now)
+
+
+class CapturedStream(io.TextIOBase):
+    """`sys.stdout` or `sys.stderr`: hands what Python writes to the capture, with the
+    context's activation."""
+
+    def __init__(self, capture: LogCapture, stream: str, fd: int) -> None:
+        super().__init__()
+        self._capture = capture
+        self._stream = stream
+        self._fd = fd
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        """What the bytes written to the descriptor are encoded in."""
+        return "utf-8"
+
+    def writable(self) -> bool:
+        """It is."""
+        return True
+
+    def write(self, text: str) -> int:
+        """Keep and pass on what was written."""
+        self._capture.write_text(self._stream, text)
+        return len(text)
+
+    def fileno(self) -> int:
+        """The descriptor (1 or 2), for what writes to it directly (faulthandler)."""
+        return self._fd
+
+
+def _read(fd: int) -> bytes:
+    while True:
+        try:
+            return os.read(fd, _CHUNK)
+        except BlockingIOError:
+            return b""
+        except OSError as error:  # interrupted: try again
+            if error.errno != errno.EINTR:
                 raise
-            if not chunk:
-                return
-            if self._forward_fd is not None:
-                _write_all(self._forward_fd, chunk)
-            now = time.time_ns()
-            *whole, self._partial = (self._partial + chunk).split(b"\n")
-            for line in whole:
-                self._lines.append((now, line.decode("utf-8", "replace")))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -132,11 +201,14 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def capture_process_output() -> LogCapture:
-    """Point this process's stdout and stderr at a new capture, and start it."""
+    """Point this process's stdout and stderr (descriptors and Python's streams) at a new
+    capture, and start it."""
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    capture = LogCapture(os.dup(2))
-    os.dup2(capture.write_fd, 1)
-    os.dup2(capture.write_fd, 2)
+    capture = LogCapture({"stdout": os.dup(1), "stderr": os.dup(2)})
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        os.dup2(capture.write_fd(name), fd)
+    sys.stdout = CapturedStream(capture, "stdout", 1)
+    sys.stderr = CapturedStream(capture, "stderr", 2)
     capture.start()
     return capture

@@ -105,20 +105,29 @@ async def handle_run(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": "'function' must name the function's adapter "
                                   "folder"}, status=400)
     body["continuous"] = True  # one shared decode: every request joins it
-    try:
-        acquired = await asyncio.to_thread(runtime.acquire, slot)
-    except (FunctionUnavailable, AdapterTooLarge) as error:
-        logger.warning("function %s unavailable: %s", slot, error)
-        return await _refused(request, body, str(error))
-    try:
-        view = runtime.view(acquired)
-        capture = request.app[server.function_key]["capture"] if body.get("logs") else None
-        if isinstance(body.get("batch"), list):
-            return await server._run_batch(request, view, body, True, capture)
-        with server.ActivationLog(capture) as log:
-            return await server._run_one(request, view, body, log)
-    finally:
-        runtime.release(slot)
+    capture = request.app[server.function_key]["capture"] if server.wants_logs(body) else None
+    if isinstance(body.get("batch"), list):
+        try:
+            acquired = await asyncio.to_thread(runtime.acquire, slot)
+        except (FunctionUnavailable, AdapterTooLarge) as error:
+            logger.warning("function %s unavailable: %s", slot, error)
+            return await _refused(request, body, str(error))
+        try:
+            return await server._run_batch(request, runtime.view(acquired), body, True, capture)
+        finally:
+            runtime.release(slot)
+    # The single form: what its handling writes (the refusal too) is this activation's.
+    with server.ActivationLog(capture) as log:
+        try:
+            acquired = await asyncio.to_thread(runtime.acquire, slot)
+        except (FunctionUnavailable, AdapterTooLarge) as error:
+            logger.warning("function %s unavailable: %s", slot, error)
+            return server._answer({"error": "the function's adapter cannot be served: "
+                                            f"{error}"}, {}, log)
+        try:
+            return await server._run_one(request, runtime.view(acquired), body, log)
+        finally:
+            runtime.release(slot)
 
 
 async def _refused(request: web.Request, body: dict[str, Any],

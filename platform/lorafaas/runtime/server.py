@@ -16,6 +16,10 @@
   The batch form `{"batch": [{"value": {...}, "activation_id": ...}, ...]}` runs them as
   one batched generation and answers NDJSON `{"index", "result", "timings"}` lines, each
   as soon as its request ends (a short request does not wait for the longest).
+  With `"logs": true` (on the body, or on the batch's requests) each answer carries
+  `"logs"`: the lines that belong to its activation alone (`runtime.log_capture`), in
+  OpenWhisk's format; a single answer is then the envelope `{"result", "timings",
+  "logs"}` (the `X-LoRAFaaS-Envelope` header says so).
   With `"continuous": true` (either form, streamed or not) the request joins the
   container's continuous-batching engine (`runtime.continuous`) at its next decode step
   instead of waiting for the generation running; without it, generations run one after the
@@ -44,7 +48,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Self
 
 from aiohttp import web
@@ -55,15 +59,17 @@ from lorafaas.runtime.function import (
     attach_backbone,
     load_function,
 )
+from lorafaas.runtime.handler import LLM, run_handler
 from lorafaas.runtime.idle_trim import IdleTrimmer, idle_trim_middleware
-from lorafaas.runtime.log_capture import LogCapture
+from lorafaas.runtime.log_capture import ACTIVATION, LogCapture
 from lorafaas.runtime.memory import release_free_heap
 from lorafaas.runtime.namespace import FunctionView
 from lorafaas.runtime.request import GenerationRequest, RequestError, parse_request
 from lorafaas.runtime.sampling import GREEDY_DEFAULTS
 from lorafaas.runtime.streaming import IncrementalText
+from lorafaas.runtime.user_code import apply_run_env
 from lorafaas.wire.aio import drain
-from lorafaas.wire.runtime_protocol import ENVELOPE_HEADER, METRICS_HEADER, SENTINEL
+from lorafaas.wire.runtime_protocol import ENVELOPE_HEADER, METRICS_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +152,10 @@ async def handle_run(request: web.Request) -> web.StreamResponse:
     if loaded is None:
         return web.json_response({"error": "the action was not initialized"}, status=502)
     body = await request.json()
-    capture: LogCapture | None = state["capture"] if body.get("logs") else None
+    capture: LogCapture | None = state["capture"] if wants_logs(body) else None
     join = bool(body.get("continuous"))
+    if loaded.handler is not None:  # the owner's main(args, llm) runs instead
+        return await _run_handler(state, loaded, body, join, capture)
     if isinstance(body.get("batch"), list):
         if join:
             return await _run_batch(request, loaded, body, join, capture)
@@ -155,6 +163,14 @@ async def handle_run(request: web.Request) -> web.StreamResponse:
             return await _run_batch(request, loaded, body, join, capture)
     with ActivationLog(capture) as log:
         return await _run_one(request, loaded, body, log)
+
+
+def wants_logs(body: dict[str, Any]) -> bool:
+    """Whether the answer is to carry the activations' lines (`"logs": true`, on the body
+    or on the requests of its batch)."""
+    batch = body.get("batch")
+    return bool(body.get("logs")) or (isinstance(batch, list) and any(
+        isinstance(item, dict) and item.get("logs") for item in batch))
 
 
 async def _run_one(request: web.Request, loaded: Served, body: dict[str, Any],
@@ -186,12 +202,36 @@ async def _run_one(request: web.Request, loaded: Served, body: dict[str, Any],
     return _ended(result, timings, log)
 
 
-class ActivationLog:
-    """One activation's share of the container's log, when its /run asked for it."""
+async def _run_handler(state: dict[str, Any], loaded: LoadedFunction, body: dict[str, Any],
+                       join: bool, capture: LogCapture | None) -> web.Response:
+    """One activation of the function's own handler (`runtime.handler`); its `llm` calls
+    join the continuous engine (`join`) or run one at a time under the container's lock."""
+    limit = int(body.get("max_tokens_limit", 4096))
+    value, entry = body.get("value"), loaded.handler
+    assert entry is not None
+    generate = (lambda r: loaded.continuous().submit(r).result()) if join else loaded.run
+    with ActivationLog(capture) as log:
+        apply_run_env(body)
+        llm = LLM(lambda v: parse_request(v, limit, loaded.render_chat, loaded.sampling),
+                  generate, exclusive=not join)
+        async with contextlib.nullcontext() if join else state["lock"]:
+            outcome, timings = await asyncio.to_thread(
+                run_handler, entry, value if isinstance(value, dict) else {}, llm)
+        return _ended(outcome.result, timings, log, outcome.developer_error)
 
-    def __init__(self, capture: LogCapture | None) -> None:
+
+class ActivationLog:
+    """One activation's own lines of the container's log, when its /run asked for them.
+
+    `owns_context`: the caller's context handles this activation alone (the single form),
+    so what it and its worker threads write is this activation's; a batch's requests share
+    one context, so each of them owns its lines only inside `owning()`."""
+
+    def __init__(self, capture: LogCapture | None, owns_context: bool = True) -> None:
         self._capture = capture
-        self._mark = capture.begin() if capture is not None else 0
+        self._key = capture.begin() if capture is not None else 0
+        self._token = ACTIVATION.set(self._key) if capture is not None and owns_context \
+            else None
 
     def __enter__(self) -> Self:
         return self
@@ -199,10 +239,22 @@ class ActivationLog:
     def __exit__(self, *_: object) -> None:
         self.lines()  # a failed activation ends too: its lines are not held for ever
 
+    @contextlib.contextmanager
+    def owning(self) -> Iterator[None]:
+        """What the block writes is this activation's."""
+        token = ACTIVATION.set(self._key)
+        try:
+            yield
+        finally:
+            ACTIVATION.reset(token)
+
     def lines(self) -> list[str] | None:
-        """The lines written since the activation began, once (None: none asked for)."""
+        """The activation's lines so far, once: it ends (None: none asked for)."""
         capture, self._capture = self._capture, None
-        return None if capture is None else capture.end(self._mark)
+        if self._token is not None:
+            ACTIVATION.reset(self._token)
+            self._token = None
+        return None if capture is None else capture.end(self._key)
 
     def add_to(self, message: dict[str, Any]) -> dict[str, Any]:
         """A result line of the streamed or batch form, with the logs when asked for."""
@@ -211,23 +263,24 @@ class ActivationLog:
 
 
 def _ended(result: dict[str, Any], timings: dict[str, float],
-           log: ActivationLog) -> web.Response:
-    """The answer of an activation that ran; its sentinel is printed once its logs are
-    collected (it is no line of theirs, and it would wake the capture's reader first)."""
-    answer = _answer(result, timings, log)
-    _end_of_activation()
-    return answer
+           log: ActivationLog, developer_error: bool = False) -> web.Response:
+    """The answer of an activation that ran. No OpenWhisk log sentinel is printed: the
+    invoker takes an activation's lines from this answer, not from the engine's log."""
+    return _answer(result, timings, log, developer_error)
 
 
 def _answer(result: dict[str, Any], timings: dict[str, float],
-            log: ActivationLog) -> web.Response:
-    """A single /run's answer: the bare result, or with logs asked for, the envelope."""
+            log: ActivationLog, developer_error: bool = False) -> web.Response:
+    """A single /run's answer: the bare result, or with logs asked for, the envelope (with
+    `developerError` when a handler's result was not a dictionary)."""
     headers = {METRICS_HEADER: json.dumps(timings)}
     lines = log.lines()
     if lines is None:
         return web.json_response(result, headers=headers)
-    return web.json_response({"result": result, "timings": timings, "logs": lines},
-                             headers={**headers, ENVELOPE_HEADER: "1"})
+    envelope: dict[str, Any] = {"result": result, "timings": timings, "logs": lines}
+    if developer_error:
+        envelope["developerError"] = True
+    return web.json_response(envelope, headers={**headers, ENVELOPE_HEADER: "1"})
 
 
 async def handle_cancel(request: web.Request) -> web.Response:
@@ -279,14 +332,12 @@ async def _stream_lines(request: web.Request, loaded: Served,
         generation_request.cancelled.set()
         # Held (the lock, the engine's row) until the step running ends: then it is free.
         await asyncio.shield(asyncio.wait([running]))
-        _end_of_activation()
         raise
     result, timings = running.result()
     if rest := text.finish(result["text"]):
         await response.write(_line({"delta": rest}))
     await response.write(_line(log.add_to({"result": result, "timings": timings})))
     await response.write_eof()
-    _end_of_activation()
     return response
 
 
@@ -295,7 +346,8 @@ async def _run_batch(request: web.Request, loaded: Served, body: dict[str, Any],
     """One batched generation (`join`: each request joins the continuous-batching engine);
     a `{"index", "result", "timings"}` line as each request ends."""
     with contextlib.ExitStack() as stack:
-        logs = [stack.enter_context(ActivationLog(capture)) for _ in body["batch"]]
+        logs = [stack.enter_context(ActivationLog(capture, owns_context=False))
+                for _ in body["batch"]]
         return await _run_batch_logged(request, loaded, body, join, logs)
 
 
@@ -312,7 +364,8 @@ async def _run_batch_logged(request: web.Request, loaded: Served,
             accepted.append((index, parse_request(item.get("value") or {}, limit,
                                                   loaded.render_chat, loaded.sampling)))
         except RequestError as error:  # refused alone; the others still run
-            logger.warning("activation %s refused: %s", item.get("activation_id"), error)
+            with logs[index].owning():
+                logger.warning("activation %s refused: %s", item.get("activation_id"), error)
             await response.write(_line(logs[index].add_to(
                 {"index": index, "result": {"error": str(error)}, "timings": {}})))
     outcomes = _joined(loaded, accepted) if join else _batched(loaded, accepted)
@@ -320,7 +373,6 @@ async def _run_batch_logged(request: web.Request, loaded: Served,
         await response.write(_line(logs[index].add_to(
             {"index": index, "result": result, "timings": timings})))
     await response.write_eof()
-    _end_of_activation()
     return response
 
 
@@ -359,11 +411,6 @@ async def _joined(loaded: Served,
 
 def _line(message: dict[str, Any]) -> bytes:
     return json.dumps(message).encode() + b"\n"
-
-
-def _end_of_activation() -> None:
-    # OpenWhisk's log sentinels: the invoker reads the logs up to them.
-    print(SENTINEL, flush=True)
 
 
 async def handle_move(request: web.Request) -> web.Response:

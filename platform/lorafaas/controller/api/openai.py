@@ -95,6 +95,9 @@ async def _start(request: web.Request, identity: Identity, parsed: OpenAIRequest
                             f"'{identity.namespace}' has no function '{name.relative}'."
                             ) from error
     action = resolved.action
+    if action.exec_kind != "lora":  # a code action generates nothing
+        raise ModelNotFound(f"The model '{parsed.model}' is a {action.exec_kind} action, not "
+                            f"a LoRA function.")
     limit = int(action.limits.get("max_tokens", DEFAULT_MAX_TOKENS))
     check_max_tokens(parsed, limit)
     # A chat without max_tokens runs to the function's limit, as OpenAI's runs to the model's.

@@ -37,12 +37,13 @@ class Norm:
         self.weight = 1.0 + weight.float() if offset else weight
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        # torch's rms_norm is x·rsqrt(mean(x²) + eps) in one kernel, bit-equal to the
-        # four operations transformers writes.
-        h = F.rms_norm(x if x.dtype == torch.float32 else x.float(), (x.shape[-1],),
-                       eps=self.eps)
+        # transformers' operations themselves: torch's F.rms_norm gives the same bits but
+        # is a composite of more of them on CPU (casts and copies included), and a decode
+        # step runs 2·layers + 1 norms on cold caches (measured: 1.4 ms of 16 per step).
+        h = x if x.dtype == torch.float32 else x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True).add_(self.eps))
         if self.offset:
-            return (h * self.weight).type_as(x)
+            return h.mul_(self.weight).type_as(x)
         return self.weight * (h if h.dtype == x.dtype else h.to(x.dtype))
 
 

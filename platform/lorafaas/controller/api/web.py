@@ -1,0 +1,157 @@
+"""Web actions: `/api/v1/web/{namespace}/{package}/{action}.{ext}` for actions annotated
+`web-export: true`, with no key unless `require-whisk-auth` asks for one (see
+`controller.web_actions` for the rules). The activation is the action owner's: it runs,
+is throttled and is billed in the action's namespace."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lorafaas.controller.api.actions import ACTIVATION_HEADER, DEFAULT_BLOCKING_WAIT_MS
+from lorafaas.controller.appkeys import invocations_key, sessions_key
+from lorafaas.controller.auth import identify
+from lorafaas.controller.middleware import error_response, request_id_key
+from lorafaas.controller.web_actions import (
+    CORS_METHODS,
+    NOT_READY,
+    WebRequest,
+    WebResponse,
+    action_arguments,
+    activation_response,
+    annotation,
+    authorized,
+    protected_parameters,
+    request_body,
+    split_extension,
+)
+from lorafaas.errors import LoraFaasError, NotFound, Unauthorized
+from lorafaas.names import QualifiedName
+from lorafaas.registry import actions as action_rows
+from lorafaas.registry import packages as package_rows
+from lorafaas.registry.models import Action, AuthKey
+from lorafaas.registry.namespaces import Identity, find_namespace
+
+DEFAULT_PACKAGE = "default"  # OpenWhisk's name for "in no package"
+
+
+async def web_action(request: web.Request) -> web.StreamResponse:
+    """Run a web action and answer with its result, rendered by the path's extension."""
+    segment = request.match_info["action"]
+    name, _, path = segment.partition("/")
+    name, extension = split_extension(name)
+    owner, action = await _exported(request, name)
+    cors = _cors(request, action)
+    try:
+        if request.method == "OPTIONS" and cors:
+            return web.Response(status=200, headers=dict(cors))
+        caller = await _caller(request)
+        if request.method != "OPTIONS" and not authorized(
+                action.annotations, _lower_headers(request), caller is not None):
+            raise Unauthorized("The supplied authentication is invalid")
+        answer = await _run(request, owner, action, caller, "/" + path if path else "")
+        if isinstance(answer, web.Response):
+            answer.headers.extend(cors)
+            return answer
+        result, status_code, activation_id = answer
+        rendered = activation_response(extension, "/" + path if path else "", status_code,
+                                       result)
+    except LoraFaasError as error:
+        response = error_response(error.status, error.message, request.get(request_id_key, ""))
+        response.headers.extend(cors)
+        return response
+    return _send(rendered, [*cors, (ACTIVATION_HEADER, activation_id)])
+
+
+async def _exported(request: web.Request, name: str) -> tuple[Identity, Action]:
+    """The owner's identity and the action, or 404 (no namespace, package, action or
+    export: nothing tells which)."""
+    namespace = request.match_info["namespace"]
+    package = request.match_info["package"]
+    async with request.app[sessions_key]() as session:
+        row = await find_namespace(session, namespace)
+        action = None if row is None else await _web_action(session, row.id, QualifiedName(
+            namespace, None if package == DEFAULT_PACKAGE else package, name))
+        if row is None or action is None or annotation(action.annotations,
+                                                       "web-export") is not True:
+            raise NotFound("The requested resource does not exist.")
+        subject = await session.scalar(select(AuthKey.subject).where(
+            AuthKey.namespace_id == row.id).order_by(AuthKey.created_ms).limit(1))
+    return Identity(subject=subject or namespace, namespace=namespace, namespace_id=row.id,
+                    key_uuid=""), action
+
+
+async def _web_action(session: AsyncSession, namespace_id: int,
+                      name: QualifiedName) -> Action | None:
+    """The action a web path names: of the default package, or through a package or a
+    binding, as an invocation resolves it."""
+    found = await action_rows.find_action(session, namespace_id, name)
+    if name.package is None:
+        return found
+    try:
+        return (await package_rows.resolve_action(session, name, found)).action
+    except NotFound:
+        return None
+
+
+def _cors(request: web.Request, action: Action) -> list[tuple[str, str]]:
+    """OpenWhisk's CORS headers, unless the action answers OPTIONS itself
+    (`web-custom-options`)."""
+    if annotation(action.annotations, "web-custom-options") is True:
+        return []
+    allowed = request.headers.get("Access-Control-Request-Headers", "Authorization, Content-Type")
+    return [("Access-Control-Allow-Origin", "*"),
+            ("Access-Control-Allow-Methods", CORS_METHODS),
+            ("Access-Control-Allow-Headers", allowed)]
+
+
+async def _caller(request: web.Request) -> Identity | None:
+    """The caller, when it sent a valid key (a web action needs none unless it asks)."""
+    if "Authorization" not in request.headers:
+        return None
+    try:
+        return await identify(request)
+    except Unauthorized:
+        return None
+
+
+def _lower_headers(request: web.Request) -> dict[str, str]:
+    return {name.lower(): value for name, value in request.headers.items()}
+
+
+async def _run(request: web.Request, owner: Identity, action: Action, caller: Identity | None,
+               path: str) -> web.Response | tuple[Any, int, str]:
+    """Invoke with the request's arguments; the result, its status code and the activation
+    id, or the 202 of one still running past the wait."""
+    raw = annotation(action.annotations, "raw-http") is True
+    web_request = WebRequest(request.method, _lower_headers(request), path,
+                             request.query_string, await request.read(), request.content_type
+                             if request.can_read_body else None)
+    arguments = action_arguments(web_request, request_body(web_request, raw), raw=raw,
+                                 user=caller.namespace if caller is not None else None,
+                                 protected=protected_parameters(action.annotations,
+                                                                action.parameters))
+    service = request.app[invocations_key]
+    invocation = await service.start(owner, action, arguments, durable=False)
+    try:
+        row = await asyncio.wait_for(asyncio.shield(invocation.task),
+                                     DEFAULT_BLOCKING_WAIT_MS / 1000)
+    except TimeoutError:
+        await service.make_durable(invocation)
+        response = error_response(202, NOT_READY, request.get(request_id_key, ""))
+        response.headers[ACTIVATION_HEADER] = invocation.activation_id
+        return response
+    return row.response.get("result"), row.status_code, row.activation_id
+
+
+def _send(rendered: WebResponse, headers: list[tuple[str, str]]) -> web.Response:
+    response = web.Response(status=rendered.status, body=rendered.body or None)
+    if rendered.content_type is not None:
+        response.headers["Content-Type"] = rendered.content_type
+    for name, value in [*rendered.headers, *headers]:
+        response.headers.add(name, value)
+    return response
