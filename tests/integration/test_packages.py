@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import tempfile
+import time
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -232,6 +233,55 @@ def test_binding_from_another_namespace_runs_there(served: ServedPlatform, bob: 
         assert status == 404
     finally:
         served.request("PUT", f"{NS}/packages/sea?overwrite=true", {"publish": True})
+
+
+def stored_record(served: ServedPlatform, activation_id: str) -> dict[str, Any]:
+    """An activation's record once stored (a non-blocking one is stored when it ends)."""
+    for _ in range(600):
+        status, body = served.request("GET", f"{NS}/activations/{activation_id}")
+        if status == 200:
+            return body  # type: ignore[no-any-return]
+        time.sleep(0.5)
+    raise AssertionError(f"activation {activation_id} was never stored")
+
+
+def test_sequences_rules_and_web_actions_name_a_packages_action(served: ServedPlatform) -> None:
+    # A sequence of the package's action, itself a web action of the package.
+    status, body = served.request("PUT", f"{NS}/actions/sea/shanty", {
+        "exec": {"kind": "sequence", "components": ["/_/sea/pirate"]},
+        "annotations": [{"key": "web-export", "value": True}]})
+    assert status == 200, body
+    assert body["exec"]["components"] == ["/guest/sea/pirate"]
+    status, record = served.request("POST", f"{NS}/actions/sea/shanty?blocking=true",
+                                    {"prompt": PROMPT})
+    assert status == 200, record
+    assert annotation(record, "path") == "guest/sea/shanty"
+    component = stored_record(served, record["logs"][0])
+    assert annotation(component, "path") == "guest/sea/pirate"
+    assert annotation(component, "parameters")["temperature"] == 0  # the package's
+    status, body = served.request("GET", "/api/v1/web/guest/sea/shanty.json?prompt=Ahoy")
+    assert status == 200, body
+    assert isinstance(body["text"], str) and 0 < body["usage"]["completion_tokens"] <= 4
+    status, refused = served.request("GET", "/api/v1/web/guest/default/shanty.json")
+    assert status == 404, refused  # not in the default package
+    status, refused = served.request("GET", "/api/v1/web/guest/sea/pirate.json")
+    assert status == 404, refused  # not exported
+
+    # A rule of `sea/pirate`: the trigger's record names the run it caused.
+    assert served.request("PUT", f"{NS}/triggers/tide", {})[0] == 200
+    status, body = served.request("PUT", f"{NS}/rules/ebb", {"trigger": "tide",
+                                                             "action": "sea/pirate"})
+    assert status == 200, body
+    status, fired = served.request("POST", f"{NS}/triggers/tide", {"prompt": PROMPT})
+    assert status == 202, fired
+    (line,) = (json.loads(text) for text in stored_record(served, fired["activationId"])["logs"])
+    assert (line["action"], line["statusCode"], line["success"]) == ("guest/sea/pirate", 0, True)
+    record = stored_record(served, line["activationId"])
+    assert annotation(record, "path") == "guest/sea/pirate"
+    assert annotation(record, "parameters") == {"max_tokens": 4, "temperature": 0,
+                                                "prompt": PROMPT}
+    for path in ("rules/ebb", "triggers/tide", "actions/sea/shanty"):
+        assert served.request("DELETE", f"{NS}/{path}")[0] == 200
 
 
 def test_refused_packages_name_the_problem(served: ServedPlatform, bob: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lorafaas.controller.protocol import SEQUENCE_KIND, LimitRange, parse_limits
-from lorafaas.errors import BadRequest, Forbidden, NotFound
+from lorafaas.errors import BadRequest, Forbidden
 from lorafaas.names import InvalidName, QualifiedName
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry import packages as package_rows
@@ -66,11 +66,7 @@ async def find_component(session: AsyncSession, identity: Identity,
                          component: Component) -> Resolved | None:
     """The action a component of `identity`'s namespace reaches (through its package or a
     binding, as an invocation does), if any."""
-    found = await action_rows.find_action(session, identity.namespace_id, component.qualified)
-    try:
-        return await package_rows.resolve_action(session, component.qualified, found)
-    except NotFound:
-        return None
+    return await package_rows.reach_action(session, identity.namespace_id, component.qualified)
 
 
 def is_sequence_body(fields: Any) -> bool:

@@ -34,6 +34,7 @@ from lorafaas.controller.sequence_actions import (
     parse_component,
 )
 from lorafaas.errors import LoraFaasError
+from lorafaas.registry.actions import qualified_name
 from lorafaas.registry.db import commit_unsynced
 from lorafaas.registry.models import Action, Activation, PendingInvocation
 from lorafaas.registry.namespaces import Identity, find_namespace
@@ -213,7 +214,7 @@ def _record(identity: Identity, action: Action, activation_id: str, accounting: 
               "memory": accounting.max_memory or action.limits.get("memory")}
     annotations: list[dict[str, Any]] = [
         {"key": "topmost", "value": cause is None},
-        {"key": "path", "value": f"{identity.namespace}/{action.name}"},
+        {"key": "path", "value": str(qualified_name(identity.namespace, action))},
         {"key": "kind", "value": SEQUENCE_KIND}]
     if cause is not None:
         annotations.append({"key": "causedBy", "value": SEQUENCE_KIND})

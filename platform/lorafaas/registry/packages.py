@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lorafaas.errors import BadRequest, Conflict, Forbidden, NotFound
 from lorafaas.names import QualifiedName
-from lorafaas.registry.actions import FIRST_VERSION, next_version
+from lorafaas.registry.actions import FIRST_VERSION, find_action, next_version
 from lorafaas.registry.clock import now_ms
 from lorafaas.registry.models import Action, Namespace, Package
 
@@ -203,6 +203,17 @@ async def resolve_action(session: AsyncSession, name: QualifiedName,
     if action is None:
         raise NotFound(NOT_FOUND)
     return Resolved(action, name, own, target, package)
+
+
+async def reach_action(session: AsyncSession, namespace_id: int,
+                       name: QualifiedName) -> Resolved | None:
+    """What invoking `name` (of the namespace `namespace_id`) reaches, as `resolve_action`
+    finds it, or None: for callers that name actions in rules, sequences and web paths."""
+    found = await find_action(session, namespace_id, name)
+    try:
+        return await resolve_action(session, name, found)
+    except NotFound:
+        return None
 
 
 async def writable_package(session: AsyncSession, namespace_id: int,
