@@ -88,7 +88,7 @@ def notes(record: dict[str, Any]) -> dict[str, Any]:
 def test_a_python_action_from_source_runs_as_openwhisk_s(served: ServedPlatform) -> None:
     created = put(served, "hello", {"exec": {"kind": "python:3", "code": HELLO}})
     assert created["exec"]["kind"] == "python:3" and created["exec"]["binary"] is False
-    assert created["limits"] == {"timeout": 60_000, "concurrency": 1, "memory": 256}
+    assert created["limits"] == {"timeout": 60_000, "concurrency": 1, "memory": 256, "logs": 10}
     _, shown = served.request("GET", f"{ACTIONS}/hello")
     assert shown["exec"]["code"] == HELLO  # the source as sent
     status, record = invoke(served, "hello", {"name": "ann"})

@@ -62,3 +62,12 @@ def test_eos_ids_come_from_the_generation_config_first(tmp_path: Path) -> None:
     assert eos_ids({}, {"eos_token_id": 3}, 4) == [3]
     assert eos_ids({}, {}, 4) == [4]
     assert eos_ids({}, {}, None) == []
+
+
+@pytest.mark.parametrize("temperature", [2.2250738585e-313, 5e-324, 1e-6])
+def test_a_temperature_too_small_to_divide_by_decodes_greedily(temperature: float) -> None:
+    # Dividing the logits by a subnormal temperature overflows to inf (NaN probabilities):
+    # the fuzzer's 2.2250738585e-313 once stopped a container answering.
+    request = parse_request({"prompt": "hi", "temperature": temperature}, 512)
+    assert request.temperature == 0.0
+    assert parse_request({"prompt": "hi", "temperature": 1e-5}, 512).temperature == 1e-5

@@ -41,6 +41,10 @@ ChatRenderer = Callable[[list[dict[str, Any]]], str]
 TokenSink = Callable[[list[int]], None]
 
 
+# vLLM's bound: a temperature below it samples as greedy decoding does.
+SAMPLING_EPSILON = 1e-5
+
+
 def plain_chat(messages: list[dict[str, Any]]) -> str:
     """A chat as text when the tokenizer has no chat template: one line a turn."""
     turns = "".join(f"{m.get('role', 'user')}: {m.get('content', '')}\n" for m in messages)
@@ -55,6 +59,8 @@ def parse_request(value: dict[str, Any], max_tokens_limit: int,
     prompt = _prompt(value, render_chat)
     max_tokens = _number(value, "max_tokens", int, DEFAULT_MAX_TOKENS, 1, max_tokens_limit)
     temperature = _number(value, "temperature", float, defaults.temperature, 0.0, 2.0)
+    if temperature < SAMPLING_EPSILON:  # logits / 1e-313 overflow: such a request is greedy
+        temperature = 0.0
     top_p = _number(value, "top_p", float, defaults.top_p, 0.0, 1.0)
     seed = value.get("seed")
     if seed is not None and not isinstance(seed, int):
