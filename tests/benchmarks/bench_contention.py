@@ -49,6 +49,7 @@ from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
 from lorafaas.invoker.offloading import MB, AcceleratorMemory, Offloader, OffloadPolicy
 from lorafaas.invoker.pool import ContainerPool, FunctionRef
 from lorafaas.invoker.prewarm import PrewarmConfig
+from lorafaas.names import QualifiedName
 from lorafaas.runtime.profiler import PrefillProfile, load_model, profile_prefill
 
 COMMAND = ".venv/bin/python tests/benchmarks/bench_contention.py"
@@ -218,7 +219,7 @@ def profile(models: DemoModels, scale: Scale, threads: int) -> Profiled:
 def make_functions(parts: BenchParts, prefix: str, count: int) -> list[FunctionRef]:
     """`count` functions over the demo adapters, each with its own containers."""
     adapters = sorted(parts.models.adapters.values())
-    return [FunctionRef(key=f"bench/{prefix}{i}@0.0.1:x", path=f"bench/{prefix}{i}",
+    return [FunctionRef(key=f"bench/{prefix}{i}@0.0.1:x", name=QualifiedName.from_path(f"bench/{prefix}{i}"),
                         adapter_dir=adapters[i % len(adapters)], memory_mb=1024)
             for i in range(count)]
 

@@ -53,6 +53,7 @@ from transformers import AutoTokenizer
 from lorafaas.demo import build_demo_models
 from lorafaas.invoker.pool import ContainerPool, FunctionRef
 from lorafaas.invoker.runtime_client import RunOutcome
+from lorafaas.names import QualifiedName
 from lorafaas.runtime.profiler import load_model, machine_description
 
 COMMAND = ".venv/bin/python tests/benchmarks/bench_engine.py"
@@ -173,7 +174,7 @@ async def cold_starts(parts: BenchParts, count: int) -> dict[str, list[float]]:
         for round_no in range(count):
             pool = parts.pool({"torch_threads": 1})
             function = FunctionRef(key=f"bench/engine-cold{round_no}",
-                                   path=f"bench/engine-cold{round_no}",
+                                   name=QualifiedName.from_path(f"bench/engine-cold{round_no}"),
                                    adapter_dir=parts.models.adapters["pirate"], memory_mb=2048)
             lease = await pool.acquire(function)
             samples["libraries"].append(float(lease.init_breakdown["libraries"]))
@@ -222,8 +223,8 @@ async def _warm_function(parts: BenchParts, adapter: Path, name: str,
                          cgroup_parent: str | None) -> WarmFunction:
     """A pool of its own holding one warm container of the function."""
     pool = parts.pool({"torch_threads": 1, "max_instances": 1}, cgroup_parent=cgroup_parent)
-    function = FunctionRef(key=f"bench/{name}", path=f"bench/{name}", adapter_dir=adapter,
-                           memory_mb=2048)
+    function = FunctionRef(key=f"bench/{name}", name=QualifiedName.from_path(f"bench/{name}"),
+                           adapter_dir=adapter, memory_mb=2048)
     return WarmFunction(pool, await pool.acquire(function))
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from harness import OUT_DIR, bench_parts, machine
 
 from lorafaas.invoker.pool import ContainerPool, FunctionRef
+from lorafaas.names import QualifiedName
 
 KINDS = ("cold", "prewarm", "preloaded", "warm")
 ARTIFACTS = ("libraries", "backbone", "adapter", "tokenizer", "kernels")
@@ -31,7 +32,7 @@ async def one_round(pool: ContainerPool, adapter_dir: Path, round_no: int
                     ) -> dict[str, tuple[float, dict[str, float]]]:
     """TTFT (ms) and the init breakdown of each start kind, for fresh functions."""
     def fresh(kind: str) -> FunctionRef:
-        return FunctionRef(key=f"bench/{kind}{round_no}", path=f"bench/{kind}{round_no}",
+        return FunctionRef(key=f"bench/{kind}{round_no}", name=QualifiedName.from_path(f"bench/{kind}{round_no}"),
                            adapter_dir=adapter_dir, memory_mb=1024)
 
     results: dict[str, tuple[float, dict[str, float]]] = {}

@@ -49,6 +49,7 @@ from lorafaas.invoker.keepalive import KeepAliveConfig, KeepAlivePolicy
 from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
 from lorafaas.invoker.pool import ContainerPool, FunctionRef
 from lorafaas.invoker.prewarm import PrewarmConfig
+from lorafaas.names import QualifiedName
 
 TRACE = REPO_ROOT.parent / "shared" / "traces" / "AzureLLMInferenceTrace_conv.csv"
 COMMAND = ".venv/bin/python tests/benchmarks/bench_trace_policies.py"
@@ -206,7 +207,7 @@ def trace_functions(models: DemoModels, namespace: str, count: int, memory_mb: i
                     ) -> list[FunctionRef]:
     """`count` functions `<namespace>/f<i>`, given the demo adapters in turn."""
     adapters = sorted(models.adapters.values())
-    return [FunctionRef(key=f"{namespace}/f{i}", path=f"{namespace}/f{i}",
+    return [FunctionRef(key=f"{namespace}/f{i}", name=QualifiedName.from_path(f"{namespace}/f{i}"),
                         adapter_dir=adapters[i % len(adapters)], memory_mb=memory_mb)
             for i in range(count)]
 

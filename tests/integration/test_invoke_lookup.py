@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.errors import Unauthorized
+from lorafaas.names import QualifiedName
 from lorafaas.registry.db import commit_unsynced, make_engine, make_sessions
 from lorafaas.registry.models import Activation
 from lorafaas.registry.namespaces import authenticate_with_action, create_namespace, rotate_key
@@ -31,7 +32,8 @@ async def lookup(sessions: async_sessionmaker[AsyncSession], credential: str,
                  name: str) -> tuple[str, str | None, str | None]:
     """Namespace, and the action's version and digest (None when there is no such action)."""
     async with sessions() as session:
-        identity, action = await authenticate_with_action(session, credential, name)
+        identity, action = await authenticate_with_action(
+            session, credential, QualifiedName.parse(name, "_"))
     if action is None:
         return identity.namespace, None, None
     return identity.namespace, action.version, action.artifact_digest

@@ -19,6 +19,7 @@ from lorafaas.invoker.keepalive import KeepAliveConfig, KeepAlivePolicy
 from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, FunctionRef, PoolConfig
 from lorafaas.invoker.prewarm import PrewarmConfig
+from lorafaas.names import QualifiedName
 
 pytestmark = pytest.mark.docker
 MEMORY_MB = 1024
@@ -36,7 +37,7 @@ def make_pool(backbone: BackboneMounts, runtime_image: str, run_dir: Path, invok
 
 def function(demo_models, name: str) -> FunctionRef:  # type: ignore[no-untyped-def]
     """A function of a demo adapter."""
-    return FunctionRef(key=f"guest/{name}@0.0.1:x", path=f"guest/{name}",
+    return FunctionRef(key=f"guest/{name}@0.0.1:x", name=QualifiedName.from_path(f"guest/{name}"),
                        adapter_dir=demo_models.adapters[name], memory_mb=MEMORY_MB)
 
 
@@ -66,7 +67,7 @@ async def test_placement_order_warm_preloaded_prewarm_cold(pool, demo_models):  
     assert set(lease.init_memory) == set(lease.init_breakdown)  # each one sized too
     await pool.release(lease.container)
 
-    other = FunctionRef(key="guest/other@0.0.1:x", path="guest/other",
+    other = FunctionRef(key="guest/other@0.0.1:x", name=QualifiedName.from_path("guest/other"),
                         adapter_dir=demo_models.adapters["shout"], memory_mb=MEMORY_MB)
     lease = await pool.acquire(other)
     assert lease.start_kind == "cold"
@@ -98,7 +99,7 @@ async def test_least_recently_used_idle_container_is_evicted(backbone, runtime_i
         pirate, shout = function(demo_models, "pirate"), function(demo_models, "shout")
         for f in (pirate, shout):
             await pool.release((await pool.acquire(f)).container)
-        third = FunctionRef(key="guest/third@0.0.1:x", path="guest/third",
+        third = FunctionRef(key="guest/third@0.0.1:x", name=QualifiedName.from_path("guest/third"),
                             adapter_dir=demo_models.adapters["pirate"], memory_mb=MEMORY_MB)
         lease = await pool.acquire(third)
         assert lease.start_kind == "cold"
@@ -130,7 +131,7 @@ async def test_a_pool_full_of_preloaded_containers_keeps_its_stem_cell(  # type:
         await maintenance.tick(time.time())  # pre-loading again does not take its memory
         assert {c.function_path: c.state for c in pool.containers()} == held
 
-        new = FunctionRef(key="guest/new@0.0.1:x", path="guest/new",
+        new = FunctionRef(key="guest/new@0.0.1:x", name=QualifiedName.from_path("guest/new"),
                           adapter_dir=demo_models.adapters["pirate"], memory_mb=MEMORY_MB)
         lease = await pool.acquire(new)
         assert lease.start_kind == "prewarm"  # the activation record's startKind

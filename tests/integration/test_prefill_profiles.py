@@ -20,6 +20,7 @@ from lorafaas.invoker.prefill_fits import PrefillFit, PrefillKey
 from lorafaas.invoker.prefill_profiling import PrefillProfiling, ProfiledBackbone
 from lorafaas.invoker.prefill_runner import ProfileReport, ProfilingFailed
 from lorafaas.invoking.activations import FunctionRef
+from lorafaas.names import QualifiedName
 from lorafaas.registry.clock import now_ms
 from lorafaas.registry.db import downgrade, make_engine, make_sessions, sync_url, upgrade
 from lorafaas.registry.models import PrefillProfileRecord
@@ -164,7 +165,7 @@ class Profiler:
 def function(key: str, rank: int, adapter_dir: Path = Path("/absent"),
              backbone: str = "demo-backbone") -> FunctionRef:
     """A function whose adapter (in `adapter_dir`) has `rank`, on `backbone`."""
-    return FunctionRef(key=key, path=key.split("@")[0], adapter_dir=adapter_dir, memory_mb=256,
+    return FunctionRef(key=key, name=QualifiedName.from_path(key.split("@")[0]), adapter_dir=adapter_dir, memory_mb=256,
                        backbone=backbone, adapter_rank=rank)
 
 

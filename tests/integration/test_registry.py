@@ -18,6 +18,7 @@ from sqlalchemy.pool import NullPool
 
 from lorafaas.errors import Conflict, NotFound, Unauthorized
 from lorafaas.invoker.artifact_loads import ArtifactLoad, LoadEstimate, next_estimate
+from lorafaas.names import QualifiedName
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.activations import list_activations
 from lorafaas.registry.artifacts import StoredAdapter, add_reference, drop_reference
@@ -46,7 +47,7 @@ from lorafaas.registry.profiles import (
 
 REGISTRY_TABLES = {"namespaces", "auth_keys", "artifacts", "actions", "action_versions",
                    "activations", "pending_invocations", "usage_records", "artifact_profiles",
-                   "prefill_profiles", "triggers", "rules", "alarms", "alarm_ticks"}
+                   "prefill_profiles", "packages", "triggers", "rules", "alarms", "alarm_ticks"}
 HISTORY = 3
 DIGEST_A, DIGEST_B = "a" * 64, "b" * 64
 
@@ -73,14 +74,19 @@ def stored(digest: str) -> StoredAdapter:
                          summary=None, created=True)  # type: ignore[arg-type]
 
 
+def named(namespace: Namespace, name: str) -> QualifiedName:
+    """The action `name` (or `pkg/name`) of a namespace."""
+    return QualifiedName.parse(name, namespace.name)
+
+
 async def put(session: AsyncSession, namespace: Namespace, name: str, digest: str = DIGEST_A,
               overwrite: bool = False) -> Action:
     """Create or update an action the way the action service does: reference first."""
     spec = action_rows.ActionSpec("lora", digest, [{"key": "p", "value": 1}],
                                   [{"key": "backbone", "value": "demo"}], {"timeout": 1000}, False)
     await add_reference(session, stored(digest))
-    action, pruned = await action_rows.put_action(session, namespace, name, spec, overwrite,
-                                                  HISTORY)
+    action, pruned = await action_rows.put_action(session, namespace, named(namespace, name),
+                                                  spec, overwrite, HISTORY)
     for previous in pruned:
         await drop_reference(session, previous)
     return action
@@ -88,7 +94,7 @@ async def put(session: AsyncSession, namespace: Namespace, name: str, digest: st
 
 async def delete(session: AsyncSession, namespace: Namespace, name: str) -> bool:
     """Delete an action and drop its versions' references; True when an artifact went."""
-    _, digests = await action_rows.delete_action(session, namespace.id, name)
+    _, digests = await action_rows.delete_action(session, namespace.id, named(namespace, name))
     return any([await drop_reference(session, digest) for digest in digests])
 
 
@@ -196,7 +202,7 @@ async def test_create_update_and_conflict(sessions: async_sessionmaker[AsyncSess
             versions.append((await put(session, namespace, "summarize", overwrite=True)).version)
     assert versions == ["0.0.2", "0.0.3"]
     async with sessions() as session:
-        stored_action = await action_rows.get_action(session, namespace.id, "summarize")
+        stored_action = await action_rows.get_action(session, namespace.id, named(namespace, "summarize"))
     assert stored_action.version == "0.0.3"
     assert stored_action.parameters == [{"key": "p", "value": 1}]
     assert stored_action.limits == {"timeout": 1000}
@@ -226,12 +232,12 @@ async def test_delete_action(sessions: async_sessionmaker[AsyncSession]) -> None
     async with sessions() as session, session.begin():
         await put(session, namespace, "summarize")
     async with sessions() as session, session.begin():
-        deleted, digests = await action_rows.delete_action(session, namespace.id, "summarize")
+        deleted, digests = await action_rows.delete_action(session, namespace.id, named(namespace, "summarize"))
     assert deleted.name == "summarize" and digests == [DIGEST_A]
     async with sessions() as session, session.begin():
-        assert await action_rows.find_action(session, namespace.id, "summarize") is None
+        assert await action_rows.find_action(session, namespace.id, named(namespace, "summarize")) is None
         with pytest.raises(NotFound):
-            await action_rows.delete_action(session, namespace.id, "summarize")
+            await action_rows.delete_action(session, namespace.id, named(namespace, "summarize"))
 
 
 async def test_deleting_a_namespace_deletes_its_keys_and_actions(
@@ -285,7 +291,7 @@ async def versions_of(sessions: async_sessionmaker[AsyncSession], namespace: Nam
                       name: str) -> list[tuple[str, str]]:
     """The kept versions of an action, newest first, with their digests."""
     async with sessions() as session:
-        action = await action_rows.get_action(session, namespace.id, name)
+        action = await action_rows.get_action(session, namespace.id, named(namespace, name))
         rows = await action_rows.list_versions(session, action.id)
     return [(row.version, row.artifact_digest) for row in rows]
 

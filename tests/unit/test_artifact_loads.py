@@ -19,10 +19,11 @@ from lorafaas.invoker.keepalive import KeepAlivePolicy
 from lorafaas.invoker.maintenance import DEFAULT_BYTES, FunctionTracker, _profile
 from lorafaas.invoker.pool import FunctionRef
 from lorafaas.invoker.preloading import ArtifactKind, Tier
+from lorafaas.names import QualifiedName
 from lorafaas.runtime import memory
 
 MB = 1024 * 1024
-FUNCTION = FunctionRef("ns/fn@0.0.1:d1", "ns/fn", Path("/x"), 2048, adapter_digest="d1")
+FUNCTION = FunctionRef("ns/fn@0.0.1:d1", QualifiedName.from_path("ns/fn"), Path("/x"), 2048, adapter_digest="d1")
 
 
 def load(artifact: str, ms: float, size: int) -> ArtifactLoad:

@@ -18,6 +18,7 @@ from lorafaas.client.output import CommandError
 from lorafaas.client.parser import add_client_commands, add_global_options
 from lorafaas.client.payload import adapter_zip, key_values, parse_value
 from lorafaas.client.props import ClientConfig
+from lorafaas.names import QualifiedName
 
 
 @pytest.mark.parametrize("text,value", [
@@ -203,7 +204,7 @@ def test_invoke_prints_as_wsk_does(status: int, argv: list[str], text: str,
     output = commands.action_invoke(context(api), args)
     assert (output.text, output.failed) == (text, failed)
     blocking = bool(argv)
-    assert api.calls == [("invoke", "_", "pirate", {"max_tokens": 8}, blocking, argv == ["-r"])]
+    assert api.calls == [("invoke", QualifiedName("_", None, "pirate"), {"max_tokens": 8}, blocking, argv == ["-r"])]
 
 
 def test_poll_prints_each_new_activation_once_until_exit(

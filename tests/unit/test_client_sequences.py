@@ -8,6 +8,7 @@ import pytest
 
 from lorafaas.client import commands
 from lorafaas.client.output import CommandError
+from lorafaas.names import QualifiedName
 from tests.unit.test_client_cli import context, parse
 
 
@@ -17,10 +18,10 @@ class PutApi:
     def __init__(self) -> None:
         self.puts: list[tuple[str, str, dict[str, Any], bool]] = []
 
-    def put_action(self, namespace: str, name: str, body: dict[str, Any],
+    def put_action(self, name: QualifiedName, body: dict[str, Any],
                    overwrite: bool = False) -> dict[str, Any]:
-        self.puts.append((namespace, name, body, overwrite))
-        return {"name": name, "exec": body["exec"]}
+        self.puts.append((name.namespace, name.relative, body, overwrite))
+        return {"name": name.name, "exec": body["exec"]}
 
 
 def test_a_sequence_is_created_from_comma_separated_names() -> None:

@@ -12,6 +12,7 @@ from lorafaas.billing.metering import BUSY_KEY, CGROUP_CPU, CPU_KEY, WALL_TIME, 
 from lorafaas.invoker.backend import ContainerInfo
 from lorafaas.invoker.cgroup_cpu import ContainerCpu, cgroup_mounts, process_cgroups
 from lorafaas.invoker.cpu_shares import RunCpu, with_cpu
+from lorafaas.names import QualifiedName
 
 ID = "ab" * 32
 V1_MOUNTINFO = """31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -146,7 +147,7 @@ def test_the_record_says_which_measure_billed_it() -> None:
     prices = PriceSheet("cpu", accelerator_hour=3.6, gb_second=0.001, prompt_mtok=0.0,
                         completion_mtok=0.0)
     request = ActivationRequest("id1", "ns", "fn", "0.0.1", "subject",
-                                FunctionRef("ns/fn@0.0.1:d", "ns/fn", Path("/x"), 1024),
+                                FunctionRef("ns/fn@0.0.1:d", QualifiedName.from_path("ns/fn"), Path("/x"), 1024),
                                 {}, {"timeout": 1000}, 0.0)
     timings = {"prefill": 250.0, "decode": 750.0, "total": 1000.0}
 

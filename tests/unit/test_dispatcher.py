@@ -24,6 +24,7 @@ from lorafaas.invoker.maintenance import FunctionTracker
 from lorafaas.invoker.metrics import InvokerMetrics
 from lorafaas.invoker.pool import FunctionRef, Lease
 from lorafaas.invoker.runtime_client import RunOutcome, RuntimeUnavailable
+from lorafaas.names import QualifiedName
 
 # T(b) = 100 + 10·(b−1): with an SLO of 1000 ms a batch holds up to 91, capped at 4 here.
 MODEL = PrefillModel(t0_ms=100.0, alpha_ms=10.0)
@@ -36,7 +37,7 @@ def request(name: str = "f", number: int = 0, slo_ms: int = 1000,
     """An activation of function `name`."""
     return ActivationRequest(
         activation_id=f"{name}-{number}", namespace="guest", name=name, version="0.0.1",
-        subject="guest", function=FunctionRef(f"guest/{name}@0.0.1:x", f"guest/{name}",
+        subject="guest", function=FunctionRef(f"guest/{name}@0.0.1:x", QualifiedName.from_path(f"guest/{name}"),
                                               Path("/nowhere"), 1024),
         parameters={"prompt": str(number)},
         limits={"timeout": timeout_ms, "max_tokens": 16, "slo_ttft_ms": slo_ms},

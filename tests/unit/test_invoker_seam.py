@@ -23,6 +23,7 @@ from lorafaas.invoking.activations import (
     FunctionRef,
 )
 from lorafaas.invoking.client import FunctionView, InvokerClient, InvokerSnapshot, MetricsText
+from lorafaas.names import QualifiedName
 from lorafaas.registry.artifacts import ArtifactStore
 from lorafaas.registry.db import make_engine, make_sessions, upgrade
 from lorafaas.registry.models import Action, Activation, PendingInvocation, UsageRecord
@@ -100,8 +101,8 @@ class FakeInvoker:
                                                 {"key": "waitTime", "value": 1}],
                                 timings={"ttft": 2.0, "prefill": 1.0, "decode": 4.0})
 
-    async def retire(self, function_path: str) -> None:
-        self.retired.append(function_path)
+    async def retire(self, name: QualifiedName) -> None:
+        self.retired.append(str(name))
 
     def prepare(self, function: FunctionRef) -> None:
         self.prepared.append(function)
@@ -158,7 +159,7 @@ async def test_an_invocation_is_run_by_the_invoker_and_its_record_stored(
     (request,) = fake.requests
     assert request.activation_id == invocation.activation_id
     assert request.function == FunctionRef(
-        key=f"guest/echo@0.0.3:{DIGEST}", path="guest/echo",
+        key=f"guest/echo@0.0.3:{DIGEST}", name=QualifiedName.from_path("guest/echo"),
         adapter_dir=tmp_path / "artifacts" / DIGEST, memory_mb=256, adapter_digest=DIGEST,
         backbone="tiny", adapter_rank=8)
     assert request.parameters == {"max_tokens": 8, "prompt": "over the seam"}

@@ -19,12 +19,13 @@ from lorafaas.invoker.keepalive import KeepAliveConfig, KeepAlivePolicy
 from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
 from lorafaas.invoker.pool import FunctionRef, PoolConfig
 from lorafaas.invoker.prewarm import ColdStartWindow, PrewarmConfig, StemBackoff
+from lorafaas.names import QualifiedName
 
 IDLE_S = 20.0  # every idle time of the function: head 20 s, pre-warm window 18 s
 # What a cold start measured: the load time a pre-load saves.
 COLD_BREAKDOWN = {"libraries": 2600.0, "backbone": 40.0, "adapter": 20.0, "tokenizer": 10.0,
                   "kernels": 60.0}
-FUNCTION = FunctionRef(key="guest/f@0.0.1:abc", path="guest/f", adapter_dir=Path("/none"),
+FUNCTION = FunctionRef(key="guest/f@0.0.1:abc", name=QualifiedName.from_path("guest/f"), adapter_dir=Path("/none"),
                        memory_mb=1024)
 
 
@@ -139,7 +140,7 @@ async def test_unpredictable_function_keeps_its_container(tmp_path: Path) -> Non
 
 def spare_function(name: str, memory_mb: int = 1024) -> FunctionRef:
     """A function of its own adapter (any folder: the fake pool loads nothing)."""
-    return FunctionRef(key=f"guest/{name}@0.0.1:abc", path=f"guest/{name}",
+    return FunctionRef(key=f"guest/{name}@0.0.1:abc", name=QualifiedName.from_path(f"guest/{name}"),
                        adapter_dir=Path("/none"), memory_mb=memory_mb)
 
 

@@ -17,6 +17,7 @@ from lorafaas.billing.metering import (
     split_by_tokens,
 )
 from lorafaas.billing.prices import MEMORY_GB_SECOND, PriceSheet, price_sheet
+from lorafaas.names import QualifiedName
 from lorafaas.settings import SettingsError, load_settings
 
 PRICES = PriceSheet("h100", accelerator_hour=3.6, gb_second=0.001, prompt_mtok=0.5,
@@ -123,7 +124,7 @@ def test_an_activation_gets_a_billed_row_and_its_cold_start_an_overhead_row() ->
     from lorafaas.invoker.pool import FunctionRef
 
     request = ActivationRequest("id1", "ns", "fn", "0.0.1", "subject",
-                                FunctionRef("ns/fn@0.0.1:d", "ns/fn", Path("/x"), 2048),
+                                FunctionRef("ns/fn@0.0.1:d", QualifiedName.from_path("ns/fn"), Path("/x"), 2048),
                                 {}, {"timeout": 1000}, 0.0)
     result = ActivationResult(
         1000, 3000, 0, {"result": {"usage": {"prompt_tokens": 5, "completion_tokens": 7}}},

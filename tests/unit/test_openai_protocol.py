@@ -14,6 +14,7 @@ from lorafaas.controller.openai_protocol import (
     resolve_model,
 )
 from lorafaas.errors import NotFound
+from lorafaas.names import InvalidName, QualifiedName
 
 CHAT = {"model": "pirate", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -97,11 +98,25 @@ def test_messages_take_text_parts_and_the_developer_role() -> None:
                                              {"role": "user", "content": "hello"}]
 
 
+def test_model_names_an_action_of_the_caller_s_namespace() -> None:
+    pirate = QualifiedName("guest", None, "pirate")
+    assert resolve_model("pirate", "guest") == pirate
+    assert resolve_model("guest/pirate", "guest") == pirate
+    assert resolve_model("_/pirate", "guest") == pirate
+    assert resolve_model("/guest/pirate", "guest") == pirate
+    in_package = QualifiedName("guest", "sea", "pirate")
+    assert resolve_model("sea/pirate", "guest") == in_package  # OpenWhisk's pkg/action
+    assert resolve_model("guest/sea/pirate", "guest") == in_package  # as /v1/models lists
+    assert resolve_model("/_/sea/pirate", "guest") == in_package
+
+
 def test_model_of_another_namespace_is_not_found() -> None:
-    assert resolve_model("guest/pirate", "guest") == "pirate"
-    assert resolve_model("_/pirate", "guest") == "pirate"
-    with pytest.raises(NotFound, match="'bob/pirate'"):
-        resolve_model("bob/pirate", "guest")
+    with pytest.raises(NotFound, match="'/bob/pirate'"):
+        resolve_model("/bob/pirate", "guest")
+    with pytest.raises(NotFound, match="'bob/sea/pirate'"):
+        resolve_model("bob/sea/pirate", "guest")
+    with pytest.raises(InvalidName, match="package 'b!d'"):
+        resolve_model("b!d/pirate", "guest")
 
 
 def test_max_tokens_over_the_function_s_limit_is_refused() -> None:

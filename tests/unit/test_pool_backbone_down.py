@@ -16,6 +16,7 @@ from lorafaas.invoker.backend import ContainerInfo, ContainerSpec
 from lorafaas.invoker.containers import ContainerFolders, ContainerState, PooledContainer
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, FunctionRef, PoolConfig
 from lorafaas.invoker.runtime_client import RuntimeClient
+from lorafaas.names import QualifiedName
 
 
 class StartRefused(Exception):
@@ -40,7 +41,7 @@ class RecordingBackend:
 def function(tmp_path: Path, name: str) -> FunctionRef:
     adapter = tmp_path / "adapters" / name
     adapter.mkdir(parents=True, exist_ok=True)
-    return FunctionRef(f"guest/{name}@1", f"guest/{name}", adapter, 1024, backbone="demo")
+    return FunctionRef(f"guest/{name}@1", QualifiedName.from_path(f"guest/{name}"), adapter, 1024, backbone="demo")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from lorafaas.invoker.containers import ContainerFolders, ContainerState, Pooled
 from lorafaas.invoker.evictions import EvictionLog
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, FunctionRef, PoolConfig
 from lorafaas.invoker.runtime_client import RuntimeClient
+from lorafaas.names import QualifiedName
 
 MOUNTS = BackboneMounts(Path("/run/bb/attach.sock"), Path("/dev/shm/lorafaas/demo"))
 
@@ -60,7 +61,7 @@ async def test_a_cold_start_records_the_preloaded_container_it_evicted(tmp_path:
     before = time.time()
     adapter = tmp_path / "adapter"
     adapter.mkdir()
-    function = FunctionRef("guest/new@0.0.1:y", "guest/new", adapter, 2048)
+    function = FunctionRef("guest/new@0.0.1:y", QualifiedName.from_path("guest/new"), adapter, 2048)
     with pytest.raises(RuntimeError, match="no container engine"):
         await pool.acquire(function)
     await pool.shutdown()  # the warm one, which is no eviction

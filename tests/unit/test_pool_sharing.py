@@ -8,6 +8,7 @@ import pytest
 
 from lorafaas.invoker.containers import ContainerFolders
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
+from lorafaas.names import QualifiedName
 
 MOUNTS = BackboneMounts(Path("/run/bb/attach.sock"), Path("/dev/shm/lorafaas/demo"))
 
@@ -69,7 +70,7 @@ def test_a_stem_cell_serves_only_functions_of_its_own_backbone() -> None:
     two._containers[stem.info.id] = stem
 
     def function(backbone: str) -> FunctionRef:
-        return FunctionRef(f"g/f{backbone}@0.0.1:x", f"g/f{backbone}", Path("/x"), 1024,
+        return FunctionRef(f"g/f{backbone}@0.0.1:x", QualifiedName.from_path(f"g/f{backbone}"), Path("/x"), 1024,
                            backbone=backbone)
 
     assert two._claim_stem(function("")) is None  # the default backbone is demo

@@ -22,7 +22,9 @@ from lorafaas.controller.sequence_actions import (
 from lorafaas.controller.sequences import lora_parameters
 from lorafaas.errors import BadRequest, Forbidden
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult, DeltaSink
+from lorafaas.names import QualifiedName
 from lorafaas.registry import actions as action_rows
+from lorafaas.registry import packages as package_rows
 from lorafaas.registry.models import Action, Activation, Artifact, Namespace, PendingInvocation
 from lorafaas.registry.namespaces import Identity
 from tests.unit.test_invoker_seam import DIGEST, FakeInvoker, service, sessions
@@ -61,9 +63,10 @@ async def guest(sessions: async_sessionmaker[AsyncSession]) -> Identity:
                                              created_ms=0)])
         await session.flush()
         for name, memory in (("a", 256), ("b", 512)):
-            await action_rows.put_action(session, namespace, name, action_rows.ActionSpec(
-                LORA_KIND, DIGEST, [{"key": "max_tokens", "value": 8}], [],
-                {**LIMITS, "memory": memory}, False), False, 5)
+            await action_rows.put_action(
+                session, namespace, QualifiedName("guest", None, name), action_rows.ActionSpec(
+                    LORA_KIND, DIGEST, [{"key": "max_tokens", "value": 8}], [],
+                    {**LIMITS, "memory": memory}, False), False, 5)
         return Identity(subject="guest", namespace="guest", namespace_id=namespace.id,
                         key_uuid="u")
 
@@ -74,7 +77,9 @@ async def create(sessions: async_sessionmaker[AsyncSession], identity: Identity,
     body = SequenceBody([parse_component(c, identity.namespace) for c in components], [], [],
                         dict(LIMITS), False)
     async with sessions() as session, session.begin():
-        action, _ = await put_sequence(session, identity, name, body, overwrite, 5)
+        action, _ = await put_sequence(session, identity,
+                                       QualifiedName(identity.namespace, None, name), body,
+                                       overwrite, 5)
         return action
 
 
@@ -114,6 +119,30 @@ async def test_each_components_result_is_the_next_ones_parameters(
     assert row.duration_ms == 14  # OpenWhisk's: the components' durations (the fake's 7 ms)
 
 
+async def test_a_component_in_a_package_runs_through_a_binding_with_its_parameters(
+        service: InvocationService, fake: FakeInvoker,
+        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
+    async with sessions() as session, session.begin():
+        namespace = await session.get(Namespace, guest.namespace_id)
+        assert namespace is not None
+        await package_rows.put_package(session, namespace, "p", package_rows.PackageSpec(
+            parameters=[{"key": "temperature", "value": 0.5}]), False)
+        await package_rows.put_package(session, namespace, "bound", package_rows.PackageSpec(
+            parameters=[{"key": "top_p", "value": 0.9}],
+            binding=QualifiedName("guest", None, "p")), False)
+        await action_rows.put_action(session, namespace, QualifiedName("guest", "p", "c"),
+                                     action_rows.ActionSpec(LORA_KIND, DIGEST, [], [],
+                                                            dict(LIMITS), False), False, 5)
+    sequence = await create(sessions, guest, "chain", ["/guest/p/c", "/_/bound/c"])
+    assert sequence.components == ["/guest/p/c", "/guest/bound/c"]
+    row = await (await service.start(guest, sequence, {"prompt": "ahoy"}, durable=False)).task
+    first, second = fake.requests
+    assert row.status_code == 0 and row.logs == [first.activation_id, second.activation_id]
+    assert str(first.function.name) == "guest/p/c" and first.parameters["temperature"] == 0.5
+    assert str(second.function.name) == "guest/bound/c"
+    assert second.parameters["temperature"] == 0.5 and second.parameters["top_p"] == 0.9
+
+
 async def test_a_failing_component_ends_the_sequence_with_its_error(
         service: InvocationService, fake: FakeInvoker,
         sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
@@ -130,7 +159,7 @@ async def test_a_deleted_component_ends_the_sequence_when_it_is_reached(
         sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
     sequence = await create(sessions, guest, "chain", ["/guest/a", "/guest/b"])
     async with sessions() as session, session.begin():
-        await action_rows.delete_action(session, guest.namespace_id, "b")
+        await action_rows.delete_action(session, guest.namespace_id, QualifiedName("guest", None, "b"))
     row = await (await service.start(guest, sequence, {"prompt": "hi"}, durable=False)).task
     assert len(fake.requests) == 1 and len(row.logs) == 1
     assert row.response["result"] == {"error": "Sequence component does not exist."}
@@ -176,7 +205,8 @@ async def test_the_components_run_under_the_sequences_admission(
     (["/guest/a", "/guest/missing"], "Sequence component does not exist."),
     (["/guest/a", "/guest/chain"], "Sequence may not refer to itself."),
     (["/guest/a", "guest"], "must contain at least the namespace and the name"),
-    (["/guest/pkg/a"], "packages are not served"),
+    (["/guest/pkg/a"], "Sequence component does not exist."),  # no package pkg
+    (["/guest/pkg/a/b"], "must contain at least the namespace and the name"),
 ])
 async def test_create_refusals_name_the_problem_and_store_nothing(
         sessions: async_sessionmaker[AsyncSession], guest: Identity,
@@ -184,7 +214,8 @@ async def test_create_refusals_name_the_problem_and_store_nothing(
     with pytest.raises(BadRequest, match=message):
         await create(sessions, guest, "chain", components)
     async with sessions() as session:
-        assert await action_rows.find_action(session, guest.namespace_id, "chain") is None
+        assert await action_rows.find_action(
+            session, guest.namespace_id, QualifiedName("guest", None, "chain")) is None
 
 
 async def test_an_update_making_a_cycle_through_a_nested_sequence_is_refused(
@@ -216,7 +247,8 @@ def test_a_lora_components_prompt_is_the_previous_text_unless_one_is_given() -> 
     assert lora_parameters({"text": "t", "prompt": "p"}, lora) == {"text": "t", "prompt": "p"}
     assert lora_parameters({"text": "t", "messages": []}, lora) == {"text": "t", "messages": []}
     assert lora_parameters({"text": "t"}, other) == {"text": "t"}
-    assert str(Component("guest", "a")) == "/guest/a"
+    assert str(Component(QualifiedName("guest", None, "a"))) == "/guest/a"
+    assert str(Component(QualifiedName("guest", "p", "a"))) == "/guest/p/a"
 
 
 

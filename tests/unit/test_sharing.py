@@ -19,6 +19,7 @@ from lorafaas.invoker.placement import PlacementConfig, SharedContainers
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
 from lorafaas.invoker.sharing import NamespaceSharing, SharingConfig, shareable
 from lorafaas.invoking.activations import ActivationRequest, FunctionRef
+from lorafaas.names import QualifiedName
 from tests.unit.test_invoker_metrics import parse, value
 
 MOUNTS = BackboneMounts(Path("/run/bb/attach.sock"), Path("/dev/shm/lorafaas/demo"))
@@ -33,7 +34,7 @@ def adapter(folder: Path, **config: object) -> Path:
 
 def request(namespace: str, name: str, adapter_dir: Path) -> ActivationRequest:
     """A request of `namespace`'s function `name`."""
-    function = FunctionRef(f"{namespace}/{name}@0.0.1:x", f"{namespace}/{name}", adapter_dir,
+    function = FunctionRef(f"{namespace}/{name}@0.0.1:x", QualifiedName.from_path(f"{namespace}/{name}"), adapter_dir,
                            1024)
     return ActivationRequest(f"{name}-1", namespace, name, "0.0.1", namespace, function, {},
                              {"timeout": 1000, "max_tokens": 4}, 0.0)

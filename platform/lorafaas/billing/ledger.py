@@ -72,14 +72,15 @@ def meter_activation(request: ActivationRequest, result: ActivationResult,
     cost = cost_of(usage, prices)
     annotations = {a["key"]: a["value"] for a in result.annotations}
     start_kind = annotations.get("startKind")
-    rows = [usage_row(ACTIVATION, request.namespace, request.name, result.start_ms,
+    action = request.function.name.relative  # `pkg/action` in a package
+    rows = [usage_row(ACTIVATION, request.namespace, action, result.start_ms,
                       result.end_ms, memory_mb, usage, cost, prices,
                       activation_id=request.activation_id, start_kind=start_kind,
                       status_code=result.status_code)]
     init_ms = annotations.get("initTime")
     # A batch's requests all waited for its container's start; one of them accounts for it.
     if isinstance(init_ms, (int, float)) and init_ms > 0 and result.reports_start:
-        rows.append(_overhead(INIT, request.namespace, request.name, result.start_ms,
+        rows.append(_overhead(INIT, request.namespace, action, result.start_ms,
                               result.start_ms + int(init_ms), memory_mb, init_ms / 1000,
                               prices, start_kind=start_kind))
     return MeteredActivation(cost_annotation(usage, cost, prices), rows)

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lorafaas.billing.ledger import ACTIVATION
 from lorafaas.billing.prices import GB_MB, PriceSheet
 from lorafaas.errors import BadRequest
+from lorafaas.names import QualifiedName
 from lorafaas.registry.models import Action, ActionVersion, Namespace, UsageRecord
 
 Function = tuple[str, str | None]  # namespace, action
@@ -71,13 +72,16 @@ async def load_rows(session: AsyncSession, query: ReportQuery) -> list[UsageReco
 
 async def load_created(session: AsyncSession, namespace: str | None) -> dict[Function, int]:
     """When each function of a namespace (None: of all) was created: its first version."""
-    statement = (select(Namespace.name, Action.name, func.min(ActionVersion.created_ms))
+    statement = (select(Namespace.name, Action.package, Action.name,
+                        func.min(ActionVersion.created_ms))
                  .join(Action, Action.namespace_id == Namespace.id)
                  .join(ActionVersion, ActionVersion.action_id == Action.id)
-                 .group_by(Namespace.name, Action.name))
+                 .group_by(Namespace.name, Action.package, Action.name))
     if namespace is not None:
         statement = statement.where(Namespace.name == namespace)
-    return {(ns, name): int(created) for ns, name, created in await session.execute(statement)}
+    # Usage rows name an action by its name in its namespace: `pkg/action` in a package.
+    return {(ns, QualifiedName(ns, package or None, name).relative): int(created)
+            for ns, package, name, created in await session.execute(statement)}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from lorafaas.client.http import ApiClient, ClientError, api_base_url
 from lorafaas.client.output import CommandError, Output, wsk_json
 from lorafaas.client.payload import adapter_zip, encode_code, key_value_list, key_values
 from lorafaas.client.props import ClientConfig, save_props
+from lorafaas.names import InvalidName, QualifiedName
 
 ACTIVATION_ID = re.compile(r"[0-9a-f]{32}")
 LIMIT_OPTIONS = ("timeout", "memory", "concurrency")
@@ -41,14 +42,13 @@ def unable(what: str) -> Iterator[None]:
         raise CommandError(f"Unable to {what}: {error}") from error
 
 
-def qualified(ctx: Context, name: str) -> tuple[str, str]:
-    """(namespace, name) of `NAME` (the default namespace) or `/NAMESPACE/NAME`."""
-    if not name.startswith("/"):
-        return ctx.config.namespace, name
-    parts = name.strip("/").split("/")
-    if len(parts) != 2 or not all(parts):
-        raise CommandError(f"'{name}' is not a valid qualified name: /NAMESPACE/NAME expected")
-    return parts[0], parts[1]
+def qualified(ctx: Context, text: str) -> QualifiedName:
+    """The name `NAME`, `PACKAGE/NAME` (the default namespace), `/NAMESPACE/NAME` or
+    `/NAMESPACE/PACKAGE/NAME` gives, as OpenWhisk parses it."""
+    try:
+        return QualifiedName.parse(text, ctx.config.namespace)
+    except InvalidName as error:
+        raise CommandError(error.message) from error
 
 
 # --- actions -------------------------------------------------------------------------------
@@ -56,14 +56,14 @@ def qualified(ctx: Context, name: str) -> tuple[str, str]:
 def action_create(ctx: Context, args: argparse.Namespace) -> Output:
     """`action create NAME ADAPTER [--overwrite]`: a 409 when the action exists, unless
     `--overwrite` replaces it."""
-    namespace, name = qualified(ctx, args.name)
-    body = action_body(args, None, namespace)
+    name = qualified(ctx, args.name)
+    body = action_body(args, None, name.namespace)
     try:
-        action = ctx.api.put_action(namespace, name, body, overwrite=args.overwrite)
+        action = ctx.api.put_action(name, body, overwrite=args.overwrite)
     except ClientError as error:
-        raise CommandError(f"Unable to create action '{name}': {_create_failure(error)}"
-                           ) from error
-    return Output(f"ok: created action {name}", action)
+        raise CommandError(f"Unable to create action '{name.relative}': "
+                           f"{_create_failure(error)}") from error
+    return Output(f"ok: created action {name.relative}", action)
 
 
 def _create_failure(error: ClientError) -> ClientError:
@@ -76,22 +76,21 @@ def _create_failure(error: ClientError) -> ClientError:
 
 def action_update(ctx: Context, args: argparse.Namespace) -> Output:
     """`action update NAME [ADAPTER]`: what is not given is kept; created when absent."""
-    namespace, name = qualified(ctx, args.name)
-    existing = _existing_action(ctx, namespace, name, code=args.artifact is None)
-    body = action_body(args, existing, namespace)
-    with unable(f"update action '{name}'"):
-        action = ctx.api.put_action(namespace, name, body, overwrite=True)
-    return Output(f"ok: updated action {name}", action)
+    name = qualified(ctx, args.name)
+    existing = _existing_action(ctx, name, code=args.artifact is None)
+    body = action_body(args, existing, name.namespace)
+    with unable(f"update action '{name.relative}'"):
+        action = ctx.api.put_action(name, body, overwrite=True)
+    return Output(f"ok: updated action {name.relative}", action)
 
 
-def _existing_action(ctx: Context, namespace: str, name: str, code: bool
-                     ) -> dict[str, Any] | None:
+def _existing_action(ctx: Context, name: QualifiedName, code: bool) -> dict[str, Any] | None:
     try:
-        return ctx.api.get_action(namespace, name, code=code)
+        return ctx.api.get_action(name, code=code)
     except ClientError as error:
         if error.status == 404:
             return None
-        raise CommandError(f"Unable to get action '{name}': {error}") from error
+        raise CommandError(f"Unable to get action '{name.relative}': {error}") from error
 
 
 def action_body(args: argparse.Namespace, existing: dict[str, Any] | None,
@@ -164,10 +163,10 @@ def _as_dict(pairs: list[dict[str, Any]] | None) -> dict[str, Any]:
 
 def action_get(ctx: Context, args: argparse.Namespace) -> Output:
     """`action get NAME`: `ok: got action NAME` and the action (without its zip)."""
-    namespace, name = qualified(ctx, args.name)
-    with unable(f"get action '{name}'"):
-        action = ctx.api.get_action(namespace, name)
-    return Output(f"ok: got action {name}\n{wsk_json(action)}", action)
+    name = qualified(ctx, args.name)
+    with unable(f"get action '{name.relative}'"):
+        action = ctx.api.get_action(name)
+    return Output(f"ok: got action {name.relative}\n{wsk_json(action)}", action)
 
 
 def action_list(ctx: Context, args: argparse.Namespace) -> Output:
@@ -189,24 +188,24 @@ def backbone_list(ctx: Context, args: argparse.Namespace) -> Output:
 
 def action_delete(ctx: Context, args: argparse.Namespace) -> Output:
     """`action delete NAME`."""
-    namespace, name = qualified(ctx, args.name)
-    with unable(f"delete action '{name}'"):
-        action = ctx.api.delete_action(namespace, name)
-    return Output(f"ok: deleted action {name}", action)
+    name = qualified(ctx, args.name)
+    with unable(f"delete action '{name.relative}'"):
+        action = ctx.api.delete_action(name)
+    return Output(f"ok: deleted action {name.relative}", action)
 
 
 def action_invoke(ctx: Context, args: argparse.Namespace) -> Output:
     """`action invoke NAME`: the id, or with --blocking the record, with --result the result."""
-    namespace, name = qualified(ctx, args.name)
+    name = qualified(ctx, args.name)
     parameters = key_values(args.param, args.param_file, "parameter")
     blocking = args.blocking or args.result
-    with unable(f"invoke action '{name}'"):
-        reply = ctx.api.invoke(namespace, name, parameters, blocking, args.result)
+    with unable(f"invoke action '{name.relative}'"):
+        reply = ctx.api.invoke(name, parameters, blocking, args.result)
     activation_id = reply.activation_id or _field(reply.body, "activationId")
     if reply.status == 202 and blocking:
-        return Output(f"ok: invoked /{namespace}/{name}, but the request has not yet finished, "
+        return Output(f"ok: invoked {name.absolute}, but the request has not yet finished, "
                       f"with id {activation_id}", reply.body, failed=True)
-    heading = f"ok: invoked /{namespace}/{name} with id {activation_id}"
+    heading = f"ok: invoked {name.absolute} with id {activation_id}"
     if reply.status == 202:
         return Output(heading, reply.body)
     text = wsk_json(reply.body) if args.result else f"{heading}\n{wsk_json(reply.body)}"

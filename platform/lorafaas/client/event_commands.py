@@ -6,11 +6,22 @@ import argparse
 from typing import Any
 from urllib.parse import quote
 
-from lorafaas.client.commands import Context, qualified, unable
+from lorafaas.client import commands
+from lorafaas.client.commands import Context, unable
 from lorafaas.client.output import CommandError, Output, wsk_json
 from lorafaas.client.payload import key_value_list, key_values
 
 NAME_WIDTH = 70
+
+
+def qualified(ctx: Context, text: str) -> tuple[str, str]:
+    """(namespace, name) of a trigger or rule: `NAME` or `/NAMESPACE/NAME` (never in a
+    package, as OpenWhisk's)."""
+    name = commands.qualified(ctx, text)
+    if name.package is not None:
+        raise CommandError(f"'{text}' is not a valid qualified name: triggers and rules are "
+                           "not in packages (/NAMESPACE/NAME expected)")
+    return name.namespace, name.name
 
 
 def _path(namespace: str, collection: str, name: str | None = None) -> str:

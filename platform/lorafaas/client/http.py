@@ -10,6 +10,8 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from lorafaas.names import QualifiedName
+
 ACTIVATION_HEADER = "x-openwhisk-activation-id"
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 300.0  # a blocking invoke may wait for a cold start and the generation
@@ -100,15 +102,15 @@ class ApiClient:
         result: dict[str, Any] = self.request("GET", "").body
         return result
 
-    def put_action(self, namespace: str, name: str, action: dict[str, Any],
+    def put_action(self, name: QualifiedName, action: dict[str, Any],
                    overwrite: bool) -> dict[str, Any]:
         """Create (or with `overwrite` update) an action."""
-        return self._body("PUT", _action_path(namespace, name), body=action,
+        return self._body("PUT", _action_path(name), body=action,
                           params={"overwrite": _flag(overwrite)})
 
-    def get_action(self, namespace: str, name: str, code: bool = False) -> dict[str, Any]:
+    def get_action(self, name: QualifiedName, code: bool = False) -> dict[str, Any]:
         """One action, its zip as base64 only when `code`."""
-        return self._body("GET", _action_path(namespace, name), params={"code": _flag(code)})
+        return self._body("GET", _action_path(name), params={"code": _flag(code)})
 
     def list_backbones(self) -> list[dict[str, Any]]:
         """The backbones the platform serves, the default first."""
@@ -119,16 +121,35 @@ class ApiClient:
         return self._body("GET", f"{_namespace_path(namespace)}/actions",
                           params={"limit": limit, "skip": skip})
 
-    def delete_action(self, namespace: str, name: str) -> dict[str, Any]:
+    def delete_action(self, name: QualifiedName) -> dict[str, Any]:
         """Delete an action; the deleted action."""
-        return self._body("DELETE", _action_path(namespace, name))
+        return self._body("DELETE", _action_path(name))
 
-    def invoke(self, namespace: str, name: str, parameters: dict[str, Any], blocking: bool,
+    def invoke(self, name: QualifiedName, parameters: dict[str, Any], blocking: bool,
                result: bool) -> Reply:
         """Invoke: 202 with the id, 200 with the record (or result), 502 when the action failed."""
-        return self.request("POST", _action_path(namespace, name), body=parameters,
+        return self.request("POST", _action_path(name), body=parameters,
                             params={"blocking": _flag(blocking), "result": _flag(result)},
                             accept=(200, 202, 502))
+
+    def put_package(self, name: QualifiedName, package: dict[str, Any],
+                    overwrite: bool) -> dict[str, Any]:
+        """Create (or with `overwrite` update) a package or binding (`name.name` is its name)."""
+        return self._body("PUT", _package_path(name), body=package,
+                          params={"overwrite": _flag(overwrite)})
+
+    def get_package(self, name: QualifiedName) -> dict[str, Any]:
+        """One package with its actions."""
+        return self._body("GET", _package_path(name))
+
+    def list_packages(self, namespace: str, limit: int, skip: int) -> list[dict[str, Any]]:
+        """The namespace's packages and bindings."""
+        return self._body("GET", f"{_namespace_path(namespace)}/packages",
+                          params={"limit": limit, "skip": skip})
+
+    def delete_package(self, name: QualifiedName) -> dict[str, Any]:
+        """Delete a package or binding; the deleted one."""
+        return self._body("DELETE", _package_path(name))
 
     def list_activations(self, name: str | None, limit: int, skip: int
                          ) -> list[dict[str, Any]]:
@@ -186,8 +207,15 @@ def _namespace_path(namespace: str) -> str:
     return f"/namespaces/{quote(namespace, safe='')}"
 
 
-def _action_path(namespace: str, name: str) -> str:
-    return f"{_namespace_path(namespace)}/actions/{quote(name, safe='')}"
+def _action_path(name: QualifiedName) -> str:
+    # OpenWhisk's path of an action in a package: actions/{package}/{action}.
+    parts = [name.name] if name.package is None else [name.package, name.name]
+    return f"{_namespace_path(name.namespace)}/actions/" + "/".join(quote(p, safe="")
+                                                                    for p in parts)
+
+
+def _package_path(name: QualifiedName) -> str:
+    return f"{_namespace_path(name.namespace)}/packages/{quote(name.name, safe='')}"
 
 
 def _activation_path(activation_id: str) -> str:

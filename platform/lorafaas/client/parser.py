@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lorafaas.client import commands
+from lorafaas.client import commands, package_commands
 from lorafaas.client.event_parser import add_event_commands
 from lorafaas.client.http import ApiClient
 from lorafaas.client.output import CommandError, Output
@@ -22,7 +22,8 @@ Verb = Callable[[commands.Context, argparse.Namespace], Output | Iterable[Output
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 VERB_KEY = "client_verb"
-CLIENT_COMMANDS = ("action", "activation", "property", "backbone", "trigger", "rule")
+CLIENT_COMMANDS = ("action", "activation", "package", "property", "backbone", "trigger",
+                   "rule")
 
 
 def add_global_options(parser: argparse.ArgumentParser, suppressed: bool = False) -> None:
@@ -51,6 +52,7 @@ def add_client_commands(subcommands: Subparsers) -> None:
     """Add `action`, `activation` and `property` to the `lorafaas` parser."""
     common = _global_options()
     _add_action_commands(subcommands.add_parser("action", help="work with actions"), common)
+    _add_package_commands(subcommands.add_parser("package", help="work with packages"), common)
     _add_activation_commands(subcommands.add_parser("activation",
                                                     help="work with activations"), common)
     _add_property_commands(subcommands.add_parser("property", help="work with properties"),
@@ -100,6 +102,42 @@ def _add_action_commands(parser: argparse.ArgumentParser,
     _paging_options(listing, "actions")
     listing.add_argument("-n", "--name-sort", action="store_true",
                          help="sort the list by name")
+
+
+def _add_package_commands(parser: argparse.ArgumentParser,
+                          common: argparse.ArgumentParser) -> None:
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    create = _leaf(verbs, "create", package_commands.package_create, "create a new package",
+                   common)
+    update = _leaf(verbs, "update", package_commands.package_update,
+                   "update a package, or create it when it does not exist", common)
+    for leaf in (create, update):
+        leaf.add_argument("name", metavar="PACKAGE_NAME")
+        _package_options(leaf)
+        leaf.add_argument("--shared", choices=("yes", "no"),
+                          help="publish the package to other namespaces, or not")
+    bind = _leaf(verbs, "bind", package_commands.package_bind,
+                 "bind parameters to a package (of this namespace, or a shared one)", common)
+    bind.add_argument("package", metavar="PACKAGE_NAME")
+    bind.add_argument("binding", metavar="BINDING_NAME")
+    _package_options(bind)
+    get = _leaf(verbs, "get", package_commands.package_get, "get package", common)
+    get.add_argument("name", metavar="PACKAGE_NAME")
+    get.add_argument("-s", "--summary", action="store_true", help="summarize the package")
+    delete = _leaf(verbs, "delete", package_commands.package_delete, "delete package", common)
+    delete.add_argument("name", metavar="PACKAGE_NAME")
+    listing = _leaf(verbs, "list", package_commands.package_list,
+                    "list the packages of a namespace", common)
+    listing.add_argument("namespace", metavar="NAMESPACE", nargs="?")
+    _paging_options(listing, "packages")
+
+
+def _package_options(parser: argparse.ArgumentParser) -> None:
+    _param_options(parser)
+    parser.add_argument("-a", "--annotation", nargs=2, action="append",
+                        metavar=("KEY", "VALUE"), help="an annotation (repeatable)")
+    parser.add_argument("-A", "--annotation-file", type=Path, metavar="FILE",
+                        help="a JSON object of annotations")
 
 
 def _action_options(parser: argparse.ArgumentParser) -> None:

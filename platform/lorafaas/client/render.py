@@ -28,6 +28,26 @@ def action_rows(actions: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def package_rows(packages: list[dict[str, Any]]) -> str:
+    """`wsk package list`: the header `packages`, then `/namespace/name   private|shared`."""
+    lines = ["packages"]
+    for package in packages:
+        full_name = f"/{package.get('namespace', '')}/{package.get('name', '')}"
+        lines.append(f"{full_name:<{ACTION_NAME_WIDTH}} "
+                     f"{'shared' if package.get('publish') else 'private'}")
+    return "\n".join(lines)
+
+
+def package_summary(package: dict[str, Any]) -> str:
+    """`wsk package get --summary`: the package, its parameters, and each action."""
+    path = f"/{package.get('namespace', '')}/{package.get('name', '')}"
+    keys = ", ".join(str(p.get("key")) for p in package.get("parameters") or [])
+    lines = [f"package {path}", f"   (parameters: {keys or 'none defined'})"]
+    lines += [f" action {path}/{action.get('name', '')}"
+              for action in package.get("actions") or []]
+    return "\n".join(lines)
+
+
 def backbone_rows(backbones: list[dict[str, Any]]) -> str:
     """`backbone list`: name (the default starred), architecture, dtype, size, parameters,
     context length."""

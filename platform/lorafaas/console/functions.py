@@ -50,6 +50,7 @@ from lorafaas.controller.protocol import (
     parse_limits,
 )
 from lorafaas.errors import BadRequest
+from lorafaas.names import QualifiedName
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.models import Action, Activation
 
@@ -64,7 +65,9 @@ async def list_functions(request: web.Request) -> web.Response:
     """The namespace's functions with instance state and today's requests and cost."""
     identity = request[console_identity_key]
     async with request.app[sessions_key]() as session:
-        actions = await action_rows.list_actions(session, identity.namespace_id, 200, 0)
+        # The default package's: those of packages are on the packages page.
+        actions = await action_rows.list_actions(session, identity.namespace_id, 200, 0,
+                                                 package="")
     today = await activations_since(request, identity, start_of_today_ms())
     requests: dict[str, int] = defaultdict(int)
     cost: dict[str, float] = defaultdict(float)
@@ -86,7 +89,7 @@ async def list_functions(request: web.Request) -> web.Response:
 async def function_page(request: web.Request) -> web.Response:
     """A function: how to call it, its limits, playground, activations, latency percentiles."""
     action = await request.app[actions_key].get(request[console_identity_key],
-                                                request.match_info["name"])
+                                                page_function(request))
     return await render_page(request, await _function_page(request, action))
 
 
@@ -167,7 +170,7 @@ async def limits_submit(request: web.Request) -> web.Response:
     """Store a new version with edited limits (same adapter), through `ActionService.put`."""
     identity = request[console_identity_key]
     service = request.app[actions_key]
-    action: Action = await service.get(identity, request.match_info["name"])
+    action: Action = await service.get(identity, page_function(request))
     try:
         if action.exec_kind == SEQUENCE_KIND:
             raise BadRequest("A sequence's limits are set through the API (PUT with "
@@ -184,9 +187,9 @@ async def limits_submit(request: web.Request) -> web.Response:
         body = ActionBody(code=code, parameters=list(action.parameters),
                           annotations=list(action.annotations), limits=limits,
                           publish=action.publish)
-        await service.put(identity, action.name, body, overwrite=True)
+        await service.put(identity, page_function(request), body, overwrite=True)
     # Running containers were sized by the old limits.
-    await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{action.name}")
+    await request.app[invocations_key].invoker.retire(page_function(request))
     raise web.HTTPSeeOther(f"/console/functions/{action.name}")
 
 
@@ -194,14 +197,20 @@ async def delete_submit(request: web.Request) -> web.Response:
     """Delete the function once its name is typed to confirm; its containers go too."""
     identity = request[console_identity_key]
     name = request.match_info["name"]
-    action = await request.app[actions_key].get(identity, name)
+    action = await request.app[actions_key].get(identity, page_function(request))
     if str((await request.post()).get("confirm", "")).strip() != name:
         page = await _function_page(request, action,
                                     f"Type the name {name!r} to confirm deleting it.")
         return await render_page(request, page, status=400)
-    await request.app[actions_key].delete(identity, name)
-    await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
+    await request.app[actions_key].delete(identity, page_function(request))
+    await request.app[invocations_key].invoker.retire(page_function(request))
     raise web.HTTPSeeOther("/console/functions")
+
+
+def page_function(request: web.Request) -> QualifiedName:
+    """The function a console path names: an action of the default package, for now."""
+    identity = request[console_identity_key]
+    return QualifiedName.of(identity.namespace, None, request.match_info["name"])
 
 
 def backbone_name(request: web.Request, action: Action) -> str:
@@ -246,7 +255,7 @@ def playground_body(form: Any) -> tuple[bool, dict[str, Any]]:
 async def invoke_submit(request: web.Request) -> web.Response:
     """The playground without JavaScript: a blocking invoke, then the activation's page."""
     identity = request[console_identity_key]
-    action: Action = await request.app[actions_key].get(identity, request.match_info["name"])
+    action: Action = await request.app[actions_key].get(identity, page_function(request))
     chat, body = playground_body(await request.post())
     parsed = parse_openai_request({**body, "model": action.name}, chat)
     check_max_tokens(parsed, int(action.limits.get("max_tokens", DEFAULT_MAX_TOKENS)))
@@ -265,6 +274,6 @@ async def stream_completion(request: web.Request) -> web.StreamResponse:
     except json.JSONDecodeError as error:
         raise BadRequest("The playground sent a malformed request.") from error
     name = request.match_info["name"]
-    await request.app[actions_key].get(identity, name)  # 404 before any stream starts
+    await request.app[actions_key].get(identity, page_function(request))  # 404 first
     return await openai.stream_completion(request, identity,
                                           {**body, "model": name, "stream": True}, chat=chat)

@@ -55,6 +55,27 @@ class FunctionsPage:
 
 
 @dataclass(frozen=True)
+class PackageRow:
+    """One package or binding of the packages page."""
+
+    name: str
+    version: str
+    shared: bool
+    binding: str | None  # `namespace/package` a binding binds
+    parameters: list[str]  # their keys
+    actions: list[str]  # its actions' names (none for a binding)
+
+
+@dataclass(frozen=True)
+class PackagesPage:
+    """The namespace's packages and bindings."""
+
+    TEMPLATE: ClassVar[str] = "packages.html"
+    SECTION: ClassVar[str] = "packages"
+    packages: list[PackageRow]
+
+
+@dataclass(frozen=True)
 class UploadPage:
     """Create or update a function from an adapter folder or zip; `errors` by field name."""
 

@@ -24,6 +24,7 @@ from lorafaas.controller.appkeys import actions_key, invocations_key, settings_k
 from lorafaas.controller.protocol import ActionBody, limit_ranges, parse_limits
 from lorafaas.controller.uploads import UploadsBusy, busy_response
 from lorafaas.errors import AdapterRejected, Conflict, LoraFaasError, PayloadTooLarge
+from lorafaas.names import QualifiedName
 from lorafaas.registry.artifacts import UPLOAD_NAME
 
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$")
@@ -92,7 +93,8 @@ async def _store(request: web.Request, form: MultiMapping[str | bytes | bytearra
                       publish=False)
     identity = request[console_identity_key]
     try:
-        await request.app[actions_key].put(identity, name, body, overwrite)
+        await request.app[actions_key].put(identity, QualifiedName(identity.namespace, None, name),
+                                           body, overwrite)
     except Conflict as error:
         raise FieldError("name", f"A function called {name!r} exists already. Tick "
                                  "“Replace the existing function” to update it.") from error
@@ -104,7 +106,8 @@ async def _store(request: web.Request, form: MultiMapping[str | bytes | bytearra
         if error.status != 400:
             raise
         raise FieldError("adapter", friendly(error.message)) from error
-    await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
+    await request.app[invocations_key].invoker.retire(QualifiedName(identity.namespace, None,
+                                                                    name))
 
 
 def write_adapter_zip(files: FileFields, path: Path) -> None:

@@ -38,7 +38,9 @@ from lorafaas.controller.sequence_actions import (
 from lorafaas.controller.uploads import UploadSlots
 from lorafaas.errors import BadRequest, Conflict
 from lorafaas.invoking.client import InvokerClient
+from lorafaas.names import QualifiedName
 from lorafaas.registry import actions as action_rows
+from lorafaas.registry import packages as package_rows
 from lorafaas.registry.artifacts import (
     ArtifactStore,
     StoredAdapter,
@@ -50,6 +52,7 @@ from lorafaas.registry.artifacts import (
 from lorafaas.registry.code_artifacts import CodeExec, StoredCode, stage_code
 from lorafaas.registry.models import Action, ActionVersion, Namespace
 from lorafaas.registry.namespaces import Identity
+from lorafaas.registry.packages import Resolved
 
 logger = logging.getLogger(__name__)
 # The platform's own annotations, set again on every write (`backbone` is the user's choice).
@@ -72,7 +75,7 @@ class ActionService:
         self.uploads = UploadSlots(max_uploads)  # uploads received and validated at once
         self.ranges = ranges or {}  # the limits' ranges and defaults (protocol.limit_ranges)
 
-    async def put(self, identity: Identity, name: str, body: ActionBody,
+    async def put(self, identity: Identity, name: QualifiedName, body: ActionBody,
                   overwrite: bool) -> Action:
         """Create the action, or with `overwrite` update it merged with its current fields
         (`protocol.merge_update`): a new zip (`body.code`, staged) is validated against the
@@ -111,10 +114,11 @@ class ActionService:
                                               self.store.folder(code_digest(action))))
         return action
 
-    async def put_sequence(self, identity: Identity, name: str, body: SequenceBody,
+    async def put_sequence(self, identity: Identity, name: QualifiedName, body: SequenceBody,
                            overwrite: bool) -> Action:
         """Create or update a sequence (see `sequence_actions`): it holds no artifact."""
         async with self.sessions() as session, session.begin():
+            await package_rows.writable_package(session, identity.namespace_id, name)
             action, pruned = await put_sequence(session, identity, name, body, overwrite,
                                                 self.history)
             orphaned = await _drop_references(session, pruned)
@@ -129,12 +133,13 @@ class ActionService:
         return merge_update(body, list(current.parameters), _user_annotations(current),
                             {**defaults, **current.limits}, current.publish)
 
-    async def _write(self, identity: Identity, name: str, content: ActionContent,
+    async def _write(self, identity: Identity, name: QualifiedName, content: ActionContent,
                      kind: str, backbone: str | None, stored: StoredAdapter | StoredCode | None,
                      current: Action | None, overwrite: bool) -> tuple[Action, set[str]]:
         async with self.sessions() as session, session.begin():
             namespace = await session.get(Namespace, identity.namespace_id)
             assert namespace is not None
+            await package_rows.writable_package(session, namespace.id, name)
             if stored is not None:
                 await add_reference(session, stored)  # the new version's; locks the row
                 await asyncio.to_thread(self.store.publish, stored)
@@ -152,7 +157,7 @@ class ActionService:
                                                           overwrite, self.history)
             return action, await _drop_references(session, pruned)
 
-    async def _kept_artifact(self, session: AsyncSession, identity: Identity, name: str,
+    async def _kept_artifact(self, session: AsyncSession, identity: Identity, name: QualifiedName,
                              merged_from: Action | None) -> tuple[str, Any]:
         """The digest and adapter summary an update without exec keeps; one more reference
         to it, for the new version. Conflict when the action changed since it was merged."""
@@ -162,7 +167,7 @@ class ActionService:
         await keep_reference(session, code_digest(action))
         return code_digest(action), annotation_value(action.annotations, "adapter")
 
-    async def _find(self, identity: Identity, name: str) -> Action | None:
+    async def _find(self, identity: Identity, name: QualifiedName) -> Action | None:
         async with self.sessions() as session:
             return await action_rows.find_action(session, identity.namespace_id, name)
 
@@ -174,16 +179,18 @@ class ActionService:
         code_exec = CodeExec(kind, body.main or "main", binary=body.binary)
         return stage_code(body.code, code_exec, self.max_adapter_bytes)
 
-    async def delete(self, identity: Identity, name: str) -> Action:
+    async def delete(self, identity: Identity, name: QualifiedName) -> Action:
         """Delete the action and its versions; each artifact goes with its last reference."""
         async with self.sessions() as session, session.begin():
+            if name.package is not None:
+                await package_rows.writable_package(session, identity.namespace_id, name)
             action, digests = await action_rows.delete_action(session, identity.namespace_id,
                                                               name)
             orphaned = await _drop_references(session, digests)
         await self._collect(orphaned)
         return action
 
-    async def versions(self, identity: Identity, name: str) -> list[ActionVersion]:
+    async def versions(self, identity: Identity, name: QualifiedName) -> list[ActionVersion]:
         """The action's kept versions, newest first (NotFound without the action)."""
         async with self.sessions() as session:
             action = await action_rows.get_action(session, identity.namespace_id, name)
@@ -197,10 +204,20 @@ class ActionService:
                     # Before the commit: the row lock keeps a new reference waiting meanwhile.
                     await asyncio.to_thread(self.store.remove, digest)
 
-    async def get(self, identity: Identity, name: str) -> Action:
+    async def get(self, identity: Identity, name: QualifiedName) -> Action:
         """The action, or NotFound."""
         async with self.sessions() as session:
             return await action_rows.get_action(session, identity.namespace_id, name)
+
+    async def resolve(self, identity: Identity, name: QualifiedName,
+                      found: Action | None = None) -> Resolved:
+        """The action `name` reaches for the caller: its own, or one of a package through a
+        binding (NotFound when none); `found`: the row already read in its own namespace."""
+        if name.package is None and found is not None:
+            return Resolved(found, name, name)
+        async with self.sessions() as session:
+            found = found or await action_rows.find_action(session, identity.namespace_id, name)
+            return await package_rows.resolve_action(session, name, found)
 
 
 async def _drop_references(session: AsyncSession, digests: list[str]) -> set[str]:

@@ -15,6 +15,7 @@ from aiohttp import web
 from lorafaas.controller.appkeys import login_throttle_key, sessions_key
 from lorafaas.controller.middleware import storable_text
 from lorafaas.errors import Forbidden, Unauthorized
+from lorafaas.names import QualifiedName
 from lorafaas.registry.models import Action
 from lorafaas.registry.namespaces import (
     Identity,
@@ -96,9 +97,10 @@ async def namespace_of(request: web.Request) -> Identity:
     return _in_path_namespace(request, await identify(request))
 
 
-async def namespace_and_action(request: web.Request, name: str) -> tuple[Identity, Action | None]:
-    """`namespace_of`, and the action `name` of that namespace (None when there is none),
-    both read in one query (the invoke path)."""
+async def namespace_and_action(request: web.Request,
+                               name: QualifiedName) -> tuple[Identity, Action | None]:
+    """`namespace_of`, and the action of that namespace with `name`'s package and name
+    (None when there is none), both read in one query (the invoke path)."""
     credential = credential_from_header(request.headers.get("Authorization"))
     async with request.app[sessions_key]() as session:
         identity, action = await authenticate_with_action(session, credential, name)

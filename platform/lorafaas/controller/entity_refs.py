@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lorafaas.controller.api.params import ENTITY_NAME, MAX_NAME_LENGTH
 from lorafaas.errors import BadRequest
-from lorafaas.registry import actions as action_rows
-from lorafaas.registry.models import Action
+from lorafaas.names import QualifiedName
+from lorafaas.registry import packages as package_rows
 from lorafaas.registry.namespaces import find_namespace
+from lorafaas.registry.packages import Resolved
 
 DEFAULT_NAMESPACE = "_"
 
@@ -79,13 +80,15 @@ def _valid_segment(part: str) -> bool:
     return len(part) <= MAX_NAME_LENGTH and ENTITY_NAME.match(part) is not None
 
 
-async def find_rule_action(session: AsyncSession, ref: EntityRef, own: str) -> Action | None:
-    """The action a rule of namespace `own` names, or None when there is none: packages
-    are not served yet, and a rule runs only its own namespace's actions (it runs them as
-    the subject that fires the trigger, billed to that namespace)."""
-    if ref.package is not None or ref.namespace != own:
+async def find_rule_action(session: AsyncSession, ref: EntityRef, own: str) -> Resolved | None:
+    """The action a rule of namespace `own` names (`pkg/action` through its package or a
+    binding, as an invocation resolves it), or None when there is none: a rule runs only its
+    own namespace's actions (it runs them as the subject that fires the trigger, billed to
+    that namespace)."""
+    if ref.namespace != own:
         return None
     namespace = await find_namespace(session, ref.namespace)
     if namespace is None:
         return None
-    return await action_rows.find_action(session, namespace.id, ref.name)
+    return await package_rows.reach_action(session, namespace.id,
+                                           QualifiedName(ref.namespace, ref.package, ref.name))

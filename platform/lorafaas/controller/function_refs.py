@@ -6,6 +6,8 @@ from pathlib import Path
 
 from lorafaas.adapters.archive import HANDLER_NAME
 from lorafaas.invoking.activations import LORA_KIND, FunctionRef
+from lorafaas.names import QualifiedName
+from lorafaas.registry.actions import qualified_name
 from lorafaas.registry.models import Action
 
 
@@ -35,16 +37,21 @@ def action_backbone(action: Action) -> str | None:
     return None
 
 
-def function_key(namespace: str, action: Action) -> str:
-    """The pool's key of an action's code: containers are reused only for the same code."""
-    return f"{namespace}/{action.name}@{action.version}:{code_digest(action)}"
+def function_key(name: QualifiedName, action: Action) -> str:
+    """The pool's key of an action's code run under `name`: containers are reused only for
+    the same code, run for the same namespace."""
+    return f"{name}@{action.version}:{code_digest(action)}"
 
 
-def function_ref(namespace: str, action: Action, adapter_dir: Path) -> FunctionRef:
-    """The action's code, limits, backbone and adapter rank, for the invoker (a code action's
-    `adapter_dir` is its code's folder; a lora action with `__main__.py` has a handler)."""
+def function_ref(namespace: str, action: Action, adapter_dir: Path,
+                 name: QualifiedName | None = None) -> FunctionRef:
+    """The action's code, limits, backbone and adapter rank, for the invoker; it runs under
+    `name` (default: its own name in `namespace`, the namespace it belongs to). A code
+    action's `adapter_dir` is its code's folder; a lora action with `__main__.py` has a
+    handler."""
+    name = name or qualified_name(namespace, action)
     lora = action.exec_kind == LORA_KIND
-    return FunctionRef(key=function_key(namespace, action), path=f"{namespace}/{action.name}",
+    return FunctionRef(key=function_key(name, action), name=name,
                        adapter_dir=adapter_dir, memory_mb=action.limits["memory"],
                        adapter_digest=code_digest(action),
                        backbone=action_backbone(action) or "", adapter_rank=action_rank(action),

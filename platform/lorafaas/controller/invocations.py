@@ -19,6 +19,7 @@ again rather than being lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -37,13 +38,17 @@ from lorafaas.controller.invoke_params import check_generation_parameters
 from lorafaas.controller.protocol import LORA_KIND, SEQUENCE_KIND, parameter_values
 from lorafaas.controller.sequences import SequenceRunner
 from lorafaas.controller.throttle import InvocationThrottle
+from lorafaas.errors import NotFound
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult, DeltaSink
 from lorafaas.invoking.client import InvokerClient
+from lorafaas.names import InvalidName, QualifiedName
 from lorafaas.registry import actions as action_rows
+from lorafaas.registry.actions import qualified_name
 from lorafaas.registry.artifacts import ArtifactStore
 from lorafaas.registry.db import commit_unsynced
 from lorafaas.registry.models import Action, Activation, PendingInvocation, UsageRecord
 from lorafaas.registry.namespaces import Identity, find_namespace
+from lorafaas.registry.packages import Resolved, resolve_action
 from lorafaas.registry.profiles import record_loads
 
 logger = logging.getLogger(__name__)
@@ -91,7 +96,7 @@ class InvocationService:
 
     async def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
                     on_delta: DeltaSink | None = None, *, durable: bool = True,
-                    cause: str | None = None) -> Invocation:
+                    resolved: Resolved | None = None, cause: str | None = None) -> Invocation:
         """Accept the activation and start it in the background; its record is stored even
         if nobody waits. `durable`: stored as pending first, so that it runs even after a
         crash (a blocking caller, which waits for the answer, passes False). `cause`: the
@@ -100,12 +105,17 @@ class InvocationService:
         Raises BadRequest (400) when the default handler would refuse the parameters or the
         prompt plus max_tokens exceeds the backbone's context length, and TooManyRequests
         (429) when the namespace is over its throttles: all before anything is stored, run
-        or billed.
+        or billed. `resolved`: how the name called reached the action (a package, a
+        binding); it runs under that name, in the caller's namespace. Parameters merge as
+        `merged_parameters` does.
         """
+        resolved = resolved or Resolved(action, qualified_name(identity.namespace, action),
+                                        qualified_name(identity.namespace, action))
+        inherited = {**parameter_values(resolved.inherited()), **parameters}
         if action.exec_kind == SEQUENCE_KIND:
-            await self.sequences.check(identity, action, parameters)
+            await self.sequences.check(identity, action, inherited)
         else:
-            self.check_parameters(action, parameters)
+            self.check_parameters(action, inherited)
             if self.context is not None and not self._own_code(action):
                 self.context.check(action_backbone(action), parameters)
         if cause is None:
@@ -114,7 +124,8 @@ class InvocationService:
             self.throttle.hold(identity.namespace)
         try:
             pending = PendingInvocation(activation_id=uuid.uuid4().hex,
-                                        namespace=identity.namespace, action=action.name,
+                                        namespace=identity.namespace,
+                                        action=resolved.invoked.relative,
                                         subject=identity.subject, parameters=parameters,
                                         received_ms=int(time.time() * 1000))
             if durable:
@@ -122,7 +133,7 @@ class InvocationService:
         except BaseException:
             self.throttle.release(identity.namespace)
             raise
-        return self._submit(Durability(pending, durable), action, on_delta, cause)
+        return self._submit(Durability(pending, durable), resolved, on_delta, cause)
 
     async def make_durable(self, invocation: Invocation) -> None:
         """Write the activation's pending row unless it has one or its record is stored:
@@ -170,20 +181,26 @@ class InvocationService:
                                               .order_by(PendingInvocation.received_ms)))
         started = 0
         for pending in rows:
-            action = await self._pending_action(pending)
-            if action is None:
+            resolved = await self._pending_action(pending)
+            if resolved is None:
                 continue
             self.throttle.hold(pending.namespace)  # accepted already: never refused now
-            self._submit(Durability(pending, durable=True), action, None)
+            self._submit(Durability(pending, durable=True), resolved, None)
             started += 1
         logger.info("%d pending activations resubmitted", started)
         return started
 
-    async def _pending_action(self, pending: PendingInvocation) -> Action | None:
+    async def _pending_action(self, pending: PendingInvocation) -> Resolved | None:
         async with self.sessions() as session, session.begin():
             namespace = await find_namespace(session, pending.namespace)
-            action = None if namespace is None else await action_rows.find_action(
-                session, namespace.id, pending.action)
+            action = None
+            if namespace is not None:
+                # Resolved again: a binding reaches what its package holds now. A name made
+                # before names were checked as OpenWhisk's names nothing now.
+                with contextlib.suppress(NotFound, InvalidName):
+                    name = QualifiedName.parse(pending.action, pending.namespace)
+                    found = await action_rows.find_action(session, namespace.id, name)
+                    action = await resolve_action(session, name, found)
             if action is None:  # deleted since: nothing is left to run
                 logger.warning("activation %s of %s/%s dropped: the action no longer exists",
                                pending.activation_id, pending.namespace, pending.action)
@@ -191,18 +208,19 @@ class InvocationService:
                     PendingInvocation.activation_id == pending.activation_id))
         return action
 
-    def _submit(self, state: Durability, action: Action, on_delta: DeltaSink | None,
+    def _submit(self, state: Durability, resolved: Resolved, on_delta: DeltaSink | None,
                 cause: str | None = None) -> Invocation:
-        pending = state.pending
+        pending, action = state.pending, resolved.action
         if action.exec_kind == SEQUENCE_KIND:
             return self._track(asyncio.create_task(self.sequences.run(state, action)), state)
         request = ActivationRequest(
             activation_id=pending.activation_id, namespace=pending.namespace, name=action.name,
             version=action.version, subject=pending.subject,
             function=function_ref(pending.namespace, action,
-                                  self.store.folder(code_digest(action))),
-            parameters={**parameter_values(action.parameters), **pending.parameters},
-            limits=action.limits, received_at=pending.received_ms / 1000, cause=cause)
+                                  self.store.folder(code_digest(action)), resolved.invoked),
+            parameters=merged_parameters(resolved, pending.parameters),
+            limits=action.limits, received_at=pending.received_ms / 1000,
+            bound=resolved.name if resolved.binding is not None else None, cause=cause)
         answer: asyncio.Future[Activation] = asyncio.get_running_loop().create_future()
         # Retrieved here, so that an answer nobody waited for (non-blocking) logs nothing;
         # the task carries the failure as well.
@@ -266,14 +284,20 @@ class InvocationService:
             if metered.rows:
                 await session.execute(insert(UsageRecord),
                                       [set_columns(usage) for usage in metered.rows])
-            await record_loads(session, request.namespace, request.name,
+            await record_loads(session, request.namespace, request.function.name.relative,
                                request.function.adapter_digest, result.loads, result.end_ms)
             if state.durable:
                 await session.execute(delete(PendingInvocation).where(
                     PendingInvocation.activation_id == request.activation_id))
             state.stored = True
-        logger.info("activation %s of %s/%s ended with status %d", request.activation_id,
-                    request.namespace, request.name, result.status_code)
+        logger.info("activation %s of %s ended with status %d", request.activation_id,
+                    request.function.name, result.status_code)
+
+
+def merged_parameters(resolved: Resolved, invocation: dict[str, Any]) -> dict[str, Any]:
+    """OpenWhisk's order: package < binding < action < invocation (an invocation naming a
+    `final` one of the others is refused before: `protocol.check_invoke_parameters`)."""
+    return {**parameter_values(resolved.parameters()), **invocation}
 
 
 def set_columns(row: object) -> dict[str, Any]:
@@ -290,4 +314,16 @@ def _activation_row(request: ActivationRequest, result: ActivationResult,
                       name=request.name, version=request.version, subject=request.subject,
                       start_ms=result.start_ms, end_ms=result.end_ms,
                       status_code=result.status_code, response=result.response, logs=result.logs,
-                      annotations=[*result.annotations, *caused, cost], cause=request.cause)
+                      annotations=[*_bound_annotations(request, result.annotations), *caused,
+                                   cost], cause=request.cause)
+
+
+def _bound_annotations(request: ActivationRequest,
+                       annotations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Through a binding, OpenWhisk's record names the action's own path and the binding.
+    if request.bound is None:
+        return annotations
+    binding = f"{request.function.name.namespace}/{request.function.name.package}"
+    kept = [a for a in annotations if a["key"] not in ("path", "binding")]
+    return [*kept, {"key": "path", "value": str(request.bound)},
+            {"key": "binding", "value": binding}]

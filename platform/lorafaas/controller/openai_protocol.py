@@ -15,6 +15,7 @@ from lorafaas.controller.openai_params import (
     optional_number,
     optional_stop,
 )
+from lorafaas.names import DEFAULT_NAMESPACE, QualifiedName
 
 # OpenAI's defaults: completions stop after 16 tokens; chat runs to the function's limit
 # (api/openai.py adds it).
@@ -120,13 +121,24 @@ def _prompt(prompt: Any) -> str:
     return prompt
 
 
-def resolve_model(model: str, namespace: str) -> str:
-    """The action name a `model` names; 'namespace/action' must be the caller's namespace."""
-    owner, _, action = model.rpartition("/")
-    if owner and owner not in ("_", namespace):
+def resolve_model(model: str, namespace: str) -> QualifiedName:
+    """The action a `model` names in the caller's namespace.
+
+    OpenWhisk's forms (`action`, `pkg/action`, `/ns/action`, `/ns/pkg/action`), and the ids
+    `/v1/models` lists: `ns/action` and `ns/pkg/action`. So `x/action` is the namespace `x`
+    when `x` is `_` or the caller's own namespace, else the package `x`.
+    """
+    parts = model.split("/")
+    if model.startswith("/"):
+        name = QualifiedName.parse(model, namespace)
+    elif len(parts) == 3 or (len(parts) == 2 and parts[0] in (DEFAULT_NAMESPACE, namespace)):
+        name = QualifiedName.parse(f"/{model}", namespace)
+    else:
+        name = QualifiedName.parse(model, namespace)
+    if name.namespace != namespace:
         raise ModelNotFound(f"The model '{model}' does not exist or you do not have access "
                             f"to it: this key's namespace is '{namespace}'.")
-    return action
+    return name
 
 
 def check_max_tokens(request: OpenAIRequest, limit: int) -> None:

@@ -15,6 +15,7 @@ from lorafaas.controller.api import (
     metrics,
     namespaces,
     openai,
+    packages,
     rules,
     triggers,
     usage,
@@ -90,25 +91,13 @@ def api_routes() -> list[Route]:
               "`backbone` annotation names one)", tags=("backbones",), response="Backbones"),
         Route("GET", f"{NAMESPACE}/actions", actions.list_actions, "List actions",
               query=("limit", "skip", "count"), tags=("actions",)),
-        Route("PUT", f"{NAMESPACE}/actions/{{name}}", actions.put_action,
-              "Create or update an action of kind lora, or a sequence (an update merges, "
-              "as OpenWhisk's)", query=("overwrite", "backbone"),
-              body="exec {kind: lora, code: base64 zip} or {kind: sequence, components: "
-                   "[\"/namespace/action\", ...]}, parameters, annotations, limits, publish "
-                   "(or, as application/zip, the zip itself, with ?backbone=)",
-              schema="Action",
-              statuses=(200, 409, 413, 429), tags=("actions",)),
-        Route("GET", f"{NAMESPACE}/actions/{{name}}", actions.get_action, "Get an action",
-              query=("code",), tags=("actions",)),
+        # Before actions/{package}/{name}: the first route that matches serves (aiohttp).
         Route("GET", f"{NAMESPACE}/actions/{{name}}/versions", actions.list_action_versions,
               "The action's kept versions, newest first (LORAFAAS_ACTION_HISTORY)",
               tags=("actions",)),
-        Route("DELETE", f"{NAMESPACE}/actions/{{name}}", actions.delete_action,
-              "Delete an action", tags=("actions",)),
-        Route("POST", f"{NAMESPACE}/actions/{{name}}", actions.invoke_action, "Invoke an action",
-              query=("blocking", "result", "timeout"), body="the invocation's parameters",
-              schema="Invocation",
-              statuses=(200, 202, 429, 502), tags=("actions",)),
+        *action_routes(f"{NAMESPACE}/actions/{{name}}", ""),
+        *action_routes(f"{NAMESPACE}/actions/{{package}}/{{name}}", " in a package"),
+        *package_routes(),
         Route("GET", f"{NAMESPACE}/activations", activations.list_activation_records,
               "List activations",
               query=("name", "limit", "skip", "since", "upto", "docs", "count"),
@@ -131,6 +120,47 @@ def api_routes() -> list[Route]:
               "(keys of LORAFAAS_ADMIN_NAMESPACES)", tags=("metrics",)),
     ]
 
+
+def action_routes(path: str, where: str) -> list[Route]:
+    """PUT, GET, DELETE and POST (invoke) of an action at `path`."""
+    return [
+        Route("PUT", path, actions.put_action,
+              f"Create or update an action{where} of kind lora, python:3, or a sequence (an "
+              "update merges, as OpenWhisk's)", query=("overwrite", "backbone"),
+              body="exec {kind: lora, code: base64 zip}, {kind: python:3, code} or {kind: "
+                   "sequence, components: [\"/namespace/[package/]action\", ...]}, "
+                   "parameters, annotations, limits, publish (or, as application/zip, the "
+                   "zip itself, with ?backbone=)", schema="Action",
+              statuses=(200, 409, 413, 429), tags=("actions",)),
+        Route("GET", path, actions.get_action, f"Get an action{where}",
+              query=("code",), tags=("actions",)),
+        Route("DELETE", path, actions.delete_action, f"Delete an action{where}",
+              tags=("actions",)),
+        Route("POST", path, actions.invoke_action, f"Invoke an action{where}",
+              query=("blocking", "result", "timeout"), body="the invocation's parameters",
+              schema="Invocation",
+              statuses=(200, 202, 429, 502), tags=("actions",)),
+    ]
+
+
+def package_routes() -> list[Route]:
+    """Packages and bindings, as OpenWhisk serves them."""
+    path = f"{NAMESPACE}/packages/{{name}}"
+    return [
+        Route("GET", f"{NAMESPACE}/packages", packages.list_packages,
+              "List packages and bindings", query=("limit", "skip"), tags=("packages",)),
+        Route("PUT", path, packages.put_package,
+              "Create or update a package, or a binding to a package of this namespace or a "
+              "published one of another", query=("overwrite",),
+              body="parameters, annotations, publish, binding {namespace, name}",
+              schema="Package", statuses=(200, 409), tags=("packages",)),
+        Route("GET", path, packages.get_package,
+              "Get a package with its actions (a binding: the bound package's, with the "
+              "binding's parameters over its own)", tags=("packages",)),
+        Route("DELETE", path, packages.delete_package,
+              "Delete a binding, or a package that holds no actions", statuses=(200, 409),
+              tags=("packages",)),
+    ]
 
 def trigger_routes() -> list[Route]:
     """Triggers: CRUD, and POST to fire (an alarm feed through the `feed` annotation)."""

@@ -50,14 +50,16 @@ QUERY: dict[str, Schema] = {
 }
 
 # Path parameters by name.
+# OpenWhisk's entity name (`lorafaas.names`), ASCII as Java's \w.
+_ENTITY_NAME: Schema = {"type": "string", "maxLength": MAX_NAME_LENGTH,
+                        "pattern": r"^(?:[A-Za-z0-9_]|[A-Za-z0-9_][A-Za-z0-9_@ .-]*[A-Za-z0-9_@.-])$"}
 PATH: dict[str, Schema] = {
     "namespace": {"type": "string", "description": "the key's namespace, or `_`"},
-    "name": {"type": "string", "maxLength": MAX_NAME_LENGTH,
-             "pattern": r"^(?:\w|\w[\w@ .-]*[\w@.-])$"},
+    "name": _ENTITY_NAME,
+    "package": {**_ENTITY_NAME, "description": "the action's package (a web action's: "
+                                               "`default` for none)"},
     "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
     "feed": {"type": "string", "enum": ["alarm", "interval"]},
-    "package": {"type": "string", "description": "the web action's package: `default` for "
-                                                "none (packages are not served yet)"},
     "action": {"type": "string", "description": "the web action's name and extension, and "
                                                "optionally a projection path after it"},
 }
@@ -107,6 +109,8 @@ _OPENAI_SAMPLING: dict[str, Schema] = {
                        "properties": {"include_usage": _BOOLEAN}},
 }
 
+_MODEL = ("the action: `action`, `package/action`, `/namespace/[package/]action` "
+          "(OpenWhisk's forms), or the `namespace/[package/]action` /v1/models lists")
 _QUALIFIED_NAME: Schema = {"type": "string", "pattern": r"^/?(?:[\w][\w@ .-]*/){0,2}\w[\w@.-]*$",
                            "description": "NAME, PACKAGE/NAME, /NAMESPACE/NAME or "
                                           "/NAMESPACE/PACKAGE/NAME (`_`: the key's)"}
@@ -161,6 +165,13 @@ BODIES: dict[str, Schema] = {
                           "description": "the entry point (default: main)"}}}]},
         "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "limits": _limits(),
         "publish": _BOOLEAN}},
+    "Package": {"type": "object", "additionalProperties": False, "properties": {
+        "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "publish": _BOOLEAN,
+        "binding": {"type": "object", "additionalProperties": False,
+                    "required": ["namespace", "name"],
+                    "description": "the bound package (`_`: this namespace)",
+                    "properties": {"namespace": {"type": "string"},
+                                   "name": _ENTITY_NAME}}}},
     "Invocation": {"type": "object", "description": "The default handler's parameters "
                    "(`prompt` or `messages`); an action with its own handler takes any object.",
                    "anyOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
@@ -173,7 +184,7 @@ BODIES: dict[str, Schema] = {
     "Completion": {"type": "object", "required": ["model", "prompt"],
                    "additionalProperties": False, "properties": {
                        "model": {"type": "string",
-                                 "description": "`namespace/action` or `action`"},
+                                 "description": _MODEL},
                        "prompt": {"type": "string"}, **_OPENAI_SAMPLING}},
     "ChatCompletion": {"type": "object", "required": ["model", "messages"],
                        "additionalProperties": False,
@@ -181,6 +192,6 @@ BODIES: dict[str, Schema] = {
                                       "`max_tokens`",
                        "properties": {
                            "model": {"type": "string",
-                                     "description": "`namespace/action` or `action`"},
+                                     "description": _MODEL},
                            "messages": _CHAT_MESSAGES, **_OPENAI_SAMPLING}},
 }

@@ -1,7 +1,7 @@
 """Creating and updating sequence actions: `exec: {kind: "sequence", components: [...]}`.
 
 As OpenWhisk's controller checks them on PUT: at least one component, each a fully
-qualified name (`/namespace/action`, `_` for the caller's namespace), each existing when the
+qualified name (`/namespace/[package/]action`, `_` for the caller's namespace), each existing when the
 sequence is stored, none the sequence itself (directly or through a component that is a
 sequence), and at most `SEQUENCE_LIMIT` actions once nested sequences are inlined. A
 sequence holds no code: its row and versions carry no artifact, only the components' names.
@@ -16,9 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lorafaas.controller.protocol import SEQUENCE_KIND, LimitRange, parse_limits
 from lorafaas.errors import BadRequest, Forbidden
+from lorafaas.names import InvalidName, QualifiedName
 from lorafaas.registry import actions as action_rows
+from lorafaas.registry import packages as package_rows
 from lorafaas.registry.models import Action, Namespace
 from lorafaas.registry.namespaces import Identity
+from lorafaas.registry.packages import Resolved
 
 # OpenWhisk's default `actionSequence.maxLength`: atomic actions in a sequence, inlined.
 SEQUENCE_LIMIT = 50
@@ -32,26 +35,38 @@ MALFORMED_NAME = ("The fully qualified name of the entity must contain at least 
 
 @dataclass(frozen=True)
 class Component:
-    """One component's fully qualified name: its namespace and its action's name."""
+    """One component's fully qualified name: its namespace, package and action."""
 
-    namespace: str
-    name: str
+    qualified: QualifiedName
+
+    @property
+    def namespace(self) -> str:
+        """The component's namespace."""
+        return self.qualified.namespace
 
     def __str__(self) -> str:
-        return f"/{self.namespace}/{self.name}"
+        return self.qualified.absolute
 
 
 def parse_component(text: Any, namespace: str) -> Component:
-    """`/ns/name` (or `ns/name`; `_` is the caller's namespace) as a component; a 400 naming
-    the component when it is not one, or names a package (not served)."""
+    """`/ns/name` or `/ns/pkg/name` (or without the leading slash; `_` is the caller's
+    namespace) as a component; a 400 naming the component when it is not one."""
     if not isinstance(text, str):
         raise BadRequest(f"{MALFORMED_NAME} (component {text!r})")
     parts = text.strip("/").split("/")
-    if len(parts) < 2 or not all(parts):
+    if len(parts) not in (2, 3) or not all(parts):
         raise BadRequest(f"{MALFORMED_NAME} (component {text!r})")
-    if len(parts) > 2:
-        raise BadRequest(f"{NOT_FOUND} (component {text!r}: packages are not served)")
-    return Component(namespace if parts[0] == "_" else parts[0], parts[1])
+    try:
+        return Component(QualifiedName.parse("/" + "/".join(parts), namespace))
+    except InvalidName as error:
+        raise BadRequest(f"{MALFORMED_NAME} (component {text!r})") from error
+
+
+async def find_component(session: AsyncSession, identity: Identity,
+                         component: Component) -> Resolved | None:
+    """The action a component of `identity`'s namespace reaches (through its package or a
+    binding, as an invocation does), if any."""
+    return await package_rows.reach_action(session, identity.namespace_id, component.qualified)
 
 
 def is_sequence_body(fields: Any) -> bool:
@@ -99,7 +114,7 @@ def _key_values(value: Any, field: str) -> list[dict[str, Any]]:
     return value
 
 
-async def check_components(session: AsyncSession, identity: Identity, name: str,
+async def check_components(session: AsyncSession, identity: Identity, name: QualifiedName,
                            components: list[Component]) -> None:
     """Refuse (400) a component that does not exist, a cycle back to `name`, or more than
     `SEQUENCE_LIMIT` actions inlined; (403) a component of another namespace."""
@@ -111,21 +126,22 @@ async def check_components(session: AsyncSession, identity: Identity, name: str,
         raise BadRequest(TOO_LONG)
 
 
-async def _atomic_count(session: AsyncSession, identity: Identity, name: str,
-                        components: list[Component], seen: set[str]) -> int:
+async def _atomic_count(session: AsyncSession, identity: Identity, name: QualifiedName,
+                        components: list[Component], seen: set[QualifiedName]) -> int:
     count = 0
     for component in components:
-        if component.name == name:  # its own namespace's: checked above
+        if component.qualified == name:  # its own namespace's: checked above
             raise BadRequest(f"{CYCLIC} (component {component})")
-        action = await action_rows.find_action(session, identity.namespace_id, component.name)
-        if action is None:
+        resolved = await find_component(session, identity, component)
+        if resolved is None:
             raise BadRequest(f"{NOT_FOUND} (component {component})")
+        action = resolved.action
         if action.exec_kind != SEQUENCE_KIND:
             count += 1
-        elif component.name not in seen:  # a nested sequence: inline its components
+        elif resolved.name not in seen:  # a nested sequence: inline its components
             inner = [parse_component(c, identity.namespace) for c in action.components or []]
             count += await _atomic_count(session, identity, name, inner,
-                                         seen | {component.name})
+                                         seen | {resolved.name})
         else:
             raise BadRequest(f"{CYCLIC} (component {component})")
         if count > SEQUENCE_LIMIT:
@@ -133,7 +149,7 @@ async def _atomic_count(session: AsyncSession, identity: Identity, name: str,
     return count
 
 
-async def put_sequence(session: AsyncSession, identity: Identity, name: str,
+async def put_sequence(session: AsyncSession, identity: Identity, name: QualifiedName,
                        body: SequenceBody, overwrite: bool,
                        history: int) -> tuple[Action, list[str]]:
     """Check the components and store the sequence in one transaction; return it and the

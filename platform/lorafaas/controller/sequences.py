@@ -30,10 +30,11 @@ from lorafaas.controller.sequence_actions import (
     NOT_FOUND,
     SEQUENCE_LIMIT,
     TOO_LONG,
+    find_component,
     parse_component,
 )
 from lorafaas.errors import LoraFaasError
-from lorafaas.registry import actions as action_rows
+from lorafaas.registry.actions import qualified_name
 from lorafaas.registry.db import commit_unsynced
 from lorafaas.registry.models import Action, Activation, PendingInvocation
 from lorafaas.registry.namespaces import Identity, find_namespace
@@ -107,18 +108,18 @@ class SequenceRunner:
                     parameters: dict[str, Any]) -> None:
         """Refuse, before the sequence is accepted, what its first atomic component would
         refuse (400): a bad invocation of a sequence runs and bills nothing either."""
-        seen: set[str] = set()
+        seen: set[int] = set()
         while action.exec_kind == SEQUENCE_KIND and action.components and \
-                action.name not in seen:
-            seen.add(action.name)
+                action.id not in seen:
+            seen.add(action.id)
             parameters = {**parameter_values(action.parameters), **parameters}
             first = parse_component(action.components[0], identity.namespace)
             async with self.service.sessions() as session:
-                found = await action_rows.find_action(session, identity.namespace_id,
-                                                      first.name)
+                found = await find_component(session, identity, first)
             if found is None:
                 return  # the run records it: the component may be created meanwhile
-            action = found
+            action = found.action
+            parameters = {**parameter_values(found.inherited()), **parameters}
         if action.exec_kind != SEQUENCE_KIND:
             self.service.check_parameters(action, lora_parameters(parameters, action))
 
@@ -167,11 +168,12 @@ class SequenceRunner:
         """Run one component (an action or a nested sequence) and account for it."""
         component = parse_component(text, identity.namespace)
         async with self.service.sessions() as session:
-            action = None if component.namespace != identity.namespace else \
-                await action_rows.find_action(session, identity.namespace_id, component.name)
-        if action is None:
+            resolved = None if component.namespace != identity.namespace else \
+                await find_component(session, identity, component)
+        if resolved is None:
             accounting.fail(APPLICATION_ERROR, NOT_FOUND)
             return
+        action = resolved.action
         payload = accounting.response.get("result")
         payload = lora_parameters(payload if isinstance(payload, dict) else {}, action)
         try:
@@ -179,7 +181,7 @@ class SequenceRunner:
                 row = await self._nested(identity, action, payload, sequence_id, accounting)
             else:
                 invocation = await self.service.start(identity, action, payload, durable=False,
-                                                      cause=sequence_id)
+                                                      cause=sequence_id, resolved=resolved)
                 row = await invocation.task
                 accounting.atomic += 1
         except LoraFaasError as error:  # refused its parameters: the sequence's error
@@ -212,7 +214,7 @@ def _record(identity: Identity, action: Action, activation_id: str, accounting: 
               "memory": accounting.max_memory or action.limits.get("memory")}
     annotations: list[dict[str, Any]] = [
         {"key": "topmost", "value": cause is None},
-        {"key": "path", "value": f"{identity.namespace}/{action.name}"},
+        {"key": "path", "value": str(qualified_name(identity.namespace, action))},
         {"key": "kind", "value": SEQUENCE_KIND}]
     if cause is not None:
         annotations.append({"key": "causedBy", "value": SEQUENCE_KIND})

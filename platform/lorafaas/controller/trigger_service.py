@@ -223,7 +223,8 @@ class TriggerService:
         try:
             if row is None:
                 raise NotFound("The requested resource does not exist.")
-            invocation = await self.invocations.start(identity, row, args, durable=True)
+            invocation = await self.invocations.start(identity, row.action, args, durable=True,
+                                                      resolved=row)
         except LoraFaasError as error:
             code = WHISK_ERROR if error.status >= 500 else APPLICATION_ERROR
             logger.info("trigger-fired action %s of rule %s failed to invoke: %s",

@@ -160,7 +160,7 @@ class Invoker:
         init_ms = lease.init_ms if lease is not None and lease.start_kind != "warm" else None
         wait_ms = max(0.0, before_run_ms - (init_ms or 0.0))
         return annotation_list({
-            "path": f"{request.namespace}/{request.name}",
+            "path": str(request.function.name),
             "kind": request.function.kind,
             "limits": request.limits,
             "parameters": request.parameters,  # what the request asked, shown by the console

@@ -35,6 +35,7 @@ from lorafaas.invoking.activations import (
     FunctionRef,
 )
 from lorafaas.invoking.client import FunctionView, InvokerSnapshot, MetricsText
+from lorafaas.names import QualifiedName
 from lorafaas.registry.profiles import all_estimates
 from lorafaas.settings import Settings, SettingsError
 
@@ -57,9 +58,9 @@ class LocalInvoker:
         self.prefill.function_used(request.function)
         return await self.runner.run(request, on_delta)
 
-    async def retire(self, function_path: str) -> None:
+    async def retire(self, name: QualifiedName) -> None:
         """Remove the action's containers and forget what was seen of it."""
-        await self.runner.retire(function_path)
+        await self.runner.retire(str(name))
 
     def prepare(self, function: FunctionRef) -> None:
         """Apply the function's prefill fit, or queue its rank for profiling."""

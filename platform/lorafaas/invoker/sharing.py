@@ -45,6 +45,7 @@ from lorafaas.invoker.placement import (
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, UnknownBackbone
 from lorafaas.invoker.runtime_client import RuntimeUnavailable
 from lorafaas.invoking.activations import FunctionRef
+from lorafaas.names import QualifiedName
 
 if TYPE_CHECKING:
     from lorafaas.invoking.activations import ActivationRequest
@@ -131,8 +132,9 @@ class NamespaceSharing:
                                 and self._is_shareable(function))
         if self.policy.arrived(traits).placement is Placement.OWN:
             return function
+        # Not an entity name (parentheses): no action can be called so.
         return FunctionRef(namespace_key(request.namespace, backbone),
-                           f"{request.namespace}/(namespace container)",
+                           QualifiedName(request.namespace, None, "(namespace container)"),
                            function.adapter_dir, self.config.memory_mb, backbone=backbone)
 
     def placements(self) -> dict[str, FunctionPlacement]:

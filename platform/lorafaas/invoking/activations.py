@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorafaas.names import QualifiedName
+
 LORA_KIND = "lora"  # an adapter on a shared backbone; every other kind is a code action
 # Takes each text delta of a streamed activation as it comes.
 DeltaSink = Callable[[str], Awaitable[None]]
@@ -21,8 +23,8 @@ class StreamCancelled(Exception):
 class FunctionRef:
     """What the invoker needs of an action to start and reuse its containers."""
 
-    key: str  # namespace/name@version:digest: containers are reused only for the same code
-    path: str  # namespace/name
+    key: str  # namespace/package/name@version:digest: containers reuse only the same code
+    name: QualifiedName  # the name it runs under, in the namespace it runs for
     adapter_dir: Path
     memory_mb: int
     adapter_digest: str = ""  # keys the artifact profiles measured for this code
@@ -42,6 +44,11 @@ class FunctionRef:
     def runs_alone(self) -> bool:
         """Whether each request runs by itself in a container (owner code runs there)."""
         return self.is_code or self.has_handler
+
+    @property
+    def path(self) -> str:
+        """`namespace/package/name`: the string the pool, metrics and labels key it by."""
+        return str(self.name)
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,8 @@ class ActivationRequest:
     parameters: dict[str, Any]
     limits: dict[str, Any]
     received_at: float  # epoch seconds when the controller accepted it
+    # The action's own name when it runs through a binding (`function.name` is the binding's).
+    bound: QualifiedName | None = None
     cause: str | None = None  # the sequence activation it runs in, if any
 
 

@@ -21,6 +21,7 @@ from lorafaas.invoking.activations import (
     DeltaSink,
     FunctionRef,
 )
+from lorafaas.names import QualifiedName
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,8 @@ class InvokerClient(Protocol):
         `on_delta`, stream its text deltas."""
         ...
 
-    async def retire(self, function_path: str) -> None:
-        """An action was updated or deleted: nothing of its old versions is kept."""
+    async def retire(self, name: QualifiedName) -> None:
+        """The action `name` was updated or deleted: nothing of its old versions is kept."""
         ...
 
     def prepare(self, function: FunctionRef) -> None:

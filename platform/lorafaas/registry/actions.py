@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lorafaas.errors import Conflict, NotFound
+from lorafaas.names import QualifiedName
 from lorafaas.registry.clock import now_ms
 from lorafaas.registry.models import Action, ActionVersion, Namespace
 
@@ -40,13 +41,25 @@ def next_version(version: str) -> str:
     return f"{major}.{minor}.{patch + 1}"
 
 
-async def find_action(session: AsyncSession, namespace_id: int, name: str) -> Action | None:
-    """The action `name` of a namespace, if any."""
+def qualified_name(namespace: str, action: Action) -> QualifiedName:
+    """The action's name, in its namespace and package."""
+    return QualifiedName(namespace, action.package or None, action.name)
+
+
+def package_column(name: QualifiedName) -> str:
+    """The `package` column's value of an action called `name` ('': the default package)."""
+    return name.package or ""
+
+
+async def find_action(session: AsyncSession, namespace_id: int,
+                      name: QualifiedName) -> Action | None:
+    """The action `name` (its package and name) of a namespace, if any."""
     return await session.scalar(select(Action).where(Action.namespace_id == namespace_id,
-                                                     Action.name == name))
+                                                     Action.package == package_column(name),
+                                                     Action.name == name.name))
 
 
-async def get_action(session: AsyncSession, namespace_id: int, name: str) -> Action:
+async def get_action(session: AsyncSession, namespace_id: int, name: QualifiedName) -> Action:
     """The action, or NotFound."""
     action = await find_action(session, namespace_id, name)
     if action is None:
@@ -54,7 +67,8 @@ async def get_action(session: AsyncSession, namespace_id: int, name: str) -> Act
     return action
 
 
-async def put_action(session: AsyncSession, namespace: Namespace, name: str, spec: ActionSpec,
+async def put_action(session: AsyncSession, namespace: Namespace, name: QualifiedName,
+                     spec: ActionSpec,
                      overwrite: bool, history: int) -> tuple[Action, list[str]]:
     """Create or update an action; return it and the artifact digests of the pruned versions
     (a sequence's versions hold none)."""
@@ -62,7 +76,8 @@ async def put_action(session: AsyncSession, namespace: Namespace, name: str, spe
     if action is not None and not overwrite:
         raise Conflict("resource already exists (PUT with ?overwrite=true replaces it)")
     if action is None:
-        action = Action(namespace_id=namespace.id, name=name, version=FIRST_VERSION)
+        action = Action(namespace_id=namespace.id, package=package_column(name), name=name.name,
+                        version=FIRST_VERSION)
         session.add(action)
     else:
         action.version = next_version(action.version)
@@ -93,7 +108,7 @@ async def _prune_versions(session: AsyncSession, action_id: int, history: int) -
 
 
 async def delete_action(session: AsyncSession, namespace_id: int,
-                        name: str) -> tuple[Action, list[str]]:
+                        name: QualifiedName) -> tuple[Action, list[str]]:
     """Delete the action and its versions (NotFound if absent); return it and the artifact
     digests its versions used, one per version: the caller drops those references."""
     action = await get_action(session, namespace_id, name)
@@ -112,11 +127,15 @@ async def list_versions(session: AsyncSession, action_id: int) -> list[ActionVer
                                       .order_by(ActionVersion.id.desc())))
 
 
-async def list_actions(session: AsyncSession, namespace_id: int, limit: int,
-                       skip: int) -> list[Action]:
-    """Actions of a namespace, most recently updated first."""
-    query = (select(Action).where(Action.namespace_id == namespace_id)
-             .order_by(Action.updated_ms.desc(), Action.name).limit(limit).offset(skip))
+async def list_actions(session: AsyncSession, namespace_id: int, limit: int, skip: int,
+                       package: str | None = None) -> list[Action]:
+    """Actions of a namespace (of one package when `package` is given, '' the default one),
+    most recently updated first."""
+    query = select(Action).where(Action.namespace_id == namespace_id)
+    if package is not None:
+        query = query.where(Action.package == package)
+    query = (query.order_by(Action.updated_ms.desc(), Action.package, Action.name)
+             .limit(limit).offset(skip))
     return list(await session.scalars(query))
 
 

@@ -65,10 +65,12 @@ class Action(Base):
     """A function: its current version, code artifact, parameters, annotations and limits."""
 
     __tablename__ = "actions"
-    __table_args__ = (UniqueConstraint("namespace_id", "name", name="uq_actions_namespace_name"),)
+    __table_args__ = (UniqueConstraint("namespace_id", "package", "name",
+                                       name="uq_actions_namespace_package_name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"))
+    package: Mapped[str] = mapped_column(String(256), default="", server_default="")  # "": none
     name: Mapped[str] = mapped_column(String(256))
     version: Mapped[str] = mapped_column(String(32))
     exec_kind: Mapped[str] = mapped_column(String(32))
@@ -82,6 +84,25 @@ class Action(Base):
     updated_ms: Mapped[int] = mapped_column(BigInteger)
 
     namespace: Mapped[Namespace] = relationship()
+
+
+class Package(Base):
+    """An OpenWhisk package: parameters and annotations for its actions, or a binding."""
+
+    __tablename__ = "packages"
+    __table_args__ = (UniqueConstraint("namespace_id", "name", name="uq_packages_namespace_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(256))
+    version: Mapped[str] = mapped_column(String(32))
+    # A binding names the package it binds (of another namespace, or its own).
+    binding_namespace: Mapped[str | None] = mapped_column(String(256))
+    binding_name: Mapped[str | None] = mapped_column(String(256))
+    parameters: Mapped[list[Any]] = mapped_column(JSON)
+    annotations: Mapped[list[Any]] = mapped_column(JSON)
+    publish: Mapped[bool] = mapped_column(default=False)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class ActionVersion(Base):

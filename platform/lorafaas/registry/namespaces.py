@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from sqlalchemy import and_, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lorafaas.errors import BadRequest, Conflict, NotFound, Unauthorized
+from lorafaas.names import ENTITY_NAME, MAX_NAME_LENGTH, QualifiedName
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.artifacts import drop_reference
 from lorafaas.registry.clock import now_ms
@@ -22,14 +22,12 @@ from lorafaas.registry.models import (
     ArtifactProfile,
     AuthKey,
     Namespace,
+    Package,
     PendingInvocation,
 )
 from lorafaas.registry.triggers import delete_namespace_triggers
 
-# OpenWhisk's entity names (namespaces included): a word character, then word characters,
-# spaces, '@', '.' or '-', not ending in a space; at most 256 characters.
-NAME_PATTERN = re.compile(r"[\w]|[\w][\w@ .-]*[\w@.-]+", re.ASCII)
-NAME_MAX_LENGTH = 256
+NAME_MAX_LENGTH = MAX_NAME_LENGTH  # a namespace's name is an entity name (names.py)
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ async def rotate_key(session: AsyncSession, name: str) -> str:
 
 def check_namespace_name(name: str) -> None:
     """Refuse a name OpenWhisk would refuse (BadRequest naming the rule)."""
-    if len(name) > NAME_MAX_LENGTH or not NAME_PATTERN.fullmatch(name):
+    if len(name) > NAME_MAX_LENGTH or not ENTITY_NAME.match(name):
         raise BadRequest(f"{name!r} is not a valid namespace name: it must start with a "
                          "letter, digit or underscore, continue with those, spaces, '@', "
                          f"'.' or '-', not end with a space, and be at most {NAME_MAX_LENGTH} "
@@ -86,7 +84,7 @@ def check_namespace_name(name: str) -> None:
 
 
 async def delete_namespace(session: AsyncSession, name: str) -> tuple[int, set[str]]:
-    """Delete a namespace, its keys, actions, activation records and profiles (NotFound if
+    """Delete a namespace, its keys, actions, packages, activation records and profiles (NotFound if
     absent); return how many actions it had and the artifact digests left unreferenced.
 
     Its usage records stay: they are the operator's bill (the admin usage report).
@@ -94,13 +92,14 @@ async def delete_namespace(session: AsyncSession, name: str) -> tuple[int, set[s
     namespace = await find_namespace(session, name)
     if namespace is None:
         raise NotFound(f"namespace {name!r} does not exist")
-    names = list(await session.scalars(select(Action.name)
-                                       .where(Action.namespace_id == namespace.id)))
+    names = [action_rows.qualified_name(name, row) for row in await session.scalars(
+        select(Action).where(Action.namespace_id == namespace.id))]
     orphaned: set[str] = set()
     await delete_namespace_triggers(session, namespace.id)
     for action_name in names:
         _, digests = await action_rows.delete_action(session, namespace.id, action_name)
         orphaned |= {digest for digest in digests if await drop_reference(session, digest)}
+    await session.execute(delete(Package).where(Package.namespace_id == namespace.id))
     for model in (Activation, PendingInvocation, ArtifactProfile):
         await session.execute(delete(model).where(model.namespace == name))
     await session.execute(delete(AuthKey).where(AuthKey.namespace_id == namespace.id))
@@ -131,7 +130,7 @@ async def authenticate(session: AsyncSession, credential: str) -> Identity:
 
 
 async def authenticate_with_action(session: AsyncSession, credential: str,
-                                   name: str) -> tuple[Identity, Action | None]:
+                                   name: QualifiedName) -> tuple[Identity, Action | None]:
     """`authenticate`, and the action `name` of the caller's namespace (None when there is
     none), read in one query: the invoke path's lookups cost one round trip, and nothing
     is cached, so an update, a deletion or a rotated key counts at once, on every
@@ -142,7 +141,9 @@ async def authenticate_with_action(session: AsyncSession, credential: str,
         found = (await session.execute(
             select(AuthKey, Namespace, Action)
             .join(Namespace, Namespace.id == AuthKey.namespace_id)
-            .outerjoin(Action, and_(Action.namespace_id == Namespace.id, Action.name == name))
+            .outerjoin(Action, and_(Action.namespace_id == Namespace.id,
+                                    Action.package == action_rows.package_column(name),
+                                    Action.name == name.name))
             .where(AuthKey.uuid == key_uuid))).first()
     _check_key(found[0] if found is not None else None, key)
     assert found is not None

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from lorafaas.controller.api.params import (
-    entity_name,
+    action_name,
     flag,
     integer,
     json_object,
@@ -51,7 +51,9 @@ from lorafaas.controller.uploads import (
     receive_body,
 )
 from lorafaas.errors import NotFound
+from lorafaas.names import DEFAULT_NAMESPACE
 from lorafaas.registry import actions as action_rows
+from lorafaas.registry.actions import qualified_name
 from lorafaas.registry.activations import activation_json
 from lorafaas.registry.artifacts import UPLOAD_NAME
 from lorafaas.registry.code_artifacts import read_exec
@@ -69,7 +71,7 @@ async def put_action(request: web.Request) -> web.StreamResponse:
     base64 in exec.code, or the zip itself as an application/zip body."""
     identity = await namespace_of(request)
     service = request.app[actions_key]
-    name, overwrite = entity_name(request), flag(request, "overwrite")
+    name, overwrite = action_name(request, identity.namespace), flag(request, "overwrite")
     try:
         with service.uploads.slot(), service.store.staging() as folder:
             fields = await _received_fields(request, folder)
@@ -81,14 +83,13 @@ async def put_action(request: web.Request) -> web.StreamResponse:
                     fields, _ranges(request), folder), overwrite)
     except UploadsBusy as error:
         return busy_response(request, error)
-    await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{name}")
+    await request.app[invocations_key].invoker.retire(name)
     # As OpenWhisk: the stored entity, its code included (a zip's base64, or the source).
     digest = action.artifact_digest  # a sequence has none
     code = None if digest is None else service.store.zip_path(digest)
     code_exec = _code_exec(request, action)
-    return await action_response(request, action_json(action, identity.namespace, None,
-                                                      code_exec), code,
-                                 binary=code_exec is None or bool(code_exec["binary"]))
+    return await action_response(request, action_json(action, name.path, None, code_exec),
+                                 code, binary=code_exec is None or bool(code_exec["binary"]))
 
 
 def _code_exec(request: web.Request, action: Action) -> dict[str, Any] | None:
@@ -164,18 +165,21 @@ async def get_action(request: web.Request) -> web.StreamResponse:
     """One action with its containers, keep-alive policy, measured artifact profiles and
     the prefill model its batches are sized by; the zip is left out with ?code=false."""
     identity = await namespace_of(request)
-    name, with_code = entity_name(request), flag(request, "code", default=True)
-    action = await request.app[actions_key].get(identity, name)
+    name, with_code = action_name(request, identity.namespace), flag(request, "code", default=True)
+    # An action of a bound package reads through the binding, as OpenWhisk's GET does.
+    resolved = await request.app[actions_key].resolve(identity, name)
+    action = resolved.action
     if action.exec_kind == SEQUENCE_KIND:  # no code, no containers of its own
-        return web.json_response(action_json(action, identity.namespace, None))
+        return web.json_response(action_json(action, resolved.name.path, None))
     code_exec = _code_exec(request, action)
-    body = action_json(action, identity.namespace, None, code_exec)
+    body = action_json(action, resolved.name.path, None, code_exec)
     view = request.app[invoker_key].describe_function(function_ref(
-        identity.namespace, action, request.app[actions_key].store.folder(code_digest(action))))
+        identity.namespace, action, request.app[actions_key].store.folder(code_digest(action)),
+        name))
     body["instances"] = view.instances
     body["keepAlive"] = view.keep_alive
     async with request.app[sessions_key]() as session:
-        profiles = await function_profiles(session, identity.namespace, action.name,
+        profiles = await function_profiles(session, identity.namespace, name.relative,
                                            code_digest(action))
     body["artifactProfiles"] = [profile_json(row) for row in profiles]
     body["prefillModel"] = view.prefill_model
@@ -193,23 +197,25 @@ async def list_actions(request: web.Request) -> web.Response:
             count = await action_rows.count_actions(session, identity.namespace_id, skip)
             return web.json_response({"actions": count})
         rows = await action_rows.list_actions(session, identity.namespace_id, limit, skip)
-    return web.json_response([action_json(row, identity.namespace, None,
-                                          _code_exec(request, row)) for row in rows])
+    return web.json_response([action_json(row, qualified_name(identity.namespace, row).path,
+                                          None, _code_exec(request, row)) for row in rows])
 
 
 async def list_action_versions(request: web.Request) -> web.Response:
     """The action's kept versions, newest first."""
     identity = await namespace_of(request)
-    rows = await request.app[actions_key].versions(identity, entity_name(request))
+    rows = await request.app[actions_key].versions(identity,
+                                                   action_name(request, identity.namespace))
     return web.json_response([action_version_json(row) for row in rows])
 
 
 async def delete_action(request: web.Request) -> web.Response:
     """Delete an action and its warm containers."""
     identity = await namespace_of(request)
-    action = await request.app[actions_key].delete(identity, entity_name(request))
-    await request.app[invocations_key].invoker.retire(f"{identity.namespace}/{action.name}")
-    return web.json_response(action_json(action, identity.namespace, None))
+    name = action_name(request, identity.namespace)
+    action = await request.app[actions_key].delete(identity, name)
+    await request.app[invocations_key].invoker.retire(name)
+    return web.json_response(action_json(action, name.path, None))
 
 
 async def invoke_action(request: web.Request) -> web.Response:
@@ -218,17 +224,22 @@ async def invoke_action(request: web.Request) -> web.Response:
     Every parameter is checked before the activation is accepted: a refused invocation
     never runs and is never billed.
     """
-    name, blocking, result_only = entity_name(request), flag(request, "blocking"), \
-        flag(request, "result")
+    # The caller's namespace is known once authenticated, in the same query as the action.
+    name, blocking, result_only = action_name(request, DEFAULT_NAMESPACE), \
+        flag(request, "blocking"), flag(request, "result")
     wait_ms = integer(request, "timeout", DEFAULT_BLOCKING_WAIT_MS, 1, MAX_BLOCKING_WAIT_MS)
     identity, action = await namespace_and_action(request, name)
     parameters = json_object(await read_json(request), "the parameters")
-    if action is None:
+    name = name.in_namespace(identity.namespace)
+    if action is None and name.package is None:
         raise NotFound("The requested resource does not exist.")
-    check_invoke_parameters(action.parameters, action.annotations, parameters)
+    resolved = await request.app[actions_key].resolve(identity, name, action)
+    # `final` holds for the parameters the action runs with, its package's and binding's too.
+    check_invoke_parameters(resolved.parameters(), resolved.action.annotations, parameters)
     service = request.app[invocations_key]
     # Non-blocking: durable (its pending row written) before the 202 answers.
-    invocation = await service.start(identity, action, parameters, durable=not blocking)
+    invocation = await service.start(identity, resolved.action, parameters,
+                                     durable=not blocking, resolved=resolved)
     headers = {ACTIVATION_HEADER: invocation.activation_id}
     if not blocking:
         return web.json_response({"activationId": invocation.activation_id}, status=202,

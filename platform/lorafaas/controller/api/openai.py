@@ -32,6 +32,7 @@ from lorafaas.controller.protocol import DEFAULT_MAX_TOKENS
 from lorafaas.errors import BadRequest, LoraFaasError, NotFound
 from lorafaas.invoking.activations import StreamCancelled
 from lorafaas.registry import actions as action_rows
+from lorafaas.registry.actions import qualified_name
 from lorafaas.registry.models import Activation
 from lorafaas.registry.namespaces import Identity
 from lorafaas.wire.aio import drain
@@ -66,7 +67,7 @@ async def list_models(request: web.Request) -> web.Response:
                 session, identity.namespace_id, MODELS_PAGE, len(rows))) == MODELS_PAGE:
             rows += page
         rows += page
-    models = [{"id": f"{identity.namespace}/{row.name}", "object": "model",
+    models = [{"id": str(qualified_name(identity.namespace, row)), "object": "model",
                "created": row.updated_ms // 1000, "owned_by": identity.namespace}
               for row in rows if row.exec_kind == "lora"]
     return web.json_response({"object": "list", "data": models})
@@ -88,10 +89,12 @@ async def _start(request: web.Request, identity: Identity, parsed: OpenAIRequest
                  on_delta: Any = None) -> Invocation:
     name = resolve_model(parsed.model, identity.namespace)
     try:
-        action = await request.app[actions_key].get(identity, name)
+        resolved = await request.app[actions_key].resolve(identity, name)
     except NotFound as error:
         raise ModelNotFound(f"The model '{parsed.model}' does not exist: namespace "
-                            f"'{identity.namespace}' has no function '{name}'.") from error
+                            f"'{identity.namespace}' has no function '{name.relative}'."
+                            ) from error
+    action = resolved.action
     if action.exec_kind != "lora":  # a code action generates nothing
         raise ModelNotFound(f"The model '{parsed.model}' is a {action.exec_kind} action, not "
                             f"a LoRA function.")
@@ -99,7 +102,8 @@ async def _start(request: web.Request, identity: Identity, parsed: OpenAIRequest
     check_max_tokens(parsed, limit)
     # A chat without max_tokens runs to the function's limit, as OpenAI's runs to the model's.
     parameters = {"max_tokens": limit, **parsed.parameters}
-    return await request.app[invocations_key].start(identity, action, parameters, on_delta)
+    return await request.app[invocations_key].start(identity, action, parameters, on_delta,
+                                                    resolved=resolved)
 
 
 def _successful_result(row: Activation) -> dict[str, Any]:

@@ -14,14 +14,12 @@ from aiohttp import web
 
 from lorafaas.controller.middleware import storable_text
 from lorafaas.errors import BadRequest
+from lorafaas.names import ENTITY_NAME, MAX_NAME_LENGTH, QualifiedName, check_entity_name
 
 MAX_JSON_DEPTH = 32  # arrays and objects inside each other; json's recursion ends near 1000
 INT64_MAX = 2**63 - 1
 MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last time Python dates
 MAX_LIST_LIMIT = 200
-# OpenWhisk's entity names: a word character first, then words, `@`, `.`, `-` and spaces.
-ENTITY_NAME = re.compile(r"\A(?:\w|\w[\w@ .-]*[\w@.-])\Z")
-MAX_NAME_LENGTH = 256
 ACTIVATION_ID = re.compile(r"\A[0-9a-f]{32}\Z")
 
 
@@ -128,6 +126,14 @@ def entity_name(request: web.Request, name: str = "name") -> str:
                          "digits, '_', '@', '.', '-' and inner spaces, starting with a letter, "
                          "digit or '_'", param=name)
     return value
+
+
+def action_name(request: web.Request, namespace: str) -> QualifiedName:
+    """The action a path names in `namespace`: `actions/{name}` or `actions/{package}/{name}`."""
+    package = request.match_info.get("package")
+    if package is not None:
+        check_entity_name(package, "package")
+    return QualifiedName(namespace, package, entity_name(request))
 
 
 def activation_id(request: web.Request) -> str:

@@ -29,9 +29,11 @@ from lorafaas.controller.web_actions import (
     split_extension,
 )
 from lorafaas.errors import LoraFaasError, NotFound, Unauthorized
-from lorafaas.registry import actions as action_rows
+from lorafaas.names import QualifiedName
+from lorafaas.registry import packages as package_rows
 from lorafaas.registry.models import Action, AuthKey
 from lorafaas.registry.namespaces import Identity, find_namespace
+from lorafaas.registry.packages import Resolved
 
 DEFAULT_PACKAGE = "default"  # OpenWhisk's name for "in no package"
 
@@ -41,7 +43,8 @@ async def web_action(request: web.Request) -> web.StreamResponse:
     segment = request.match_info["action"]
     name, _, path = segment.partition("/")
     name, extension = split_extension(name)
-    owner, action = await _exported(request, name)
+    owner, resolved = await _exported(request, name)
+    action = resolved.action
     cors = _cors(request, action)
     try:
         if request.method == "OPTIONS" and cors:
@@ -50,7 +53,7 @@ async def web_action(request: web.Request) -> web.StreamResponse:
         if request.method != "OPTIONS" and not authorized(
                 action.annotations, _lower_headers(request), caller is not None):
             raise Unauthorized("The supplied authentication is invalid")
-        answer = await _run(request, owner, action, caller, "/" + path if path else "")
+        answer = await _run(request, owner, resolved, caller, "/" + path if path else "")
         if isinstance(answer, web.Response):
             answer.headers.extend(cors)
             return answer
@@ -64,22 +67,23 @@ async def web_action(request: web.Request) -> web.StreamResponse:
     return _send(rendered, [*cors, (ACTIVATION_HEADER, activation_id)])
 
 
-async def _exported(request: web.Request, name: str) -> tuple[Identity, Action]:
+async def _exported(request: web.Request, name: str) -> tuple[Identity, Resolved]:
     """The owner's identity and the action, or 404 (no namespace, package, action or
     export: nothing tells which)."""
     namespace = request.match_info["namespace"]
     package = request.match_info["package"]
     async with request.app[sessions_key]() as session:
         row = await find_namespace(session, namespace)
-        action = None if row is None or package != DEFAULT_PACKAGE else \
-            await action_rows.find_action(session, row.id, name)
-        if row is None or action is None or annotation(action.annotations,
-                                                       "web-export") is not True:
+        resolved = None if row is None else await package_rows.reach_action(
+            session, row.id, QualifiedName(namespace, None if package == DEFAULT_PACKAGE
+                                           else package, name))
+        if row is None or resolved is None or annotation(resolved.action.annotations,
+                                                         "web-export") is not True:
             raise NotFound("The requested resource does not exist.")
         subject = await session.scalar(select(AuthKey.subject).where(
             AuthKey.namespace_id == row.id).order_by(AuthKey.created_ms).limit(1))
     return Identity(subject=subject or namespace, namespace=namespace, namespace_id=row.id,
-                    key_uuid=""), action
+                    key_uuid=""), resolved
 
 
 def _cors(request: web.Request, action: Action) -> list[tuple[str, str]]:
@@ -107,10 +111,11 @@ def _lower_headers(request: web.Request) -> dict[str, str]:
     return {name.lower(): value for name, value in request.headers.items()}
 
 
-async def _run(request: web.Request, owner: Identity, action: Action, caller: Identity | None,
-               path: str) -> web.Response | tuple[Any, int, str]:
+async def _run(request: web.Request, owner: Identity, resolved: Resolved,
+               caller: Identity | None, path: str) -> web.Response | tuple[Any, int, str]:
     """Invoke with the request's arguments; the result, its status code and the activation
     id, or the 202 of one still running past the wait."""
+    action = resolved.action
     raw = annotation(action.annotations, "raw-http") is True
     web_request = WebRequest(request.method, _lower_headers(request), path,
                              request.query_string, await request.read(), request.content_type
@@ -118,9 +123,10 @@ async def _run(request: web.Request, owner: Identity, action: Action, caller: Id
     arguments = action_arguments(web_request, request_body(web_request, raw), raw=raw,
                                  user=caller.namespace if caller is not None else None,
                                  protected=protected_parameters(action.annotations,
-                                                                action.parameters))
+                                                                resolved.parameters()))
     service = request.app[invocations_key]
-    invocation = await service.start(owner, action, arguments, durable=False)
+    invocation = await service.start(owner, action, arguments, durable=False,
+                                     resolved=resolved)
     try:
         row = await asyncio.wait_for(asyncio.shield(invocation.task),
                                      DEFAULT_BLOCKING_WAIT_MS / 1000)
