@@ -24,6 +24,7 @@ from lorafaas.controller.appkeys import actions_key
 from lorafaas.controller.backbones import Backbone, BackboneCatalog, Published
 from lorafaas.controller.protocol import ActionBody
 from lorafaas.errors import NotFound
+from lorafaas.names import QualifiedName
 from lorafaas.registry.artifacts import UPLOAD_NAME, ArtifactStore
 from lorafaas.registry.db import make_engine, make_sessions, upgrade
 from lorafaas.registry.namespaces import Identity, create_namespace, find_namespace
@@ -94,11 +95,15 @@ async def _guest(sessions: async_sessionmaker[AsyncSession]) -> Identity:
     return Identity("guest", "guest", namespace.id, "key")
 
 
+def _name(identity: Identity, name: str) -> QualifiedName:
+    return QualifiedName.of(identity.namespace, None, name)
+
+
 async def _put(service: ActionService, identity: Identity, name: str, zip_bytes: bytes) -> None:
     with service.store.staging() as folder:
         (folder / UPLOAD_NAME).write_bytes(zip_bytes)
         body = ActionBody(folder / UPLOAD_NAME, [], [], {}, False)
-        await service.put(identity, name, body, overwrite=False)
+        await service.put(identity, _name(identity, name), body, overwrite=False)
 
 
 @pytest.mark.postgres
@@ -109,10 +114,11 @@ async def test_two_instances_on_one_postgres_keep_the_files(two_controllers, dem
     for round_ in range(ROUNDS):
         old, new = f"old-{uuid.uuid4().hex[:6]}", f"new-{round_}"
         await _put(first, identity, old, zip_bytes)
-        await asyncio.gather(first.delete(identity, old), _put(second, identity, new, zip_bytes))
-        action = await first.get(identity, new)
+        await asyncio.gather(first.delete(identity, _name(identity, old)),
+                             _put(second, identity, new, zip_bytes))
+        action = await first.get(identity, _name(identity, new))
         assert adapter_files_present(first.store, action.artifact_digest), round_
-        await second.delete(identity, new)
+        await second.delete(identity, _name(identity, new))
         with pytest.raises(NotFound):
-            await first.get(identity, new)
+            await first.get(identity, _name(identity, new))
     assert [p for p in first.store.root.rglob("*") if p.is_file()] == []
