@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select
 
-from lorafaas.controller.appkeys import sessions_key
+from lorafaas.controller.appkeys import invocations_key, sessions_key
 from lorafaas.registry.models import Activation
 from lorafaas.settings import replace
 
@@ -65,6 +65,8 @@ async def test_thousand_invocations_from_fifty_clients(platform, demo_models, ma
     began = time.monotonic()
     await asyncio.wait_for(asyncio.gather(*(client() for _ in range(CLIENTS))), timeout=900)
     elapsed = time.monotonic() - began
+    # Blocking callers are answered before their records commit: read once they have.
+    await platform.app[invocations_key].settled(None)
     async with platform.app[sessions_key]() as session:
         records = await session.scalar(select(func.count()).select_from(Activation))
         ids = list(await session.scalars(select(Activation.activation_id)))

@@ -165,7 +165,9 @@ class Profiler:
 def function(key: str, rank: int, adapter_dir: Path = Path("/absent"),
              backbone: str = "demo-backbone") -> FunctionRef:
     """A function whose adapter (in `adapter_dir`) has `rank`, on `backbone`."""
-    return FunctionRef(key=key, name=QualifiedName.from_path(key.split("@")[0]), adapter_dir=adapter_dir, memory_mb=256,
+    path = key.split("@")[0]  # a bare key ("a") is a function of the guest namespace
+    name = QualifiedName.from_path(path if "/" in path else f"guest/{path}")
+    return FunctionRef(key=key, name=name, adapter_dir=adapter_dir, memory_mb=256,
                        backbone=backbone, adapter_rank=rank)
 
 
