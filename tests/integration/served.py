@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import shutil
+import tempfile
 import threading
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +91,19 @@ class ServedPlatform:
         except urllib.error.HTTPError as error:
             with error:
                 return error.code, json.loads(error.read())
+
+
+@contextlib.contextmanager
+def served_platform(home: Path, demo_models: Any, runtime_image: str) -> Iterator[ServedPlatform]:
+    """A started platform with its own run and shared-memory folders, removed after."""
+    run_dir = Path(tempfile.mkdtemp(prefix="lf-", dir="/tmp"))
+    shm_dir = Path("/dev/shm") / f"lorafaas-test-{uuid.uuid4().hex[:8]}"
+    platform = ServedPlatform(module_settings(home, run_dir, shm_dir, demo_models,
+                                              runtime_image))
+    platform.start()
+    try:
+        yield platform
+    finally:
+        platform.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(shm_dir, ignore_errors=True)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.integration.served import ServedPlatform, module_settings
+from tests.integration.served import ServedPlatform, served_platform
 
 pytestmark = pytest.mark.docker
 PROMPT = "Can you explain how a rainbow forms?"
@@ -31,24 +29,14 @@ def served(tmp_path_factory: pytest.TempPathFactory, demo_models: Any,
            runtime_image: str, make_zip_module: Any) -> Iterator[ServedPlatform]:
     """The platform, with the pirate adapter deployed as `pirate`: its max_tokens limit,
     32, is under the runtime's own default of 64."""
-    run_dir = Path(tempfile.mkdtemp(prefix="lf-", dir="/tmp"))
-    shm_dir = Path("/dev/shm") / f"lorafaas-test-{uuid.uuid4().hex[:8]}"
-    platform = ServedPlatform(module_settings(tmp_path_factory.mktemp("home"), run_dir,
-                                              shm_dir, demo_models, runtime_image))
-    platform.start()
-    try:
+    with served_platform(tmp_path_factory.mktemp("home"), demo_models,
+                         runtime_image) as platform:
         code = base64.b64encode(make_zip_module(demo_models.adapters["pirate"])).decode()
         status, body = platform.request("PUT", "/api/v1/namespaces/_/actions/pirate", {
             "exec": {"kind": "lora", "binary": True, "code": code},
             "limits": {"max_tokens": 32}})
         assert status == 200, body
         yield platform
-    finally:
-        platform.stop()
-        import shutil
-
-        shutil.rmtree(run_dir, ignore_errors=True)
-        shutil.rmtree(shm_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

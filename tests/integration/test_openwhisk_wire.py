@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
-import uuid
 import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.served import ServedPlatform, module_settings
+from tests.integration.served import ServedPlatform, served_platform
 
 pytestmark = pytest.mark.docker
 ACTIONS = "/api/v1/namespaces/_/actions"
@@ -31,17 +27,9 @@ ACTIVATIONS = "/api/v1/namespaces/_/activations"
 def served(tmp_path_factory: pytest.TempPathFactory, demo_models: Any,
            runtime_image: str) -> Iterator[ServedPlatform]:
     """The platform on 127.0.0.1 for the whole module."""
-    run_dir = Path(tempfile.mkdtemp(prefix="lf-", dir="/tmp"))
-    shm_dir = Path("/dev/shm") / f"lorafaas-test-{uuid.uuid4().hex[:8]}"
-    platform = ServedPlatform(module_settings(tmp_path_factory.mktemp("home"), run_dir,
-                                              shm_dir, demo_models, runtime_image))
-    platform.start()
-    try:
+    with served_platform(tmp_path_factory.mktemp("home"), demo_models,
+                         runtime_image) as platform:
         yield platform
-    finally:
-        platform.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
-        shutil.rmtree(shm_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

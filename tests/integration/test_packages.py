@@ -8,9 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import tempfile
 import time
-import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ import pytest
 
 from lorafaas.admin import create_namespace_command
 from lorafaas.cli import main
-from tests.integration.served import ServedPlatform, module_settings
+from tests.integration.served import ServedPlatform, served_platform
 
 pytestmark = pytest.mark.docker
 NS = "/api/v1/namespaces/_"
@@ -42,12 +40,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, demo_models: Any, runtime_i
            ) -> Iterator[ServedPlatform]:
     """The platform with the guest's shared package `sea` (parameters max_tokens 3 and
     temperature 0) holding `pirate` (parameter max_tokens 4, which wins over the package's)."""
-    run_dir = Path(tempfile.mkdtemp(prefix="lf-", dir="/tmp"))
-    shm_dir = Path("/dev/shm") / f"lorafaas-test-{uuid.uuid4().hex[:8]}"
-    platform = ServedPlatform(module_settings(tmp_path_factory.mktemp("home"), run_dir,
-                                              shm_dir, demo_models, runtime_image))
-    platform.start()
-    try:
+    with served_platform(tmp_path_factory.mktemp("home"), demo_models,
+                         runtime_image) as platform:
         status, body = platform.request("PUT", f"{NS}/packages/sea", {
             "publish": True, "parameters": [{"key": "max_tokens", "value": 3},
                                             {"key": "temperature", "value": 0}]})
@@ -59,12 +53,6 @@ def served(tmp_path_factory: pytest.TempPathFactory, demo_models: Any, runtime_i
             "parameters": [{"key": "max_tokens", "value": 4}], "limits": {"max_tokens": 8}})
         assert status == 200, body
         yield platform
-    finally:
-        platform.stop()
-        import shutil
-
-        shutil.rmtree(run_dir, ignore_errors=True)
-        shutil.rmtree(shm_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,6 @@ A new resource's tests go in a module here and ask for `ow` (see harness.JsClien
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.integration.jsclient.harness import JsClient, NpmMissing, install_client
-from tests.integration.served import ServedPlatform, module_settings
+from tests.integration.served import ServedPlatform, served_platform
 
 
 @pytest.fixture(scope="session")
@@ -32,17 +29,9 @@ def js_modules() -> Path:
 def served(tmp_path_factory: pytest.TempPathFactory, demo_models: Any,
            runtime_image: str) -> Iterator[ServedPlatform]:
     """The platform on 127.0.0.1 for the whole module."""
-    run_dir = Path(tempfile.mkdtemp(prefix="lf-", dir="/tmp"))
-    shm_dir = Path("/dev/shm") / f"lorafaas-test-{uuid.uuid4().hex[:8]}"
-    platform = ServedPlatform(module_settings(tmp_path_factory.mktemp("home"), run_dir,
-                                              shm_dir, demo_models, runtime_image))
-    platform.start()
-    try:
+    with served_platform(tmp_path_factory.mktemp("home"), demo_models,
+                         runtime_image) as platform:
         yield platform
-    finally:
-        platform.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
-        shutil.rmtree(shm_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
