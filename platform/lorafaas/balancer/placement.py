@@ -32,6 +32,7 @@ class BalancerConfig:
     stale_after_s: float = 10.0  # heartbeat age past which an invoker takes no work
     forget_after_s: float = 300.0  # past which it leaves the ring (home indices shift)
     probes: int = 3  # invokers with room along the probe sequence weighed beside the index
+    max_indexed: int = 8  # of the invokers a function is loaded on, weighed per decision
     load_weight: float = 1.0  # score of a full invoker's load, against the start costs
     # The cost of a start by Locality (warm, pre-loaded, namespace, stem cell, cold), in
     # units of a full invoker's load: a warm invoker loses to an idle one with a stem cell
@@ -62,6 +63,7 @@ class Balancer:
         self._functions: dict[str, dict[str, Locality]] = defaultdict(dict)  # fn -> inv -> loc
         self._namespaces: dict[NamespaceKey, set[str]] = defaultdict(set)
         self._indexed: dict[str, tuple[set[str], set[NamespaceKey]]] = {}  # inv -> its keys
+        self._turns: dict[str, int] = {}  # function -> where its window of invokers starts
         self._next_sweep = float("-inf")
 
     def update(self, report: InvokerReport) -> None:
@@ -120,26 +122,43 @@ class Balancer:
     def _candidates(self, target: Target, now: float) -> dict[str, Locality]:
         """The invokers with room worth weighing, in order of preference on a tie."""
         found: dict[str, Locality] = {}
+        probes = self.config.probes if self.config.locality else 1
         for index in probe_order(stable_hash(target.namespace, target.action), len(self._ring)):
-            if len(found) >= (self.config.probes if self.config.locality else 1):
+            if len(found) >= probes:
                 break
-            report = self._reports[self._ring[index]]
-            if self._is_live(report, now) and self._has_room(report, target):
-                found[report.invoker_id] = self._locality(report, target)
+            self._consider(self._reports[self._ring[index]], target, now, found)
         if self.config.locality:
             for invoker in self._indexed_for(target):
-                report = self._reports[invoker]
-                if invoker not in found and self._is_live(report, now) and \
-                        self._has_room(report, target):
-                    found[invoker] = self._locality(report, target)
+                if invoker not in found:
+                    self._consider(self._reports[invoker], target, now, found)
         return found
 
+    def _consider(self, report: InvokerReport, target: Target, now: float,
+                  found: dict[str, Locality]) -> None:
+        """Add the invoker to `found` when it is live and has room for the function."""
+        invoker = report.invoker_id
+        if not self._is_live(report, now) or \
+                report.slots_free - self._pending.get(invoker, 0) <= 0:
+            return
+        locality = self._locality(report, target)
+        # A cold start needs memory for a new container; the other starts have it.
+        if locality < Locality.COLD or target.memory_mb <= report.memory_free_mb:
+            found[invoker] = locality
+
     def _indexed_for(self, target: Target) -> list[str]:
-        """The invokers where the function or its namespace's container is loaded."""
+        """Up to `max_indexed` of the invokers where the function or its namespace's
+        container is loaded; a function loaded on more is offered a rotating window of
+        them, so that each decision stays short and its load spreads."""
         invokers = list(self._functions.get(target.action, ()))
         if target.shareable:
             invokers.extend(self._namespaces.get((target.namespace, target.backbone), ()))
-        return invokers
+        limit = self.config.max_indexed
+        if len(invokers) <= limit:
+            return invokers
+        start = (self._turns.get(target.action, 0) + limit) % len(invokers)
+        self._turns[target.action] = start
+        window = invokers[start:start + limit]
+        return window + invokers[:limit - len(window)]
 
     def _best(self, candidates: dict[str, Locality]) -> Placement | None:
         """The candidate of the lowest start cost plus load; the first one on a tie."""
@@ -179,14 +198,6 @@ class Balancer:
         if placement.locality > Locality.PRELOADED:
             self._functions[target.action][invoker] = Locality.WARM
             self._indexed.setdefault(invoker, (set(), set()))[0].add(target.action)
-
-    def _has_room(self, report: InvokerReport, target: Target) -> bool:
-        """Whether it has a free slot, counting what was sent since its report."""
-        if report.slots_free - self._pending.get(report.invoker_id, 0) <= 0:
-            return False
-        # A cold start needs memory for a new container; the other starts have it.
-        return (target.memory_mb <= report.memory_free_mb
-                or self._locality(report, target) < Locality.COLD)
 
     def _utilisation(self, invoker: str) -> float:
         """Its reported load plus what was sent since, as a share of its slots."""
@@ -229,6 +240,7 @@ class Balancer:
                 where.pop(invoker, None)
                 if not where:
                     del self._functions[name]
+                    self._turns.pop(name, None)
         for key in namespaces:
             holders = self._namespaces.get(key)
             if holders is not None:

@@ -36,7 +36,7 @@ class InvokerReport:
     at: float  # when it was sent (seconds, the controller's clock)
     slots: int  # activations it runs at once
     slots_free: int
-    memory_free_mb: int  # for new containers
+    memory_free_mb: int  # for a new container, idle ones it would evict counted free
     queued: int = 0  # activations waiting for a slot
     warm: frozenset[str] = frozenset()  # functions (paths) with a warm container
     preloaded: frozenset[str] = frozenset()  # functions with a pre-loaded container
