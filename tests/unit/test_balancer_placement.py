@@ -195,3 +195,12 @@ def test_the_target_of_a_function_ref() -> None:
     handler = FunctionRef("k", QualifiedName("alice", None, "h"), Path("/x"), 512,
                           has_handler=True)
     assert not Target.of(handler).shareable
+
+
+def test_a_function_warm_everywhere_is_weighed_on_a_rotating_few() -> None:
+    everywhere = [report(i, warm=frozenset({CHAT.action})) for i in INVOKERS]
+    b = balancer(*everywhere, max_indexed=2, probes=1)
+    chosen = [b.place(CHAT, 1.0) for _ in range(10)]
+    assert all(p is not None and p.locality == Locality.WARM for p in chosen)
+    # Home plus a window of 2 that does not move would give at most 3 invokers.
+    assert len({p.invoker_id for p in chosen if p is not None}) >= 5
