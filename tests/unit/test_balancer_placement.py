@@ -4,11 +4,13 @@ dispatched since a report, and invokers whose heartbeat went stale."""
 
 from __future__ import annotations
 
+import ast
 import itertools
 from pathlib import Path
 
 import pytest
 
+import lorafaas.balancer
 from lorafaas.balancer.placement import Balancer, BalancerConfig, Placement
 from lorafaas.balancer.reports import InvokerReport, Locality, NamespaceContainer, Target
 from lorafaas.balancer.ring import coprime_steps, probe_order, stable_hash
@@ -204,3 +206,16 @@ def test_a_function_warm_everywhere_is_weighed_on_a_rotating_few() -> None:
     assert all(p is not None and p.locality == Locality.WARM for p in chosen)
     # Home plus a window of 2 that does not move would give at most 3 invokers.
     assert len({p.invoker_id for p in chosen if p is not None}) >= 5
+
+
+def test_the_balancer_imports_only_the_seams_types_and_itself() -> None:
+    # Pure logic: the controller and the broker both use it, so it reaches neither.
+    imported = set()
+    for path in Path(lorafaas.balancer.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    ours = {m for m in imported if m.startswith("lorafaas")}
+    assert ours and all(m.startswith(("lorafaas.balancer", "lorafaas.invoking")) for m in ours)
