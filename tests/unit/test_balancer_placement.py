@@ -128,12 +128,15 @@ def test_preloaded_beats_a_stem_cell_and_a_stem_cell_beats_cold() -> None:
 
 def test_a_stem_cell_taken_is_not_counted_twice() -> None:
     home = order(CHAT)[0]
-    other = next(t for t in (Target("bob", f"bob/f{i}", "demo") for i in range(100))
-                 if order(t)[0] == home)
+    other, third = [t for t in (Target("bob", f"bob/f{i}", "demo") for i in range(100))
+                    if order(t)[0] == home][:2]
     b = balancer(report(home, stems=1))
     assert b.place(CHAT, 1.0) == Placement(home, Locality.STEM)
     placed = b.place(other, 1.0)
     assert placed is not None and placed.locality == Locality.COLD
+    # The next report says what is left: a new stem cell is there to take.
+    b.update(report(home, at=1.5, stems=1, warm=frozenset({CHAT.action})))
+    assert b.place(third, 2.0) == Placement(home, Locality.STEM)
 
 
 def test_the_namespace_container_takes_its_namespaces_functions() -> None:

@@ -59,7 +59,8 @@ class Balancer:
         self._reports: dict[str, InvokerReport] = {}
         self._ring: list[str] = []  # every known invoker, sorted: index -> invoker
         self._pending: dict[str, int] = defaultdict(int)  # dispatched since its report
-        self._stems_taken: dict[tuple[str, str], int] = defaultdict(int)
+        # invoker -> backbone -> its stem cells this balancer took since its report
+        self._stems_taken: dict[str, dict[str, int]] = {}
         self._functions: dict[str, dict[str, Locality]] = defaultdict(dict)  # fn -> inv -> loc
         self._namespaces: dict[NamespaceKey, set[str]] = defaultdict(set)
         self._indexed: dict[str, tuple[set[str], set[NamespaceKey]]] = {}  # inv -> its keys
@@ -75,8 +76,7 @@ class Balancer:
         self._unindex(invoker)
         self._reports[invoker] = report
         self._pending.pop(invoker, None)
-        for backbone in report.stem_cells:
-            self._stems_taken.pop((invoker, backbone), None)
+        self._stems_taken.pop(invoker, None)
         self._index(report)
 
     def release(self, invoker_id: str) -> None:
@@ -90,6 +90,7 @@ class Balancer:
         if self._reports.pop(invoker_id, None) is not None:
             self._ring.remove(invoker_id)
         self._pending.pop(invoker_id, None)
+        self._stems_taken.pop(invoker_id, None)
 
     def live(self, now: float) -> list[str]:
         """The invokers whose heartbeat is fresh, in ring order."""
@@ -194,7 +195,8 @@ class Balancer:
         invoker = placement.invoker_id
         self._pending[invoker] += 1
         if placement.locality == Locality.STEM:
-            self._stems_taken[(invoker, target.backbone)] += 1
+            taken = self._stems_taken.setdefault(invoker, {})
+            taken[target.backbone] = taken.get(target.backbone, 0) + 1
         if placement.locality > Locality.PRELOADED:
             self._functions[target.action][invoker] = Locality.WARM
             self._indexed.setdefault(invoker, (set(), set()))[0].add(target.action)
@@ -207,7 +209,7 @@ class Balancer:
 
     def _free_stems(self, report: InvokerReport, backbone: str) -> int:
         """Its stem cells of that backbone not yet taken since its report."""
-        taken = self._stems_taken.get((report.invoker_id, backbone), 0)
+        taken = self._stems_taken.get(report.invoker_id, {}).get(backbone, 0)
         return report.stem_cells.get(backbone, 0) - taken
 
     def _is_live(self, report: InvokerReport, now: float) -> bool:
