@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
         model = load_backbone(args.model_dir, dtype)
         descriptor = {**publisher.publish(model, args.model_dir), "epoch": epoch}
         claimed = claim_folder(args.publish_dir, args.owner)
-    except (BackboneRefused, PublishError, ValueError) as error:
+    except (BackboneRefused, PublishError, ValueError, RuntimeError, AssertionError) as error:
+        # RuntimeError, AssertionError: what torch raises for a CUDA device it cannot use
+        # (no such device, out of memory, "Torch not compiled with CUDA enabled").
         logger.error("backbone %s refused: %s", args.model_dir.name, error)
         print(f"FAILED {error}", flush=True)
         raise SystemExit(2) from error
