@@ -59,8 +59,8 @@ def two_processes(context: Context) -> Outcome:
     descriptor = {"views": views, "storages": share_storages(storages)}
     tensor.add_(1)  # after the share: only a mapping, not a copy, sees it
     torch.cuda.synchronize()
+    expected = float(tensor.sum())  # before the second process writes to it
     answer = run_child("import-tensor", {"descriptor": descriptor}, CHILD_TIMEOUT_S)
-    expected = float(tensor.sum())
     written = float(tensor[0]) == -1.0
     figure = (f"sum in the second process {answer['sum']:.0f} (expected {expected:.0f}); "
               f"its write visible here: {written} (documented IMPORTS_READ_ONLY="
