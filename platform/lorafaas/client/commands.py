@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 from lorafaas import __version__
 from lorafaas.client import render
+from lorafaas.client.action_exec import exec_field
 from lorafaas.client.http import ApiClient, ClientError, api_base_url
 from lorafaas.client.output import CommandError, Output, wsk_json
-from lorafaas.client.action_exec import exec_field
 from lorafaas.client.payload import key_value_list, key_values
 from lorafaas.client.props import ClientConfig, save_props
 from lorafaas.names import InvalidName, QualifiedName
