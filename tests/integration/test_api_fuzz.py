@@ -28,6 +28,7 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
+from lorafaas.controller.protocol import CODE_KINDS
 from lorafaas.settings import Settings, replace
 
 pytestmark = pytest.mark.docker
@@ -41,6 +42,8 @@ TRIGGER, RULE = "fzt", "fzr"  # set up: the rule fires the invoked action
 # share a name either).
 COLLECTIONS = {"actions": ACTION, "packages": PACKAGE, "triggers": TRIGGER, "rules": RULE}
 WEB_ACTION = "fz-web"  # a web-exported sequence of ACTION: no container of its own
+PYTHON_SOURCE = "def main(args):\n    return {'keys': sorted(args)}\n"
+CODE_LIMITS = ("timeout", "memory", "concurrency", "logs")
 
 
 @pytest.fixture
@@ -142,7 +145,7 @@ class Fuzzer:
         fix: Callable[[Any], Any] = lambda body: body
         properties = schema.get("properties", {})
         if "exec" in properties:
-            fix = self._with_zip
+            fix = self._with_code
         if "binding" in properties:
             # A made-up binding names no package (a 400): bindings have tests of their own.
             schema = copy.deepcopy(schema)
@@ -173,13 +176,24 @@ class Fuzzer:
                                       max_leaves=8).map(lambda v: json.dumps(v).encode()))
         return biased(valid, fuzz)
 
-    def _with_zip(self, body: Any) -> Any:
-        # The fuzzer cannot make an adapter; and an update may leave `exec` out, a create
-        # may not: most bodies carry it, so that creates are among the 2xx.
+    def _with_code(self, body: Any) -> Any:
+        # The fuzzer cannot make an adapter, code or a component: each kind gets what it
+        # runs. An update may leave `exec` out, a create may not: most bodies carry it, so
+        # that creates are among the 2xx.
         if isinstance(body, dict):
             exec_field = body.setdefault("exec", {"kind": "lora"})
             if isinstance(exec_field, dict):
-                exec_field["code"] = self.zip_b64
+                kind = exec_field.get("kind")
+                if kind == "sequence":
+                    exec_field["components"] = [f"/_/{ACTION}"]
+                elif kind in CODE_KINDS:
+                    exec_field["code"] = PYTHON_SOURCE
+                    # A code action takes OpenWhisk's limits only (no tokens, no TTFT).
+                    if isinstance(body.get("limits"), dict):
+                        body["limits"] = {k: v for k, v in body["limits"].items()
+                                          if k in CODE_LIMITS}
+                else:
+                    exec_field["code"] = self.zip_b64
         return body
 
 

@@ -15,9 +15,11 @@ _DESCRIPTIONS = {200: "OK", 202: "Accepted: the activation id",
                  204: "No content (a trigger with no active rule, a web action's empty body)",
                  400: "Bad request",
                  401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-                 405: "Method not allowed", 408: "The action exceeded its time limit",
+                 405: "Method not allowed",
                  409: "Conflict", 413: "Payload too large", 429: "Too many requests",
-                 500: "Internal error", 502: "Application or developer error"}
+                 500: "Internal error",
+                 502: "Application or developer error (a time-out included): the activation "
+                      "record, or with ?result=true its result"}
 OPENAPI_PATH = "/api/v1/openapi.json"
 _BACKBONE = {
     "type": "object",
