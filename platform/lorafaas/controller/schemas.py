@@ -184,8 +184,10 @@ BODIES: dict[str, Schema] = {
                     "description": "the bound package (`_`: this namespace)",
                     "properties": {"namespace": {"type": "string"},
                                    "name": _ENTITY_NAME}}}},
-    "Invocation": {"type": "object", "description": "The default handler's parameters "
-                   "(`prompt` or `messages`); an action with its own handler takes any object.",
+    "Invocation": {"type": "object", "description": "A lora action's default handler's "
+                   "parameters (`prompt` or `messages`); a python:3 action, a lora action "
+                   "with its own handler, or a sequence (its first component's) takes any "
+                   "object.",
                    "anyOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
                    "properties": {"prompt": {"type": "string"}, "messages": _MESSAGES,
                                   **_SAMPLING}},
