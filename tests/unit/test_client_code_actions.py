@@ -104,3 +104,13 @@ def test_an_update_without_code_sends_no_exec_and_the_server_keeps_it() -> None:
 def test_kind_and_main_need_code(argv: list[str]) -> None:
     with pytest.raises(CommandError, match="may not be specified|can only be specified"):
         commands.action_update(context(UpdateApi()), parse(argv))  # type: ignore[arg-type]
+
+
+def test_web_false_unexports_as_wsk_does() -> None:
+    api = UpdateApi()
+    commands.action_update(context(api), parse(  # type: ignore[arg-type]
+        ["action", "update", "hello", "--web", "false"]))
+    ((_, _, body, _),) = api.puts
+    assert body["annotations"] == [{"key": "web-export", "value": False},
+                                   {"key": "raw-http", "value": False},
+                                   {"key": "final", "value": False}]

@@ -121,7 +121,8 @@ def action_body(args: argparse.Namespace, existing: dict[str, Any] | None,
 WEB_VALUES = {"true": {"web-export": True, "raw-http": False, "final": True},
               "yes": {"web-export": True, "raw-http": False, "final": True},
               "raw": {"web-export": True, "raw-http": True, "final": True},
-              "false": {"web-export": False}, "no": {"web-export": False}}
+              "false": {"web-export": False, "raw-http": False, "final": False},
+              "no": {"web-export": False, "raw-http": False, "final": False}}
 
 
 def web_annotations(value: str | None) -> dict[str, Any]:
