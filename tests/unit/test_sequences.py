@@ -107,7 +107,8 @@ async def test_each_components_result_is_the_next_ones_parameters(
     assert row.logs == [first.activation_id, second.activation_id]
     assert row.response["result"]["text"] == "ahoy there" and row.status_code == 0
     assert annotations_of(row) == {"topmost": True, "path": "guest/chain", "kind": "sequence",
-                                "limits": {"timeout": 60_000, "memory": 512}}
+                                "limits": {"timeout": 60_000, "memory": 512, "logs": 10,
+                                           "concurrency": 1}}
     stored = await records(sessions)
     assert set(stored) == {row.activation_id, first.activation_id, second.activation_id}
     for request in (first, second):
@@ -141,6 +142,29 @@ async def test_a_component_in_a_package_runs_through_a_binding_with_its_paramete
     assert str(first.function.name) == "guest/p/c" and first.parameters["temperature"] == 0.5
     assert str(second.function.name) == "guest/bound/c"
     assert second.parameters["temperature"] == 0.5 and second.parameters["top_p"] == 0.9
+
+
+async def test_a_sequence_in_a_package_runs_with_its_packages_parameters(
+        service: InvocationService, fake: FakeInvoker,
+        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
+    async with sessions() as session, session.begin():
+        namespace = await session.get(Namespace, guest.namespace_id)
+        assert namespace is not None
+        await package_rows.put_package(session, namespace, "p", package_rows.PackageSpec(
+            parameters=[{"key": "temperature", "value": 0.5}, {"key": "top_p", "value": 0.1},
+                        {"key": "seed", "value": 3}]), False)
+        name = QualifiedName("guest", "p", "chain")
+        body = SequenceBody([parse_component("/_/a", "guest")],
+                            [{"key": "top_p", "value": 0.9}], [], dict(LIMITS), False)
+        sequence, _ = await put_sequence(session, guest, name, body, False, 5)
+        resolved = await package_rows.resolve_action(session, name, sequence)
+    row = await (await service.start(guest, sequence, {"prompt": "ahoy", "seed": 4},
+                                     durable=False, resolved=resolved)).task
+    (first,) = fake.requests
+    # OpenWhisk's order: package < the sequence's own < the invocation's.
+    assert (first.parameters["temperature"], first.parameters["top_p"],
+            first.parameters["seed"]) == (0.5, 0.9, 4)
+    assert annotations_of(row)["path"] == "guest/p/chain" and row.status_code == 0
 
 
 async def test_a_failing_component_ends_the_sequence_with_its_error(
