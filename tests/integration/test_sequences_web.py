@@ -227,7 +227,7 @@ FINISH = """def main(args):
             "tokens": args["usage"]["completion_tokens"]}
 """
 RAISES = """def main(args):
-    raise ValueError("no luck with " + args["prompt"])
+    raise ValueError("no luck with " + args["text"])
 """
 
 
