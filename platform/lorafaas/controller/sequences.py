@@ -180,8 +180,7 @@ class SequenceRunner:
         """Run one component (an action or a nested sequence) and account for it."""
         component = parse_component(text, identity.namespace)
         async with self.service.sessions() as session:
-            resolved = None if component.namespace != identity.namespace else \
-                await find_component(session, identity, component)
+            resolved = await find_component(session, identity, component)
         if resolved is None:
             accounting.fail(APPLICATION_ERROR, NOT_FOUND)
             return
