@@ -298,8 +298,10 @@ def test_refused_packages_name_the_problem(served: ServedPlatform, bob: str) -> 
         409, "Resource is a package and cannot be converted into a binding.")
     answered, error = served.request("PUT", f"{NS}/packages/bad%20name%20", {})
     assert answered == 400 and "name" in error["error"]
-    answered, _ = served.request("GET", "/api/v1/namespaces/guest/packages", credential=bob)
-    assert answered == 403
+    # Another namespace's list: its published packages alone, as OpenWhisk's public view.
+    answered, shared = served.request("GET", "/api/v1/namespaces/guest/packages",
+                                      credential=bob)
+    assert answered == 200 and shared and all(p["publish"] for p in shared), shared
     listed = [p["name"] for p in served.request("GET", f"{bob_ns}/packages", credential=bob)[1]]
     assert sorted(listed) == ["chain", "ocean", "plain"]  # nothing of the refused ones
     for name in ("chain", "plain"):
@@ -333,8 +335,22 @@ def test_a_shared_packages_action_runs_for_another_namespace_by_its_full_name(
     guest_usage = served.request("GET", f"{NS}/usage")[1]
     assert activation_id not in {a.get("activationId") for a in guest_usage["activations"]}
 
-    # What the entitlement does not grant: 403, whether or not the entity exists.
+    # A published package reads and lists for anyone; another is a 403, absent or not.
     guest_ns = "/api/v1/namespaces/guest"
+    assert served.request("PUT", f"{NS}/packages/private", {})[0] == 200
+    status, package = served.request("GET", f"{guest_ns}/packages/sea", credential=bob)
+    assert status == 200, package
+    assert (package["namespace"], package["publish"]) == ("guest", True)
+    assert [(a["name"], a["namespace"]) for a in package["actions"]] == [("pirate", "guest/sea")]
+    status, listed = served.request("GET", f"{guest_ns}/packages", credential=bob)
+    assert status == 200 and {p["name"] for p in listed} == {"sea"}, listed
+    assert "private" in {p["name"] for p in served.request("GET", f"{NS}/packages")[1]}
+    for name in ("private", "absent"):
+        assert served.request("GET", f"{guest_ns}/packages/{name}", credential=bob)[0] == 403
+    assert served.request("DELETE", f"{guest_ns}/packages/private", credential=bob)[0] == 403
+    assert served.request("DELETE", f"{NS}/packages/private")[0] == 200
+
+    # What the entitlement does not grant: 403, whether or not the entity exists.
     for method, path in (("POST", "actions/sea/absent"), ("GET", "actions/pirate"),
                          ("POST", "actions/nopkg/pirate"), ("GET", "actions"),
                          ("DELETE", "actions/sea/pirate")):
