@@ -298,9 +298,72 @@ def test_refused_packages_name_the_problem(served: ServedPlatform, bob: str) -> 
         409, "Resource is a package and cannot be converted into a binding.")
     answered, error = served.request("PUT", f"{NS}/packages/bad%20name%20", {})
     assert answered == 400 and "name" in error["error"]
-    answered, _ = served.request("GET", "/api/v1/namespaces/guest/packages", credential=bob)
-    assert answered == 403
+    # Another namespace's list: its published packages alone, as OpenWhisk's public view.
+    answered, shared = served.request("GET", "/api/v1/namespaces/guest/packages",
+                                      credential=bob)
+    assert answered == 200 and shared and all(p["publish"] for p in shared), shared
     listed = [p["name"] for p in served.request("GET", f"{bob_ns}/packages", credential=bob)[1]]
     assert sorted(listed) == ["chain", "ocean", "plain"]  # nothing of the refused ones
     for name in ("chain", "plain"):
         assert served.request("DELETE", f"{bob_ns}/packages/{name}", credential=bob)[0] == 200
+
+
+def test_a_shared_packages_action_runs_for_another_namespace_by_its_full_name(
+        served: ServedPlatform, bob: str) -> None:
+    # OpenWhisk's entitlement: an action of a published package may be read and activated
+    # by any subject, without a binding; it runs, is recorded and is billed for the caller.
+    shared = "/api/v1/namespaces/guest/actions/sea/pirate"
+    status, shown = served.request("GET", f"{shared}?code=false", credential=bob)
+    assert status == 200, shown
+    assert (shown["namespace"], shown["name"], shown["exec"]["kind"]) == ("guest/sea", "pirate",
+                                                                         "lora")
+    status, record = served.request("POST", f"{shared}?blocking=true", {"prompt": PROMPT},
+                                    credential=bob)
+    assert status == 200, record
+    assert (record["namespace"], record["name"], record["subject"]) == ("bob", "pirate", "bob")
+    assert annotation(record, "path") == "guest/sea/pirate"
+    assert annotation(record, "binding") is None
+    assert annotation(record, "parameters") == {"max_tokens": 4, "temperature": 0,
+                                                "prompt": PROMPT}  # package < action < call
+    activation_id = record["activationId"]
+    bob_ns = "/api/v1/namespaces/bob"
+    assert served.request("GET", f"{bob_ns}/activations/{activation_id}",
+                          credential=bob)[0] == 200
+    assert served.request("GET", f"{NS}/activations/{activation_id}")[0] == 404
+    usage = served.request("GET", f"{bob_ns}/usage", credential=bob)[1]
+    assert "guest/sea/pirate" in {group["key"] for group in usage["groups"]}, usage
+    guest_usage = served.request("GET", f"{NS}/usage")[1]
+    assert activation_id not in {a.get("activationId") for a in guest_usage["activations"]}
+
+    # A published package reads and lists for anyone; another is a 403, absent or not.
+    guest_ns = "/api/v1/namespaces/guest"
+    assert served.request("PUT", f"{NS}/packages/private", {})[0] == 200
+    status, package = served.request("GET", f"{guest_ns}/packages/sea", credential=bob)
+    assert status == 200, package
+    assert (package["namespace"], package["publish"]) == ("guest", True)
+    assert [(a["name"], a["namespace"]) for a in package["actions"]] == [("pirate", "guest/sea")]
+    status, listed = served.request("GET", f"{guest_ns}/packages", credential=bob)
+    assert status == 200 and {p["name"] for p in listed} == {"sea"}, listed
+    assert "private" in {p["name"] for p in served.request("GET", f"{NS}/packages")[1]}
+    for name in ("private", "absent"):
+        assert served.request("GET", f"{guest_ns}/packages/{name}", credential=bob)[0] == 403
+    assert served.request("DELETE", f"{guest_ns}/packages/private", credential=bob)[0] == 403
+    assert served.request("DELETE", f"{NS}/packages/private")[0] == 200
+
+    # What the entitlement does not grant: 403, whether or not the entity exists.
+    for method, path in (("POST", "actions/sea/absent"), ("GET", "actions/pirate"),
+                         ("POST", "actions/nopkg/pirate"), ("GET", "actions"),
+                         ("DELETE", "actions/sea/pirate")):
+        status, refused = served.request(method, f"{guest_ns}/{path}", {} if method == "POST"
+                                         else None, credential=bob)
+        expected = 404 if path == "actions/sea/absent" else 403  # absent from a shared one
+        assert status == expected, (method, path, refused)
+    assert served.request("PUT", f"{NS}/packages/sea?overwrite=true", {"publish": False})[0] \
+        == 200
+    try:
+        status, refused = served.request("POST", f"{shared}?blocking=true", {"prompt": PROMPT},
+                                         credential=bob)
+        assert status == 403 and "/guest/sea/pirate" in refused["error"], refused
+        assert served.request("GET", shared, credential=bob)[0] == 403
+    finally:
+        served.request("PUT", f"{NS}/packages/sea?overwrite=true", {"publish": True})

@@ -219,6 +219,109 @@ async def test_a_failing_component_ends_the_sequence_with_its_error(
     assert outer["response"] == failed["response"] and "error" in failed["response"]["result"]
 
 
+PREPARE = """def main(args):
+    return {"prompt": "Translate: " + args["text"], "max_tokens": 6, "temperature": 0}
+"""
+FINISH = """def main(args):
+    return {"answer": args["text"].strip().upper(), "finish": args["finish_reason"],
+            "tokens": args["usage"]["completion_tokens"]}
+"""
+RAISES = """def main(args):
+    raise ValueError("no luck with " + args["text"])
+"""
+
+
+async def python_action(platform: Platform, name: str, code: str) -> None:
+    """PUT a python:3 action from its source."""
+    status, body, _ = await platform.call("PUT", f"{ACTIONS}/{name}", json={
+        "exec": {"kind": "python:3", "code": code}, "limits": {"timeout": WAIT_MS}})
+    assert status == 200, body
+
+
+async def test_a_python_lora_python_sequence_records_as_openwhisk_s(platform: Platform) -> None:
+    await python_action(platform, "prepare", PREPARE)
+    await python_action(platform, "finish", FINISH)
+    status, body = await sequence(platform, "translate", ["/_/prepare", "/_/pirate",
+                                                          "/_/finish"])
+    assert status == 200, body
+    status, outer, _ = await platform.call("POST", f"{ACTIONS}/translate", json={
+        "text": "hello"}, params={"blocking": "true", "timeout": str(WAIT_MS)})
+    assert status == 200, outer
+
+    # The same three by hand: each result is the next one's parameters.
+    by_hand: dict[str, Any] = {"text": "hello"}
+    for name in ("prepare", "pirate", "finish"):
+        status, alone, _ = await platform.call("POST", f"{ACTIONS}/{name}", json=by_hand,
+                                               params={"blocking": "true",
+                                                       "timeout": str(WAIT_MS)})
+        assert status == 200, alone
+        by_hand = alone["response"]["result"]
+    assert outer["response"] == {"status": "success", "statusCode": 0, "success": True,
+                                 "result": by_hand}
+    assert set(by_hand) == {"answer", "finish", "tokens"} and 0 < by_hand["tokens"] <= 6
+
+    # The sequence's record: OpenWhisk's makeSequenceActivation.
+    components = [await record(platform, i) for i in outer["logs"]]
+    assert [c["name"] for c in components] == ["prepare", "pirate", "finish"]
+    assert (outer["namespace"], outer["name"], outer["subject"]) == ("guest", "translate",
+                                                                     "guest")
+    assert "cause" not in outer
+    memory = max(annotations_of(c)["limits"]["memory"] for c in components)
+    assert outer["annotations"] == [
+        {"key": "topmost", "value": True}, {"key": "path", "value": "guest/translate"},
+        {"key": "kind", "value": "sequence"},
+        {"key": "limits", "value": {"timeout": 60_000, "memory": memory, "logs": 10,
+                                    "concurrency": 1}}]
+    assert outer["duration"] == sum(c["duration"] for c in components)  # the time they ran
+    assert outer["start"] <= components[0]["start"] and components[-1]["end"] <= outer["end"]
+    # Each component's: caused by the sequence, in the caller's namespace, its own kind.
+    for component, kind in zip(components, ("python:3", "lora", "python:3"), strict=True):
+        notes = annotations_of(component)
+        assert component["cause"] == outer["activationId"] and notes["causedBy"] == "sequence"
+        assert notes["kind"] == kind and notes["path"] == f"guest/{component['name']}"
+        assert component["namespace"] == "guest" and "topmost" not in notes
+    assert annotations_of(components[1])["parameters"] == components[0]["response"]["result"]
+    assert components[-1]["response"] == outer["response"]
+
+
+async def test_a_component_failing_mid_way_ends_the_sequence(platform: Platform) -> None:
+    await python_action(platform, "raises", RAISES)
+    await python_action(platform, "finish2", FINISH)
+    status, body = await sequence(platform, "midway", ["/_/pirate", "/_/raises", "/_/finish2"])
+    assert status == 200, body
+    status, outer, _ = await invoke(platform, "midway", {})
+    assert status == 502, outer
+    first, failed = [await record(platform, i) for i in outer["logs"]]  # finish2 never ran
+    assert (first["name"], failed["name"]) == ("pirate", "raises")
+    assert failed["response"]["statusCode"] == 1 and "no luck with" in \
+        failed["response"]["result"]["error"]
+    assert outer["response"] == failed["response"]
+    assert outer["duration"] == first["duration"] + failed["duration"]
+    _, listed, _ = await platform.call("GET", ACTIVATIONS, params={"name": "finish2"})
+    assert listed == []
+
+
+async def test_a_web_sequence_in_a_package_takes_a_json_body_and_its_packages_parameters(
+        platform: Platform) -> None:
+    status, body, _ = await platform.call("PUT", "/api/v1/namespaces/_/packages/tools", json={
+        "parameters": [{"key": "max_tokens", "value": 2}, {"key": "temperature", "value": 0}]})
+    assert status == 200, body
+    status, body = await sequence(platform, "tools/relay", ["/_/pirate"], annotations=[
+        {"key": "web-export", "value": True}])
+    assert status == 200, body
+    status, result, headers = await platform.call(
+        "POST", "/api/v1/web/guest/tools/relay.json", auth=False, json={"prompt": "Ahoy"})
+    assert status == 200, result
+    assert result["usage"]["completion_tokens"] <= 2  # the package's max_tokens
+    outer = await record(platform, headers["x-openwhisk-activation-id"])
+    assert annotations_of(outer)["path"] == "guest/tools/relay"
+    arguments = annotations_of(await record(platform, outer["logs"][0]))["parameters"]
+    assert (arguments["prompt"], arguments["max_tokens"], arguments["temperature"]) == \
+        ("Ahoy", 2, 0)
+    assert arguments["__ow_method"] == "post"
+    assert arguments["__ow_headers"]["content-type"] == "application/json"
+
+
 @pytest.mark.parametrize(("components", "message"), [
     (["/_/pirate", "/_/nothing"], "Sequence component does not exist."),
     (["/_/pirate", "/_/loop"], "Sequence may not refer to itself."),

@@ -98,7 +98,8 @@ class FakeInvoker:
                                 {"status": "success", "statusCode": 0, "success": True,
                                  "result": result},
                                 ["fake: ran"], [{"key": "startKind", "value": "warm"},
-                                                {"key": "waitTime", "value": 1}],
+                                                {"key": "waitTime", "value": 1},
+                                                {"key": "limits", "value": request.limits}],
                                 timings={"ttft": 2.0, "prefill": 1.0, "decode": 4.0})
 
     async def retire(self, name: QualifiedName) -> None:

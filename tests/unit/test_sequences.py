@@ -107,7 +107,8 @@ async def test_each_components_result_is_the_next_ones_parameters(
     assert row.logs == [first.activation_id, second.activation_id]
     assert row.response["result"]["text"] == "ahoy there" and row.status_code == 0
     assert annotations_of(row) == {"topmost": True, "path": "guest/chain", "kind": "sequence",
-                                "limits": {"timeout": 60_000, "memory": 512}}
+                                "limits": {"timeout": 60_000, "memory": 512, "logs": 10,
+                                           "concurrency": 1}}
     stored = await records(sessions)
     assert set(stored) == {row.activation_id, first.activation_id, second.activation_id}
     for request in (first, second):
@@ -141,6 +142,29 @@ async def test_a_component_in_a_package_runs_through_a_binding_with_its_paramete
     assert str(first.function.name) == "guest/p/c" and first.parameters["temperature"] == 0.5
     assert str(second.function.name) == "guest/bound/c"
     assert second.parameters["temperature"] == 0.5 and second.parameters["top_p"] == 0.9
+
+
+async def test_a_sequence_in_a_package_runs_with_its_packages_parameters(
+        service: InvocationService, fake: FakeInvoker,
+        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
+    async with sessions() as session, session.begin():
+        namespace = await session.get(Namespace, guest.namespace_id)
+        assert namespace is not None
+        await package_rows.put_package(session, namespace, "p", package_rows.PackageSpec(
+            parameters=[{"key": "temperature", "value": 0.5}, {"key": "top_p", "value": 0.1},
+                        {"key": "seed", "value": 3}]), False)
+        name = QualifiedName("guest", "p", "chain")
+        body = SequenceBody([parse_component("/_/a", "guest")],
+                            [{"key": "top_p", "value": 0.9}], [], dict(LIMITS), False)
+        sequence, _ = await put_sequence(session, guest, name, body, False, 5)
+        resolved = await package_rows.resolve_action(session, name, sequence)
+    row = await (await service.start(guest, sequence, {"prompt": "ahoy", "seed": 4},
+                                     durable=False, resolved=resolved)).task
+    (first,) = fake.requests
+    # OpenWhisk's order: package < the sequence's own < the invocation's.
+    assert (first.parameters["temperature"], first.parameters["top_p"],
+            first.parameters["seed"]) == (0.5, 0.9, 4)
+    assert annotations_of(row)["path"] == "guest/p/chain" and row.status_code == 0
 
 
 async def test_a_failing_component_ends_the_sequence_with_its_error(
@@ -232,6 +256,53 @@ async def test_a_component_of_another_namespace_is_forbidden(
         await create(sessions, guest, "chain", ["/other/a"])
 
 
+async def other_namespace(sessions: async_sessionmaker[AsyncSession]) -> Namespace:
+    """The namespace `other` with the action `c` in a published package `shared` and in an
+    unpublished one `closed` (each with the parameter temperature 0.25)."""
+    async with sessions() as session, session.begin():
+        other = Namespace(name="other", created_ms=0)
+        session.add(other)
+        await session.flush()
+        for package, publish in (("shared", True), ("closed", False)):
+            await package_rows.put_package(session, other, package, package_rows.PackageSpec(
+                parameters=[{"key": "temperature", "value": 0.25}], publish=publish), False)
+            await action_rows.put_action(
+                session, other, QualifiedName("other", package, "c"), action_rows.ActionSpec(
+                    LORA_KIND, DIGEST, [], [], dict(LIMITS), False), False, 5)
+        return other
+
+
+async def unpublish(sessions: async_sessionmaker[AsyncSession], other: Namespace) -> None:
+    """Stop sharing `other`'s package `shared`."""
+    async with sessions() as session, session.begin():
+        shared = await package_rows.find_package(session, other.id, "shared")
+        assert shared is not None
+        shared.publish = False
+
+
+async def test_a_component_of_another_namespaces_published_package_runs_for_the_caller(
+        service: InvocationService, fake: FakeInvoker,
+        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
+    other = await other_namespace(sessions)
+    with pytest.raises(Forbidden, match="/other/closed/c"):
+        await create(sessions, guest, "chain", ["/guest/a", "/other/closed/c"])
+    with pytest.raises(BadRequest, match="does not exist"):
+        await create(sessions, guest, "chain", ["/other/shared/absent"])
+    sequence = await create(sessions, guest, "chain", ["/guest/a", "/other/shared/c"])
+    row = await (await service.start(guest, sequence, {"prompt": "ahoy"}, durable=False)).task
+    assert row.status_code == 0, row.response
+    _, second = fake.requests
+    # Run for the caller, in the caller's namespace, with the package's parameters.
+    assert second.namespace == "guest" and second.parameters["temperature"] == 0.25
+    assert second.function.name.namespace == "guest"
+    stored = (await records(sessions))[second.activation_id]
+    assert stored.namespace == "guest" and annotations_of(stored)["path"] == "other/shared/c"
+    assert "binding" not in annotations_of(stored)
+    await unpublish(sessions, other)  # unshared since: no longer reached
+    row = await (await service.start(guest, sequence, {"prompt": "again"}, durable=False)).task
+    assert row.response["result"] == {"error": "Sequence component does not exist."}
+
+
 async def test_more_components_than_the_limit_are_refused(
         sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
     await create(sessions, guest, "ten", ["/guest/a"] * 10)
@@ -269,5 +340,37 @@ async def test_a_non_blocking_sequence_is_durable_and_resumed_after_a_stop(
     stored = await records(sessions)
     assert stored["e" * 32].name == "chain" and len(stored["e" * 32].logs) == 2
     assert fake.requests[-1].parameters["prompt"] == "again"
+    async with sessions() as session:
+        assert list(await session.scalars(select(PendingInvocation))) == []
+
+
+async def test_a_shared_actions_pending_invocation_resumes_by_its_full_name_while_shared(
+        service: InvocationService, fake: FakeInvoker,
+        sessions: async_sessionmaker[AsyncSession], guest: Identity) -> None:
+    other = await other_namespace(sessions)
+    name = QualifiedName("other", "shared", "c")
+    async with sessions() as session:
+        resolved = await package_rows.resolve_shared(session, "guest", name)
+    accepted = await service.start(guest, resolved.action, {"prompt": "kept"},
+                                   resolved=resolved)  # durable: its pending row first
+    assert accepted.durability.pending.action == "/other/shared/c"  # resolved so again
+    await accepted.task
+    async with sessions() as session, session.begin():  # as a crash leaves them behind
+        for letter in "ef":
+            session.add(PendingInvocation(activation_id=letter * 32, namespace="guest",
+                                          action="/other/shared/c", subject="guest",
+                                          parameters={"prompt": "again"}, received_ms=1))
+    assert await service.resume_pending() == 2
+    await asyncio.gather(*service.tasks)
+    stored = await records(sessions)
+    assert {stored[i * 32].namespace for i in "ef"} == {"guest"}
+    assert fake.requests[-1].function.name == fake.requests[0].function.name
+    assert fake.requests[0].function.name.namespace == "guest"
+    await unpublish(sessions, other)
+    async with sessions() as session, session.begin():
+        session.add(PendingInvocation(activation_id="d" * 32, namespace="guest",
+                                      action="/other/shared/c", subject="guest",
+                                      parameters={"prompt": "again"}, received_ms=1))
+    assert await service.resume_pending() == 0  # unshared since: dropped, never run
     async with sessions() as session:
         assert list(await session.scalars(select(PendingInvocation))) == []

@@ -219,6 +219,12 @@ class ActionService:
             found = found or await action_rows.find_action(session, identity.namespace_id, name)
             return await package_rows.resolve_action(session, name, found)
 
+    async def resolve_shared(self, identity: Identity, name: QualifiedName) -> Resolved:
+        """The action of another namespace's published package `name` reaches for the
+        caller (403 unless one may reach it, 404 when the package has no such action)."""
+        async with self.sessions() as session:
+            return await package_rows.resolve_shared(session, identity.namespace, name)
+
 
 async def _drop_references(session: AsyncSession, digests: list[str]) -> set[str]:
     """Drop one reference per digest; return the digests that have none left."""

@@ -97,22 +97,30 @@ async def namespace_of(request: web.Request) -> Identity:
     return _in_path_namespace(request, await identify(request))
 
 
-async def namespace_and_action(request: web.Request,
-                               name: QualifiedName) -> tuple[Identity, Action | None]:
-    """`namespace_of`, and the action of that namespace with `name`'s package and name
-    (None when there is none), both read in one query (the invoke path)."""
+async def caller_and_action(request: web.Request,
+                            name: QualifiedName) -> tuple[Identity, Action | None]:
+    """The caller, and the action of its own namespace with `name`'s package and name (None
+    when there is none), both read in one query (the invoke path). The path's namespace is
+    not checked: `path_namespace` gives it, and the caller decides what another's allows."""
     credential = credential_from_header(request.headers.get("Authorization"))
     async with request.app[sessions_key]() as session:
         identity, action = await authenticate_with_action(session, credential, name)
     request[identity_key] = identity
-    return _in_path_namespace(request, identity), action
+    return identity, action
+
+
+def path_namespace(request: web.Request, identity: Identity) -> str:
+    """The `{namespace}` of the path (`_`: the caller's own), checked as a name."""
+    namespace = request.match_info["namespace"]
+    if namespace == "_":
+        return identity.namespace
+    check_namespace_name(namespace)
+    return namespace
 
 
 def _in_path_namespace(request: web.Request, identity: Identity) -> Identity:
-    namespace = request.match_info["namespace"]
-    if namespace != "_":
-        check_namespace_name(namespace)
-    if namespace not in ("_", identity.namespace):
+    namespace = path_namespace(request, identity)
+    if namespace != identity.namespace:
         raise Forbidden("The supplied authentication is not authorized to access "
                         f"namespace {namespace!r}.")
     return identity

@@ -38,7 +38,7 @@ from lorafaas.controller.invoke_params import check_generation_parameters
 from lorafaas.controller.protocol import LORA_KIND, SEQUENCE_KIND, parameter_values
 from lorafaas.controller.sequences import SequenceRunner
 from lorafaas.controller.throttle import InvocationThrottle
-from lorafaas.errors import NotFound
+from lorafaas.errors import Forbidden, NotFound
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult, DeltaSink
 from lorafaas.invoking.client import InvokerClient
 from lorafaas.names import InvalidName, QualifiedName
@@ -48,7 +48,7 @@ from lorafaas.registry.artifacts import ArtifactStore
 from lorafaas.registry.db import commit_unsynced
 from lorafaas.registry.models import Action, Activation, PendingInvocation, UsageRecord
 from lorafaas.registry.namespaces import Identity, find_namespace
-from lorafaas.registry.packages import Resolved, resolve_action
+from lorafaas.registry.packages import Resolved, is_shared_run_name, resolve_action, resolve_shared
 from lorafaas.registry.profiles import record_loads
 
 logger = logging.getLogger(__name__)
@@ -111,11 +111,11 @@ class InvocationService:
         """
         resolved = resolved or Resolved(action, qualified_name(identity.namespace, action),
                                         qualified_name(identity.namespace, action))
-        inherited = {**parameter_values(resolved.inherited()), **parameters}
         if action.exec_kind == SEQUENCE_KIND:
-            await self.sequences.check(identity, action, inherited)
+            await self.sequences.check(identity, resolved, parameters)
         else:
-            self.check_parameters(action, inherited)
+            self.check_parameters(action, {**parameter_values(resolved.inherited()),
+                                           **parameters})
             if self.context is not None and not self._own_code(action):
                 self.context.check(action_backbone(action), parameters)
         if cause is None:
@@ -125,7 +125,7 @@ class InvocationService:
         try:
             pending = PendingInvocation(activation_id=uuid.uuid4().hex,
                                         namespace=identity.namespace,
-                                        action=resolved.invoked.relative,
+                                        action=_pending_name(resolved),
                                         subject=identity.subject, parameters=parameters,
                                         received_ms=int(time.time() * 1000))
             if durable:
@@ -197,10 +197,13 @@ class InvocationService:
             if namespace is not None:
                 # Resolved again: a binding reaches what its package holds now. A name made
                 # before names were checked as OpenWhisk's names nothing now.
-                with contextlib.suppress(NotFound, InvalidName):
+                with contextlib.suppress(NotFound, InvalidName, Forbidden):
                     name = QualifiedName.parse(pending.action, pending.namespace)
-                    found = await action_rows.find_action(session, namespace.id, name)
-                    action = await resolve_action(session, name, found)
+                    if name.namespace != pending.namespace:  # checked again: unpublished?
+                        action = await resolve_shared(session, pending.namespace, name)
+                    else:
+                        found = await action_rows.find_action(session, namespace.id, name)
+                        action = await resolve_action(session, name, found)
             if action is None:  # deleted since: nothing is left to run
                 logger.warning("activation %s of %s/%s dropped: the action no longer exists",
                                pending.activation_id, pending.namespace, pending.action)
@@ -212,7 +215,7 @@ class InvocationService:
                 cause: str | None = None) -> Invocation:
         pending, action = state.pending, resolved.action
         if action.exec_kind == SEQUENCE_KIND:
-            return self._track(asyncio.create_task(self.sequences.run(state, action)), state)
+            return self._track(asyncio.create_task(self.sequences.run(state, resolved)), state)
         request = ActivationRequest(
             activation_id=pending.activation_id, namespace=pending.namespace, name=action.name,
             version=action.version, subject=pending.subject,
@@ -220,7 +223,7 @@ class InvocationService:
                                   self.store.folder(code_digest(action)), resolved.invoked),
             parameters=merged_parameters(resolved, pending.parameters),
             limits=action.limits, received_at=pending.received_ms / 1000,
-            bound=resolved.name if resolved.binding is not None else None, cause=cause)
+            bound=resolved.name if resolved.name != resolved.invoked else None, cause=cause)
         answer: asyncio.Future[Activation] = asyncio.get_running_loop().create_future()
         # Retrieved here, so that an answer nobody waited for (non-blocking) logs nothing;
         # the task carries the failure as well.
@@ -294,6 +297,14 @@ class InvocationService:
                     request.function.name, result.status_code)
 
 
+def _pending_name(resolved: Resolved) -> str:
+    """The name a pending row keeps, to resolve it again: the name called in the caller's
+    namespace, or the fully qualified name of another namespace's shared action."""
+    if is_shared_run_name(resolved.invoked):
+        return resolved.name.absolute
+    return resolved.invoked.relative
+
+
 def merged_parameters(resolved: Resolved, invocation: dict[str, Any]) -> dict[str, Any]:
     """OpenWhisk's order: package < binding < action < invocation (an invocation naming a
     `final` one of the others is refused before: `protocol.check_invoke_parameters`)."""
@@ -320,10 +331,13 @@ def _activation_row(request: ActivationRequest, result: ActivationResult,
 
 def _bound_annotations(request: ActivationRequest,
                        annotations: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # Through a binding, OpenWhisk's record names the action's own path and the binding.
+    # Through a binding, OpenWhisk's record names the action's own path and the binding;
+    # a shared package's action called by its own name, its path alone.
     if request.bound is None:
         return annotations
-    binding = f"{request.function.name.namespace}/{request.function.name.package}"
     kept = [a for a in annotations if a["key"] not in ("path", "binding")]
-    return [*kept, {"key": "path", "value": str(request.bound)},
-            {"key": "binding", "value": binding}]
+    path = {"key": "path", "value": str(request.bound)}
+    if is_shared_run_name(request.function.name):
+        return [*kept, path]
+    binding = f"{request.function.name.namespace}/{request.function.name.package}"
+    return [*kept, path, {"key": "binding", "value": binding}]

@@ -4,18 +4,22 @@ As OpenWhisk's controller checks them on PUT: at least one component, each a ful
 qualified name (`/namespace/[package/]action`, `_` for the caller's namespace), each existing when the
 sequence is stored, none the sequence itself (directly or through a component that is a
 sequence), and at most `SEQUENCE_LIMIT` actions once nested sequences are inlined. A
-sequence holds no code: its row and versions carry no artifact, only the components' names.
+component of another namespace must be one the caller may read (an action of a published
+package, OpenWhisk's entitlement; 403 otherwise); it runs for the sequence's caller, as an
+invocation by its full name does. A sequence holds no code: its row and versions carry no
+artifact, only the components' names.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lorafaas.controller.protocol import SEQUENCE_KIND, LimitRange, parse_limits
-from lorafaas.errors import BadRequest, Forbidden
+from lorafaas.errors import BadRequest, Forbidden, NotFound
 from lorafaas.names import InvalidName, QualifiedName
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry import packages as package_rows
@@ -64,9 +68,16 @@ def parse_component(text: Any, namespace: str) -> Component:
 
 async def find_component(session: AsyncSession, identity: Identity,
                          component: Component) -> Resolved | None:
-    """The action a component of `identity`'s namespace reaches (through its package or a
-    binding, as an invocation does), if any."""
-    return await package_rows.reach_action(session, identity.namespace_id, component.qualified)
+    """The action a component reaches for `identity` (through its package or a binding, or
+    a published package of another namespace, as an invocation does), if any."""
+    if component.namespace == identity.namespace:
+        return await package_rows.reach_action(session, identity.namespace_id,
+                                               component.qualified)
+    try:
+        return await package_rows.resolve_shared(session, identity.namespace,
+                                                 component.qualified)
+    except (Forbidden, NotFound):
+        return None
 
 
 def is_sequence_body(fields: Any) -> bool:
@@ -117,11 +128,13 @@ def _key_values(value: Any, field: str) -> list[dict[str, Any]]:
 async def check_components(session: AsyncSession, identity: Identity, name: QualifiedName,
                            components: list[Component]) -> None:
     """Refuse (400) a component that does not exist, a cycle back to `name`, or more than
-    `SEQUENCE_LIMIT` actions inlined; (403) a component of another namespace."""
+    `SEQUENCE_LIMIT` actions inlined; (403) a component of another namespace the caller may
+    not read."""
     for component in components:
         if component.namespace != identity.namespace:
-            raise Forbidden(f"The supplied authentication is not authorized to access "
-                            f"'{component}'.")
+            with contextlib.suppress(NotFound):  # absent from a shared package: the 400 below
+                await package_rows.resolve_shared(session, identity.namespace,
+                                                  component.qualified)
     if await _atomic_count(session, identity, name, components, set()) > SEQUENCE_LIMIT:
         raise BadRequest(TOO_LONG)
 

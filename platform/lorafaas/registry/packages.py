@@ -162,10 +162,13 @@ async def delete_package(session: AsyncSession, namespace_id: int, name: str) ->
 
 
 async def list_packages(session: AsyncSession, namespace_id: int, limit: int,
-                        skip: int) -> list[Package]:
-    """Packages and bindings of a namespace, most recently updated first."""
-    query = (select(Package).where(Package.namespace_id == namespace_id)
-             .order_by(Package.updated_ms.desc(), Package.name).limit(limit).offset(skip))
+                        skip: int, *, published_only: bool = False) -> list[Package]:
+    """Packages and bindings of a namespace, most recently updated first; `published_only`:
+    its published packages alone (what another namespace sees, OpenWhisk's public view)."""
+    query = select(Package).where(Package.namespace_id == namespace_id)
+    if published_only:
+        query = query.where(Package.publish.is_(True), Package.binding_name.is_(None))
+    query = query.order_by(Package.updated_ms.desc(), Package.name).limit(limit).offset(skip)
     return list(await session.scalars(query))
 
 
@@ -214,6 +217,46 @@ async def reach_action(session: AsyncSession, namespace_id: int,
         return await resolve_action(session, name, found)
     except NotFound:
         return None
+
+
+def not_authorized(name: QualifiedName) -> Forbidden:
+    """OpenWhisk's 403 for an entity of another namespace the caller may not reach."""
+    return Forbidden(f"The supplied authentication is not authorized to access '{name.absolute}'.")
+
+
+def shared_run_name(caller: str, name: QualifiedName) -> QualifiedName:
+    """The name an action of another namespace's published package runs under for `caller`:
+    in the caller's namespace (as OpenWhisk runs it for the invoking namespace: its
+    containers, profiles and records are the caller's), and no entity's own (its package
+    part holds a slash, which no package name may)."""
+    return QualifiedName(caller, f"{name.namespace}/{name.package}", name.name)
+
+
+def is_shared_run_name(name: QualifiedName) -> bool:
+    """Whether `name` is a `shared_run_name` (not an entity's name)."""
+    return name.package is not None and "/" in name.package
+
+
+async def shared_package(session: AsyncSession, name: QualifiedName) -> Package:
+    """The package `name.package` of another namespace, when the caller may read it: a
+    published package, not a binding (403 otherwise, whether or not it exists)."""
+    package = None if name.package is None else \
+        await _package_named(session, name.namespace, name.package)
+    if package is None or binding_of(package) is not None or not package.publish:
+        raise not_authorized(name)
+    return package
+
+
+async def resolve_shared(session: AsyncSession, caller: str, name: QualifiedName) -> Resolved:
+    """The action `name` of another namespace reaches for `caller`, as OpenWhisk's
+    entitlement allows it (read and activate): an action of a published package, not of a
+    binding nor of the default package (403, whether or not it exists: nothing of another
+    namespace leaks); 404 when the published package has no such action."""
+    package = await shared_package(session, name)
+    action = await _action_named(session, name)
+    if action is None:
+        raise NotFound(NOT_FOUND)
+    return Resolved(action, shared_run_name(caller, name), name, package)
 
 
 async def writable_package(session: AsyncSession, namespace_id: int,

@@ -27,7 +27,7 @@ from lorafaas.controller.appkeys import (
     sessions_key,
     settings_key,
 )
-from lorafaas.controller.auth import namespace_and_action, namespace_of
+from lorafaas.controller.auth import caller_and_action, identify, namespace_of, path_namespace
 from lorafaas.controller.function_refs import code_digest, function_ref
 from lorafaas.controller.protocol import (
     LORA_KIND,
@@ -51,13 +51,14 @@ from lorafaas.controller.uploads import (
     receive_body,
 )
 from lorafaas.errors import NotFound
-from lorafaas.names import DEFAULT_NAMESPACE
+from lorafaas.names import DEFAULT_NAMESPACE, QualifiedName
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.actions import qualified_name
 from lorafaas.registry.activations import activation_json
 from lorafaas.registry.artifacts import UPLOAD_NAME
 from lorafaas.registry.code_artifacts import read_exec
 from lorafaas.registry.models import Action, Activation
+from lorafaas.registry.namespaces import Identity
 from lorafaas.registry.profiles import function_profiles, profile_json
 
 ACTIVATION_HEADER = "x-openwhisk-activation-id"
@@ -164,8 +165,11 @@ async def _parsed_body(fields: dict[str, Any], ranges: dict[str, LimitRange],
 async def get_action(request: web.Request) -> web.StreamResponse:
     """One action with its containers, keep-alive policy, measured artifact profiles and
     the prefill model its batches are sized by; the zip is left out with ?code=false."""
-    identity = await namespace_of(request)
-    name, with_code = action_name(request, identity.namespace), flag(request, "code", default=True)
+    identity = await identify(request)
+    namespace = path_namespace(request, identity)
+    name, with_code = action_name(request, namespace), flag(request, "code", default=True)
+    if namespace != identity.namespace:  # a published package's: the action, as it is
+        return await _shared_action(request, identity, name, with_code)
     # An action of a bound package reads through the binding, as OpenWhisk's GET does.
     resolved = await request.app[actions_key].resolve(identity, name)
     action = resolved.action
@@ -183,6 +187,21 @@ async def get_action(request: web.Request) -> web.StreamResponse:
                                            code_digest(action))
     body["artifactProfiles"] = [profile_json(row) for row in profiles]
     body["prefillModel"] = view.prefill_model
+    zip_path = request.app[actions_key].store.zip_path(code_digest(action))
+    return await action_response(request, body, zip_path if with_code else None,
+                                 binary=code_exec is None or bool(code_exec["binary"]))
+
+
+async def _shared_action(request: web.Request, identity: Identity, name: QualifiedName,
+                         with_code: bool) -> web.StreamResponse:
+    """An action of another namespace's published package (OpenWhisk's entitlement lets any
+    subject read it): the action's JSON, without the owner's containers and profiles."""
+    resolved = await request.app[actions_key].resolve_shared(identity, name)
+    action = resolved.action
+    if action.exec_kind == SEQUENCE_KIND:
+        return web.json_response(action_json(action, resolved.name.path, None))
+    code_exec = _code_exec(request, action)
+    body = action_json(action, resolved.name.path, None, code_exec)
     zip_path = request.app[actions_key].store.zip_path(code_digest(action))
     return await action_response(request, body, zip_path if with_code else None,
                                  binary=code_exec is None or bool(code_exec["binary"]))
@@ -228,12 +247,18 @@ async def invoke_action(request: web.Request) -> web.Response:
     name, blocking, result_only = action_name(request, DEFAULT_NAMESPACE), \
         flag(request, "blocking"), flag(request, "result")
     wait_ms = integer(request, "timeout", DEFAULT_BLOCKING_WAIT_MS, 1, MAX_BLOCKING_WAIT_MS)
-    identity, action = await namespace_and_action(request, name)
+    identity, action = await caller_and_action(request, name)
+    namespace = path_namespace(request, identity)
     parameters = json_object(await read_json(request), "the parameters")
-    name = name.in_namespace(identity.namespace)
-    if action is None and name.package is None:
+    name = name.in_namespace(namespace)
+    if namespace != identity.namespace:
+        # A published package's action of another namespace: it runs for the caller, in
+        # the caller's namespace (throttled, recorded and billed there), as OpenWhisk's.
+        resolved = await request.app[actions_key].resolve_shared(identity, name)
+    elif action is None and name.package is None:
         raise NotFound("The requested resource does not exist.")
-    resolved = await request.app[actions_key].resolve(identity, name, action)
+    else:
+        resolved = await request.app[actions_key].resolve(identity, name, action)
     # `final` holds for the parameters the action runs with, its package's and binding's too.
     check_invoke_parameters(resolved.parameters(), resolved.action.annotations, parameters)
     service = request.app[invocations_key]

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lorafaas.controller.api.params import entity_name, flag, paging, read_json
 from lorafaas.controller.appkeys import sessions_key
-from lorafaas.controller.auth import namespace_of
+from lorafaas.controller.auth import identify, namespace_of, path_namespace
 from lorafaas.controller.package_protocol import (
     package_action_json,
     package_json,
@@ -17,6 +17,7 @@ from lorafaas.errors import LoraFaasError, NotFound
 from lorafaas.names import QualifiedName, check_entity_name
 from lorafaas.registry import packages as package_rows
 from lorafaas.registry.models import Namespace, Package
+from lorafaas.registry.namespaces import find_namespace
 
 
 def _package_name(request: web.Request) -> str:
@@ -39,9 +40,13 @@ async def put_package(request: web.Request) -> web.Response:
 
 async def get_package(request: web.Request) -> web.Response:
     """A package with its actions; a binding with the bound package's actions and its
-    parameters under the binding's (OpenWhisk's merge)."""
-    identity = await namespace_of(request)
+    parameters under the binding's (OpenWhisk's merge); another namespace's package when it
+    is published (OpenWhisk's read entitlement; 403 otherwise)."""
+    identity = await identify(request)
+    namespace = path_namespace(request, identity)
     name = _package_name(request)
+    if namespace != identity.namespace:
+        return await _shared_package(request, QualifiedName(namespace, name, name))
     async with request.app[sessions_key]() as session:
         package = await package_rows.get_package(session, identity.namespace_id, name)
         body = package_json(package, identity.namespace)
@@ -54,6 +59,16 @@ async def get_package(request: web.Request) -> web.Response:
             body["parameters"] = list(merged.values())
         actions = await package_rows.package_actions(session, source.namespace_id, source.name)
     body["actions"] = [package_action_json(action, owner) for action in actions]
+    return web.json_response(body)
+
+
+async def _shared_package(request: web.Request, name: QualifiedName) -> web.Response:
+    async with request.app[sessions_key]() as session:
+        package = await package_rows.shared_package(session, name)
+        body = package_json(package, name.namespace)
+        actions = await package_rows.package_actions(session, package.namespace_id,
+                                                     package.name)
+    body["actions"] = [package_action_json(action, name.namespace) for action in actions]
     return web.json_response(body)
 
 
@@ -75,12 +90,20 @@ async def delete_package(request: web.Request) -> web.Response:
 
 
 async def list_packages(request: web.Request) -> web.Response:
-    """The namespace's packages and bindings, without parameters (OpenWhisk's list view)."""
-    identity = await namespace_of(request)
+    """The namespace's packages and bindings, without parameters (OpenWhisk's list view);
+    of another namespace, its published packages alone (OpenWhisk lets any subject list
+    them)."""
+    identity = await identify(request)
+    namespace = path_namespace(request, identity)
     limit, skip = paging(request)
     async with request.app[sessions_key]() as session:
-        rows = await package_rows.list_packages(session, identity.namespace_id, limit, skip)
-        listed = [package_json(row, identity.namespace) for row in rows]
+        if namespace == identity.namespace:
+            rows = await package_rows.list_packages(session, identity.namespace_id, limit, skip)
+        else:
+            other = await find_namespace(session, namespace)
+            rows = [] if other is None else await package_rows.list_packages(
+                session, other.id, limit, skip, published_only=True)
+        listed = [package_json(row, namespace) for row in rows]
     for item in listed:
         del item["parameters"]
     return web.json_response(listed)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from sqlalchemy import select
 
 from lorafaas.controller.api.actions import ACTIVATION_HEADER, DEFAULT_BLOCKING_WAIT_MS
@@ -117,9 +117,12 @@ async def _run(request: web.Request, owner: Identity, resolved: Resolved,
     id, or the 202 of one still running past the wait."""
     action = resolved.action
     raw = annotation(action.annotations, "raw-http") is True
+    # The header itself: once the body is read, aiohttp's `can_read_body` is false, and its
+    # `content_type` defaults to application/octet-stream (a JSON body would become binary).
+    body = await request.read()
     web_request = WebRequest(request.method, _lower_headers(request), path,
-                             request.query_string, await request.read(), request.content_type
-                             if request.can_read_body else None)
+                             request.query_string, body,
+                             request.headers.get(hdrs.CONTENT_TYPE) if body else None)
     arguments = action_arguments(web_request, request_body(web_request, raw), raw=raw,
                                  user=caller.namespace if caller is not None else None,
                                  protected=protected_parameters(action.annotations,
