@@ -169,6 +169,14 @@ async def list_packages(session: AsyncSession, namespace_id: int, limit: int,
     return list(await session.scalars(query))
 
 
+async def count_packages(session: AsyncSession, namespace_id: int, skip: int) -> int:
+    """How many packages and bindings the namespace has, past the first `skip` (OpenWhisk's
+    count)."""
+    total = await session.scalar(select(func.count()).select_from(Package)
+                                 .where(Package.namespace_id == namespace_id))
+    return max(0, int(total or 0) - skip)
+
+
 async def package_actions(session: AsyncSession, namespace_id: int,
                           package: str) -> list[Action]:
     """The actions of a package, by name."""

@@ -75,10 +75,14 @@ async def delete_package(request: web.Request) -> web.Response:
 
 
 async def list_packages(request: web.Request) -> web.Response:
-    """The namespace's packages and bindings, without parameters (OpenWhisk's list view)."""
+    """The namespace's packages and bindings, without parameters (OpenWhisk's list view);
+    `{"packages": N}` with ?count=true."""
     identity = await namespace_of(request)
     limit, skip = paging(request)
     async with request.app[sessions_key]() as session:
+        if flag(request, "count"):
+            count = await package_rows.count_packages(session, identity.namespace_id, skip)
+            return web.json_response({"packages": count})
         rows = await package_rows.list_packages(session, identity.namespace_id, limit, skip)
         listed = [package_json(row, identity.namespace) for row in rows]
     for item in listed:
