@@ -42,6 +42,8 @@ a.counted = await ow.packages.list({count: true})
 a.skipped = await ow.packages.list({count: true, skip: 1})
 a.direct = await helpers.invoke(ow, {name: 'jsp/echo', params: {c: 'invoke'}})
 a.bound = await helpers.invoke(ow, {name: 'jsp-bound/echo'})
+a.byPath = await ow.activations.list({name: 'jsp/echo'})
+a.byName = await ow.activations.list({name: 'echo'})
 a.reserved = await helpers.attempt(ow.packages.create({name: 'default'}))
 a.exists = await helpers.attempt(ow.packages.create({name: 'jsp'}))
 a.nowhere = await helpers.attempt(ow.packages.create({name: 'jsp-x', package: {
@@ -103,6 +105,15 @@ return a
         409, "Package not empty (contains 1 entity)")
     assert got["unbound"]["name"] == "jsp-bound" and got["deleted"]["name"] == "jsp"
     assert got["gone"]["statusCode"] == 404
+    # Last, as it is a known divergence: OpenWhisk's `name` filter is `package/action` for
+    # a package's action (its activations view keys on the `path` annotation's package).
+    ran = {got["direct"]["activationId"], through["activationId"]}
+    if not got["byPath"]:
+        pytest.xfail("known divergence: activations ?name=package/action matches nothing; "
+                     "the record keeps its package only in the `path` annotation, and "
+                     "filtering on it in SQL needs an activations column (a migration)")
+    assert {r["activationId"] for r in got["byPath"]} == ran
+    assert not ran & {r["activationId"] for r in got["byName"]}
 
 
 def test_package_update_merges_what_it_leaves_out(ow: JsClient) -> None:
