@@ -7,12 +7,16 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lorafaas.admin import add_admin_parser, run_admin
 from lorafaas.client.parser import add_client_commands, add_global_options, is_client_command
 from lorafaas.client.parser import run as run_client
 from lorafaas.errors import LoraFaasError
 from lorafaas.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # the image machinery imports the Docker SDK: only `setup` needs it
+    from lorafaas.images.variant import ImageVariant
 
 logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -30,11 +34,22 @@ def setup(settings: Settings) -> None:
     build_demo_models(settings.models_dir)
     client = docker.from_env(timeout=600)
     try:
-        tag = ensure_runtime_image(client, home=settings.home, repo_root=REPO_ROOT)
+        variant, device = image_variant(settings)
+        tag = ensure_runtime_image(client, home=settings.home, repo_root=REPO_ROOT,
+                                   variant=variant, gpu_device=device)
     finally:
         client.close()
     logger.info("runtime image %s", tag)
     upgrade(settings.database_url)
+
+
+def image_variant(settings: Settings) -> tuple[ImageVariant, int]:
+    """The runtime image's variant for LORAFAAS_ACCELERATOR on this host, and its GPU."""
+    from lorafaas.backbone.accelerator import choose_transport, host_facts
+    from lorafaas.images.variant import ImageVariant
+
+    choice = choose_transport(settings.accelerator, host_facts())
+    return (ImageVariant.CUDA if choice.is_cuda else ImageVariant.CPU), choice.device or 0
 
 
 def serve(settings: Settings) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lorafaas.backbone.accelerator import AcceleratorSetting, parse_accelerator
 from lorafaas.backbone_specs import BackboneSpec, missing_folder, parse_backbones, single_backbone
 
 
@@ -213,6 +214,7 @@ class Settings:
     prefill_alpha_ms: float
     prefill_profiling: str
     prefill_prompt_lengths: tuple[int, ...]
+    accelerator: AcceleratorSetting
     accelerator_memory_mb: int
     offload_policy: str
     console_key_file: Path
@@ -463,6 +465,12 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
                                           "Prompt lengths in tokens at which T(b) is profiled "
                                           "(comma-separated); batches are sized by the fit at "
                                           "the longest."),
+    "accelerator": SettingSpec("LORAFAAS_ACCELERATOR", "auto", parse_accelerator,
+                               "Where backbones are served: `auto` (CUDA IPC on GPU 0 where "
+                               "the host has an NVIDIA GPU its torch can use, else tmpfs), "
+                               "`cpu` (tmpfs), or `cuda` / `cuda:N` (CUDA IPC on GPU N; the "
+                               "start fails without it). The runtime image is built for the "
+                               "same choice."),
     # Offloading (lorafaas.invoker.offloading).
     "accelerator_memory_mb": SettingSpec("LORAFAAS_ACCELERATOR_MEMORY_MB", "0",
                                          _non_negative_int,

@@ -164,7 +164,7 @@ async def test_console_from_sign_in_to_usage(platform, browser_page, demo_models
     await page.goto(f"{base}/console/functions")
     row = page.locator("#functions tbody tr", has_text="pirate")
     await expect(row.locator(".state")).to_have_text("warm")
-    await expect(row.locator("td").nth(4)).to_have_text("1")
+    await expect(row.locator("td").nth(5)).to_have_text("1")  # requests today
     await shots.take("functions")
 
     # The admin's platform page, then signing out.

@@ -13,6 +13,7 @@ its name. Screenshots go to test-artifacts/screenshots/.
 from __future__ import annotations
 
 import io
+import json
 import re
 import time
 import uuid
@@ -322,3 +323,72 @@ async def test_function_page_calls_limits_and_delete(  # type: ignore[no-untyped
     await expect(page.locator("#functions tbody tr", has_text="doomed")).to_have_count(0)
     response = await platform.request("GET", "/api/v1/namespaces/_/actions/doomed?code=false")
     assert response.status == 404
+
+
+HELLO = "def main(args):\n    return {'greeting': 'hello ' + args.get('name', 'world')}\n"
+SHOUT = "def main(args):\n    return {'greeting': args['greeting'].upper() + '!'}\n"
+
+
+async def put_json(platform: Any, path: str, body: dict[str, Any]) -> None:
+    """PUT an entity of the guest's namespace through the API."""
+    response = await platform.request("PUT", f"/api/v1/namespaces/_/{path}", json=body)
+    assert response.status == 200, await response.text()
+
+
+async def test_code_actions_and_sequences_show_their_kind_and_run_with_json(  # type: ignore[no-untyped-def]
+        platform, browser_page) -> None:  # noqa: F811  (a fixture)
+    from playwright.async_api import expect
+
+    page = browser_page
+    base = str(platform.client.make_url("")).rstrip("/")
+    await put_json(platform, "actions/hello", {
+        "exec": {"kind": "python:3", "code": HELLO},
+        "annotations": [{"key": "web-export", "value": True}]})
+    await put_json(platform, "packages/tools", {})
+    await put_json(platform, "actions/tools/shout", {"exec": {"kind": "python:3",
+                                                              "code": SHOUT}})
+    await put_json(platform, "actions/chain", {"exec": {
+        "kind": "sequence", "components": ["/_/hello", "/_/tools/shout"]}})
+    await sign_in(page, base, platform.credential)
+    shots = Shots(page, "code-actions")
+
+    # The list shows each function's kind (a sequence's count of actions); no backbone.
+    rows = page.locator("#functions tbody tr")
+    await expect(rows.filter(has_text="chain").locator("td.kind")).to_have_text("sequence of 2")
+    await expect(rows.filter(has_text="hello").locator("td.kind")).to_have_text("python:3")
+    await expect(rows.filter(has_text="hello").locator("td").last).to_have_text("—")
+    await shots.take("list")
+
+    # A sequence's page links its components: a function's page, a package's row.
+    await page.goto(f"{base}/console/functions/chain")
+    await expect(page.locator("#function-kind code").first).to_have_text("sequence")
+    links = page.locator("#components a")
+    await expect(links).to_have_text(["/guest/hello", "/guest/tools/shout"])
+    assert [await link.get_attribute("href") for link in await links.all()] == \
+        ["/console/functions/hello", "/console/packages#package-tools"]
+    await expect(page.locator("#playground")).to_have_count(0)  # the lora playground
+    await page.fill("#parameters", '{"name": "browser"}')
+    await page.click("#run button[type=submit]")
+    await expect(page.locator("#run-status")).to_have_text("success")
+    assert json.loads(await page.locator("#run-output").inner_text()) == \
+        {"greeting": "HELLO BROWSER!"}
+    await shots.take("sequence-run")
+    activation = await page.locator("#run-activation").inner_text()
+    await expect(page.locator(f"#recent-activations a[href='/console/activations/{activation}']")
+                 ).to_have_count(1)
+
+    # A code action: its web URL (it is web-exported), the form refusing what is not JSON.
+    await links.first.click()
+    await expect(page).to_have_url(re.compile(r"/console/functions/hello$"))
+    await expect(page.locator("#web-url")).to_have_text(f"{base}/api/v1/web/guest/default/hello")
+    await page.fill("#parameters", "[1, 2")
+    await page.click("#run button[type=submit]")
+    await expect(page.locator("#run-error")).to_contain_text("The parameters are not JSON")
+    await expect(page.locator("#parameters")).to_have_value("[1, 2")
+    await page.fill("#parameters", '{"name": "form"}')
+    await page.click("#run button[type=submit]")
+    assert json.loads(await page.locator("#run-output").inner_text()) == \
+        {"greeting": "hello form"}
+    await shots.take("code-action-run")
+    await page.click("#web-action a")
+    assert json.loads(await page.locator("body").inner_text()) == {"greeting": "hello world"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,79 @@ async def test_a_wrong_or_missing_key_fails_with_the_server_s_401_message(platfo
     assert "The resource requires authentication, which was not supplied" in err
     code, _, err = await cli("action", "list")
     assert code == 1 and "An API host must be provided" in err
+
+
+HELLO = "def main(args):\n    return {'greeting': 'hello ' + args.get('name', 'world')}\n"
+SHOUT = "def shout(args):\n    return {'greeting': args['greeting'].upper() + '!'}\n"
+
+
+async def test_code_actions_sequences_and_web_actions(platform, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    host = api_host(platform)
+    await cli("property", "set", "--apihost", host, "--auth", platform.credential)
+    (tmp_path / "hello.py").write_text(HELLO)
+    (tmp_path / "shout.py").write_text(SHOUT)
+    with zipfile.ZipFile(tmp_path / "code.zip", "w") as archive:
+        archive.writestr("__main__.py", HELLO)
+
+    # A .py file is a python:3 action (wsk's inference); --main names its entry point.
+    assert await cli("action", "create", "hello", str(tmp_path / "hello.py")) == \
+        (0, "ok: created action hello\n", "")
+    assert await cli("package", "create", "tools") == (0, "ok: created package tools\n", "")
+    assert await cli("action", "create", "tools/shout", str(tmp_path / "shout.py"),
+                     "--main", "shout") == (0, "ok: created action tools/shout\n", "")
+    code, out, _ = await cli("--json", "action", "get", "tools/shout")
+    shout = json.loads(out)
+    assert code == 0 and (shout["exec"]["kind"], shout["exec"]["main"]) == ("python:3", "shout")
+    assert "code" not in shout["exec"]
+
+    # A zip needs --kind unless it is an adapter (wsk's message); with it, the zip runs.
+    code, out, err = await cli("action", "create", "zipped", str(tmp_path / "code.zip"))
+    assert (code, out) == (1, "") and "requires specifying the action kind explicitly" in err
+    assert await cli("action", "create", "zipped", str(tmp_path / "code.zip"),
+                     "--kind", "python:3") == (0, "ok: created action zipped\n", "")
+
+    # invoke prints a code action's result; --blocking the record under the heading
+    code, out, err = await cli("action", "invoke", "zipped", "-p", "name", "zip", "-r")
+    assert (code, json.loads(out)) == (0, {"greeting": "hello zip"}), err
+    code, out, _ = await cli("action", "invoke", "hello", "-p", "name", "you", "--blocking")
+    first_line = out.partition("\n")[0]
+    record = after_heading(out, first_line)
+    assert first_line == f"ok: invoked /_/hello with id {record['activationId']}"
+    assert record["response"]["result"] == {"greeting": "hello you"}
+
+    # A sequence of an action and a package's action: components shown, results chained.
+    assert await cli("action", "create", "chain", "--sequence", "hello,tools/shout") == \
+        (0, "ok: created action chain\n", "")
+    code, out, _ = await cli("action", "get", "chain", "--summary")
+    assert (code, out.splitlines()) == (0, [
+        "action /guest/chain", "   (kind: sequence)", "   (component: /guest/hello)",
+        "   (component: /guest/tools/shout)", "   (parameters: none defined)"])
+    code, out, err = await cli("action", "invoke", "chain", "-p", "name", "lora", "-r")
+    assert (code, json.loads(out)) == (0, {"greeting": "HELLO LORA!"}), err
+    code, out, _ = await cli("action", "list")
+    header, *rows = out.splitlines()
+    assert (code, header) == (0, "actions")
+    assert sorted(rows) == [f"{name:<70} private {kind}" for name, kind in (
+        ("/guest/chain", "sequence"), ("/guest/hello", "python:3"),
+        ("/guest/tools/shout", "python:3"), ("/guest/zipped", "python:3"))]
+
+    # --web true exports it (with final parameters); --url prints where it answers, no key.
+    assert await cli("action", "update", "hello", "--web", "true", "-p", "name", "web") == \
+        (0, "ok: updated action hello\n", "")
+    code, out, _ = await cli("action", "get", "hello", "--url")
+    url = f"{host}/api/v1/web/guest/default/hello"
+    assert (code, out) == (0, f"ok: got action hello\n{url}\n")
+    answer = await platform.client.get("/api/v1/web/guest/default/hello.json")
+    assert (answer.status, await answer.json()) == (200, {"greeting": "hello web"})
+    final = await platform.client.get("/api/v1/web/guest/default/hello.json",
+                                      params={"name": "override"})
+    assert final.status == 400  # wsk's --web makes the parameters final
+    code, out, _ = await cli("action", "get", "hello", "--summary")
+    assert out.splitlines()[:2] == ["action /guest/hello", "   (kind: python:3)"]
+
+    # Other files need a kind; a kind or --main without code is refused.
+    (tmp_path / "notes.txt").write_text("hello")
+    code, _, err = await cli("action", "create", "notes", str(tmp_path / "notes.txt"))
+    assert code == 1 and "'.txt' is not a supported action runtime" in err
+    code, _, err = await cli("action", "update", "hello", "--main", "other")
+    assert code == 1 and "can only be specified when you provide a code artifact" in err

@@ -98,23 +98,45 @@ def test_a_run_on_an_offloaded_function_restores_first(demo_models, tokenizer) -
 
 
 @pytest.mark.gpu
-def test_cuda_offload_uses_pinned_host_memory_and_frees_the_device(  # type: ignore[no-untyped-def]
-        demo_models, tokenizer) -> None:
-    model = load(demo_models, "pirate", device="cuda")
-    inputs = tokenizer(REQUEST.prompt, return_tensors="pt").to("cuda")
+async def test_cuda_offload_on_an_attached_backbone_moves_only_the_functions_own(  # type: ignore[no-untyped-def]
+        demo_models, tokenizer, short_dir) -> None:
+    """As a container has it: the backbone served by a backbone server over CUDA IPC and
+    attached here on a channel (no copy of the weights in this process), the adapter on
+    it; offloading moves the adapter to pinned host memory and frees exactly its device
+    memory, and restoring it gives the same tokens as a private copy."""
+    from lorafaas.backbone.accelerator import CUDA_IPC, TransportChoice
+    from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
+    from lorafaas.runtime.attach import BackboneAttachment, build_backbone, published_tensors
+    from lorafaas.wire.attach import exchange
 
-    def greedy() -> list[int]:
-        with torch.inference_mode():
-            output = model.generate(**inputs, max_new_tokens=12, do_sample=False,  # type: ignore[operator]
-                                    pad_token_id=tokenizer.pad_token_id)
-        return list(output[0].tolist())
-
-    before = greedy()
-    tiers = ArtifactTiers(model)
-    allocated = torch.cuda.memory_allocated()
-    moved = tiers.offload()
-    assert moved.bytes == tiers.bytes > 0
-    assert torch.cuda.memory_allocated() <= allocated - tiers.bytes
-    assert all(t.is_pinned() for t in tiers._host or [])
-    tiers.restore()
-    assert greedy() == before
+    endpoint = BackboneEndpoint("demo", short_dir / "bb" / "attach.sock", short_dir / "pub")
+    server = BackboneServerProcess(endpoint, demo_models.backbone_dir, "float32",
+                                   transport=TransportChoice(CUDA_IPC, 0, "test"))
+    await server.start()
+    try:
+        channel = short_dir / "c1" / "attach.sock"
+        channel.parent.mkdir()
+        assert (await exchange(endpoint.socket_path, {"op": "open", "channel": "c1",
+                                                      "path": str(channel)}))["ok"]
+        before_attach = torch.cuda.memory_allocated()
+        attachment = BackboneAttachment(channel, "test")
+        assert attachment.descriptor["transport"] == CUDA_IPC
+        base = build_backbone(attachment.descriptor, endpoint.publish_dir,
+                              published_tensors(attachment.descriptor, endpoint.publish_dir))
+        # Only the rebuilt rotary buffers are this process's: the weights are the server's.
+        assert torch.cuda.memory_allocated() - before_attach < 1024 * 1024
+        model = PeftModel.from_pretrained(base, demo_models.adapters["pirate"]).eval()
+        reference = load(demo_models, "pirate", device="cuda")
+        expected = tokens(reference, tokenizer)
+        assert tokens(model, tokenizer) == expected
+        tiers = ArtifactTiers(model)
+        allocated = torch.cuda.memory_allocated()
+        moved = tiers.offload()
+        assert moved.bytes == tiers.bytes > 0
+        assert torch.cuda.memory_allocated() <= allocated - tiers.bytes
+        assert all(t.is_pinned() for t in tiers._host or [])
+        tiers.restore()
+        assert tokens(model, tokenizer) == expected
+        assert attachment.is_current()
+    finally:
+        await server.stop()

@@ -81,7 +81,7 @@ async def test_a_connection_is_the_container_of_its_socket_whatever_it_claims(
     a, b = await open_two(server, short_dir)
     assert stat.S_IMODE(os.stat(a).st_mode) == 0o666  # the container's user connects
     answer = await ask(a, {"op": "attach", "client": "b"})
-    assert answer == {"ok": True, "backbone": DESCRIPTOR}
+    assert answer == {"ok": True, "backbone": DESCRIPTOR, "epoch": ""}
     assert (await server.stats())["attached"] == ["a"]  # a, not the b it claimed
     # b tries to detach a, by name: only b's own (absent) attachment is touched.
     assert await ask(b, {"op": "detach", "client": "a"}) == {"ok": True}

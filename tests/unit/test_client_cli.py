@@ -160,7 +160,7 @@ def test_repeated_params_and_annotations_are_kept_in_order() -> None:
                   "--annotation", "description", "a pirate", "-t", "30000"])
     assert args.param == [["a", "1"], ["b", "x"]]
     assert args.annotation == [["description", "a pirate"]]
-    assert (args.kind, args.timeout, args.memory) == ("lora", 30000, None)
+    assert (args.kind, args.timeout, args.memory) == (None, 30000, None)
 
 
 class FakeApi:

@@ -71,3 +71,22 @@ def test_the_documented_bounds_are_the_checked_ones() -> None:
     limits = BODIES["Action"]["properties"]["limits"]["properties"]
     assert limits["timeout"] == {"type": "integer", "minimum": 100, "maximum": 600_000,
                                  "description": "milliseconds"}
+
+
+def test_entity_operations_document_the_shape_of_their_answer() -> None:
+    document = openapi_document(api_routes())
+    prefix = "/api/v1/namespaces/{namespace}/"
+    for collection, schema in (("actions", "Action"), ("packages", "Package"),
+                               ("triggers", "Trigger"), ("rules", "Rule")):
+        operations = document["paths"][f"{prefix}{collection}/{{name}}"]
+        for method in ("put", "get", "delete"):
+            ok = operations[method]["responses"]["200"]
+            assert ok["content"]["application/json"]["schema"] == {
+                "$ref": f"#/components/schemas/{schema}"}, (collection, method)
+        listing = document["paths"][f"{prefix}{collection}"]["get"]["responses"]["200"]
+        assert "content" in listing, collection
+    assert "408" not in document["paths"][f"{prefix}actions/{{name}}"]["post"]["responses"]
+    kinds = [variant["properties"]["kind"]["enum"] for variant in
+             document["paths"][f"{prefix}actions/{{name}}"]["put"]["requestBody"]["content"]
+             ["application/json"]["schema"]["properties"]["exec"]["oneOf"]]
+    assert kinds == [["lora"], ["python:3", "python:default"], ["sequence"]]

@@ -7,8 +7,12 @@ arrived on: what a request says never names it, so a container attaches and deta
 itself and sees no other container's name.
 
 What an attach hands out comes from `Shares`, asked per channel: on tmpfs one descriptor
-serves everyone (`SameShare`); the CUDA path can give each receiver its own share and drop
-it when that receiver detaches or its channel closes.
+serves everyone (`SameShare`); on CUDA each attach gets its own share of every storage
+(`CudaShares`: one reference-count slot per receiver, see `wire/cuda_ipc.py`).
+
+Every reply that hands out a descriptor names the server's epoch (a random id made at its
+start): a container that finds another epoch on its channel, or no server, knows that the
+memory it mapped over CUDA IPC is gone (`{"op": "epoch"}` asks for it).
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from lorafaas.backbone.bounded import ConnectionLimits, close_all, serve_connection
 from lorafaas.wire.attach import CHANNEL_SOCKET_NAME, REQUEST_LINE
+from lorafaas.wire.cuda_ipc import share_storages
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +67,28 @@ class SameShare:
         """Nothing was made per receiver."""
 
 
+class CudaShares:
+    """Per-receiver CUDA IPC shares: the descriptor's views with a fresh export of every
+    storage for each attach (torch counts one reference per receiver; a receiver gives its
+    own back when its storages are freed, so nothing is owed at detach)."""
+
+    def __init__(self, descriptor: dict[str, Any], storages: list[Any],
+                 export: Callable[[Any], tuple[Any, ...]] | None = None) -> None:
+        self.descriptor = descriptor  # without `storages`: those are made per receiver
+        self.storages = storages  # held by the publisher too, for as long as the server runs
+        self.export = export  # stands in for `_share_cuda_` in tests
+        self.attaches: dict[str, int] = {}  # shares handed out, per channel
+
+    def share(self, channel: str) -> dict[str, Any]:
+        """The descriptor with this receiver's own shares."""
+        self.attaches[channel] = self.attaches.get(channel, 0) + 1
+        return {**self.descriptor, "storages": share_storages(self.storages, self.export)}
+
+    def release(self, channel: str) -> None:
+        """The receiver detached or its channel closed: forget its count."""
+        self.attaches.pop(channel, None)
+
+
 @dataclass
 class Channel:
     """One container's socket, its open connections and whether it is attached."""
@@ -77,8 +105,9 @@ class Channels:
     """Every open channel of one backbone server."""
 
     def __init__(self, shares: Shares, limits: ConnectionLimits = CHANNEL_LIMITS,
-                 max_channels: int = MAX_CHANNELS) -> None:
+                 max_channels: int = MAX_CHANNELS, epoch: str = "") -> None:
         self.shares = shares
+        self.epoch = epoch  # this server's start (see the module docstring)
         self.limits = limits
         self.max_channels = max_channels
         self._open: dict[str, Channel] = {}
@@ -127,14 +156,17 @@ class Channels:
         if op == "attach":
             channel.attached = True
             logger.info("channel %s attached", channel.id)
-            return {"ok": True, "backbone": self.shares.share(channel.id)}
+            return {"ok": True, "backbone": self.shares.share(channel.id), "epoch": self.epoch}
+        if op == "epoch":
+            return {"ok": True, "epoch": self.epoch}
         if op == "detach":
             if channel.attached:
                 channel.attached = False
                 self.shares.release(channel.id)
                 logger.info("channel %s detached", channel.id)
             return {"ok": True}
-        return {"ok": False, "error": f"unknown op {op!r} (a channel takes attach, detach)"}
+        return {"ok": False,
+                "error": f"unknown op {op!r} (a channel takes attach, detach, epoch)"}
 
     def _check_new(self, channel_id: str, path: Path) -> None:
         if channel_id in self._open:

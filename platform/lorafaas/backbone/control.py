@@ -47,7 +47,7 @@ class Control:
             closed = await self.channels.close(check_channel_id(request.get("channel")))
             return {"ok": True, "closed": closed}
         if op == "channels":
-            return {"ok": True, "channels": self.channels.ids()}
+            return {"ok": True, "channels": self.channels.ids(), "epoch": self.channels.epoch}
         if op == "stats":
             return {"ok": True, "attached": self.channels.attached(),
                     "channels": len(self.channels.ids()),

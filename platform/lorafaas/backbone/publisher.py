@@ -134,29 +134,50 @@ def _make_world_readable(folder: Path) -> None:
 
 
 class CudaIpcPublisher:
-    """CUDA: the weights stay in this process's device memory; runtimes get IPC handles."""
+    """CUDA: the weights stay in this process's device memory; each receiver gets its own
+    IPC shares of them (`shares`), and reads the generation files from `publish_dir`, a
+    folder of those files alone (no weights are written)."""
 
-    def __init__(self, publish_dir: Path, device: str = "cuda:0") -> None:
-        self.publish_dir = publish_dir  # the generation files, which containers read
-        self.device = device
+    def __init__(self, publish_dir: Path, device: int = 0) -> None:
+        self.publish_dir = publish_dir  # config, generation config, tokenizer: containers read them
+        self.device = torch.device("cuda", device)
+        # Held until unpublish: every receiver maps this memory (wire/cuda_ipc.py).
         self._model: PreTrainedModel | None = None
+        self._tensors: dict[str, torch.Tensor] = {}
+        self._storages: list[Any] = []
 
     def publish(self, model: PreTrainedModel, source_dir: Path) -> dict[str, Any]:
-        """Move the model to the device and describe every tensor by its IPC handle."""
-        from lorafaas.wire.cuda_ipc import export_tensor
+        """Move the model to the device and describe every tensor as a view on a storage
+        (each storage once: tied weights are one)."""
+        from lorafaas.wire.cuda_ipc import group_by_storage
 
-        # Held: the device memory lives as long as this process does.
-        self._model = model.to(torch.device(self.device))  # type: ignore[arg-type]
-        state = published_state(self._model)
-        tensors = {name: export_tensor(t.detach()) for name, t in state.items()}
-        self.publish_dir.mkdir(parents=True, exist_ok=True)
+        self._model = model.to(self.device)  # type: ignore[arg-type]
+        # Held as well as the model: `contiguous()` may have made a tensor of its own.
+        self._tensors = {name: t.detach() for name, t in published_state(self._model).items()}
+        self._storages, views = group_by_storage(self._tensors)
+        torch.cuda.synchronize(self.device)  # the weights are on the device before any share
+        shutil.rmtree(self.publish_dir, ignore_errors=True)
+        self.publish_dir.mkdir(parents=True)
         write_generation_files(model, source_dir, self.publish_dir)
         _make_world_readable(self.publish_dir)
-        return {"transport": "cuda-ipc", "tensors": tensors, "device": self.device,
+        return {"transport": "cuda-ipc", "views": views, "device": self.device.index,
                 **describe(model, source_dir),
-                "bytes": sum(t.numel() * t.element_size() for t in state.values())}
+                "bytes": sum(s.nbytes() for s in self._storages),
+                "deviceMemory": device_memory(self.device.index or 0)}
+
+    def storages(self) -> list[Any]:
+        """The published storages, in the order of the descriptor's views."""
+        return list(self._storages)
 
     def unpublish(self) -> None:
-        """Drop the model; attached runtimes must have detached first."""
-        self._model = None
+        """Drop the weights (receivers still holding them keep them alive, by torch's
+        reference counts) and the generation files."""
+        self._model, self._tensors, self._storages = None, {}, []
         shutil.rmtree(self.publish_dir, ignore_errors=True)
+
+
+def device_memory(device: int, mem_get_info: Any = None) -> dict[str, int]:
+    """Free and total bytes of a CUDA device as the driver reports them
+    (`torch.cuda.mem_get_info`; `mem_get_info` stands in for it in tests)."""
+    free, total = (mem_get_info or torch.cuda.mem_get_info)(device)
+    return {"free": int(free), "total": int(total)}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorafaas.backbone.channels import Channels, SameShare
+from lorafaas.backbone.channels import Channels, CudaShares, SameShare, Shares
 from lorafaas.backbone.control import Control, start_control
 from lorafaas.backbone.ownership import claim_folder, same_file, still_owned
 
@@ -34,6 +34,8 @@ class BackboneState:
 
     descriptor: dict[str, Any]
     load_seconds: float
+    shares: Shares | None = None  # what each attach hands out (None: the descriptor itself)
+    epoch: str = ""  # this start's id, in every reply that hands out the descriptor
 
 
 class BackboneRefused(Exception):
@@ -81,7 +83,9 @@ async def serve(state: BackboneState, socket_path: Path, parent: int) -> None:
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)  # a dead server's: the platform reclaimed it
     # The control socket is the invoker's; each container gets its own channel from it.
-    control = Control(state.descriptor, state.load_seconds, Channels(SameShare(state.descriptor)))
+    shares = state.shares or SameShare(state.descriptor)
+    control = Control(state.descriptor, state.load_seconds,
+                      Channels(shares, epoch=state.epoch))
     server = await start_control(control, socket_path)
     inode = socket_path.stat().st_ino
     stop = asyncio.Event()
@@ -107,7 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default="auto",
                         help="serving dtype: float32, bfloat16, float16, or auto (the "
                              "checkpoint's own)")
-    parser.add_argument("--transport", choices=("tmpfs", "cuda-ipc"), default="tmpfs")
+    parser.add_argument("--transport", choices=("tmpfs", "cuda-ipc"), default="tmpfs",
+                        help="tmpfs, or cuda-ipc (chosen by lorafaas.backbone.accelerator)")
+    parser.add_argument("--device", type=int, default=0,
+                        help="the CUDA device index of cuda-ipc (host numbering)")
     parser.add_argument("--owner", default=uuid.uuid4().hex,
                         help="the platform run's owner id: marks what this server publishes")
     args = parser.parse_args(argv)
@@ -122,20 +129,26 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     started = time.monotonic()
-    publisher: BackbonePublisher = (TmpfsPublisher(args.publish_dir) if args.transport == "tmpfs"
-                                    else CudaIpcPublisher(args.publish_dir))
+    cuda = CudaIpcPublisher(args.publish_dir, args.device) if args.transport == "cuda-ipc" \
+        else None
+    publisher: BackbonePublisher = cuda or TmpfsPublisher(args.publish_dir)
+    epoch = uuid.uuid4().hex
     try:
         dtype = serving_dtype(args.model_dir, args.dtype)
         model = load_backbone(args.model_dir, dtype)
-        descriptor = publisher.publish(model, args.model_dir)
+        descriptor = {**publisher.publish(model, args.model_dir), "epoch": epoch}
         claimed = claim_folder(args.publish_dir, args.owner)
-    except (BackboneRefused, PublishError, ValueError) as error:
+    except (BackboneRefused, PublishError, ValueError, RuntimeError, AssertionError) as error:
+        # RuntimeError, AssertionError: what torch raises for a CUDA device it cannot use
+        # (no such device, out of memory, "Torch not compiled with CUDA enabled").
         logger.error("backbone %s refused: %s", args.model_dir.name, error)
         print(f"FAILED {error}", flush=True)
         raise SystemExit(2) from error
     if args.transport == "tmpfs":
         del model  # runtimes map the published file; this process need not hold a copy
-    state = BackboneState(descriptor=descriptor, load_seconds=time.monotonic() - started)
+    # CUDA: each attach gets its own shares of the storages the publisher holds.
+    shares = CudaShares(descriptor, cuda.storages()) if cuda is not None else None
+    state = BackboneState(descriptor, time.monotonic() - started, shares, epoch)
     logger.info("backbone %s ready in %.2fs (%s)", args.model_dir.name, state.load_seconds, dtype)
     try:
         asyncio.run(serve(state, args.socket, parent))

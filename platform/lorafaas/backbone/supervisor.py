@@ -8,6 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from lorafaas.backbone.accelerator import TMPFS, TransportChoice
+
 logger = logging.getLogger(__name__)
 
 
@@ -24,12 +26,14 @@ class BackboneServerProcess:
     """One backbone server child process."""
 
     def __init__(self, endpoint: BackboneEndpoint, model_dir: Path, dtype: str = "auto",
-                 owner: str = "") -> None:
+                 owner: str = "", transport: TransportChoice | None = None) -> None:
         # `auto`: the checkpoint's own dtype; else a torch dtype name (the server's --dtype).
         self.endpoint = endpoint
         self.model_dir = model_dir
         self.dtype = dtype
         self.owner = owner  # the platform run's owner id (lorafaas.backbone.ownership)
+        # tmpfs unless told: the choice is made once per platform start (backbone.accelerator).
+        self.transport = transport or TransportChoice(TMPFS, None, "default")
         self._process: asyncio.subprocess.Process | None = None
 
     @property
@@ -46,6 +50,7 @@ class BackboneServerProcess:
             sys.executable, "-m", "lorafaas.backbone.server", "--model-dir", str(self.model_dir),
             "--publish-dir", str(self.endpoint.publish_dir), "--socket",
             str(self.endpoint.socket_path), "--dtype", self.dtype, *owner,
+            *self.transport.server_arguments(),
             stdout=asyncio.subprocess.PIPE)
         assert self._process.stdout is not None
         line = await asyncio.wait_for(self._process.stdout.readline(), timeout_s)
@@ -54,8 +59,8 @@ class BackboneServerProcess:
             reason = line.decode(errors="replace").strip().removeprefix("FAILED ")
             raise RuntimeError(f"backbone server for {self.model_dir} failed to start: "
                                f"{reason or 'it exited'}")
-        logger.info("backbone server %s ready on %s", self.endpoint.name,
-                    self.endpoint.socket_path)
+        logger.info("backbone server %s ready on %s (%s: %s)", self.endpoint.name,
+                    self.endpoint.socket_path, self.transport.transport, self.transport.reason)
 
     async def wait(self) -> int:
         """Wait until the server exits; its exit status (negative: the signal)."""

@@ -13,14 +13,15 @@ from urllib.parse import urlsplit
 
 from lorafaas import __version__
 from lorafaas.client import render
+from lorafaas.client.action_exec import exec_field
 from lorafaas.client.http import ApiClient, ClientError, api_base_url
 from lorafaas.client.output import CommandError, Output, wsk_json
-from lorafaas.client.payload import adapter_zip, encode_code, key_value_list, key_values
+from lorafaas.client.payload import key_value_list, key_values
 from lorafaas.client.props import ClientConfig, save_props
 from lorafaas.names import InvalidName, QualifiedName
 
 ACTIVATION_ID = re.compile(r"[0-9a-f]{32}")
-LIMIT_OPTIONS = ("timeout", "memory", "concurrency")
+LIMIT_OPTIONS = ("timeout", "memory", "concurrency", "logs")
 POLL_INTERVAL_S = 2.0  # wsk's
 WAIT_INTERVAL_S = 0.5
 
@@ -75,18 +76,18 @@ def _create_failure(error: ClientError) -> ClientError:
 
 
 def action_update(ctx: Context, args: argparse.Namespace) -> Output:
-    """`action update NAME [ADAPTER]`: what is not given is kept; created when absent."""
+    """`action update NAME [ARTIFACT]`: what is not given is kept; created when absent."""
     name = qualified(ctx, args.name)
-    existing = _existing_action(ctx, name, code=args.artifact is None)
+    existing = _existing_action(ctx, name)
     body = action_body(args, existing, name.namespace)
     with unable(f"update action '{name.relative}'"):
         action = ctx.api.put_action(name, body, overwrite=True)
     return Output(f"ok: updated action {name.relative}", action)
 
 
-def _existing_action(ctx: Context, name: QualifiedName, code: bool) -> dict[str, Any] | None:
+def _existing_action(ctx: Context, name: QualifiedName) -> dict[str, Any] | None:
     try:
-        return ctx.api.get_action(name, code=code)
+        return ctx.api.get_action(name)
     except ClientError as error:
         if error.status == 404:
             return None
@@ -95,9 +96,12 @@ def _existing_action(ctx: Context, name: QualifiedName, code: bool) -> dict[str,
 
 def action_body(args: argparse.Namespace, existing: dict[str, Any] | None,
                 namespace: str = "_") -> dict[str, Any]:
-    """The PUT body: the adapter (or, with --sequence, the components), and parameters,
-    annotations and limits merged onto `existing`."""
-    exec_field = _exec_field(args, existing, namespace)
+    """The PUT body: the artifact's code (or, with --sequence, the components), and
+    parameters, annotations and limits merged onto `existing`; without an artifact an
+    update sends no `exec`, and the server keeps the action's."""
+    exec_ = exec_field(args, namespace)
+    if exec_ is None and existing is None:
+        raise CommandError("An action name and code artifact are required.")
     parameters = key_values(args.param, args.param_file, "parameter")
     annotations = key_values(args.annotation, args.annotation_file, "annotation")
     limits = {key: getattr(args, key) for key in LIMIT_OPTIONS if getattr(args, key) is not None}
@@ -109,33 +113,16 @@ def action_body(args: argparse.Namespace, existing: dict[str, Any] | None,
         annotations = {**_as_dict(existing.get("annotations")), **annotations}
         limits = {**(existing.get("limits") or {}), **limits}
     annotations.update(web_annotations(getattr(args, "web", None)))
-    return {"exec": exec_field, "parameters": key_value_list(parameters),
+    body = {"parameters": key_value_list(parameters),
             "annotations": key_value_list(annotations), "limits": limits}
-
-
-def _exec_field(args: argparse.Namespace, existing: dict[str, Any] | None,
-                namespace: str) -> dict[str, Any]:
-    """The body's `exec`: a sequence's components, the given adapter, or the existing code."""
-    if getattr(args, "sequence", None):
-        if args.artifact is not None:
-            raise CommandError("A sequence takes no adapter: give --sequence or ADAPTER.")
-        return {"kind": "sequence",
-                "components": sequence_components(args.sequence, namespace)}
-    if args.artifact is not None:
-        return {"kind": args.kind, "binary": True,
-                "code": encode_code(adapter_zip(args.artifact))}
-    kept = (existing or {}).get("exec", {})
-    if kept.get("code"):
-        return {"kind": args.kind, "binary": True, "code": kept["code"]}
-    if kept.get("kind") == "sequence":
-        return dict(kept)
-    raise CommandError("An action name and code artifact are required.")
+    return body if exec_ is None else {"exec": exec_, **body}
 
 
 WEB_VALUES = {"true": {"web-export": True, "raw-http": False, "final": True},
               "yes": {"web-export": True, "raw-http": False, "final": True},
               "raw": {"web-export": True, "raw-http": True, "final": True},
-              "false": {"web-export": False}, "no": {"web-export": False}}
+              "false": {"web-export": False, "raw-http": False, "final": False},
+              "no": {"web-export": False, "raw-http": False, "final": False}}
 
 
 def web_annotations(value: str | None) -> dict[str, Any]:
@@ -149,24 +136,29 @@ def web_annotations(value: str | None) -> dict[str, Any]:
     return dict(WEB_VALUES[value.lower()])
 
 
-def sequence_components(names: str, namespace: str) -> list[str]:
-    """`a,b,/ns/c` as fully qualified names, as wsk resolves them (`/NAMESPACE/a`)."""
-    components = [name.strip() for name in names.split(",") if name.strip()]
-    if not components:
-        raise CommandError("--sequence needs at least one action name.")
-    return [name if name.startswith("/") else f"/{namespace}/{name}" for name in components]
-
-
 def _as_dict(pairs: list[dict[str, Any]] | None) -> dict[str, Any]:
     return {pair["key"]: pair["value"] for pair in pairs or []}
 
 
 def action_get(ctx: Context, args: argparse.Namespace) -> Output:
-    """`action get NAME`: `ok: got action NAME` and the action (without its zip)."""
+    """`action get NAME`: `ok: got action NAME` and the action (without its code); with
+    --summary its kind (a sequence's components) and parameters, with --url its web URL."""
     name = qualified(ctx, args.name)
     with unable(f"get action '{name.relative}'"):
         action = ctx.api.get_action(name)
+    if getattr(args, "url", False):
+        return Output(f"ok: got action {name.relative}\n{web_url(ctx, action)}", action)
+    if getattr(args, "summary", False):
+        return Output(render.action_summary(action), action)
     return Output(f"ok: got action {name.relative}\n{wsk_json(action)}", action)
+
+
+def web_url(ctx: Context, action: dict[str, Any]) -> str:
+    """`<apihost>/api/v1/web/NAMESPACE/PACKAGE/ACTION` (`default` for no package), as
+    `wsk action get --url` prints it."""
+    namespace, _, package = str(action.get("namespace", "")).partition("/")
+    base = api_base_url(ctx.config.apihost)
+    return f"{base}/web/{namespace}/{package or 'default'}/{action.get('name', '')}"
 
 
 def action_list(ctx: Context, args: argparse.Namespace) -> Output:

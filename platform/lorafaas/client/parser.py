@@ -76,14 +76,18 @@ def _add_action_commands(parser: argparse.ArgumentParser,
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     create = _leaf(verbs, "create", commands.action_create, "create a new action", common)
     create.add_argument("name", metavar="ACTION_NAME")
-    create.add_argument("artifact", metavar="ADAPTER", type=Path, nargs="?",
-                        help="a PEFT adapter folder, or a .zip of one (none with --sequence)")
+    create.add_argument("artifact", metavar="ACTION", type=Path, nargs="?",
+                        help="the code: a PEFT adapter folder or .zip (kind lora, optionally "
+                             "with __main__.py's main(args, llm)), a .py file (python:3), or "
+                             "a .zip with __main__.py and --kind python:3; none with "
+                             "--sequence")
     create.add_argument("--overwrite", action="store_true",
                         help="replace the action when it exists (the API's ?overwrite=true)")
     update = _leaf(verbs, "update", commands.action_update,
                    "update an existing action, or create it when it does not exist", common)
     update.add_argument("name", metavar="ACTION_NAME")
-    update.add_argument("artifact", metavar="ADAPTER", type=Path, nargs="?")
+    update.add_argument("artifact", metavar="ACTION", type=Path, nargs="?",
+                        help="new code (as for create); none: the action's is kept")
     for action_parser in (create, update):
         _action_options(action_parser)
     invoke = _leaf(verbs, "invoke", commands.action_invoke, "invoke action", common)
@@ -94,6 +98,9 @@ def _add_action_commands(parser: argparse.ArgumentParser,
                         help="blocking invoke; show only the activation result")
     get = _leaf(verbs, "get", commands.action_get, "get action", common)
     get.add_argument("name", metavar="ACTION_NAME")
+    get.add_argument("-s", "--summary", action="store_true",
+                     help="summarize the action: its kind, components and parameters")
+    get.add_argument("-r", "--url", action="store_true", help="get the action's web URL")
     delete = _leaf(verbs, "delete", commands.action_delete, "delete action", common)
     delete.add_argument("name", metavar="ACTION_NAME")
     listing = _leaf(verbs, "list", commands.action_list, "list the actions of a namespace",
@@ -141,7 +148,10 @@ def _package_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _action_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kind", default="lora", help="the action kind (only lora)")
+    parser.add_argument("--kind", help="the action kind: lora, python:3 (python:default); "
+                                       "inferred from a .py file or an adapter")
+    parser.add_argument("--main", metavar="MAIN",
+                        help="the name of the action's entry function (default: main)")
     parser.add_argument("--sequence", metavar="ACTIONS",
                         help="a sequence of these actions (comma-separated names; a name "
                              "without /NAMESPACE/ is in the sequence's namespace)")
@@ -159,6 +169,8 @@ def _action_options(parser: argparse.ArgumentParser) -> None:
                         help="the memory limit in MB of a container")
     parser.add_argument("-c", "--concurrency", type=int, metavar="LIMIT",
                         help="the concurrent activations limit")
+    parser.add_argument("-l", "--logsize", dest="logs", type=int, metavar="LIMIT",
+                        help="the log size limit in MB")
 
 
 def _param_options(parser: argparse.ArgumentParser) -> None:

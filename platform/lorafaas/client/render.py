@@ -48,6 +48,19 @@ def package_summary(package: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def action_summary(action: dict[str, Any]) -> str:
+    """`action get --summary`: the action, its kind (a sequence's components), parameters."""
+    path = f"/{action.get('namespace', '')}/{action.get('name', '')}"
+    exec_field = action.get("exec") or {}
+    description = annotation(action, "description")
+    keys = ", ".join(str(p.get("key")) for p in action.get("parameters") or [])
+    lines = [f"action {path}" + (f": {description}" if description else ""),
+             f"   (kind: {exec_field.get('kind', '?')})"]
+    lines += [f"   (component: {name})" for name in exec_field.get("components") or []]
+    lines.append(f"   (parameters: {keys or 'none defined'})")
+    return "\n".join(lines)
+
+
 def backbone_rows(backbones: list[dict[str, Any]]) -> str:
     """`backbone list`: name (the default starred), architecture, dtype, size, parameters,
     context length."""

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from lorafaas.console import timeline
+from lorafaas.console.code_runs import component_links, form_parameters, run_action, web_url
 from lorafaas.console.data import activations_since, charges_since, containers, function_state
 from lorafaas.console.keys import console_identity_key
 from lorafaas.console.pages import (
@@ -23,7 +24,7 @@ from lorafaas.console.pages import (
     TimelineRow,
 )
 from lorafaas.console.render import render_page
-from lorafaas.console.snippets import call_snippets
+from lorafaas.console.snippets import call_snippets, code_snippets
 from lorafaas.console.stats import (
     activation_row,
     cost_of,
@@ -43,7 +44,7 @@ from lorafaas.controller.function_refs import action_backbone, code_digest
 from lorafaas.controller.openai_protocol import check_max_tokens, parse_openai_request
 from lorafaas.controller.protocol import (
     DEFAULT_MAX_TOKENS,
-    SEQUENCE_KIND,
+    LORA_KIND,
     ActionBody,
     LimitRange,
     limit_ranges,
@@ -79,10 +80,12 @@ async def list_functions(request: web.Request) -> web.Response:
     for action in actions:
         state, instances = function_state(views, f"{identity.namespace}/{action.name}")
         last = await activations_since(request, identity, 0, action.name, limit=1)
+        lora = action.exec_kind == LORA_KIND
         rows.append(FunctionRow(action.name, action.version, state, instances,
                                 when(last[0].start_ms) if last else None,
                                 requests[action.name], cost[action.name],
-                                backbone_name(request, action)))
+                                backbone_name(request, action) if lora else "",
+                                action.exec_kind, len(action.components or ())))
     return await render_page(request, FunctionsPage(rows))
 
 
@@ -93,8 +96,9 @@ async def function_page(request: web.Request) -> web.Response:
     return await render_page(request, await _function_page(request, action))
 
 
-async def _function_page(request: web.Request, action: Action,
-                         error: str | None = None) -> FunctionPage:
+async def _function_page(request: web.Request, action: Action, error: str | None = None,
+                         **run: Any) -> FunctionPage:
+    """The page's context; `run`: the JSON form's fields (parameters_json, run, run_error)."""
     identity = request[console_identity_key]
     rows = await activations_since(request, identity, 0, action.name, limit=500)
     window = timeline.window_of(request.query.get("window"))
@@ -107,13 +111,15 @@ async def _function_page(request: web.Request, action: Action,
         name=action.name, version=action.version, backbone=backbone_name(request, action),
         adapter=dict(annotations.get("adapter") or {}), limits=limits,
         limit_fields=limit_fields(limits, _ranges(request)), max_tokens_limit=max_tokens,
-        snippets=call_snippets(endpoint, identity.namespace, action.name, max_tokens),
+        snippets=call_snippets(endpoint, identity.namespace, action.name, max_tokens)
+        if action.exec_kind == LORA_KIND else code_snippets(endpoint, action.name),
         endpoint=endpoint, activations=[activation_row(r) for r in rows[:RECENT]],
         # A request refused before it ran (no container leased) has no latency to count.
         latencies=latency_percentiles([r for r in rows if activation_row(r).start_kind]),
         window=window.key, windows=[(w.key, w.label) for w in timeline.WINDOWS.values()],
         chart_data=chart.chart_data(), timeline_rows=timeline_rows(chart), error=error,
-        components=tuple(action.components or ()))
+        components=component_links(action.components, identity.namespace),
+        kind=action.exec_kind, web_url=web_url(endpoint, identity.namespace, action), **run)
 
 
 async def _timeline(request: web.Request, name: str, window: timeline.Window
@@ -172,9 +178,9 @@ async def limits_submit(request: web.Request) -> web.Response:
     service = request.app[actions_key]
     action: Action = await service.get(identity, page_function(request))
     try:
-        if action.exec_kind == SEQUENCE_KIND:
-            raise BadRequest("A sequence's limits are set through the API (PUT with "
-                             "?overwrite=true).")
+        if action.exec_kind != LORA_KIND:
+            raise BadRequest(f"A {action.exec_kind} action's limits are set through the API "
+                             "(PUT with ?overwrite=true) or `lorafaas action update`.")
         limits = parse_limits(edited_limits(await request.post(), action.limits),
                               _ranges(request))
     except BadRequest as error:
@@ -191,6 +197,21 @@ async def limits_submit(request: web.Request) -> web.Response:
     # Running containers were sized by the old limits.
     await request.app[invocations_key].invoker.retire(page_function(request))
     raise web.HTTPSeeOther(f"/console/functions/{action.name}")
+
+
+async def run_submit(request: web.Request) -> web.Response:
+    """The JSON form of a code action or sequence: a blocking run, its result on the page."""
+    action: Action = await request.app[actions_key].get(request[console_identity_key],
+                                                        page_function(request))
+    text = str((await request.post()).get("parameters", "") or "")
+    try:
+        run = await run_action(request, action, form_parameters(text))
+    except BadRequest as error:
+        page = await _function_page(request, action, parameters_json=text,
+                                    run_error=error.message)
+        return await render_page(request, page, status=400)
+    page = await _function_page(request, action, parameters_json=text, run=run)
+    return await render_page(request, page)
 
 
 async def delete_submit(request: web.Request) -> web.Response:

@@ -42,7 +42,9 @@ class FunctionRow:
     last_invocation: str | None
     requests_today: int
     cost_today: float
-    backbone: str  # the backbone its `backbone` annotation names
+    backbone: str  # the backbone its `backbone` annotation names ("" unless kind lora)
+    kind: str = "lora"  # lora, python:3 or sequence
+    components: int = 0  # a sequence's count of actions
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,24 @@ class TimelineRow:
 
 
 @dataclass(frozen=True)
+class ComponentLink:
+    """One action of a sequence: its qualified name, and its console page where it has one."""
+
+    name: str  # /namespace/[package/]action
+    href: str | None  # a function's page, the packages page, or none (another namespace's)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A code action or sequence run from its page: the activation and its result."""
+
+    activation_id: str
+    success: bool
+    status: str  # success, application error, developer error, internal error
+    result_json: str
+
+
+@dataclass(frozen=True)
 class FunctionPage:
     """A function: how to call it, its limits, the playground, charts over time, recent
     activations and latency percentiles; `error` is a refused limits edit."""
@@ -169,7 +189,12 @@ class FunctionPage:
     chart_data: dict[str, Any]  # the series of the charts over time (console.timeline)
     timeline_rows: list[TimelineRow]  # the buckets with any request or cost
     error: str | None = None
-    components: tuple[str, ...] = ()  # a sequence's actions, in order (none: a lora function)
+    components: tuple[ComponentLink, ...] = ()  # a sequence's actions, in order
+    kind: str = "lora"  # lora (the playground), or python:3 and sequence (the JSON form)
+    web_url: str | None = None  # where it answers without a key, when web-exported
+    parameters_json: str = "{}"  # the JSON form's parameters, as last sent
+    run: RunResult | None = None  # the JSON form's last run
+    run_error: str | None = None  # why the JSON form's parameters were refused
 
 
 @dataclass(frozen=True)
@@ -341,4 +366,5 @@ class TriggersPage:
 
 
 PAGES: tuple[type, ...] = (SignInPage, FunctionsPage, UploadPage, FunctionPage, ActivationPage,
-                           UsagePage, PlatformPage, ApiReferencePage, ErrorPage, TriggersPage)
+                           UsagePage, PlatformPage, ApiReferencePage, ErrorPage, TriggersPage,
+                           PackagesPage)

@@ -32,3 +32,13 @@ def call_snippets(base_url: str, namespace: str, name: str, max_tokens: int) -> 
            f"-p prompt {shlex.quote(EXAMPLE_PROMPT)} -p max_tokens {min(64, max_tokens)}")
     return [Snippet("curl", "curl", curl), Snippet("python", "OpenAI Python", python),
             Snippet("cli", "CLI", cli)]
+
+
+def code_snippets(base_url: str, name: str) -> list[Snippet]:
+    """A code action's or sequence's: curl against the REST API, and `lorafaas action invoke`."""
+    curl = (f"curl -u {KEY_PLACEHOLDER} -X POST \\\n"
+            f"  '{base_url}/api/v1/namespaces/_/actions/{name}?blocking=true&result=true' \\\n"
+            f"  -H \"Content-Type: application/json\" -d '{{\"name\": \"world\"}}'")
+    cli = (f"lorafaas property set --apihost {base_url} --auth {KEY_PLACEHOLDER}\n"
+           f"lorafaas action invoke {shlex.quote(name)} --result -p name world")
+    return [Snippet("curl", "curl", curl), Snippet("cli", "CLI", cli)]

@@ -73,6 +73,7 @@ def console_routes() -> list[web.RouteDef]:
         web.post("/console/upload", upload.upload_submit),
         web.get("/console/functions/{name}", functions.function_page),
         web.post("/console/functions/{name}/invoke", functions.invoke_submit),
+        web.post("/console/functions/{name}/run", functions.run_submit),
         web.post("/console/functions/{name}/stream", functions.stream_completion),
         web.post("/console/functions/{name}/limits", functions.limits_submit),
         web.post("/console/functions/{name}/delete", functions.delete_submit),

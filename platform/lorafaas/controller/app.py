@@ -173,7 +173,9 @@ def _catalog(served: list[ServedBackbone]) -> BackboneCatalog:
 
 
 def _mounts(served: list[ServedBackbone]) -> dict[str, BackboneMounts]:
-    return {s.spec.name: BackboneMounts(s.endpoint.socket_path, s.endpoint.publish_dir)
+    return {s.spec.name: BackboneMounts(s.endpoint.socket_path, s.endpoint.publish_dir,
+                                        s.published.transport, s.published.device,
+                                        s.published.device_free_bytes)
             for s in served}
 
 

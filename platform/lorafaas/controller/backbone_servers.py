@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from lorafaas.backbone.accelerator import TransportChoice, choose_transport, host_facts
 from lorafaas.backbone.ownership import SERVER_PID, acquire_run, reclaim
 from lorafaas.backbone.supervision import SupervisedServer
 from lorafaas.backbone.supervisor import BackboneEndpoint, BackboneServerProcess
@@ -35,6 +36,14 @@ def backbone_endpoint(settings: Settings, spec: BackboneSpec) -> BackboneEndpoin
     return BackboneEndpoint(
         name=spec.name, socket_path=settings.run_dir / "backbones" / spec.name / "attach.sock",
         publish_dir=settings.shm_dir / spec.name)
+
+
+def backbone_transport(settings: Settings) -> TransportChoice:
+    """tmpfs or CUDA IPC, from LORAFAAS_ACCELERATOR and the host (AcceleratorUnavailable
+    where `cuda` is asked on a host without that device)."""
+    choice = choose_transport(settings.accelerator, host_facts())
+    logger.info("backbones are published by %s: %s", choice.transport, choice.reason)
+    return choice
 
 
 def run_ownership(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -58,6 +67,7 @@ def backbone_server(settings: Settings, spec: BackboneSpec
     async def serve_backbone(app: web.Application) -> AsyncIterator[None]:
         settings.check_backbone_folders()  # a SettingsError naming the key and the value
         endpoint = backbone_endpoint(settings, spec)
+        transport = await asyncio.to_thread(backbone_transport, settings)
 
         async def on_ready(process: BackboneServerProcess) -> None:
             answer = await exchange(process.endpoint.socket_path, {"op": "describe"})
@@ -69,7 +79,7 @@ def backbone_server(settings: Settings, spec: BackboneSpec
 
         server = SupervisedServer(
             spec.name, lambda: BackboneServerProcess(endpoint, spec.folder, spec.dtype,
-                                                     app[run_owner_key].owner_id),
+                                                     app[run_owner_key].owner_id, transport),
             app[backbone_health_key], endpoint.socket_path.parent / SERVER_PID, on_ready)
         try:
             await server.start()

@@ -24,11 +24,19 @@ class Published:
 
     dtype: str
     bytes: int
+    transport: str = "tmpfs"
+    device: int | None = None  # the CUDA device of a cuda-ipc transport
+    device_free_bytes: int | None = None  # that device's free memory once published
 
     @classmethod
     def from_descriptor(cls, descriptor: Mapping[str, Any]) -> Published:
         """From the attach protocol's descriptor (lorafaas.wire.attach)."""
-        return cls(str(descriptor.get("dtype", "")), int(descriptor.get("bytes", 0)))
+        device = descriptor.get("device")
+        free = (descriptor.get("deviceMemory") or {}).get("free")
+        return cls(str(descriptor.get("dtype", "")), int(descriptor.get("bytes", 0)),
+                   str(descriptor.get("transport", "tmpfs")),
+                   int(device) if isinstance(device, int) else None,
+                   int(free) if isinstance(free, int) else None)
 
 
 @dataclass(frozen=True)

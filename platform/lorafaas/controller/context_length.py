@@ -24,11 +24,11 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
 from lorafaas.backbone.checkpoint import context_length, read_config
+from lorafaas.controller.invoke_params import RUNTIME_DEFAULT_MAX_TOKENS
 from lorafaas.errors import BadRequest
 
 logger = logging.getLogger(__name__)
 
-RUNTIME_DEFAULT_MAX_TOKENS = 64  # the runtime's default when a request names none
 SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token")
 
 

@@ -15,9 +15,11 @@ _DESCRIPTIONS = {200: "OK", 202: "Accepted: the activation id",
                  204: "No content (a trigger with no active rule, a web action's empty body)",
                  400: "Bad request",
                  401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-                 405: "Method not allowed", 408: "The action exceeded its time limit",
+                 405: "Method not allowed",
                  409: "Conflict", 413: "Payload too large", 429: "Too many requests",
-                 500: "Internal error", 502: "Application or developer error"}
+                 500: "Internal error",
+                 502: "Application or developer error (a time-out included): the activation "
+                      "record, or with ?result=true its result"}
 OPENAPI_PATH = "/api/v1/openapi.json"
 _BACKBONE = {
     "type": "object",
@@ -35,11 +37,71 @@ _BACKBONE = {
         "parameters": {"type": "integer", "description": "tensor elements of its checkpoint"},
         "contextLength": {"type": "integer", "nullable": True,
                           "description": "its config's max_position_embeddings"}}}
+_KEY_VALUES = {"type": "array", "items": {"type": "object", "required": ["key", "value"]}}
+# What every entity answers (OpenWhisk's WhiskEntity fields).
+_ENTITY = {"namespace": {"type": "string", "description": "namespace[/package]"},
+           "name": {"type": "string"}, "version": {"type": "string"},
+           "annotations": _KEY_VALUES, "publish": {"type": "boolean"},
+           "updated": {"type": "integer", "description": "ms since the epoch"}}
+_REF = {"type": "object", "required": ["path", "name"],
+        "properties": {"path": {"type": "string"}, "name": {"type": "string"}}}
+
+
+def _entity(description: str, properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "description": description,
+            "required": ["namespace", "name", "version", "annotations"],
+            "properties": {**_ENTITY, **properties}}
+
+
+def _listing(item: str, count_key: str) -> dict[str, Any]:
+    """A list of entities, or with ?count=true `{count_key: N}`."""
+    return {"oneOf": [{"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
+                      {"type": "object", "required": [count_key], "additionalProperties": False,
+                       "properties": {count_key: {"type": "integer", "minimum": 0}}}]}
+
+
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error", "code"],
               "properties": {"error": {"type": "string"}, "code": {"type": "string"}}},
     "Backbone": _BACKBONE,
     "Backbones": {"type": "array", "items": {"$ref": "#/components/schemas/Backbone"}},
+    "Action": _entity("An action (its code only with ?code=true)", {
+        "exec": {"type": "object", "required": ["kind"], "properties": {
+            "kind": {"type": "string", "enum": ["lora", "python:3", "sequence"]},
+            "binary": {"type": "boolean"}, "main": {"type": "string"},
+            "code": {"type": "string", "description": "base64 of the zip, or the source"},
+            "components": {"type": "array", "items": {"type": "string"},
+                           "description": "a sequence's, fully qualified"}}},
+        "parameters": _KEY_VALUES, "limits": {"type": "object"}}),
+    "Actions": _listing("Action", "actions"),
+    "Package": _entity("A package, or a binding (`binding` names the bound package)", {
+        "binding": {"type": "object", "properties": {"namespace": {"type": "string"},
+                                                     "name": {"type": "string"}}},
+        "parameters": _KEY_VALUES,
+        "actions": {"type": "array", "description": "its actions (GET of one package)",
+                    "items": {"type": "object", "required": ["name"]}}}),
+    "Packages": _listing("Package", "packages"),
+    "Trigger": _entity("A trigger, with its rules (and an alarm feed's configuration)", {
+        "parameters": _KEY_VALUES, "limits": {"type": "object"},
+        "rules": {"type": "object", "description": "namespace/rule: its action and status"}}),
+    "Triggers": _listing("Trigger", "triggers"),
+    "Rule": _entity("A rule of a trigger and an action", {
+        "status": {"type": "string", "enum": ["active", "inactive"]},
+        "trigger": _REF, "action": _REF}),
+    "Rules": _listing("Rule", "rules"),
+    "Activation": {"type": "object", "required": ["activationId", "namespace", "name", "start"],
+                   "description": "An activation record (a list's entries without `response` "
+                                  "and `logs` unless ?docs=true)", "properties": {
+                       "activationId": {"type": "string"}, "namespace": {"type": "string"},
+                       "name": {"type": "string"}, "version": {"type": "string"},
+                       "start": {"type": "integer"}, "end": {"type": "integer"},
+                       "duration": {"type": "integer"}, "statusCode": {"type": "integer"},
+                       "response": {"type": "object", "properties": {
+                           "status": {"type": "string"}, "statusCode": {"type": "integer"},
+                           "success": {"type": "boolean"}, "result": {}}},
+                       "logs": {"type": "array", "items": {"type": "string"}},
+                       "annotations": _KEY_VALUES, "cause": {"type": "string"}}},
+    "Activations": _listing("Activation", "activations"),
 }
 
 

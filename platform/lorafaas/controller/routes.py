@@ -90,7 +90,7 @@ def api_routes() -> list[Route]:
               "The backbones this deployment serves, the default first (an action's "
               "`backbone` annotation names one)", tags=("backbones",), response="Backbones"),
         Route("GET", f"{NAMESPACE}/actions", actions.list_actions, "List actions",
-              query=("limit", "skip", "count"), tags=("actions",)),
+              query=("limit", "skip", "count"), tags=("actions",), response="Actions"),
         # Before actions/{package}/{name}: the first route that matches serves (aiohttp).
         Route("GET", f"{NAMESPACE}/actions/{{name}}/versions", actions.list_action_versions,
               "The action's kept versions, newest first (LORAFAAS_ACTION_HISTORY)",
@@ -101,9 +101,9 @@ def api_routes() -> list[Route]:
         Route("GET", f"{NAMESPACE}/activations", activations.list_activation_records,
               "List activations",
               query=("name", "limit", "skip", "since", "upto", "docs", "count"),
-              tags=("activations",)),
+              tags=("activations",), response="Activations"),
         Route("GET", f"{NAMESPACE}/activations/{{id}}", activations.get_activation_record,
-              "Get an activation record", tags=("activations",)),
+              "Get an activation record", tags=("activations",), response="Activation"),
         Route("GET", f"{NAMESPACE}/activations/{{id}}/logs", activations.get_activation_logs,
               "Get an activation's logs", tags=("activations",)),
         Route("GET", f"{NAMESPACE}/activations/{{id}}/result",
@@ -131,11 +131,11 @@ def action_routes(path: str, where: str) -> list[Route]:
                    "sequence, components: [\"/namespace/[package/]action\", ...]}, "
                    "parameters, annotations, limits, publish (or, as application/zip, the "
                    "zip itself, with ?backbone=)", schema="Action",
-              statuses=(200, 409, 413, 429), tags=("actions",)),
+              statuses=(200, 409, 413, 429), tags=("actions",), response="Action"),
         Route("GET", path, actions.get_action, f"Get an action{where}",
-              query=("code",), tags=("actions",)),
+              query=("code",), tags=("actions",), response="Action"),
         Route("DELETE", path, actions.delete_action, f"Delete an action{where}",
-              tags=("actions",)),
+              tags=("actions",), response="Action"),
         Route("POST", path, actions.invoke_action, f"Invoke an action{where}",
               query=("blocking", "result", "timeout"), body="the invocation's parameters",
               schema="Invocation",
@@ -149,18 +149,18 @@ def package_routes() -> list[Route]:
     return [
         Route("GET", f"{NAMESPACE}/packages", packages.list_packages,
               "List packages and bindings (?count=true: `{\"packages\": N}`)",
-              query=("limit", "skip", "count"), tags=("packages",)),
+              query=("limit", "skip", "count"), tags=("packages",), response="Packages"),
         Route("PUT", path, packages.put_package,
               "Create or update a package, or a binding to a package of this namespace or a "
               "published one of another", query=("overwrite",),
               body="parameters, annotations, publish, binding {namespace, name}",
-              schema="Package", statuses=(200, 409), tags=("packages",)),
+              schema="Package", statuses=(200, 409), tags=("packages",), response="Package"),
         Route("GET", path, packages.get_package,
               "Get a package with its actions (a binding: the bound package's, with the "
-              "binding's parameters over its own)", tags=("packages",)),
+              "binding's parameters over its own)", tags=("packages",), response="Package"),
         Route("DELETE", path, packages.delete_package,
               "Delete a binding, or a package that holds no actions", statuses=(200, 409),
-              tags=("packages",)),
+              tags=("packages",), response="Package"),
     ]
 
 def trigger_routes() -> list[Route]:
@@ -169,17 +169,19 @@ def trigger_routes() -> list[Route]:
     return [
         Route("GET", f"{NAMESPACE}/triggers", triggers.list_triggers,
               "List triggers (?count=true: `{\"triggers\": N}`)",
-              query=("limit", "skip", "count"), tags=("triggers",)),
+              query=("limit", "skip", "count"), tags=("triggers",), response="Triggers"),
         Route("PUT", path, triggers.put_trigger,
               "Create or update a trigger; with the annotation feed = "
               "/whisk.system/alarms/alarm (parameters cron, timezone, trigger_payload, "
               "startDate, stopDate) or /whisk.system/alarms/interval (minutes, ...) it fires "
               "on that schedule", query=("overwrite",),
               body="parameters, annotations, limits, version, publish", schema="Trigger",
-              statuses=(200, 409), tags=("triggers",)),
-        Route("GET", path, triggers.get_trigger, "Get a trigger", tags=("triggers",)),
+              statuses=(200, 409), tags=("triggers",), response="Trigger"),
+        Route("GET", path, triggers.get_trigger, "Get a trigger", tags=("triggers",),
+              response="Trigger"),
         Route("DELETE", path, triggers.delete_trigger,
-              "Delete a trigger (its rules stay, inactive)", tags=("triggers",)),
+              "Delete a trigger (its rules stay, inactive)", tags=("triggers",),
+              response="Trigger"),
         Route("POST", "/api/v1/namespaces/whisk.system/actions/alarms/{feed}",
               feeds.invoke_feed,
               "The alarms feed action (`wsk trigger create --feed`): lifecycleEvent CREATE, "
@@ -201,16 +203,19 @@ def rule_routes() -> list[Route]:
     return [
         Route("GET", f"{NAMESPACE}/rules", rules.list_rules,
               "List rules (?count=true: `{\"rules\": N}`)",
-              query=("limit", "skip", "count"), tags=("rules",)),
+              query=("limit", "skip", "count"), tags=("rules",), response="Rules"),
         Route("PUT", path, rules.put_rule,
               "Create (active) or update a rule of a trigger and an action",
               query=("overwrite",), body="trigger, action (qualified names), annotations, "
                                           "version, publish", schema="Rule",
-              statuses=(200, 409), tags=("rules",)),
-        Route("GET", path, rules.get_rule, "Get a rule and its status", tags=("rules",)),
-        Route("DELETE", path, rules.delete_rule, "Delete a rule", tags=("rules",)),
+              statuses=(200, 409), tags=("rules",), response="Rule"),
+        Route("GET", path, rules.get_rule, "Get a rule and its status", tags=("rules",),
+              response="Rule"),
+        Route("DELETE", path, rules.delete_rule, "Delete a rule", tags=("rules",),
+              response="Rule"),
         Route("POST", path, rules.set_rule_status, "Enable or disable a rule",
-              body="status: active or inactive", schema="RuleStatus", tags=("rules",)),
+              body="status: active or inactive", schema="RuleStatus", tags=("rules",),
+              response="Rule"),
     ]
 
 WEB_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")

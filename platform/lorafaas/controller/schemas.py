@@ -16,7 +16,8 @@ from lorafaas.controller.api.params import (
     MAX_NAME_LENGTH,
 )
 from lorafaas.controller.invoke_params import SEED_RANGE
-from lorafaas.controller.protocol import CODE_KINDS, LORA_KIND, limit_ranges
+from lorafaas.controller.protocol import CODE_KINDS, LORA_KIND, SEQUENCE_KIND, limit_ranges
+from lorafaas.controller.sequence_actions import SEQUENCE_LIMIT
 
 Schema = dict[str, Any]
 
@@ -31,7 +32,8 @@ QUERY: dict[str, Schema] = {
     "skip": {"type": "integer", "minimum": 0, "maximum": INT64_MAX},
     "since": _EPOCH_MS,
     "upto": _EPOCH_MS,
-    "name": {"type": "string", "description": "only the activations of this action"},
+    "name": {"type": "string", "description": "only the activations of this action: "
+                                              "`action`, or `pkg/action` in a package"},
     "docs": _BOOLEAN,
     "count": {**_BOOLEAN, "description": "only how many: {\"actions\": N}, "
                                          "{\"activations\": N}, ... (not with docs)"},
@@ -153,7 +155,8 @@ BODIES: dict[str, Schema] = {
                 "code": {"type": "string", "format": "byte",
                          "description": "base64 of a zip: adapter_config.json, "
                                         "adapter_model.safetensors, optionally __main__.py "
-                                        "with main(args, llm)"}}},
+                                        "with main(args, llm), `llm(prompt, **sampling)` "
+                                        "generating with this adapter"}}},
             {"type": "object", "required": ["kind", "code"],
              "description": "A code action (OpenWhisk's Python action): `limits` takes "
                             "timeout, memory, concurrency and logs only.", "properties": {
@@ -162,7 +165,17 @@ BODIES: dict[str, Schema] = {
                  "code": {"type": "string", "description": "the source text, or the base64 "
                           "of a zip with __main__.py at its top"},
                  "main": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
-                          "description": "the entry point (default: main)"}}}]},
+                          "description": "the entry point (default: main)"}}},
+            {"type": "object", "required": ["kind", "components"],
+             "description": "A sequence: each component's result is the next one's "
+                            "parameters (a lora result's `text` becomes a following lora "
+                            "component's `prompt`); `limits` as for kind lora.",
+             "properties": {
+                 "kind": {"type": "string", "enum": [SEQUENCE_KIND]},
+                 "components": {"type": "array", "minItems": 1, "maxItems": SEQUENCE_LIMIT,
+                                "items": _QUALIFIED_NAME,
+                                "description": "actions of this namespace (`/_/` for the "
+                                               "caller's), run in order"}}}]},
         "parameters": _KEY_VALUES, "annotations": _KEY_VALUES, "limits": _limits(),
         "publish": _BOOLEAN}},
     "Package": {"type": "object", "additionalProperties": False, "properties": {
@@ -172,8 +185,10 @@ BODIES: dict[str, Schema] = {
                     "description": "the bound package (`_`: this namespace)",
                     "properties": {"namespace": {"type": "string"},
                                    "name": _ENTITY_NAME}}}},
-    "Invocation": {"type": "object", "description": "The default handler's parameters "
-                   "(`prompt` or `messages`); an action with its own handler takes any object.",
+    "Invocation": {"type": "object", "description": "A lora action's default handler's "
+                   "parameters (`prompt` or `messages`); a python:3 action, a lora action "
+                   "with its own handler, or a sequence (its first component's) takes any "
+                   "object.",
                    "anyOf": [{"required": ["prompt"]}, {"required": ["messages"]}],
                    "properties": {"prompt": {"type": "string"}, "messages": _MESSAGES,
                                   **_SAMPLING}},

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import docker
 
+from lorafaas.backbone.accelerator import choose_transport, host_facts, parse_accelerator
 from lorafaas.images.runtime_image import RuntimeImageError, ensure_runtime_image
+from lorafaas.images.variant import ImageVariant
 
 
 def default_home() -> Path:
@@ -37,6 +39,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=default_repo_root(),
         help="repository root (default: %(default)s)",
     )
+    parser.add_argument(
+        "--accelerator",
+        default=os.environ.get("LORAFAAS_ACCELERATOR", "auto"),
+        help="auto, cpu, cuda or cuda:N: the CUDA variant where the backbone would be "
+        "served by CUDA IPC (default: $LORAFAAS_ACCELERATOR or auto)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="also log the build output")
     return parser.parse_args(argv)
 
@@ -50,10 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     # urllib3 logs every request to the engine at DEBUG.
     logging.getLogger("urllib3").setLevel(logging.INFO)
+    choice = choose_transport(parse_accelerator(args.accelerator), host_facts())
+    variant = ImageVariant.CUDA if choice.is_cuda else ImageVariant.CPU
     client = docker.from_env()
     try:
         tag = ensure_runtime_image(
-            client, home=args.home.expanduser(), repo_root=args.repo_root.resolve()
+            client,
+            home=args.home.expanduser(),
+            repo_root=args.repo_root.resolve(),
+            variant=variant,
+            gpu_device=choice.device or 0,
         )
     except RuntimeImageError as exc:
         logging.getLogger(__name__).error("%s", exc)

@@ -33,6 +33,14 @@ import docker.errors
 import requests
 
 import lorafaas
+from lorafaas.images.variant import (
+    CUDA_FLAVOUR,
+    GPU_SMOKE_TEST,
+    ImageVariant,
+    index_arguments,
+    variant_requirements,
+    wheelhouse_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,19 +139,24 @@ def _is_cache(rel: Path) -> bool:
     return bool(SKIPPED_DIRS.intersection(rel.parts)) or rel.suffix in SKIPPED_SUFFIXES
 
 
-def _tag_for(files: dict[str, Path]) -> str:
-    """Image tag ``<repo>:<version>-<hash12>`` for files keyed by build-context name."""
-    digest = hashlib.sha256()
+def _tag_for(files: dict[str, Path], variant: ImageVariant = ImageVariant.CPU) -> str:
+    """Image tag ``<repo>:<version>-<variant>-<hash12>`` for files keyed by build-context
+    name; the variant (and the CUDA flavour it installs) is part of the hash too."""
+    digest = hashlib.sha256(_variant_key(variant).encode())
     for name in sorted(files):
         # Hash names too, so moving a file changes the tag.
         digest.update(name.encode() + b"\0")
         digest.update(hashlib.sha256(files[name].read_bytes()).digest())
-    return f"{IMAGE_REPO}:{lorafaas.__version__}-{digest.hexdigest()[:12]}"
+    return f"{IMAGE_REPO}:{lorafaas.__version__}-{variant.value}-{digest.hexdigest()[:12]}"
 
 
-def runtime_image_tag(repo_root: Path) -> str:
-    """Tag ``lorafaas/runtime-python:<version>-<hash12>`` for the current sources."""
-    return _tag_for(image_inputs(repo_root))
+def _variant_key(variant: ImageVariant) -> str:
+    return variant.value if variant is ImageVariant.CPU else f"{variant.value}:{CUDA_FLAVOUR}"
+
+
+def runtime_image_tag(repo_root: Path, variant: ImageVariant = ImageVariant.CPU) -> str:
+    """Tag ``lorafaas/runtime-python:<version>-<variant>-<hash12>`` for the current sources."""
+    return _tag_for(image_inputs(repo_root), variant)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -379,18 +392,22 @@ def _remove_tree(path: Path) -> None:
 # --------------------------------------------------------------------------- wheelhouse
 
 
-def _wheelhouse_key(requirements: Path) -> str:
-    """Hash of what decides the wheelhouse's content."""
-    digest = hashlib.sha256(requirements.read_bytes())
-    digest.update("\0".join(WHEEL_TARGET_ARGS).encode())
+def _wheelhouse_key(requirements: Path, variant: ImageVariant = ImageVariant.CPU) -> str:
+    """Hash of what decides the wheelhouse's content (the variant's requirements and index
+    included; the CPU variant's key is what it was before variants)."""
+    text = variant_requirements(requirements.read_text(), variant)
+    digest = hashlib.sha256(text.encode())
+    digest.update("\0".join([*WHEEL_TARGET_ARGS, *index_arguments(variant)]).encode())
     return digest.hexdigest()
 
 
-def ensure_wheelhouse(*, home: Path, requirements: Path) -> Path:
-    """``<home>/wheelhouse`` holding wheels for the requirements, downloaded if needed."""
-    wheelhouse = home / "wheelhouse"
+def ensure_wheelhouse(*, home: Path, requirements: Path,
+                      variant: ImageVariant = ImageVariant.CPU) -> Path:
+    """``<home>/wheelhouse`` (``wheelhouse-cuda`` for that variant) holding wheels for the
+    variant's requirements, downloaded if needed."""
+    wheelhouse = home / wheelhouse_name(variant)
     stamp = wheelhouse / WHEELHOUSE_STAMP
-    key = _wheelhouse_key(requirements)
+    key = _wheelhouse_key(requirements, variant)
     home.mkdir(parents=True, exist_ok=True)
     with _timed("wheelhouse"):
         if stamp.is_file() and stamp.read_text().strip() == key:
@@ -399,6 +416,8 @@ def ensure_wheelhouse(*, home: Path, requirements: Path) -> Path:
         # Download into a fresh dir and swap it in, so a failed or interrupted download
         # never leaves a half-filled (or stale-mixed) wheelhouse behind a valid stamp.
         partial = Path(tempfile.mkdtemp(prefix="wheelhouse-", dir=home))
+        wanted = partial / "requirements.txt"
+        wanted.write_text(variant_requirements(requirements.read_text(), variant))
         try:
             _run_command(
                 [
@@ -413,12 +432,14 @@ def ensure_wheelhouse(*, home: Path, requirements: Path) -> Path:
                     "-d",
                     str(partial),
                     *WHEEL_TARGET_ARGS,
+                    *index_arguments(variant),
                     "-r",
-                    str(requirements),
+                    str(wanted),
                 ],
                 timeout=PIP_DOWNLOAD_TIMEOUT_SECONDS,
                 what="pip download",
             )
+            wanted.unlink()
             (partial / WHEELHOUSE_STAMP).write_text(key + "\n")
             _swap_dir(partial, wheelhouse)
         finally:
@@ -458,7 +479,8 @@ def _make_world_readable(tree: Path) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def _make_context(context: Path, *, repo_root: Path, wheelhouse: Path) -> str:
+def _make_context(context: Path, *, repo_root: Path, wheelhouse: Path,
+                  variant: ImageVariant = ImageVariant.CPU) -> str:
     """Fill a build context (Dockerfile, requirements, wheels/, lorafaas/); return its tag."""
     copies: dict[str, Path] = {}
     for name, source in image_inputs(repo_root).items():
@@ -471,7 +493,11 @@ def _make_context(context: Path, *, repo_root: Path, wheelhouse: Path) -> str:
         _link_or_copy(wheel, context / "wheels" / wheel.name)
     # Hash the copies, not the sources: sources edited meanwhile must not end up
     # under a tag computed from their earlier content.
-    return _tag_for(copies)
+    tag = _tag_for(copies, variant)
+    # After the hash (the variant is in it): the variant's torch pin, as its wheelhouse has.
+    requirements = context / "requirements.txt"
+    requirements.write_text(variant_requirements(requirements.read_text(), variant))
+    return tag
 
 
 def _log_build_line(line: str) -> None:
@@ -482,7 +508,8 @@ def _log_build_line(line: str) -> None:
         log.debug("build: %s", line)
 
 
-def _build(client: docker.DockerClient, context: Path, *, tag: str, base: str) -> None:
+def _build(client: docker.DockerClient, context: Path, *, tag: str, base: str,
+           variant: ImageVariant = ImageVariant.CPU) -> None:
     """Build ``tag`` from ``context``, streaming the log, raising with its tail on failure."""
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
     try:
@@ -491,7 +518,7 @@ def _build(client: docker.DockerClient, context: Path, *, tag: str, base: str) -
         for chunk in client.api.build(
             path=str(context),
             tag=tag,
-            buildargs={"BASE": base},
+            buildargs={"BASE": base, "VARIANT": variant.value},
             rm=True,
             forcerm=True,
             decode=True,
@@ -513,19 +540,23 @@ def _build(client: docker.DockerClient, context: Path, *, tag: str, base: str) -
 
 
 def build_runtime_image(
-    client: docker.DockerClient, *, base: str, repo_root: Path, wheelhouse: Path, home: Path
+    client: docker.DockerClient, *, base: str, repo_root: Path, wheelhouse: Path, home: Path,
+    variant: ImageVariant = ImageVariant.CPU, gpu_device: int = 0,
 ) -> str:
     """Build the image from a snapshot of the sources in a temp dir; return its tag."""
     # In home, next to the wheelhouse, so the wheels can be hard-linked instead of copied.
     context = Path(tempfile.mkdtemp(prefix="build-context-", dir=home))
     try:
         with _timed("build context"):
-            tag = _make_context(context, repo_root=repo_root, wheelhouse=wheelhouse)
+            tag = _make_context(context, repo_root=repo_root, wheelhouse=wheelhouse,
+                                variant=variant)
         if _image_exists(client, tag):
             log.info("runtime image %s already exists (sources changed meanwhile)", tag)
             return tag
         with _timed(f"docker build {tag}"):
-            _build(client, context, tag=tag, base=base)
+            _build(client, context, tag=tag, base=base, variant=variant)
+        if variant is ImageVariant.CUDA:  # before `latest` moves to it
+            smoke_test_gpu(client, tag, gpu_device)
     finally:
         shutil.rmtree(context, ignore_errors=True)
     image = client.images.get(tag)
@@ -534,9 +565,11 @@ def build_runtime_image(
     return tag
 
 
-def ensure_runtime_image(client: docker.DockerClient, *, home: Path, repo_root: Path) -> str:
-    """Return the runtime image tag for the current sources, building the image if needed."""
-    tag = runtime_image_tag(repo_root)
+def ensure_runtime_image(client: docker.DockerClient, *, home: Path, repo_root: Path,
+                         variant: ImageVariant = ImageVariant.CPU, gpu_device: int = 0) -> str:
+    """Return the runtime image tag for the current sources and variant, building the image
+    if needed; a CUDA image is smoke-tested on `gpu_device` once built."""
+    tag = runtime_image_tag(repo_root, variant)
     if _image_exists(client, tag):
         log.info("runtime image %s already exists", tag)
         return tag
@@ -546,10 +579,35 @@ def ensure_runtime_image(client: docker.DockerClient, *, home: Path, repo_root: 
             log.info("runtime image %s was built concurrently", tag)
             return tag
         base = ensure_base_image(client, home=home)
-        wheelhouse = ensure_wheelhouse(home=home, requirements=requirements_path(repo_root))
-        built = build_runtime_image(
-            client, base=base, repo_root=repo_root, wheelhouse=wheelhouse, home=home
+        wheelhouse = ensure_wheelhouse(
+            home=home, requirements=requirements_path(repo_root), variant=variant
         )
+        built = build_runtime_image(
+            client, base=base, repo_root=repo_root, wheelhouse=wheelhouse, home=home,
+            variant=variant, gpu_device=gpu_device,
+        )
+
     if built != tag:
         log.warning("sources changed during the build: built %s instead of %s", built, tag)
     return built
+
+
+def smoke_test_gpu(client: docker.DockerClient, tag: str, device: int) -> str:
+    """Run the CUDA image on one GPU (as function containers get it) and check that torch
+    sees it: `torch.cuda.is_available()`. Its output (CUDA version and device name), or
+    RuntimeImageError; the image is removed when it fails, so no later start reuses it."""
+    from docker.types import DeviceRequest
+
+    with _timed(f"GPU smoke test of {tag} on device {device}"):
+        try:
+            output = client.containers.run(
+                tag, entrypoint=["python3", "-c", GPU_SMOKE_TEST], remove=True,
+                network_mode="none", device_requests=[DeviceRequest(
+                    driver="nvidia", device_ids=[str(device)], capabilities=[["gpu"]])])
+        except docker.errors.DockerException as exc:
+            with contextlib.suppress(docker.errors.DockerException):
+                client.images.remove(tag, force=True)
+            raise RuntimeImageError(f"{tag} does not see GPU {device}: {exc}") from exc
+    text = output.decode(errors="replace").strip() if isinstance(output, bytes) else str(output)
+    log.info("GPU smoke test: %s", text)
+    return text

@@ -20,6 +20,14 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class GpuAccess:
+    """A GPU the container is given (host numbering), with the host IPC and PID namespaces
+    that CUDA IPC with the backbone server needs (see `device_options`)."""
+
+    device: int
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """Everything needed to start one hardened function container."""
 
@@ -35,6 +43,7 @@ class ContainerSpec:
     # None: the image's own (the runtime server); a one-off job runs another program.
     entrypoint: list[str] | None = None
     command: list[str] | None = None
+    gpu: GpuAccess | None = None  # None: no GPU, private IPC and PID namespaces
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import docker
 from docker.errors import APIError, NotFound
+from docker.types import DeviceRequest
 from docker.types import Mount as DockerMount
 
 from lorafaas.invoker.backend import LABEL_INVOKER, ContainerInfo, ContainerSpec
@@ -28,16 +30,7 @@ class DockerBackend:
 
     def start(self, spec: ContainerSpec) -> ContainerInfo:
         """Create and start the container with no network, read-only root and no privileges."""
-        container = self.client.containers.run(
-            spec.image, detach=True, name=spec.name, labels=spec.labels,
-            environment=spec.environment, network_mode="none", read_only=True,
-            user=spec.user, cap_drop=["ALL"], security_opt=["no-new-privileges"],
-            mem_limit=f"{spec.memory_mb}m", memswap_limit=f"{spec.memory_mb}m",
-            pids_limit=spec.pids_limit, tmpfs=spec.tmpfs, ipc_mode="private",
-            entrypoint=spec.entrypoint, command=spec.command,
-            **({"cgroup_parent": self.cgroup_parent} if self.cgroup_parent else {}),
-            mounts=[DockerMount(target=m.target, source=str(m.source), type="bind",
-                                read_only=m.read_only) for m in spec.mounts])
+        container = self.client.containers.run(**run_options(spec, self.cgroup_parent))
         container.reload()
         logger.info("container %s started (%s)", spec.name, container.short_id)
         return ContainerInfo(id=container.id, name=spec.name,
@@ -99,3 +92,26 @@ class DockerBackend:
         """Close the engine connection."""
         self.client.close()
 
+
+
+def run_options(spec: ContainerSpec, cgroup_parent: str | None = None) -> dict[str, Any]:
+    """The engine's options for a spec: hardened alike on every host; a spec with a GPU
+    gets it by a device request for the NVIDIA runtime, and the host's IPC and PID
+    namespaces, which CUDA IPC needs (the isolation it costs: see invoker.device_options)."""
+    options: dict[str, Any] = {
+        "image": spec.image, "detach": True, "name": spec.name, "labels": spec.labels,
+        "environment": spec.environment, "network_mode": "none", "read_only": True,
+        "user": spec.user, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
+        "mem_limit": f"{spec.memory_mb}m", "memswap_limit": f"{spec.memory_mb}m",
+        "pids_limit": spec.pids_limit, "tmpfs": spec.tmpfs, "ipc_mode": "private",
+        "entrypoint": spec.entrypoint, "command": spec.command,
+        "mounts": [DockerMount(target=m.target, source=str(m.source), type="bind",
+                            read_only=m.read_only) for m in spec.mounts]}
+    if cgroup_parent:
+        options["cgroup_parent"] = cgroup_parent
+    if spec.gpu is not None:
+        options.update(
+            device_requests=[DeviceRequest(driver="nvidia", device_ids=[str(spec.gpu.device)],
+                                           capabilities=[["gpu"]])],
+            ipc_mode="host", pid_mode="host")
+    return options

@@ -17,12 +17,13 @@ from lorafaas.backbone.health import BackboneHealth
 from lorafaas.invoker.backend import ContainerBackend
 from lorafaas.invoker.batching import PrefillModel
 from lorafaas.invoker.containers import PooledContainer
+from lorafaas.invoker.device_budget import accelerator_budget_bytes, measured_free
 from lorafaas.invoker.dispatcher import BatchingConfig
 from lorafaas.invoker.invoker import Invoker
 from lorafaas.invoker.keepalive import KeepAliveConfig, KeepAlivePolicy
 from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
 from lorafaas.invoker.metrics import CONTENT_TYPE, Gauges, render
-from lorafaas.invoker.offloading import MB, AcceleratorMemory, Offloader, OffloadPolicy
+from lorafaas.invoker.offloading import AcceleratorMemory, Offloader, OffloadPolicy
 from lorafaas.invoker.placement import PlacementConfig, SharedContainers
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
 from lorafaas.invoker.prefill_profiling import PrefillProfiling, open_prefill_profiling
@@ -145,7 +146,8 @@ async def local_invoker(settings: Settings, backend: ContainerBackend,
     tracker = FunctionTracker(KeepAlivePolicy(KeepAliveConfig(
         fixed_keepalive_s=settings.keepalive_fixed_s,
         policy="fixed" if settings.keepalive_policy == "fixed" else "histogram")))
-    pool.offloader = offloader(settings, tracker)
+    pool.offloader = offloader(settings, tracker,
+                               measured_free(m.device_free_bytes for m in mounts.values()))
     try:
         await pool.remove_orphans()
         runner = Invoker(pool, tracker, batching(settings), sharing(settings))
@@ -169,9 +171,12 @@ def maintenance(settings: Settings, pool: ContainerPool, tracker: FunctionTracke
                        spare_share=settings.preload_spare_share)
 
 
-def offloader(settings: Settings, tracker: FunctionTracker) -> Offloader | None:
-    """The offloader within the accelerator's memory budget (None: unlimited)."""
-    if settings.accelerator_memory_mb == 0:
+def offloader(settings: Settings, tracker: FunctionTracker,
+              device_free: int | None = None) -> Offloader | None:
+    """The offloader within the accelerator's memory budget, measured from the device
+    where one was (`device_free`), else configured (None: unlimited)."""
+    budget = accelerator_budget_bytes(settings.accelerator_memory_mb, device_free)
+    if budget == 0:
         return None  # unlimited: nothing to keep within a budget
 
     def rate_of(function_key: str) -> float:
@@ -179,7 +184,7 @@ def offloader(settings: Settings, tracker: FunctionTracker) -> Offloader | None:
         return stats.rate_per_s(time.time()) if stats is not None else 0.0
 
     return Offloader(OffloadPolicy(settings.offload_policy),
-                     AcceleratorMemory(settings.accelerator_memory_mb * MB), rate_of)
+                     AcceleratorMemory(budget), rate_of)
 
 
 def batching(settings: Settings) -> BatchingConfig:

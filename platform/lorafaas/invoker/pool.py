@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lorafaas.backbone.accelerator import CUDA_IPC, TMPFS
 from lorafaas.backbone.health import BackboneHealth
 from lorafaas.invoker.attach_channels import AttachChannels, ChannelUnavailable
 from lorafaas.invoker.backend import (
@@ -53,6 +54,7 @@ from lorafaas.invoker.containers import (
     PooledContainer,
     is_namespace_key,
 )
+from lorafaas.invoker.device_options import device_options
 from lorafaas.invoker.evictions import EvictionLog
 from lorafaas.invoker.offloading import Offloader
 from lorafaas.invoker.prewarm import ColdStartWindow, StemBackoff
@@ -80,6 +82,10 @@ class BackboneMounts:
 
     control_socket: Path
     publish_dir: Path
+    # How the server published (lorafaas.backbone.accelerator), and its CUDA device.
+    transport: str = TMPFS
+    device: int | None = None
+    device_free_bytes: int | None = None  # the device's free memory once it published
 
 
 @dataclass(frozen=True)
@@ -463,7 +469,6 @@ class ContainerPool:
         name = f"lorafaas-{self.config.invoker_id}-{folders.root.name}"
         environment = {"LORAFAAS_CONTAINER_NAME": name,
                        "LORAFAAS_RUNTIME_SOCKET": f"{IO_TARGET}/{RUNTIME_SOCKET_NAME}",
-                       "LORAFAAS_BACKBONE_DIR": "/backbone",
                        "LORAFAAS_ADAPTER_DIR": "/adapter",
                        "LORAFAAS_TORCH_THREADS": str(self.config.torch_threads),
                        # glibc gives each thread that allocates its own arena and keeps what
@@ -474,7 +479,10 @@ class ContainerPool:
                        "LORAFAAS_GENERATION_DEFAULTS": self.config.generation_defaults}
         mounts = [Mount(folders.io, IO_TARGET, read_only=False),
                   Mount(folders.adapter, "/adapter")]
-        mounts.append(Mount(backbone.publish_dir, "/backbone"))
+        # tmpfs: the published folder; CUDA: the generation files alone, and the GPU.
+        device = device_options(backbone.transport, backbone.publish_dir, backbone.device)
+        mounts.extend(device.mounts)
+        environment.update(device.environment)
         if self.config.backbone_sharing:
             # Its own channel's folder only: it cannot reach the control socket or another
             # container's channel.
@@ -487,7 +495,7 @@ class ContainerPool:
             pids_limit=self.config.pids_limit,
             labels={LABEL_INVOKER: self.config.invoker_id,
                     LABEL_ACTION: function.path if function else STEM_LABEL},
-            environment=environment, mounts=mounts)
+            environment=environment, mounts=mounts, gpu=device.gpu)
 
     # --- attach channels -----------------------------------------------------------------
 
@@ -513,6 +521,10 @@ class ContainerPool:
         opened = 0
         for name, channels in self.channels.items():
             live = {c.folders.channel: c for c in self._containers.values() if c.backbone == name}
+            if self.backbones[name].transport == CUDA_IPC:
+                # Their CUDA IPC memory went with the server: replaced, never re-attached.
+                await self._replace_orphaned(channels, live)
+                continue
             try:
                 reopened = await channels.open_missing(
                     {key: c.folders.attach_socket for key, c in live.items()})
@@ -525,6 +537,22 @@ class ContainerPool:
                 if live[key].info.id not in self._containers:  # removed meanwhile
                     await self._close_channel(live[key].folders, name)
         return opened
+
+    async def _replace_orphaned(self, channels: AttachChannels,
+                                live: dict[str, PooledContainer]) -> None:
+        try:
+            missing = set(live) - await channels.open_ids()
+        except ChannelUnavailable as error:
+            logger.warning("channels not checked: %s", error)
+            return
+        for key in sorted(missing):
+            container = live[key]
+            if container.state is ContainerState.STARTING:
+                continue  # its attach fails, or the next round finds it started
+            if container.state is ContainerState.BUSY:
+                self._doomed.add(container.info.id)  # removed as soon as its work ends
+            else:
+                await self.discard(container, "backbone server restarted (CUDA IPC)")
 
     # --- giving back and removing --------------------------------------------------------
 

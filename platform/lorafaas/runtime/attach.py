@@ -7,6 +7,7 @@ buffers that are not weights (rotary `inv_freq`) are computed as transformers co
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,8 @@ if TYPE_CHECKING:  # the model is built for the general path only, which imports
 
 GENERATION_CONFIG = "generation_config.json"
 ATTACH_TIMEOUT_S = 120.0  # a server that accepts and never answers must not hang /init
+EPOCH_TIMEOUT_S = 5.0
+CUDA_DEVICE_ENV = "LORAFAAS_CUDA_DEVICE"  # this container's index of the server's GPU
 
 
 class BackboneAttachment:
@@ -30,17 +33,35 @@ class BackboneAttachment:
     the container detaches or its channel is closed, so the connection is not kept."""
 
     def __init__(self, socket_path: Path, client: str) -> None:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            connection.settimeout(ATTACH_TIMEOUT_S)
-            connection.connect(str(socket_path))
-            with connection.makefile("rwb") as stream:
-                stream.write(encode({"op": "attach"}))
-                stream.flush()
-                answer = decode(stream.readline(MAX_LINE))
+        answer = _ask(socket_path, {"op": "attach"}, ATTACH_TIMEOUT_S)
         if not answer.get("ok"):
             raise RuntimeError(f"backbone server refused the attach of {client}: "
                                f"{answer.get('error')}")
+        self.socket_path = socket_path
         self.descriptor: dict[str, Any] = answer["backbone"]
+        self.epoch = str(answer.get("epoch") or self.descriptor.get("epoch") or "")
+
+    def is_current(self) -> bool:
+        """Whether what was mapped is still there: always on tmpfs (the pages outlive the
+        server); on CUDA only while the server that exported the memory runs, that is
+        while the channel answers with the epoch of the attach."""
+        if self.descriptor.get("transport") != "cuda-ipc":
+            return True
+        try:
+            answer = _ask(self.socket_path, {"op": "epoch"}, EPOCH_TIMEOUT_S)
+        except (OSError, ValueError):
+            return False
+        return bool(answer.get("ok")) and answer.get("epoch") == self.epoch
+
+
+def _ask(socket_path: Path, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(timeout_s)
+        connection.connect(str(socket_path))
+        with connection.makefile("rwb") as stream:
+            stream.write(encode(request))
+            stream.flush()
+            return decode(stream.readline(MAX_LINE))
 
 
 def backbone_config(descriptor: dict[str, Any]) -> PretrainedConfig:
@@ -59,10 +80,17 @@ def published_tensors(descriptor: dict[str, Any], backbone_dir: Path) -> dict[st
             # safe_open is not iterable: keys() is needed.
             return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     if descriptor["transport"] == "cuda-ipc":
-        from lorafaas.wire.cuda_ipc import import_tensor
+        from lorafaas.wire.cuda_ipc import import_tensors
 
-        return {name: import_tensor(entry) for name, entry in descriptor["tensors"].items()}
+        return import_tensors(descriptor, local_cuda_device())
     raise ValueError(f"unknown backbone transport {descriptor['transport']!r}")
+
+
+def local_cuda_device() -> int | None:
+    """This process's index of the GPU the server exported from: the invoker sets it in a
+    container given that one GPU (device 0 there); None: the server's own numbering."""
+    value = os.environ.get(CUDA_DEVICE_ENV, "")
+    return int(value) if value.isdigit() else None
 
 
 def build_backbone(descriptor: dict[str, Any], backbone_dir: Path,

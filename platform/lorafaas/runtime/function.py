@@ -330,6 +330,7 @@ def _load_general_tokenizer(paths: RuntimePaths) -> PreTrainedTokenizerBase:
 
 
 def _warm_up(model: PeftModel, tokenizer: PreTrainedTokenizerBase) -> None:
-    inputs = tokenizer(WARMUP_PROMPT, return_tensors="pt")
+    # On the model's device (CUDA IPC weights are on the GPU), as generation puts them.
+    inputs = tokenizer(WARMUP_PROMPT, return_tensors="pt").to(next(model.parameters()).device)
     with torch.inference_mode():
         model(**inputs)

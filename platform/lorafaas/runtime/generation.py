@@ -5,6 +5,7 @@ request's stop handling and timings. Imported only when the general path serves 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -65,7 +66,8 @@ def generate(model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerB
     `sink`, when given, receives the ids of each new token as it is generated.
     """
     started = time.monotonic()
-    inputs = tokenizer(request.prompt, return_tensors="pt")
+    # On the model's device, as the batched path puts its inputs (runtime.batched).
+    inputs = on_device(tokenizer(request.prompt, return_tensors="pt"), model_device(model))
     prompt_length = int(inputs["input_ids"].shape[1])
     clock = FirstTokenClock(sink)
     if request.seed is not None:
@@ -81,6 +83,17 @@ def generate(model: PeftModel | PreTrainedModel, tokenizer: PreTrainedTokenizerB
     timings = {"ttft": (first - started) * 1000, "prefill": (first - started) * 1000,
                "decode": (ended - first) * 1000, "total": (ended - started) * 1000}
     return result, timings
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device the model computes on (that of its first parameter)."""
+    return next(model.parameters()).device
+
+
+def on_device(inputs: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """The tokenizer's output with every tensor on `device` (other values as they are)."""
+    return {key: value.to(device) if isinstance(value, torch.Tensor) else value
+            for key, value in inputs.items()}
 
 
 class Cancelled(StoppingCriteria):

@@ -151,6 +151,12 @@ async def handle_run(request: web.Request) -> web.StreamResponse:
     loaded: LoadedFunction | None = state["loaded"]
     if loaded is None:
         return web.json_response({"error": "the action was not initialized"}, status=502)
+    if loaded.attachment is not None and not await asyncio.to_thread(
+            loaded.attachment.is_current):
+        # CUDA IPC memory of a server that is gone: never compute on it. The invoker
+        # replaces this container (it lacks a channel on the restarted server).
+        return web.json_response({"error": "the backbone server restarted: this container's "
+                                           "backbone memory is gone"}, status=503)
     body = await request.json()
     capture: LogCapture | None = state["capture"] if wants_logs(body) else None
     join = bool(body.get("continuous"))
