@@ -31,9 +31,10 @@ def js_modules() -> Path:
 @pytest.fixture(scope="package")
 def served(tmp_path_factory: pytest.TempPathFactory, demo_models: Any,
            runtime_image: str) -> Iterator[ServedPlatform]:
-    """The platform on 127.0.0.1 for every module of the package (one start, one backbone)."""
-    with served_platform(tmp_path_factory.mktemp("home"), demo_models,
-                         runtime_image) as platform:
+    """The platform on 127.0.0.1 for every module of the package (one start, one backbone);
+    slow container starts allowed, as a machine shared by other test runs has them."""
+    with served_platform(tmp_path_factory.mktemp("home"), demo_models, runtime_image,
+                         container_start_timeout_s=300) as platform:
         yield platform
 
 
