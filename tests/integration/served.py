@@ -94,12 +94,14 @@ class ServedPlatform:
 
 
 @contextlib.contextmanager
-def served_platform(home: Path, demo_models: Any, runtime_image: str) -> Iterator[ServedPlatform]:
-    """A started platform with its own run and shared-memory folders, removed after."""
+def served_platform(home: Path, demo_models: Any, runtime_image: str,
+                    **changes: Any) -> Iterator[ServedPlatform]:
+    """A started platform with its own run and shared-memory folders, removed after;
+    `changes` replace settings."""
     run_dir = Path(tempfile.mkdtemp(prefix="lf-", dir="/tmp"))
     shm_dir = Path("/dev/shm") / f"lorafaas-test-{uuid.uuid4().hex[:8]}"
-    platform = ServedPlatform(module_settings(home, run_dir, shm_dir, demo_models,
-                                              runtime_image))
+    platform = ServedPlatform(replace(module_settings(home, run_dir, shm_dir, demo_models,
+                                                      runtime_image), **changes))
     platform.start()
     try:
         yield platform

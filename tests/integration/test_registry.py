@@ -20,6 +20,7 @@ from lorafaas.errors import Conflict, NotFound, Unauthorized
 from lorafaas.invoker.artifact_loads import ArtifactLoad, LoadEstimate, next_estimate
 from lorafaas.names import QualifiedName
 from lorafaas.registry import actions as action_rows
+from lorafaas.registry import activations as activation_rows
 from lorafaas.registry.activations import list_activations
 from lorafaas.registry.artifacts import StoredAdapter, add_reference, drop_reference
 from lorafaas.registry.db import downgrade, make_engine, make_sessions, sync_url, upgrade
@@ -419,6 +420,36 @@ async def test_list_activations_since_and_upto_are_inclusive(
         assert await starts(session, "a", since=2000, upto=4000) == [3000]
         assert await starts(session, since=2000, upto=4000, limit=1, skip=1) == [3000]
         assert await starts(session, since=6000) == []
+
+
+async def test_a_name_filter_names_the_package_as_openwhisk_does(
+        sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch) -> None:
+    # `echo` of the default package at 1000, 3000, 5000; of package p (its own, or another
+    # namespace's reached through a binding) at 2000, 4000, 6000; pages of 2 rows.
+    monkeypatch.setattr(activation_rows, "PATH_PAGE", 2)
+    paths = {1000: "alice/echo", 2000: "alice/p/echo", 3000: None, 4000: "bob/p/echo",
+             5000: "alice/echo", 6000: "alice/p/echo"}
+    async with sessions() as session, session.begin():
+        for start, path in paths.items():
+            row = activation("echo", start)
+            if path is not None:
+                row.annotations = [{"key": "path", "value": path}]
+            session.add(row)
+
+    async def listed(path: str, limit: int = 30, skip: int = 0) -> list[int]:
+        rows = await activation_rows.list_by_path(session, "alice", path, limit, skip)
+        return [row.start_ms for row in rows]
+
+    async with sessions() as session:
+        assert await listed("p/echo") == [6000, 4000, 2000]
+        assert await listed("echo") == [5000, 3000, 1000]
+        assert await listed("p/echo", limit=1, skip=1) == [4000]
+        assert await listed("echo", limit=2, skip=1) == [3000, 1000]
+        assert await listed("q/echo") == []
+        assert await activation_rows.count_by_path(session, "alice", "p/echo", 1) == 2
+        assert await activation_rows.count_by_path(session, "alice", "echo", 0,
+                                                   since=2000) == 2
+        assert len(await activation_rows.list_by_path(session, "alice", None, 30, 0)) == 6
 
 
 # Migrations

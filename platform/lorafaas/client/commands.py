@@ -222,13 +222,15 @@ def activation_list(ctx: Context, args: argparse.Namespace) -> Output:
 
 
 def _name_filter(argument: str | None) -> str | None:
-    # `/namespace` lists the namespace's activations, `name` or `/namespace/name` one action's.
+    # `/namespace` lists the namespace's activations, `[pkg/]name` or `/namespace/[pkg/]name`
+    # one action's.
     if not argument:
         return None
     parts = argument.strip("/").split("/")
     if argument.startswith("/") and len(parts) == 1:
         return None
-    return parts[-1]
+    # OpenWhisk's filter is the name in its namespace: `pkg/action`, or `action`.
+    return "/".join(parts[1:] if argument.startswith("/") else parts)
 
 
 def activation_get(ctx: Context, args: argparse.Namespace) -> Output:

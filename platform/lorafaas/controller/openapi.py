@@ -80,7 +80,7 @@ SCHEMAS: dict[str, Any] = {
         "parameters": _KEY_VALUES,
         "actions": {"type": "array", "description": "its actions (GET of one package)",
                     "items": {"type": "object", "required": ["name"]}}}),
-    "Packages": {"type": "array", "items": {"$ref": "#/components/schemas/Package"}},
+    "Packages": _listing("Package", "packages"),
     "Trigger": _entity("A trigger, with its rules (and an alarm feed's configuration)", {
         "parameters": _KEY_VALUES, "limits": {"type": "object"},
         "rules": {"type": "object", "description": "namespace/rule: its action and status"}}),

@@ -148,8 +148,8 @@ def package_routes() -> list[Route]:
     path = f"{NAMESPACE}/packages/{{name}}"
     return [
         Route("GET", f"{NAMESPACE}/packages", packages.list_packages,
-              "List packages and bindings", query=("limit", "skip"), tags=("packages",),
-              response="Packages"),
+              "List packages and bindings (?count=true: `{\"packages\": N}`)",
+              query=("limit", "skip", "count"), tags=("packages",), response="Packages"),
         Route("PUT", path, packages.put_package,
               "Create or update a package, or a binding to a package of this namespace or a "
               "published one of another", query=("overwrite",),

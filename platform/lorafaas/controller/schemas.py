@@ -32,7 +32,8 @@ QUERY: dict[str, Schema] = {
     "skip": {"type": "integer", "minimum": 0, "maximum": INT64_MAX},
     "since": _EPOCH_MS,
     "upto": _EPOCH_MS,
-    "name": {"type": "string", "description": "only the activations of this action"},
+    "name": {"type": "string", "description": "only the activations of this action: "
+                                              "`action`, or `pkg/action` in a package"},
     "docs": _BOOLEAN,
     "count": {**_BOOLEAN, "description": "only how many: {\"actions\": N}, "
                                          "{\"activations\": N}, ... (not with docs)"},

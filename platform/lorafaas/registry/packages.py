@@ -172,6 +172,17 @@ async def list_packages(session: AsyncSession, namespace_id: int, limit: int,
     return list(await session.scalars(query))
 
 
+async def count_packages(session: AsyncSession, namespace_id: int, skip: int, *,
+                         published_only: bool = False) -> int:
+    """How many packages and bindings the namespace has, past the first `skip` (OpenWhisk's
+    count); `published_only` as in `list_packages`."""
+    query = select(func.count()).select_from(Package).where(Package.namespace_id == namespace_id)
+    if published_only:
+        query = query.where(Package.publish.is_(True), Package.binding_name.is_(None))
+    total = await session.scalar(query)
+    return max(0, int(total or 0) - skip)
+
+
 async def package_actions(session: AsyncSession, namespace_id: int,
                           package: str) -> list[Action]:
     """The actions of a package, by name."""

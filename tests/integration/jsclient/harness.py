@@ -4,9 +4,11 @@
 outside the repository, keyed by version, and reuses it without the network once there.
 `JsClient.run` runs a small script against a platform: an async function body that gets
 `ow` (the client, for the platform's host and key), `args` (JSON from the test) and
-`helpers` (run.js: `helpers.record(ow, id)` waits for an activation's record), and
-whose return value comes back as JSON; a client error comes back as `JsError`, with the
-status and body the client saw.
+`helpers` (run.js: `record(ow, id)` waits for an activation's record, `invoke(ow, options)`
+is a blocking invoke's record, `attempt(promise)` is `{value}` or the refusal's
+`{statusCode, body}`, `fetch(path, init)` is a plain HTTP request), and whose return value
+comes back as JSON; a client error comes back as `JsError`, with the status and body the
+client saw. One script makes many calls: each node start costs about a second.
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ OPENWHISK_VERSION = "3.21.9"  # the 3.21 line the issue was measured with
 CACHE = Path(os.path.expanduser("~/.cache/lorafaas-npm"))
 RUNNER = Path(__file__).with_name("run.js")
 INSTALL_TIMEOUT_S = 600  # a bound for a hung npm, not a measure
+
+
+# A python:3 action that answers its arguments (and logs their names): what each module's
+# parameter merges are read from.
+ECHO = """import json
+
+def main(args):
+    print("echo " + json.dumps(sorted(args)))
+    return args
+"""
 
 
 class NpmMissing(Exception):

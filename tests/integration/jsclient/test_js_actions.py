@@ -5,7 +5,6 @@ it: a lora action created from a zip without `binary`, read, listed, counted, up
 from __future__ import annotations
 
 import base64
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,6 @@ INVOKE = """
 const answer = await ow.actions.invoke({name: args.name, blocking: true, params: args.params})
 return answer.response ? answer : await helpers.record(ow, answer.activationId)
 """
-
-
-@pytest.fixture(scope="module")
-def adapter_zip(demo_models: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The pirate adapter as a zip file."""
-    path = tmp_path_factory.mktemp("zips") / "pirate.zip"
-    with zipfile.ZipFile(path, "w") as archive:
-        for file in sorted(p for p in demo_models.adapters["pirate"].iterdir() if p.is_file()):
-            archive.write(file, file.name)
-    return path
 
 
 def create(ow: JsClient, name: str, zip_path: Path, **options: Any) -> Any:

@@ -12,9 +12,9 @@ from lorafaas.controller.auth import namespace_of
 from lorafaas.errors import BadRequest
 from lorafaas.registry.activations import (
     activation_json,
-    count_activations,
+    count_by_path,
     get_activation,
-    list_activations,
+    list_by_path,
 )
 from lorafaas.registry.models import Activation
 
@@ -22,7 +22,8 @@ DOCS_WITH_COUNT = "The parameter 'docs' is not permitted with 'count'."  # OpenW
 
 
 async def list_activation_records(request: web.Request) -> web.Response:
-    """The namespace's activations, newest first (`name`, `limit`, `skip`, `since`, `upto`).
+    """The namespace's activations, newest first (`name`: `action` or `pkg/action`;
+    `limit`, `skip`, `since`, `upto`).
 
     As OpenWhisk: summaries without response and logs, full records with `docs=true`, and
     `{"activations": N}` with `count=true` (which refuses `docs`).
@@ -36,12 +37,12 @@ async def list_activation_records(request: web.Request) -> web.Response:
         if docs:
             raise BadRequest(DOCS_WITH_COUNT, param="docs")
         async with request.app[sessions_key]() as session:
-            count = await count_activations(session, identity.namespace, name, skip,
-                                            since=since, upto=upto)
+            count = await count_by_path(session, identity.namespace, name, skip,
+                                        since=since, upto=upto)
         return web.json_response({"activations": count})
     async with request.app[sessions_key]() as session:
-        rows = await list_activations(session, identity.namespace, name, limit, skip,
-                                      since=since, upto=upto)
+        rows = await list_by_path(session, identity.namespace, name, limit, skip,
+                                  since=since, upto=upto)
     records = [activation_json(row) for row in rows]
     if not docs:
         records = [_summary(record) for record in records]

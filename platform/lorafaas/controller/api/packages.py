@@ -92,17 +92,22 @@ async def delete_package(request: web.Request) -> web.Response:
 async def list_packages(request: web.Request) -> web.Response:
     """The namespace's packages and bindings, without parameters (OpenWhisk's list view);
     of another namespace, its published packages alone (OpenWhisk lets any subject list
-    them)."""
+    them); `{"packages": N}` with ?count=true."""
     identity = await identify(request)
     namespace = path_namespace(request, identity)
     limit, skip = paging(request)
     async with request.app[sessions_key]() as session:
-        if namespace == identity.namespace:
-            rows = await package_rows.list_packages(session, identity.namespace_id, limit, skip)
-        else:
+        owner_id: int | None = identity.namespace_id
+        if namespace != identity.namespace:
             other = await find_namespace(session, namespace)
-            rows = [] if other is None else await package_rows.list_packages(
-                session, other.id, limit, skip, published_only=True)
+            owner_id = None if other is None else other.id
+        published_only = namespace != identity.namespace
+        if flag(request, "count"):
+            count = 0 if owner_id is None else await package_rows.count_packages(
+                session, owner_id, skip, published_only=published_only)
+            return web.json_response({"packages": count})
+        rows = [] if owner_id is None else await package_rows.list_packages(
+            session, owner_id, limit, skip, published_only=published_only)
         listed = [package_json(row, namespace) for row in rows]
     for item in listed:
         del item["parameters"]
