@@ -236,6 +236,8 @@ def test_invocations_of_every_kind_land_on_both_invokers(cluster: Cluster, make_
         status, record, _ = cluster.request(
             "POST", f"/api/v1/namespaces/_/actions/{name}?blocking=true",
             {"prompt": "Ahoy", "max_tokens": MAX_TOKENS, "temperature": 0})
+        if status == 202:  # the blocking wait ran out (a cold start on a loaded machine)
+            status, record = 200, cluster.record(record["activationId"])
         assert status == 200, record
         assert record["response"]["statusCode"] == 0, record
         assert record["response"]["result"]["usage"]["completion_tokens"] >= 1
@@ -292,7 +294,7 @@ def test_a_killed_invoker_loses_no_activation_and_leaves_no_container(
     engine = create_engine(sync_url(cluster.database_url))
     try:
         with engine.connect() as connection:
-            counts = dict(connection.execute(text(
+            counts: dict[str, int] = dict(connection.execute(text(
                 "SELECT activation_id, count(*) FROM activations "
                 "WHERE activation_id = ANY(:ids) GROUP BY activation_id"),
                 {"ids": accepted}).all())

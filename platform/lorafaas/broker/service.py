@@ -227,7 +227,8 @@ class InvokerService:
                     await self.capacity.freed.wait()
                     continue
                 try:
-                    messages = await subscription.fetch(min(free, 16), timeout=1.0)
+                    # One at a time: a fetch of several waits out its timeout to fill up.
+                    messages = await subscription.fetch(1, timeout=1.0)
                 except nats.errors.TimeoutError:
                     continue
                 for message in messages:
