@@ -16,8 +16,6 @@ heartbeat bucket; created idempotently by whichever side connects first.
 
 from __future__ import annotations
 
-import re
-
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -37,14 +35,6 @@ ACK_WAIT_S = 10.0  # an activation running is kept in progress well within this
 MAX_DELIVER = 5  # an activation that kills its invoker each time is not tried forever
 HEARTBEAT_S = 1.0
 HEARTBEAT_TTL_S = 4.0  # an invoker unheard for this long is out of placement
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def check_invoker_id(invoker_id: str) -> str:
-    """An invoker id usable as a subject token and a bucket key, or ValueError."""
-    if not _ID.fullmatch(invoker_id):
-        raise ValueError("must be 1 to 64 letters, digits, '-' or '_' (a subject token)")
-    return invoker_id
 
 
 def invoker_subject(invoker_id: str, verb: str) -> str:
