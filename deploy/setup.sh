@@ -175,9 +175,15 @@ ensure_browser() {
   [ -x /usr/bin/chromium ] || apt_install chromium
 }
 
+ensure_broker() {
+  # NATS with JetStream: the broker of the multi-machine roles and of their tests.
+  command -v nats-server >/dev/null 2>&1 || apt_install nats-server
+}
+
 setup_all() {
   ensure_venv
   ensure_docker
   ensure_host_tools
+  ensure_broker
   "$VENV/bin/lorafaas" setup
 }

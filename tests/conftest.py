@@ -21,8 +21,9 @@ from aiohttp.web_runner import BaseRunner
 
 from lorafaas.settings import Settings, load_settings, replace
 
-# The registry databases (SQLite, and PostgreSQL where set up): `database_url`.
-pytest_plugins = ["tests.db_fixtures"]
+# The registry databases (SQLite, and PostgreSQL where set up): `database_url`; a NATS
+# server with JetStream for the broker's tests: `nats_url`.
+pytest_plugins = ["tests.db_fixtures", "tests.nats_fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from lorafaas.admin import add_admin_parser, run_admin
 from lorafaas.client.parser import add_client_commands, add_global_options, is_client_command
 from lorafaas.client.parser import run as run_client
 from lorafaas.errors import LoraFaasError
-from lorafaas.settings import Settings, SettingsError, load_settings
+from lorafaas.settings import Role, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:  # the image machinery imports the Docker SDK: only `setup` needs it
     from lorafaas.images.variant import ImageVariant
@@ -52,22 +52,30 @@ def image_variant(settings: Settings) -> tuple[ImageVariant, int]:
     return (ImageVariant.CUDA if choice.is_cuda else ImageVariant.CPU), choice.device or 0
 
 
-def serve(settings: Settings) -> None:
-    """Run controller, invoker and backbone servers in the foreground until SIGINT/SIGTERM."""
+def serve(settings: Settings, role: Role = Role.ALL) -> None:
+    """Run controller, invoker and backbone servers (or one role of them, over the broker)
+    in the foreground until SIGINT/SIGTERM."""
     from lorafaas.controller.app import create_app
     from lorafaas.controller.bootstrap import ensure_guest
     from lorafaas.controller.serving import run_platform
     from lorafaas.props import write_props
     from lorafaas.registry.db import upgrade
 
+    settings.check_role(role)
     settings.check_backbone_folders()
+    if role is Role.INVOKER:  # no API, no sign-in; its controllers migrate the registry
+        print(f"LoRAFaaS invoker {settings.invoker_id} is starting; health on "
+              f"{settings.api_host}/health", flush=True)
+        run_platform(create_app(settings, role=role), settings.host, settings.port,
+                     lambda message: print(message, flush=True))
+        return
     upgrade(settings.database_url)
     credential = asyncio.run(ensure_guest(settings))
     write_props(settings.props_file, {"APIHOST": settings.api_host, "AUTH": credential})
     print(f"LoRAFaaS is starting on {settings.api_host}", flush=True)
     print(f"guest namespace key (AUTH): {credential}", flush=True)
     print(f"props written to {settings.props_file}", flush=True)
-    run_platform(create_app(settings), settings.host, settings.port,
+    run_platform(create_app(settings, role=role), settings.host, settings.port,
                  lambda message: print(message, flush=True))
 
 
@@ -77,7 +85,12 @@ def main(argv: list[str] | None = None) -> None:
     add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("setup", help="build the runtime image, demo models and registry")
-    commands.add_parser("serve", help="run the platform in the foreground")
+    serve_parser = commands.add_parser("serve", help="run the platform in the foreground")
+    serve_parser.add_argument(
+        "--role", choices=[r.value for r in Role], default=Role.ALL.value,
+        help="all: controller and invoker in one process, no broker (the default); "
+             "controller or invoker: one part, over the broker at LORAFAAS_BROKER_URL, with "
+             "a PostgreSQL registry")
     commands.add_parser("migrate", help="migrate the registry to the newest revision")
     add_admin_parser(commands)
     add_client_commands(commands)
@@ -96,8 +109,9 @@ def main(argv: list[str] | None = None) -> None:
         setup(settings)
     elif args.command == "serve":
         try:
-            serve(settings)
-        except SettingsError as error:  # a backbone's folder holds no checkpoint
+            serve(settings, Role(args.role))
+        except SettingsError as error:  # no checkpoint in a backbone's folder, or a role's
+            # broker or registry missing
             sys.exit(f"lorafaas: {error}")
     elif args.command == "migrate":
         from lorafaas.registry.db import upgrade

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +160,20 @@ def _port(value: str) -> int:
     return number
 
 
+def _invoker_id(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise ValueError("must be 1 to 64 letters, digits, '-' or '_' (a broker subject token)")
+    return value
+
+
+class Role(enum.StrEnum):
+    """What `lorafaas serve` runs: everything in one process, or one part over the broker."""
+
+    ALL = "all"  # controller, invoker and backbone servers in one process, no broker
+    CONTROLLER = "controller"  # the API; invokers reached over the broker
+    INVOKER = "invoker"  # the pool, backbone servers and the broker's invoker service
+
+
 @dataclass(frozen=True)
 class Settings:
     """Frozen settings passed down to every component."""
@@ -181,6 +197,7 @@ class Settings:
     container_pids_limit: int
     container_start_timeout_s: int
     invoker_id: str
+    broker_url: str
     guest_namespace: str
     invocations_per_minute: int
     concurrent_invocations: int
@@ -247,6 +264,22 @@ class Settings:
                 value = (f"{spec.name}={spec.folder}" if self.backbones
                          else str(self.backbone_dir))
                 raise SettingsError(f"setting {env}={value!r} is invalid: {problem}")
+
+    def check_role(self, role: Role) -> None:
+        """Refuse a multi-machine role without a broker and a PostgreSQL registry."""
+        if role is Role.ALL:
+            return
+        database = SETTINGS_TABLE["database_url"].env
+        broker = SETTINGS_TABLE["broker_url"].env
+        problems = []
+        if not self.broker_url:
+            problems.append(f"{broker} is empty")
+        if not self.database_url.startswith("postgresql"):
+            problems.append(f"{database}={self.database_url!r} is not PostgreSQL")
+        if problems:
+            raise SettingsError(f"`serve --role {role}` needs a NATS broker ({broker}) and a "
+                                f"PostgreSQL registry ({database}) shared by every "
+                                f"controller and invoker: {'; '.join(problems)}")
 
     @property
     def artifacts_dir(self) -> Path:
@@ -323,8 +356,15 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
     "container_start_timeout_s": SettingSpec("LORAFAAS_CONTAINER_START_TIMEOUT_S", "60",
                                              _positive_int,
                                              "How long a new container may take to answer."),
-    "invoker_id": SettingSpec("LORAFAAS_INVOKER_ID", "invoker0", str,
-                              "Name of this invoker; labels its containers."),
+    "invoker_id": SettingSpec("LORAFAAS_INVOKER_ID", "invoker0", _invoker_id,
+                              "Name of this invoker (letters, digits, `-`, `_`); labels its "
+                              "containers, and names it on the broker (`--role invoker`): "
+                              "unique per invoker."),
+    "broker_url": SettingSpec("LORAFAAS_BROKER_URL", "", str,
+                              "NATS server (JetStream enabled) of the multi-machine roles, "
+                              "`nats://host:4222`; `serve --role controller` and `--role "
+                              "invoker` need it (with a PostgreSQL LORAFAAS_DATABASE_URL). "
+                              "Empty: the single-machine default, no broker."),
     "guest_namespace": SettingSpec("LORAFAAS_GUEST_NAMESPACE", "guest", str,
                                    "Namespace created with a key at first start."),
     "invocations_per_minute": SettingSpec("LORAFAAS_INVOCATIONS_PER_MINUTE", "600", _positive_int,

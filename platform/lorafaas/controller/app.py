@@ -1,5 +1,6 @@
-"""Wiring of the single-machine platform: controller, invoker and a backbone server per
-configured backbone.
+"""Wiring of the platform: by default the single-machine one (controller, invoker and a
+backbone server per configured backbone, in one process); in the multi-machine roles the
+controller alone, reaching its invokers over the broker, or an invoker alone.
 
 The one module of the controller that knows the invoker's insides: it builds the in-process
 invoker (`LocalInvoker`) and hands it to the handlers as an `InvokerClient`."""
@@ -31,7 +32,7 @@ from lorafaas.controller.appkeys import (
     settings_key,
 )
 from lorafaas.controller.backbone_servers import backbone_server, run_ownership
-from lorafaas.controller.backbones import Backbone, BackboneCatalog, ServedBackbone
+from lorafaas.controller.backbones import Backbone, BackboneCatalog, Published, ServedBackbone
 from lorafaas.controller.context_length import ContextCheck
 from lorafaas.controller.invocations import InvocationService
 from lorafaas.controller.login_throttle import LoginThrottle
@@ -54,7 +55,7 @@ from lorafaas.invoker.pool import BackboneMounts
 from lorafaas.invoking.client import InvokerClient
 from lorafaas.registry.artifacts import ArtifactStore
 from lorafaas.registry.db import make_engine, make_sessions
-from lorafaas.settings import Settings
+from lorafaas.settings import Role, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +71,19 @@ def docker_backend_factory() -> ContainerBackend:
     return DockerBackend()
 
 
-def create_app(settings: Settings, backend_factory: BackendFactory = docker_backend_factory
-               ) -> web.Application:
-    """The platform's aiohttp application; resources are acquired in cleanup contexts."""
+def create_app(settings: Settings, backend_factory: BackendFactory = docker_backend_factory,
+               role: Role = Role.ALL) -> web.Application:
+    """The platform's aiohttp application; resources are acquired in cleanup contexts.
+
+    `role`: everything in one process (the default, no broker), the controller alone (its
+    invokers reached over the broker), or an invoker alone (no API: see broker.invoker_app).
+    """
+    if role is Role.INVOKER:
+        from lorafaas.broker.invoker_app import create_invoker_app
+
+        return create_invoker_app(settings, backend_factory)
+    if role is Role.CONTROLLER:
+        return _controller_app(settings)
     app = web.Application(middlewares=[cors_middleware, error_middleware,
                                        openai_error_middleware],
                           client_max_size=settings.max_adapter_bytes * 4 // 3 + 65536)
@@ -89,6 +100,51 @@ def create_app(settings: Settings, backend_factory: BackendFactory = docker_back
     _setup_http(app, settings)
     setup_console(app, settings)
     return app
+
+
+def _controller_app(settings: Settings) -> web.Application:
+    """The controller role: the API, console and triggers; no pool, no backbone server."""
+    app = web.Application(middlewares=[cors_middleware, error_middleware,
+                                       openai_error_middleware],
+                          client_max_size=settings.max_adapter_bytes * 4 // 3 + 65536)
+    app[settings_key] = settings
+    app.on_response_prepare.append(add_cors_headers)
+    app[served_backbones_key] = {}  # served on the invokers' machines
+    app[backbone_health_key] = BackboneHealth()
+    app.cleanup_ctx.append(_remote_platform(settings))
+    app.cleanup_ctx.append(triggers_and_alarms)
+    _setup_http(app, settings)
+    setup_console(app, settings)
+    return app
+
+
+def _remote_platform(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    # The controller's half of `_platform`: the same services, on the broker's invokers.
+    async def remote_platform(app: web.Application) -> AsyncIterator[None]:
+        from lorafaas.broker.client import BrokerInvoker
+        from lorafaas.broker.connection import connected
+
+        engine = make_engine(settings.database_url)
+        app[backbones_key] = await asyncio.to_thread(_configured_catalog, settings)
+        tasks: set[asyncio.Task[Any]] = set()
+        try:
+            async with connected(settings.broker_url, "controller") as nc, \
+                    BrokerInvoker(nc).connected() as invoker:
+                _services(app, settings, make_sessions(engine), invoker, tasks)
+                try:
+                    await app[invocations_key].resume_pending()
+                    yield
+                finally:
+                    await _finish(tasks)
+        finally:
+            await engine.dispose()
+    return remote_platform
+
+
+def _configured_catalog(settings: Settings) -> BackboneCatalog:
+    # No server runs here: each backbone as configured (its dtype as the settings name it).
+    return BackboneCatalog(Backbone.read(spec, Published(spec.dtype, 0), default=i == 0)
+                           for i, spec in enumerate(settings.backbone_specs))
 
 
 def _setup_http(app: web.Application, settings: Settings) -> None:

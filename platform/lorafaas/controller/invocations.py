@@ -223,7 +223,8 @@ class InvocationService:
                                   self.store.folder(code_digest(action)), resolved.invoked),
             parameters=merged_parameters(resolved, pending.parameters),
             limits=action.limits, received_at=pending.received_ms / 1000,
-            bound=resolved.name if resolved.name != resolved.invoked else None, cause=cause)
+            bound=resolved.name if resolved.name != resolved.invoked else None, cause=cause,
+            durable=state.durable)
         answer: asyncio.Future[Activation] = asyncio.get_running_loop().create_future()
         # Retrieved here, so that an answer nobody waited for (non-blocking) logs nothing;
         # the task carries the failure as well.

@@ -77,6 +77,8 @@ class ActivationRequest:
     # The action's own name when it runs through a binding (`function.name` is the binding's).
     bound: QualifiedName | None = None
     cause: str | None = None  # the sequence activation it runs in, if any
+    # Its pending row is written (non-blocking): run it where it outlives its invoker.
+    durable: bool = False
 
 
 @dataclass(frozen=True)
