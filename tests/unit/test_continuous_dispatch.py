@@ -198,7 +198,7 @@ async def test_with_batching_off_a_namespace_container_s_requests_join_its_sessi
     """Batching off runs each request alone at once, but a namespace container decodes all
     of its requests together: one bound there joins its running session rather than wait
     for the container, up to the session's room."""
-    d, clock, _ = dispatcher(BatchingConfig(enabled=False, max_batch_size=2))
+    d, _, _ = dispatcher(BatchingConfig(enabled=False, max_batch_size=2))
     shared = FunctionRef("namespace:guest/default", QualifiedName("guest", None, "(ns)"),
                          Path("/nowhere"), 1024)
     d.route = lambda _request: shared
