@@ -78,7 +78,18 @@ from lorafaas.invoker.pool import ContainerPool, FunctionRef
 from lorafaas.invoker.sharing import SharingConfig
 from lorafaas.settings import load_settings
 
-TRACES = {name: REPO_ROOT.parent / "shared" / "traces" / f"AzureLLMInferenceTrace_{name}.csv"
+
+def _traces_dir() -> Path:
+    """`shared/traces` beside the main checkout (a worktree's parent need not hold it)."""
+    common = subprocess.run(["git", "rev-parse", "--git-common-dir"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, check=False).stdout.strip()
+    candidates = [REPO_ROOT.parent / "shared" / "traces"]
+    if common:
+        candidates.append((REPO_ROOT / common).resolve().parent.parent / "shared" / "traces")
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+TRACES = {name: _traces_dir() / f"AzureLLMInferenceTrace_{name}.csv"
           for name in ("conv", "code")}
 SYSTEMS = ("openwhisk", "instainfer", "full", "serverful")
 POOL_MEMORY_MB = 16_384  # the platform's default pool size: what this machine can hold
