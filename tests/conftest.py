@@ -72,9 +72,10 @@ def short_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def settings(tmp_path: Path, short_dir: Path, demo_models, runtime_image: str,  # type: ignore[no-untyped-def]
-             empty_database_url: str) -> Iterator[Settings]:
+             empty_database_url: str, request: pytest.FixtureRequest) -> Iterator[Settings]:
     """Settings of a platform with its own registry (SQLite, then PostgreSQL), artifacts,
-    sockets and tmpfs folder."""
+    sockets and tmpfs folder; a test marked `unshared` gets functions' own containers
+    only (LORAFAAS_SHARED_CONTAINERS=off)."""
     shm_dir = Path("/dev/shm") / f"lorafaas-test-{uuid.uuid4().hex[:8]}"
     base = load_settings({"LORAFAAS_HOME": str(tmp_path / "home")})
     yield replace(base, run_dir=short_dir, shm_dir=shm_dir, runtime_image=runtime_image,
@@ -86,7 +87,9 @@ def settings(tmp_path: Path, short_dir: Path, demo_models, runtime_image: str,  
                   preload_spare_share=0.0,
                   # No profiling container competing for the cores unless a test asks.
                   prefill_profiling="off",
-                  database_url=empty_database_url)
+                  database_url=empty_database_url,
+                  shared_containers="off" if request.node.get_closest_marker("unshared")
+                  else base.shared_containers)
     shutil.rmtree(shm_dir, ignore_errors=True)
 
 

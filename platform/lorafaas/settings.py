@@ -448,12 +448,12 @@ SETTINGS_TABLE: Mapping[str, SettingSpec] = {
                             "`off` (each request runs alone at once)."),
     # Namespace containers (lorafaas.invoker.sharing, lorafaas.invoker.placement).
     "shared_containers": SettingSpec(
-        "LORAFAAS_SHARED_CONTAINERS", "off", _shared_containers,
-        "`namespace`: functions of one namespace without traffic enough to fill batches of "
-        "their own share their namespace's container (one per namespace and backbone), "
-        "decoding together; functions of different namespaces never share. `off`: every "
-        "function has its own containers. The default is `off` until the evaluation is "
-        "rerun with namespace containers; it then flips to `namespace`."),
+        "LORAFAAS_SHARED_CONTAINERS", "namespace", _shared_containers,
+        "`namespace` (the default): functions of one namespace without traffic enough to "
+        "fill batches of their own share their namespace's container (one per namespace "
+        "and backbone), decoding together; functions of different namespaces never share. "
+        "`off`: every function has its own containers (the behaviour before namespace "
+        "containers, for comparisons)."),
     "shared_own_at": SettingSpec("LORAFAAS_SHARED_OWN_AT", "2", _positive_float,
                                  "Requests a second at which a function leaves its "
                                  "namespace's container for its own containers."),

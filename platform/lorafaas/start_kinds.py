@@ -18,9 +18,10 @@ START_KINDS: dict[str, str] = {
           "for this activation",
     PREWARM: "a stem cell (libraries and backbone loaded ahead) given the function: adapter, "
              "tokenizer and kernels loaded for this activation",
-    PRELOADED: "a container with the function fully loaded ahead of its first request",
-    ADAPTER: "a running namespace container (LORAFAAS_SHARED_CONTAINERS=namespace) that "
-             "loaded the function's adapter for this activation",
+    PRELOADED: "a container with the function fully loaded ahead of its first request "
+               "(in a namespace container: its adapter, loaded there ahead)",
+    ADAPTER: "a running namespace container (LORAFAAS_SHARED_CONTAINERS=namespace, the "
+             "default) that loaded the function's adapter for this activation",
     WARM: "a container that had served the function already (or a running batch joined); "
           "in a namespace container, one that had the function's adapter loaded",
 }

@@ -16,6 +16,13 @@ Systems (the same harness, the same requests, one after the other):
    (`eager`, the default). Offloading is off: the CPU has no accelerator memory to save.
 4. `serverful`: one always-on process with the backbone and all N adapters (peft), serving
    mixed-adapter batches (`serverful.py`).
+5. `namespace`: `full` with namespace containers (`LORAFAAS_SHARED_CONTAINERS=namespace`,
+   the platform's default): the N functions, of one namespace, decode together in its
+   container until one has traffic enough of its own (`full` is the same with `off`).
+
+`--reduced` is a side-by-side smoke of the last: the conv trace's steady window, N = 32,
+at `--rate` (1 by default then), `namespace`, `full` and `serverful` in turn, printed and
+not written to docs/evaluation.md (its figures are for ratios measured side by side).
 
 Workload (bench_trace_policies' reading, windowing, thinning and token scaling): a window of
 `--window-min` minutes of `AzureLLMInferenceTrace_conv.csv` or `_code.csv`, the bursty one
@@ -66,10 +73,23 @@ from lorafaas.demo.evaluation import build_large_models
 from lorafaas.invoker.containers import ContainerState
 from lorafaas.invoker.dispatcher import BatchingConfig
 from lorafaas.invoker.invoker import ActivationRequest, Invoker
+from lorafaas.invoker.placement import PlacementConfig, SharedContainers
 from lorafaas.invoker.pool import ContainerPool, FunctionRef
+from lorafaas.invoker.sharing import SharingConfig
 from lorafaas.settings import load_settings
 
-TRACES = {name: REPO_ROOT.parent / "shared" / "traces" / f"AzureLLMInferenceTrace_{name}.csv"
+
+def _traces_dir() -> Path:
+    """`shared/traces` beside the main checkout (a worktree's parent need not hold it)."""
+    common = subprocess.run(["git", "rev-parse", "--git-common-dir"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, check=False).stdout.strip()
+    candidates = [REPO_ROOT.parent / "shared" / "traces"]
+    if common:
+        candidates.append((REPO_ROOT / common).resolve().parent.parent / "shared" / "traces")
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+TRACES = {name: _traces_dir() / f"AzureLLMInferenceTrace_{name}.csv"
           for name in ("conv", "code")}
 SYSTEMS = ("openwhisk", "instainfer", "full", "serverful")
 POOL_MEMORY_MB = 16_384  # the platform's default pool size: what this machine can hold
@@ -77,6 +97,11 @@ POOL_MEMORY_MB = 16_384  # the platform's default pool size: what this machine c
 # peak (cgroup max usage, a batch of 8 × 128 prompt + 32 new tokens: 370 MB with the demo
 # backbone, 626 MB with the large one) with ≥ 20% to spare, in steps of 256 MB.
 SHARED_MEMORY_MB = {"demo": 512, "large": 768}
+# A namespace container's memory limit and adapter budget in the `namespace` system: a
+# function container's limit, plus room for the rows of every function decoding together
+# and for its adapters (the demo adapters take under 1 MB each).
+NAMESPACE_MEMORY_MB = {"demo": 1024, "large": 1536}
+NAMESPACE_ADAPTER_BUDGET_MB = 256
 logger = logging.getLogger("bench_evaluation")
 
 
@@ -152,6 +177,7 @@ class SystemSetup:
     sharing: bool
     policy_index: int  # into bench_trace_policies.policies: 0 fixed, 2 histogram + pre-load
     batching: BatchingConfig
+    namespace_containers: bool = False  # LORAFAAS_SHARED_CONTAINERS=namespace
 
 
 def system_setup(system: str, slo_ms: float) -> SystemSetup:
@@ -161,10 +187,21 @@ def system_setup(system: str, slo_ms: float) -> SystemSetup:
         return SystemSetup(False, 0, no_batching)
     if system == "instainfer":
         return SystemSetup(False, 2, no_batching)
-    if system == "full":
+    if system in ("full", "namespace"):
         return SystemSetup(True, 2, BatchingConfig(enabled=True, eager=True,
-                                                   default_slo_ms=slo_ms))
+                                                   default_slo_ms=slo_ms),
+                           namespace_containers=system == "namespace")
     raise ValueError(f"not a pool system: {system}")
+
+
+def namespace_sharing(experiment: Experiment, compress: float) -> SharingConfig:
+    """The `namespace` system's namespace containers: the platform's default thresholds
+    (requests per wall second), its dwell and rate time constants divided by the
+    compression as every other time constant."""
+    placement = PlacementConfig(mode=SharedContainers.NAMESPACE, dwell_s=30.0 / compress,
+                                rate_tau_s=30.0 / compress)
+    return SharingConfig(placement, memory_mb=NAMESPACE_MEMORY_MB[experiment.backbone],
+                         adapter_budget_mb=NAMESPACE_ADAPTER_BUDGET_MB)
 
 
 def pool_memory_mb(experiment: Experiment, memory_mb: int, stem_cells: int) -> int:
@@ -202,6 +239,9 @@ def grid(args: argparse.Namespace) -> list[Experiment]:
     """The experiments the issue's targets need (or the quick smoke run)."""
     if args.quick:
         return [Experiment("quick", "code", "bursty", 8, "zipf", "demo", SYSTEMS, args.rate)]
+    if args.reduced:
+        return [Experiment("reduced", "conv", "steady", 32, "zipf", "demo",
+                           ("namespace", "full", "serverful"), args.rate)]
     # The code trace holds the burstiest window (inter-arrival CV 18 against the conv
     # trace's 1.1); the conv trace the steadiest (CV 0.99).
     serverless = SYSTEMS[:3]
@@ -260,8 +300,10 @@ async def replay_pool(parts: BenchParts, workload: Workload, experiment: Experim
                        "stem_memory_mb": memory_mb, "backbone_sharing": setup.sharing,
                        "cold_start_window_s": 60 / args.compress,
                        "torch_threads": container_torch_threads(setup.batching)})
+    sharing = namespace_sharing(experiment, args.compress) \
+        if setup.namespace_containers else None
     maintenance, invoker = policy_invoker(pool, policy, args.period, setup.batching,
-                                          args.spare_share)
+                                          args.spare_share, sharing)
     functions = trace_functions(parts.models, "eval", experiment.functions, memory_mb)
     run = SystemRun(system, experiment, workload, slo_ms=args.slo_ms)
     extra_pids = [parts.server_pid] if setup.sharing and parts.server_pid else []
@@ -443,6 +485,10 @@ def parse_args() -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: N = 8, a 3-minute window, compressed 6×")
+    parser.add_argument("--reduced", action="store_true",
+                        help="namespace vs full (off) vs serverful on the steady window, "
+                             "N = 32, a 2-minute warm-up, at --rate (default then 1); "
+                             "printed only")
     parser.add_argument("--experiments", default="",
                         help="comma-separated: headline, large, n8, n128, steady (all)")
     parser.add_argument("--window-min", type=int, default=10)
@@ -453,7 +499,8 @@ def parse_args() -> argparse.Namespace:
                         help="comma-separated subset of openwhisk, instainfer, full, "
                              "serverful (default: each experiment's own)")
     parser.add_argument("--compress", type=float, default=5.0)
-    parser.add_argument("--rate", type=float, default=0.5, help="requests per wall second")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="requests per wall second (default 0.5; 1 with --reduced)")
     parser.add_argument("--zipf", type=float, default=1.0)
     parser.add_argument("--stem-cells", type=int, default=3)
     parser.add_argument("--slo-ms", type=float, default=2000.0)
@@ -472,9 +519,30 @@ def parse_args() -> argparse.Namespace:
                         help="report with the experiments measured before (docs/evaluation/"
                              "runs.json) that this run does not measure again")
     args = parser.parse_args()
+    if args.rate is None:
+        args.rate = 1.0 if args.reduced else 0.5
     if args.quick:
         args.window_min, args.compress = 3, 6.0
+    if args.reduced:
+        args.warmup_min = 2
     return args
+
+
+def summary(runs: list[SystemRun], prices: PriceSheet) -> str:
+    """One line per run: TTFT percentiles, SLO attainment, starts, peak memory, cost."""
+    lines = []
+    for run in runs:
+        ttft = sorted(run.ttft_ms)
+
+        def pct(q: float, ttft: list[float] = ttft) -> float:
+            return ttft[min(len(ttft) - 1, int(q * len(ttft)))] if ttft else math.nan
+
+        per_1k = run.total_usd(prices) / max(1, run.served) * 1000
+        lines.append(f"{run.experiment.name} {run.system}: {run.served} served, {run.errors} "
+                     f"failed; TTFT p50 {pct(0.5):.0f} ms, p99 {pct(0.99):.0f} ms; SLO "
+                     f"{100 * run.slo_attainment():.1f}%; kinds {dict(run.kinds)}; peak "
+                     f"{run.peak_gb():.2f} GB; ${per_1k:.6f} per 1,000 requests")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -488,6 +556,9 @@ def main() -> None:
         runs = load_runs(RUNS)
     else:
         runs = asyncio.run(measure(args))
+        if args.reduced:
+            print(summary(runs, price_sheet(load_settings())))
+            return
         if args.keep:
             runs = merged(load_runs(RUNS), runs)
     print(write_report(runs, args, price_sheet(load_settings())))

@@ -49,6 +49,7 @@ from lorafaas.invoker.keepalive import KeepAliveConfig, KeepAlivePolicy
 from lorafaas.invoker.maintenance import FunctionTracker, Maintenance
 from lorafaas.invoker.pool import ContainerPool, FunctionRef
 from lorafaas.invoker.prewarm import PrewarmConfig
+from lorafaas.invoker.sharing import SharingConfig
 from lorafaas.names import QualifiedName
 
 TRACE = REPO_ROOT.parent / "shared" / "traces" / "AzureLLMInferenceTrace_conv.csv"
@@ -193,14 +194,16 @@ def policies(compress: float, stem_cells: int) -> list[Policy]:
 
 
 def policy_invoker(pool: ContainerPool, policy: Policy, period_s: float,
-                   batching: BatchingConfig, spare_share: float = 0.0
-                   ) -> tuple[Maintenance, Invoker]:
+                   batching: BatchingConfig, spare_share: float = 0.0,
+                   sharing: SharingConfig | None = None) -> tuple[Maintenance, Invoker]:
     """The pool's maintenance under `policy` (with `spare_share` of the pool's memory kept
-    loaded when it pre-loads), and an invoker sharing its function tracker."""
+    loaded when it pre-loads), and an invoker sharing its function tracker (and, with
+    `sharing`, namespace containers)."""
     tracker = FunctionTracker(KeepAlivePolicy(policy.keepalive))
+    invoker = Invoker(pool, tracker, batching, sharing)
     return (Maintenance(pool, tracker, policy.prewarm, period_s, policy.preloading,
-                        spare_share if policy.preloading else 0.0),
-            Invoker(pool, tracker, batching))
+                        spare_share if policy.preloading else 0.0, sharing=invoker.sharing),
+            invoker)
 
 
 def trace_functions(models: DemoModels, namespace: str, count: int, memory_mb: int

@@ -15,7 +15,8 @@ import pytest
 from lorafaas.controller.app import local_invoker_key
 from tests.integration.test_api_resources import ACTIONS, body, json_of
 
-pytestmark = pytest.mark.docker
+# About functions' own containers: their platform shares none (LORAFAAS_SHARED_CONTAINERS=off).
+pytestmark = [pytest.mark.docker, pytest.mark.unshared]
 ACTIVATIONS = "/api/v1/namespaces/_/activations"
 RECORD_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,9}Z (stdout|stderr): ")
 

@@ -16,7 +16,8 @@ from lorafaas.registry.profiles import function_profiles
 from tests.conftest import PlatformClient
 from tests.integration.test_end_to_end import annotation, create_action
 
-pytestmark = pytest.mark.docker
+# About functions' own containers: their platform shares none (LORAFAAS_SHARED_CONTAINERS=off).
+pytestmark = [pytest.mark.docker, pytest.mark.unshared]
 
 MB = 1024 * 1024
 # Cold starts on a loaded 2-core machine can take over a minute: wait for them.

@@ -167,6 +167,10 @@ def test_requests_joining_mid_decode_get_their_tokens_alone(
     # and steps of 4 (the one-token newcomer has ended); the late one's prefill is alone.
     assert accounts.rows[:7] == [1, 1, 1, 1, 1, 4, 4]
     assert 1 in accounts.rows[7:]
+    # batchSize: the most requests of one iteration each was in (the newcomers' prefill
+    # and the running request's step are one iteration of five).
+    assert [timings["batchSize"] for _, timings in outcomes[:5]] == [5] * 5
+    assert 1 <= outcomes[5][1]["batchSize"] <= 5
     assert outcomes[4][0]["usage"]["completion_tokens"] == 1
     assert outcomes[0][0]["usage"]["completion_tokens"] == LONG.max_tokens
 
@@ -181,7 +185,8 @@ def test_results_equal_a_batch_of_the_same_requests(
     for future, (expected, _) in zip(futures, batched, strict=True):
         result, timings = future.result(120)
         assert result == expected
-        assert set(timings) == {"ttft", "prefill", "decode", "total", "compute", "engine"}
+        assert set(timings) == {"ttft", "prefill", "decode", "total", "compute", "engine",
+                                "batchSize"}
         assert timings["engine"] == "general"  # a PeftModel served as it is
 
 
@@ -197,6 +202,7 @@ def test_a_short_late_request_ends_before_a_long_early_one(
     (long_result, long_timings), (short_result, short_timings) = [f.result(120)
                                                                   for f in futures]
     assert ended == [1, 0]
+    assert long_timings["batchSize"] == short_timings["batchSize"] == 2
     assert short_result["usage"]["completion_tokens"] == 3
     assert long_result["usage"]["completion_tokens"] == 60
     assert short_timings["total"] < long_timings["total"]

@@ -20,7 +20,8 @@ from tests.integration.test_end_to_end import annotation, create_action
 from tests.integration.test_usage_reports import engine_cpu_s, runtime_health, socket_of
 from tests.unit.test_invoker_metrics import parse, value
 
-pytestmark = pytest.mark.docker
+# About functions' own containers: their platform shares none (LORAFAAS_SHARED_CONTAINERS=off).
+pytestmark = [pytest.mark.docker, pytest.mark.unshared]
 PROMPTS = ["Tell me a story about a brave dragon", "Can you explain how a rainbow forms?",
            "hi", "Name three rivers."]
 MAX_TOKENS = [24, 3, 16, 8]

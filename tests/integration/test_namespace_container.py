@@ -2,7 +2,7 @@
 functions of one namespace invoked concurrently, and arriving while others decode, share
 decode steps and each gets peft's greedy tokens alone; the container holds only its
 namespace's adapters, another namespace's function cannot run there, and a bad adapter
-fails only its own requests."""
+fails only its own requests; an adapter pre-loaded serves its first request as such."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from lorafaas.invoker.backend import ContainerInfo
 from lorafaas.invoker.docker_backend import DockerBackend
 from lorafaas.invoker.namespace_containers import NamespaceFolders, namespace_spec
 from lorafaas.invoker.pool import BackboneMounts
-from lorafaas.invoker.runtime_client import RunOutcome, RuntimeClient
+from lorafaas.invoker.runtime_client import RunOutcome, RuntimeClient, RuntimeUnavailable
 from tests.namespace_cases import PROMPTS, TOKENS, make_adapters, peft_tokens
 
 pytestmark = pytest.mark.docker
@@ -140,3 +140,27 @@ async def test_a_bad_adapter_fails_only_its_own_requests(served: Served) -> None
     assert [o.result["token_ids"] for o in outcomes[1:]] == served.expected[1:3]
     health = await served.client.health()
     assert health["ok"] and "broken" not in health["adapters"]
+
+
+async def test_a_preloaded_adapter_serves_its_first_request_as_preloaded(
+        served: Served) -> None:
+    """`POST /load` (the pre-loading plan's) loads a function's adapter ahead: its first
+    request finds it loaded and says it was pre-loaded, the next one does not; a slot
+    that is not mounted is refused and nothing is loaded for it."""
+    slot = await asyncio.to_thread(served.folders.add, "alice", "alice/pre@0.0.1",
+                                   served.other)
+    answer = await served.client.load_adapter(slot)
+    assert answer["loaded"] is True and answer["bytes"] > 0 and answer["adapterLoad"] > 0
+    assert slot in (await served.client.health())["adapters"]
+    again = await served.client.load_adapter(slot)  # loaded already: nothing to load
+    assert again["loaded"] is True and again["adapterLoad"] == 0
+    first = await served.client.run({**served.payload(0), "function": slot})
+    second = await served.client.run({**served.payload(0), "function": slot})
+    assert first.result["token_ids"] == second.result["token_ids"] == served.expected[0]
+    assert first.timings["adapterLoaded"] is True and first.timings["adapterPreloaded"] is True
+    assert second.timings["adapterLoaded"] is True and "adapterPreloaded" not in second.timings
+    refused = await served.client.load_adapter("bob-f0")
+    assert refused["loaded"] is False and "no adapter is mounted" in refused["error"]
+    with pytest.raises(RuntimeUnavailable, match="'function'"):
+        await served.client._post("/load", {})
+    assert "bob-f0" not in (await served.client.health())["adapters"]

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from lorafaas.controller.app import local_invoker_key
-from lorafaas.invoker.containers import is_namespace_key
+from lorafaas.invoker.containers import ContainerState, is_namespace_key
 from lorafaas.invoker.namespace_containers import NamespaceFolders
 from lorafaas.settings import replace
 from tests.integration.test_end_to_end import action_body, annotation, create_action
@@ -124,3 +124,71 @@ async def test_a_namespace_s_functions_share_its_container(  # type: ignore[no-u
         assert alone["response"]["result"]["token_ids"] == \
             record["response"]["result"]["token_ids"], name
     assert sum(not is_namespace_key(c.function_key) for c in pool.containers()) == 3
+
+
+async def test_batch_size_counts_every_function_s_requests_in_its_steps(  # type: ignore[no-untyped-def]
+        platform, demo_models, make_zip) -> None:
+    """A request of one function joins a long request of another in the namespace
+    container: each record's batchSize is 2, the most requests of one step it was in
+    (the long one was sent alone, so the requests sent with it would say 1); a request
+    alone afterwards says 1."""
+    for name, adapter in (("long", "pirate"), ("short", "shout")):
+        await create_action(platform, name, demo_models.adapters[adapter], make_zip,
+                            limits={"timeout": 300_000})
+    pool = platform.app[local_invoker_key].pool
+    key = f"namespace:guest/{pool.default_backbone}"
+
+    async def steps() -> int | None:
+        container = next((c for c in pool.containers() if c.function_key == key), None)
+        if container is None or container.state is not ContainerState.BUSY:
+            return None
+        health = await runtime_health(socket_of(container))
+        return int(health["steps"]) if health.get("initialized") else None
+
+    before = await steps() or 0
+    long = asyncio.create_task(invoke(platform, "long", **{**params("a"), "max_tokens": 400}))
+    while (now := await steps()) is None or now <= before:  # until the long one decodes
+        assert not long.done(), await long
+        await asyncio.sleep(0.02)
+    short_status, short_record, _ = await invoke(platform, "short", **params("b"))
+    long_status, long_record, _ = await long
+    assert short_status == long_status == 200, (short_record, long_record)
+    assert annotation(long_record, "container") == annotation(short_record, "container") \
+        == "namespace"
+    assert long_record["response"]["result"]["usage"]["completion_tokens"] == 400
+    assert annotation(long_record, "batchSize") == 2
+    assert annotation(short_record, "batchSize") == 2
+    status, alone, _ = await invoke(platform, "short", **params("b"))
+    assert status == 200 and annotation(alone, "batchSize") == 1, alone
+
+
+async def test_the_preloading_plan_loads_an_adapter_into_the_namespace_container(  # type: ignore[no-untyped-def]
+        platform, demo_models, make_zip) -> None:
+    """A function placed in its namespace's container, whose container has gone, is held
+    by the spare share: the maintenance starts the namespace container pre-loaded with
+    its adapter, and its next request says `preloaded`."""
+    await create_action(platform, "pre", demo_models.adapters["pirate"], make_zip,
+                        limits={"timeout": 300_000})
+    status, record, _ = await invoke(platform, "pre", **params("a"))
+    assert status == 200 and annotation(record, "container") == "namespace", record
+    local = platform.app[local_invoker_key]
+    pool, sharing = local.pool, local.runner.sharing
+    key = f"namespace:guest/{pool.default_backbone}"
+    assert await pool.remove_idle(lambda c: c.function_key == key, "test: keep-alive ended")
+    local.maintenance.spare_share = 0.9  # spare memory holds the functions requested lately
+
+    def holding() -> bool:
+        return any(c.function_key == key and c.state is ContainerState.PRELOADED
+                   and sharing.holds(c) for c in pool.containers())
+
+    for _ in range(3000):  # the maintenance ticks every second; a busy machine starts slowly
+        if holding():
+            break
+        await asyncio.sleep(0.1)
+    assert holding(), [(c.function_key, c.state) for c in pool.containers()]
+    status, record, _ = await invoke(platform, "pre", **params("a"))
+    assert status == 200, record
+    assert annotation(record, "container") == "namespace"
+    assert annotation(record, "startKind") == "preloaded", record["annotations"]
+    status, record, _ = await invoke(platform, "pre", **params("a"))
+    assert status == 200 and annotation(record, "startKind") == "warm", record

@@ -97,6 +97,7 @@ async def stem_cells(platform, timeout_s: float = 600.0) -> dict[str, str]:  # t
 
 
 @pytest.mark.parametrize("empty_database_url", ["sqlite"], indirect=True)
+@pytest.mark.unshared  # each function served by a stem cell of its own backbone
 async def test_functions_on_two_backbones_match_peft_on_their_own(  # type: ignore[no-untyped-def]
         platform, demo_models, tiny_models, make_zip, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

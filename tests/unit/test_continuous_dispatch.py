@@ -4,6 +4,7 @@ once, within its room and the cap of M; the runner sends each as it joins."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from lorafaas.invoker.keepalive import KeepAlivePolicy
 from lorafaas.invoker.maintenance import FunctionTracker
 from lorafaas.invoker.pool import FunctionRef, Lease
 from lorafaas.invoker.runtime_client import RunOutcome, RuntimeUnavailable
+from lorafaas.names import QualifiedName
 from tests.unit.test_dispatcher import MODEL, FakePool, dispatcher, finish, names, request
 
 CONTINUOUS = BatchingConfig(enabled=True, continuous=True, max_batch_size=2,
@@ -190,3 +192,20 @@ async def test_a_failing_container_fails_every_request_of_its_session() -> None:
     assert results[0].response["result"]["error"] == (
         "The action's container stopped (exit code 137) during the activation.")
     assert pool.discarded and pool.released == 0
+
+
+async def test_with_batching_off_a_namespace_container_s_requests_join_its_session() -> None:
+    """Batching off runs each request alone at once, but a namespace container decodes all
+    of its requests together: one bound there joins its running session rather than wait
+    for the container, up to the session's room."""
+    d, _, _ = dispatcher(BatchingConfig(enabled=False, max_batch_size=2))
+    shared = FunctionRef("namespace:guest/default", QualifiedName("guest", None, "(ns)"),
+                         Path("/nowhere"), 1024)
+    d.route = lambda _request: shared
+    first = d.submit(request("f", 0))
+    second = d.submit(request("g", 0))
+    third = d.submit(request("h", 0))
+    session = session_of(first.batch)  # type: ignore[arg-type]
+    assert second.batch is session and names(session) == ["f-0", "g-0"]
+    assert third.batch is not session and third.batch is not None  # no room: its own
+    await finish([session, third.batch])

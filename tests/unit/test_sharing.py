@@ -145,3 +145,41 @@ def test_a_function_with_a_handler_or_a_code_action_never_shares(tmp_path: Path)
     folders.create()
     with pytest.raises(PermissionError, match="handler"):
         folders.add("alice", with_handler.function.key, handled)
+
+
+def test_shared_ref_names_the_namespace_that_last_invoked_a_shared_function(
+        tmp_path: Path) -> None:
+    shared = sharing(SharedContainers.NAMESPACE, tmp_path)
+    folder = adapter(tmp_path / "f", r=4, target_modules=["q_proj"])
+    alone = sharing(SharedContainers.OFF, tmp_path / "off")
+    first = request("alice", "f", folder)
+    assert shared.shared_ref(first.function) is None  # never invoked: nothing to pre-load
+    shared.route(first)
+    ref = shared.shared_ref(first.function)
+    assert ref is not None and ref.key == "namespace:alice/default"
+    alone.route(first)
+    assert alone.shared_ref(first.function) is None
+
+
+def test_a_record_s_batch_size_is_the_largest_step_the_runtime_counted() -> None:
+    from lorafaas.invoker.batch_runner import step_batch_size
+
+    assert step_batch_size({"batchSize": 5, "ttft": 1.0}, 1) == 5
+    assert step_batch_size({"ttft": 1.0}, 3) == 3  # a batch form: the requests sent together
+    assert step_batch_size({"batchSize": True}, 2) == 2  # not a count
+
+
+def test_start_kinds_in_a_namespace_container() -> None:
+    from lorafaas.invoker.invoker import _start_kind
+    from lorafaas.invoker.pool import Lease
+
+    def kind(start: str, **timings: object) -> str | None:
+        return _start_kind(Lease(None, start, {}, 0.0), timings)  # type: ignore[arg-type]
+
+    assert kind("warm", adapterLoaded=False) == "adapter"
+    assert kind("preloaded", adapterLoaded=False) == "adapter"  # another's pre-load
+    assert kind("warm", adapterLoaded=True, adapterPreloaded=True) == "preloaded"
+    assert kind("preloaded", adapterLoaded=True, adapterPreloaded=True) == "preloaded"
+    assert kind("warm", adapterLoaded=True) == "warm"
+    assert kind("cold", adapterLoaded=False) == "cold"  # the container started for it
+    assert kind("preloaded") == "preloaded"  # a function's own pre-loaded container

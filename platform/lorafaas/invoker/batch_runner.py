@@ -174,7 +174,8 @@ class BatchRunner:
         self.metrics.record_served(batch.function_path, ticket.request.received_at * 1000,
                                    first_token_ms, ticket.slo_ms)
         ticket.deliver(Served(outcome, lease, ready_at,
-                              len(batch.tickets) if size is None else size,
+                              step_batch_size(outcome.timings,
+                                              len(batch.tickets) if size is None else size),
                               reports_start=batch.answered == 0 if reports_start is None
                               else reports_start))
         batch.answered += 1
@@ -238,3 +239,13 @@ def _payload(ticket: Ticket) -> dict[str, Any]:
 
 def _ids(batch: RunningBatch) -> str:
     return ", ".join(t.request.activation_id for t in batch.tickets)
+
+
+def step_batch_size(timings: dict[str, float], sent_with: int) -> int:
+    """The record's batchSize: the most requests of any decode step the request was in, as
+    the runtime's continuous engine counted them (every function's, in a namespace
+    container); else the requests sent together with it."""
+    stepped = timings.get("batchSize")
+    if isinstance(stepped, int | float) and not isinstance(stepped, bool) and stepped >= 1:
+        return int(stepped)
+    return sent_with

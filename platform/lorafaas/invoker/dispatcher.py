@@ -26,7 +26,8 @@ functions. A batch there is always a session: each request is its own /run joini
 container's shared decode, in whichever batching mode.
 
 Streaming requests, and every request when batching is off, skip the queue and run at
-once as a batch of one: the runtime streams text deltas for one request only. So does every
+once as a batch of one: the runtime streams text deltas for one request only (one bound
+for a namespace container joins its running session instead, if it has room). So does every
 request of a code action or of a function with its own handler (`FunctionRef.runs_alone`):
 the owner's code runs once per activation, in a container of its own for the time it runs,
 never batched with other requests (a handler's `llm` calls may still share the container's
@@ -300,7 +301,15 @@ class Dispatcher:
         ticket = Ticket(request, on_delta, slo_ms, target)
         if not self.config.enabled or (on_delta is not None and not self.config.continuous) \
                 or ticket.target.runs_alone:
-            self._start([ticket])
+            # A namespace container decodes every request it gets together, in any mode:
+            # one that would run alone joins its running session rather than wait for it.
+            session = self._open_session(ticket.target.key) \
+                if is_namespace_key(ticket.target.key) else None
+            if session is not None:
+                session.join(ticket)
+                self.metrics.observe_batch(session.function_path, session.live)
+            else:
+                self._start([ticket])
             return ticket
         key = ticket.target.key
         queue = self._queues.get(key)

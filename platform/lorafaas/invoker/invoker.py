@@ -30,7 +30,7 @@ from lorafaas.invoker.sharing import (
     container_kind,
 )
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult
-from lorafaas.start_kinds import ADAPTER, WARM
+from lorafaas.start_kinds import ADAPTER, PRELOADED, WARM
 
 logger = logging.getLogger(__name__)
 
@@ -210,11 +210,14 @@ def _run_budget_s(request: ActivationRequest, ticket: Ticket) -> float:
 
 def _start_kind(lease: Lease | None, timings: dict[str, float]) -> str | None:
     """The lease's start kind; in a running namespace container, whether the function's
-    adapter was loaded already (`warm`) or for this activation (`adapter`)."""
+    adapter was loaded for this activation (`adapter`), by the pre-loading plan ahead of it
+    (`preloaded`: its first request since), or by an earlier request (`warm`)."""
     if lease is None:
         return None
-    if lease.start_kind == WARM and timings.get("adapterLoaded") is False:
-        return ADAPTER
+    if lease.start_kind in (WARM, PRELOADED) and "adapterLoaded" in timings:
+        if timings["adapterLoaded"] is False:
+            return ADAPTER
+        return PRELOADED if timings.get("adapterPreloaded") else WARM
     return lease.start_kind
 
 

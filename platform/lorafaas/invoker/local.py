@@ -156,19 +156,20 @@ async def local_invoker(settings: Settings, backend: ContainerBackend,
         # Plan pre-loading with the artifact profiles measured before this start.
         async with sessions() as session:
             tracker.profiles.seed(await all_estimates(session))
-        yield LocalInvoker(pool, tracker, runner, prefill, maintenance(settings, pool, tracker))
+        yield LocalInvoker(pool, tracker, runner, prefill,
+                           maintenance(settings, pool, tracker, runner.sharing))
     finally:
         await pool.shutdown()
 
 
-def maintenance(settings: Settings, pool: ContainerPool, tracker: FunctionTracker
-                ) -> Maintenance:
-    """The maintenance loop the settings ask for."""
+def maintenance(settings: Settings, pool: ContainerPool, tracker: FunctionTracker,
+                sharing: NamespaceSharing | None = None) -> Maintenance:
+    """The maintenance loop the settings ask for (with `sharing`: namespace containers)."""
     prewarm = PrewarmConfig(min_count=min(settings.prewarm_min, settings.prewarm_max),
                             max_count=settings.prewarm_max, ttl_s=settings.prewarm_ttl_s)
     return Maintenance(pool, tracker, prewarm, settings.maintenance_period_s,
                        preloading=settings.preloading,
-                       spare_share=settings.preload_spare_share)
+                       spare_share=settings.preload_spare_share, sharing=sharing)
 
 
 def offloader(settings: Settings, tracker: FunctionTracker,

@@ -11,6 +11,13 @@ predicted, when the pre-loading plan holds their adapter within the pool's memor
 none, one is pre-loaded. With a shared backbone a loaded function costs little memory, so
 spare memory serves best holding functions ready (ServerlessLoRA pre-loads every artifact
 that fits); a cold start that needs the memory still evicts them, least recently used first.
+
+With namespace containers (`lorafaas.invoker.sharing`), a function placed in its namespace's
+container is loaded when its adapter is loaded there: pre-loading loads the adapter into
+that container (weighed against the container's free adapter budget; a container that
+must be started first is weighed as a function's own start), the spare share keeps the
+container, and the container's keep-alive is the longest of the functions whose adapters
+it holds.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lorafaas.invoker.artifact_loads import HOST, ArtifactLoad, Estimates, ProfileBook
-from lorafaas.invoker.containers import ContainerState, PooledContainer
+from lorafaas.invoker.containers import ContainerState, PooledContainer, is_namespace_key
 from lorafaas.invoker.keepalive import KeepAliveDecision, KeepAlivePolicy
 from lorafaas.invoker.pool import ContainerPool, FunctionRef
 from lorafaas.invoker.preloading import (
@@ -35,6 +42,7 @@ from lorafaas.invoker.preloading import (
     plan_preloading,
 )
 from lorafaas.invoker.prewarm import PrewarmConfig, desired_stem_cells
+from lorafaas.invoker.sharing import NamespaceSharing
 
 logger = logging.getLogger(__name__)
 RATE_WINDOW_S = 3600.0
@@ -44,6 +52,9 @@ MB = 1024 * 1024
 DEFAULT_BYTES = {ArtifactKind.LIBRARIES: 300 * MB, ArtifactKind.BACKBONE: 8 * MB,
                  ArtifactKind.ADAPTER: 8 * MB, ArtifactKind.TOKENIZER: 2 * MB,
                  ArtifactKind.KERNELS: 16 * MB}
+# What loading an adapter into a running namespace container saves, until measured there
+# (the native engine's reader: tens of milliseconds).
+ADAPTER_LOAD_MS = 30.0
 
 
 @dataclass
@@ -104,8 +115,10 @@ class Maintenance:
     """Runs the periodic work until stopped."""
 
     def __init__(self, pool: ContainerPool, tracker: FunctionTracker, prewarm: PrewarmConfig,
-                 period_s: float, preloading: bool = True, spare_share: float = 0.0) -> None:
+                 period_s: float, preloading: bool = True, spare_share: float = 0.0,
+                 sharing: NamespaceSharing | None = None) -> None:
         self.pool = pool
+        self.sharing = sharing  # namespace containers, when on
         self.tracker = tracker
         self.prewarm = prewarm
         self.period_s = period_s
@@ -125,6 +138,8 @@ class Maintenance:
         """One round of the periodic work."""
         await self.pool.ensure_channels()  # a restarted backbone server lacks them
         await self.pool.health_check()
+        if self.sharing is not None:  # which adapters each namespace container holds
+            await self.sharing.refresh_steps()
         await self._keep_stem_cells(now)
         spare = self.spare_holdings(now)
         kept = self._kept_containers({function.key for function in spare})
@@ -173,8 +188,13 @@ class Maintenance:
     def _expired(self, container: PooledContainer, now: float) -> bool:
         if container.function_key is None or container.state is ContainerState.STEM:
             return False
-        decision = self.tracker.decision(container.function_key)
         idle_s = time.monotonic() - container.last_used
+        if is_namespace_key(container.function_key):
+            # Kept while any function whose adapter it holds would keep a container.
+            held = self.sharing.holds(container) if self.sharing is not None else set()
+            keys = held or {container.function_key}
+            return idle_s > max(self.tracker.decision(key).keepalive_s for key in keys)
+        decision = self.tracker.decision(container.function_key)
         if idle_s > decision.keepalive_s:
             return True
         # The hybrid policy unloads right after an execution when the next request is not
@@ -188,15 +208,58 @@ class Maintenance:
         due = [s for s in self.tracker.stats.values() if self._preload_due(s, now)]
         if not due:
             return
+        # A function whose namespace container runs costs only its adapter, in that
+        # container's adapter budget; the others (one needing that container started too)
+        # are weighed against the pool's free memory.
+        in_running: dict[str, tuple[PooledContainer, list[FunctionStats]]] = {}
+        others = []
+        for stats in due:
+            container = self._namespace_container(stats.function)
+            if container is None:
+                others.append(stats)
+            else:
+                in_running.setdefault(container.info.id, (container, []))[1].append(stats)
+        await self._preload_planned(others, now, self._free_bytes(), adapter_only=False)
+        for container, group in in_running.values():
+            assert self.sharing is not None
+            await self._preload_planned(group, now, self.sharing.free_adapter_bytes(container),
+                                        adapter_only=True)
+
+    async def _preload_planned(self, due: list[FunctionStats], now: float, free_bytes: int,
+                               adapter_only: bool) -> None:
+        """Pre-load those of `due` whose adapter the plan holds within `free_bytes`."""
+        if not due:
+            return
         profiles = self.tracker.profiles
         plan = plan_preloading([_profile(s, now, profiles.of(s.function.path,
-                                                             s.function.adapter_digest))
-                                for s in due],
-                               Capacity(host_bytes=self._free_bytes()))
+                                                             s.function.adapter_digest),
+                                         adapter_only) for s in due],
+                               Capacity(host_bytes=free_bytes))
         for stats in due:
             held = {p.kind for p in plan.holdings.get(stats.function.key, ())}
             if ArtifactKind.ADAPTER in held:
-                await self.pool.preload(stats.function)
+                await self._preload(stats.function)
+
+    async def _preload(self, function: FunctionRef) -> bool:
+        """Load the function ahead: into its namespace container when it is placed there,
+        else a container of its own."""
+        if self.sharing is not None and self.sharing.shared_ref(function) is not None:
+            return await self.sharing.preload(function)
+        return await self.pool.preload(function)
+
+    def _namespace_container(self, function: FunctionRef) -> PooledContainer | None:
+        """The running namespace container the function is placed in, if any."""
+        if self.sharing is None or (ref := self.sharing.shared_ref(function)) is None:
+            return None
+        return self.sharing.container_of(ref)
+
+    def _loaded(self, function: FunctionRef) -> bool:
+        """Whether a container of its own, or its namespace container, holds the function."""
+        if any(c.function_key == function.key for c in self.pool.containers()):
+            return True
+        container = self._namespace_container(function)
+        return (container is not None and self.sharing is not None
+                and function.key in self.sharing.holds(container))
 
     def spare_holdings(self, now: float) -> list[FunctionRef]:
         """The functions the spare share of the pool's memory keeps loaded: those requested
@@ -228,20 +291,23 @@ class Maintenance:
             if key in functions and (key not in newest
                                      or container.last_used > newest[key].last_used):
                 newest[key] = container
-        return {container.info.id for container in newest.values()}
+        kept = {container.info.id for container in newest.values()}
+        if self.sharing is not None:  # a namespace container holding one of them stays
+            kept |= {c.info.id for c in self.pool.containers()
+                     if is_namespace_key(c.function_key) and self.sharing.holds(c) & functions}
+        return kept
 
     async def _preload_spare(self, spare: list[FunctionRef]) -> None:
         # One start per period: a start takes a core for seconds, and requests come first.
-        loaded = {c.function_key for c in self.pool.containers()}
-        missing = next((f for f in spare if f.key not in loaded), None)
+        missing = next((f for f in spare if not self._loaded(f)), None)
         if missing is not None:
-            await self.pool.preload(missing)
+            await self._preload(missing)
 
     def _preload_due(self, stats: FunctionStats, now: float) -> bool:
         decision = self.tracker.decision(stats.function.key)
         if decision.prewarm_window_s <= 0 or stats.last_end is None:
             return False
-        if any(c.function_key == stats.function.key for c in self.pool.containers()):
+        if self._loaded(stats.function):
             return False
         # The keep-alive runs from the load at the window's start, not from the end.
         since_end = now - stats.last_end
@@ -252,15 +318,21 @@ class Maintenance:
         return max(0, self.pool.config.memory_mb - self.pool.used_mb()) * MB
 
 
-def _profile(stats: FunctionStats, now: float, measured: Estimates) -> FunctionProfile:
+def _profile(stats: FunctionStats, now: float, measured: Estimates,
+             adapter_only: bool = False) -> FunctionProfile:
     """A function's pre-loading profile from its measured loads into host memory; an
-    artifact never measured in full takes its last load time (else 0) and DEFAULT_BYTES."""
+    artifact never measured in full takes its last load time (else 0) and DEFAULT_BYTES.
+    `adapter_only`: in a running namespace container, which holds the rest already."""
     artifacts = []
     for kind in ArtifactKind:
         name = kind.name.lower()
         estimate = measured.get((name, HOST))
         load_ms = estimate.load_ms if estimate else stats.load_ms.get(name, 0.0)
         size = estimate.memory_bytes if estimate else DEFAULT_BYTES[kind]
+        if adapter_only and kind is not ArtifactKind.ADAPTER:
+            load_ms, size = 0.0, 0
+        elif adapter_only and load_ms <= 0:
+            load_ms = ADAPTER_LOAD_MS  # its namespace container's load, never measured here
         artifacts.append(ArtifactProfile(load_ms={Tier.DISK: load_ms},
                                          memory_bytes={Tier.HOST: size}))
     return FunctionProfile(key=stats.function.key, rate_per_s=stats.rate_per_s(now),

@@ -111,6 +111,10 @@ class RuntimeClient:
             raise RuntimeUnavailable(f"the container's runtime stopped answering: "
                                      f"{error.__class__.__name__}") from error
 
+    async def load_adapter(self, slot: str) -> dict[str, Any]:
+        """POST /load of a namespace container: its function's adapter loaded ahead."""
+        return await self._post("/load", {"function": slot})
+
     async def move(self, to_host: bool) -> TierMove:
         """POST /offload (to host memory) or /restore (back to the accelerator)."""
         body = await self._post("/offload" if to_host else "/restore", {})

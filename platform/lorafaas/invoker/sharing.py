@@ -14,6 +14,12 @@ the others keep their own containers (`shareable`). A function with its own hand
 (`__main__.py` in its zip) runs owner code beside the model, and a code action is nothing
 but owner code: `FunctionTraits.has_handler` keeps both out, whatever their rate, and
 `shareable` refuses a folder with a handler as well.
+
+Pre-loading and keep-alive (`lorafaas.invoker.maintenance`) see a function placed here
+through `shared_ref` and `holds`: its adapter loaded in its namespace container counts as
+a loaded container of its own would, and `preload` loads it there ahead of its first
+request (starting the namespace container, pre-loaded, when none runs). The pool counts
+each namespace container at its memory limit, which holds its adapter budget.
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ from lorafaas.invoker.backend import ContainerSpec
 from lorafaas.invoker.containers import (
     NAMESPACE_KEY_PREFIX,
     ContainerFolders,
+    ContainerState,
     PooledContainer,
     is_namespace_key,
 )
-from lorafaas.invoker.namespace_containers import NamespaceFolders, namespace_spec
+from lorafaas.invoker.namespace_containers import NamespaceFolders, namespace_spec, slot_of
 from lorafaas.invoker.placement import (
     FunctionPlacement,
     FunctionTraits,
@@ -59,6 +66,7 @@ FUNCTION_CONTAINER = "function"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 # The shared decode's composition in a namespace container's /health.
 STEP_KEYS = ("steps", "stepRows", "stepFunctions", "maxFunctionsPerStep")
+MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,11 @@ class NamespaceSharing:
         self._shareable: dict[str, bool] = {}  # by function key (its code never changes)
         # Each namespace container's step counters, as its runtime last reported them.
         self.steps: dict[str, dict[str, int]] = {}
+        # Each namespace container's loaded adapters (slot -> bytes), by container id, and
+        # its adapter budget in bytes, as its runtime last reported them.
+        self.adapters: dict[str, dict[str, int]] = {}
+        self.budgets: dict[str, int] = {}
+        self._invoked_in: dict[str, str] = {}  # function key -> the namespace last invoking it
         pool.namespace_start = self._start
 
     def route(self, request: ActivationRequest) -> FunctionRef:
@@ -132,10 +145,78 @@ class NamespaceSharing:
                                 and self._is_shareable(function))
         if self.policy.arrived(traits).placement is Placement.OWN:
             return function
+        self._invoked_in[function.key] = request.namespace
+        return self._namespace_ref(request.namespace, backbone, function)
+
+    def _namespace_ref(self, namespace: str, backbone: str,
+                       function: FunctionRef) -> FunctionRef:
         # Not an entity name (parentheses): no action can be called so.
-        return FunctionRef(namespace_key(request.namespace, backbone),
-                           QualifiedName(request.namespace, None, "(namespace container)"),
+        return FunctionRef(namespace_key(namespace, backbone),
+                           QualifiedName(namespace, None, "(namespace container)"),
                            function.adapter_dir, self.config.memory_mb, backbone=backbone)
+
+    def shared_ref(self, function: FunctionRef) -> FunctionRef | None:
+        """The namespace container the function's next request would go to; None when it
+        runs in its own containers."""
+        namespace = self._invoked_in.get(function.key)
+        placement = self.policy.describe(function.key)
+        if namespace is None or placement is None or placement.placement is Placement.OWN:
+            return None
+        try:
+            backbone = self.pool.backbone_of(function)
+        except UnknownBackbone:
+            return None
+        return self._namespace_ref(namespace, backbone, function)
+
+    def holds(self, container: PooledContainer) -> set[str]:
+        """Keys of the functions whose adapters a namespace container has loaded (as its
+        runtime last reported them)."""
+        loaded = self.adapters.get(container.info.id, {})
+        return {key for key in self._invoked_in if slot_of(key) in loaded}
+
+    def free_adapter_bytes(self, container: PooledContainer) -> int:
+        """What is left of a namespace container's adapter budget."""
+        budget = self.budgets.get(container.info.id, self.config.adapter_budget_mb * MB)
+        return max(0, budget - sum(self.adapters.get(container.info.id, {}).values()))
+
+    def container_of(self, ref: FunctionRef) -> PooledContainer | None:
+        """The running (not starting) namespace container of a namespace ref."""
+        return next((c for c in self.pool.containers() if c.function_key == ref.key
+                     and c.state is not ContainerState.STARTING), None)
+
+    async def preload(self, function: FunctionRef) -> bool:
+        """Load the function's adapter into its namespace container ahead of its first
+        request, starting the container (pre-loaded) if none runs; True if loaded."""
+        ref = self.shared_ref(function)
+        if ref is None:
+            return False
+        container = self.container_of(ref)
+        if container is None:
+            if not await self.pool.preload(ref):
+                return False
+            container = self.container_of(ref)
+            if container is None:  # evicted at once
+                return False
+        namespace = ref.key.removeprefix(NAMESPACE_KEY_PREFIX).rsplit("/", 1)[0]
+        folders = container.folders
+        if not isinstance(folders, NamespaceFolders):
+            return False
+        slot = await asyncio.to_thread(folders.add, namespace, function.key,
+                                       function.adapter_dir)
+        try:
+            answer = await container.client.load_adapter(slot)
+        except RuntimeUnavailable as error:
+            logger.warning("pre-loading %s into %s failed: %s", function.key,
+                           container.info.name, error)
+            return False
+        if not answer.get("loaded"):
+            logger.warning("%s cannot be pre-loaded into %s: %s", function.key,
+                           container.info.name, answer.get("error"))
+            return False
+        self.adapters.setdefault(container.info.id, {})[slot] = int(answer.get("bytes", 0))
+        logger.info("pre-loaded %s into namespace container %s (%.1f ms)", function.key,
+                    container.info.name, float(answer.get("adapterLoad", 0.0)))
+        return True
 
     def placements(self) -> dict[str, FunctionPlacement]:
         """Each function seen that may share: its placement, rate and credit now."""
@@ -143,11 +224,14 @@ class NamespaceSharing:
                 if (placement := self.policy.describe(key)) is not None}
 
     async def refresh_steps(self) -> None:
-        """Read the step composition of every namespace container that answers."""
+        """Read the step composition and loaded adapters of every namespace container that
+        answers."""
         steps = {}
+        running = set()
         for container in self.pool.containers():
             if not is_namespace_key(container.function_key) or container.function_key is None:
                 continue
+            running.add(container.info.id)
             try:
                 async with asyncio.timeout(5):
                     health = await container.client.health()
@@ -155,12 +239,20 @@ class NamespaceSharing:
                 continue  # starting, busy or gone: its figures come next time
             label = container.function_key.removeprefix(NAMESPACE_KEY_PREFIX)
             steps[label] = {key: int(health.get(key, 0)) for key in STEP_KEYS}
+            if isinstance(loaded := health.get("adapters"), dict):
+                self.adapters[container.info.id] = {str(k): int(v) for k, v in loaded.items()}
+            if isinstance(budget := health.get("adapterBudget"), int):
+                self.budgets[container.info.id] = budget
         self.steps = steps
+        for gone in set(self.adapters) - running:
+            del self.adapters[gone]
+            self.budgets.pop(gone, None)
 
     def forget(self, function_key_prefix: str) -> None:
         """An action was updated or deleted: its versions' histories go."""
         for key in [k for k in self._shareable if k.startswith(function_key_prefix)]:
             del self._shareable[key]
+            self._invoked_in.pop(key, None)
             self.policy.forget(key)
 
     def _is_shareable(self, function: FunctionRef) -> bool:

@@ -13,7 +13,8 @@ Metering: an iteration's wall time (prefill of the newcomers, the decode step, r
 the container's busy time, split among the rows in it by the tokens each processed (its
 prompt in its prefill, one token a step); so the requests' `compute` shares add up to the
 busy time. A restore of offloaded artifacts before an admission is reported as `restore`
-and is not busy time.
+and is not busy time. Each request's `batchSize` is the most rows of any iteration it was
+in, itself included (in a namespace container, whatever function each row belongs to).
 """
 
 from __future__ import annotations
@@ -50,13 +51,16 @@ class _Entry:
     first_token_at: float = 0.0
     compute_ms: float = 0.0
     restore_ms: float | None = None
+    # The most rows of any iteration it was in (itself included): its record's batchSize.
+    peak_rows: int = 0
 
     def timings(self, ended: float) -> dict[str, float]:
         """The batch form's timings (ms); ttft counts the wait for the running step."""
         ttft = (self.first_token_at - self.arrived) * 1000
         timings = {"ttft": ttft, "prefill": ttft,
                    "decode": (ended - self.first_token_at) * 1000,
-                   "total": (ended - self.arrived) * 1000, "compute": self.compute_ms}
+                   "total": (ended - self.arrived) * 1000, "compute": self.compute_ms,
+                   "batchSize": self.peak_rows}
         if self.restore_ms is not None:
             timings["restore"] = round(self.restore_ms, 3)
         return timings
@@ -204,7 +208,9 @@ class ContinuousEngine:
         now = time.monotonic()
         busy_ms = (now - started) * 1000
         for index, share in split_by_tokens(busy_ms, tokens).items():
-            self._entries[index].compute_ms += share
+            entry = self._entries[index]
+            entry.compute_ms += share
+            entry.peak_rows = max(entry.peak_rows, len(tokens))
         self._account(busy_ms, len(results))
         self._observe([self._entries[index].request for index in tokens])
         for index, result in results:

@@ -92,6 +92,8 @@ class NamespaceRuntime:
         self.generations = 0
         self._routes: dict[int, str] = {}  # id(request) -> its function's slot
         self._routes_lock = threading.Lock()
+        # Slots loaded ahead by the pre-loading plan whose first request has not come yet.
+        self._preloaded: set[str] = set()
         self.steps = StepStats()
         # The engine hands its model to the batch factory only: here the native model.
         self.engine = ContinuousEngine(native.model, tokenizer, account=self._account,  # type: ignore[arg-type]
@@ -102,7 +104,31 @@ class NamespaceRuntime:
         """Pin the function's adapter for a request, loading it on first use."""
         if not SLOT.fullmatch(slot):
             raise FunctionUnavailable(f"{slot!r} is not a function's folder name")
-        return self.adapters.acquire(slot)
+        acquired = self.adapters.acquire(slot)
+        with self._routes_lock:
+            if not acquired.was_loaded:  # dropped since a pre-load: loaded for this request
+                self._preloaded.discard(slot)
+        return acquired
+
+    def preload(self, slot: str) -> Acquired:
+        """Load the function's adapter ahead of its first request (the pre-loading plan's);
+        that request then says it found its adapter pre-loaded."""
+        acquired = self.acquire(slot)
+        try:
+            if not acquired.was_loaded:
+                with self._routes_lock:
+                    self._preloaded.add(slot)
+        finally:
+            self.release(slot)
+        return acquired
+
+    def first_since_preload(self, slot: str) -> bool:
+        """Whether a request is the first to find the slot's pre-loaded adapter."""
+        with self._routes_lock:
+            if slot in self._preloaded:
+                self._preloaded.discard(slot)
+                return True
+            return False
 
     def release(self, slot: str) -> None:
         """The request that pinned the adapter ended."""
@@ -223,6 +249,8 @@ class FunctionView:
         self.sampling = runtime.sampling
         self._extra: dict[str, Any] = {"container": NAMESPACE, "adapterLoaded":
                                        acquired.was_loaded}
+        if acquired.was_loaded and runtime.first_since_preload(self.slot):
+            self._extra["adapterPreloaded"] = True
         if not acquired.was_loaded:
             self._extra["adapterLoad"] = round(acquired.load_ms, 3)
 

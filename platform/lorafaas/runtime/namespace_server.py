@@ -13,6 +13,11 @@ The action protocol of `runtime.server`, for several functions of one namespace:
   and `container: "namespace"`. An adapter that cannot be served here answers that
   function's requests with a result `{"error": ...}` (200: the container is sound; the
   other functions' requests run on). A missing or malformed `"function"` is refused 400.
+- `POST /load`: `{"function": slot}`: load the function's adapter ahead of its first
+  request (the invoker's pre-loading plan); answers `{"loaded": true, "adapterLoad": ms,
+  "bytes"}` (`adapterLoad` 0 when it was loaded already), or `{"loaded": false, "error"}`
+  for an adapter that cannot be served here. That first request's timings then carry
+  `adapterPreloaded: true`.
 - `POST /cancel`: as `runtime.server`'s.
 - `GET /health`: `{"ok", "initialized", "mode": "namespace", "busyMs", "generations",
   "adapters": {slot: bytes}, "adapterBytes", "adapterBudget", "steps", "stepRows",
@@ -60,6 +65,7 @@ def create_namespace_app(paths: NamespacePaths, client: str, budget_bytes: int,
     # What runtime.server's run path reads: the log capture and the streams to cancel.
     app[server.function_key] = {"capture": capture, "streams": {}, "lock": asyncio.Lock()}
     app.add_routes([web.post("/init", handle_init), web.post("/run", handle_run),
+                    web.post("/load", handle_load),
                     web.post("/cancel", server.handle_cancel),
                     web.get("/health", handle_health)])
     app.on_cleanup.append(_close)
@@ -128,6 +134,28 @@ async def handle_run(request: web.Request) -> web.StreamResponse:
             return await server._run_one(request, runtime.view(acquired), body, log)
         finally:
             runtime.release(slot)
+
+
+async def handle_load(request: web.Request) -> web.Response:
+    """Load a function's adapter ahead of its first request."""
+    runtime: NamespaceRuntime | None = request.app[namespace_key]["runtime"]
+    if runtime is None:
+        return web.json_response({"error": "the action was not initialized"}, status=502)
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    slot = body.get("function") if isinstance(body, dict) else None
+    if not isinstance(slot, str) or not slot:
+        return web.json_response({"error": "'function' must name the function's adapter "
+                                  "folder"}, status=400)
+    try:
+        acquired = await asyncio.to_thread(runtime.preload, slot)
+    except (FunctionUnavailable, AdapterTooLarge) as error:
+        logger.warning("function %s cannot be pre-loaded: %s", slot, error)
+        return web.json_response({"loaded": False, "error": str(error)})
+    return web.json_response({"loaded": True, "adapterLoad": round(acquired.load_ms, 3),
+                              "bytes": runtime.adapters.loaded().get(slot, 0)})
 
 
 async def _refused(request: web.Request, body: dict[str, Any],
