@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lorafaas.background import running_in_background
 from lorafaas.billing.metering import (
     Cost,
     Usage,
@@ -181,12 +182,9 @@ class IdleMeter:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Sample in the background; on exit, write what was sampled."""
-        task = asyncio.create_task(self.run())
         try:
-            yield
+            async with running_in_background(self.run()):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             self.sample()
             await self.flush()

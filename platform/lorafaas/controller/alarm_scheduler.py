@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lorafaas.background import running_in_background
 from lorafaas.controller.alarm_feed import latest_tick
 from lorafaas.controller.trigger_service import alarm_spec
 from lorafaas.registry import alarms as alarm_rows
@@ -96,10 +97,5 @@ class AlarmScheduler:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """The loop as a background task, cancelled on exit."""
-        task = asyncio.create_task(self.run(), name="alarm-scheduler")
-        try:
+        async with running_in_background(self.run()):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

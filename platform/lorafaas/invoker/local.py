@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.backbone.health import BackboneHealth
+from lorafaas.background import running_in_background
 from lorafaas.invoker.backend import ContainerBackend
 from lorafaas.invoker.batching import PrefillModel
 from lorafaas.invoker.containers import PooledContainer
@@ -108,17 +109,11 @@ class LocalInvoker:
     @contextlib.asynccontextmanager
     async def maintaining(self) -> AsyncIterator[None]:
         """Run the maintenance loop (keep-alive, stem cells, pre-loading) until exit."""
-        tasks = [asyncio.create_task(self.maintenance.run())]
+        loops = [self.maintenance.run()]
         if self.runner.sharing is not None:  # /metrics' step composition
-            tasks.append(asyncio.create_task(self._read_steps(self.runner.sharing)))
-        try:
+            loops.append(self._read_steps(self.runner.sharing))
+        async with running_in_background(*loops):
             yield
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
 
     async def _read_steps(self, sharing: NamespaceSharing) -> None:
         """Read the namespace containers' step composition every maintenance period."""
