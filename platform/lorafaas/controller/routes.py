@@ -214,8 +214,8 @@ def rule_routes() -> list[Route]:
         Route("DELETE", path, rules.delete_rule, "Delete a rule", tags=("rules",),
               response="Rule"),
         Route("POST", path, rules.set_rule_status, "Enable or disable a rule",
-              body="status: active or inactive", schema="RuleStatus", tags=("rules",),
-              response="Rule"),
+              body="status: active or inactive; answers the text `OK`", schema="RuleStatus",
+              tags=("rules",)),
     ]
 
 WEB_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
