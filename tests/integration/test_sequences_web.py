@@ -331,7 +331,9 @@ async def test_a_web_sequence_in_a_package_takes_a_json_body_and_its_packages_pa
 async def test_refused_sequences_name_the_problem_and_leave_nothing(
         platform: Platform, components: list[str], message: str) -> None:
     status, body = await sequence(platform, "loop", components)
-    assert status == 400 and message in body["error"], body
+    # OpenWhisk's messages word for word; a malformed name is named in ours.
+    exact = body["error"] == message if message.endswith(".") else message in body["error"]
+    assert status == 400 and exact, body
     status, _, _ = await platform.call("GET", f"{ACTIONS}/loop")
     assert status == 404
     _, listed, _ = await platform.call("GET", ACTIONS)

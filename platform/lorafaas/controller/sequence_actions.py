@@ -128,8 +128,8 @@ def _key_values(value: Any, field: str) -> list[dict[str, Any]]:
 async def check_components(session: AsyncSession, identity: Identity, name: QualifiedName,
                            components: list[Component]) -> None:
     """Refuse (400) a component that does not exist, a cycle back to `name`, or more than
-    `SEQUENCE_LIMIT` actions inlined; (403) a component of another namespace the caller may
-    not read."""
+    `SEQUENCE_LIMIT` actions inlined, with OpenWhisk's bare messages (its Actions.scala names
+    no component); (403) a component of another namespace the caller may not read."""
     for component in components:
         if component.namespace != identity.namespace:
             with contextlib.suppress(NotFound):  # absent from a shared package: the 400 below
@@ -144,10 +144,10 @@ async def _atomic_count(session: AsyncSession, identity: Identity, name: Qualifi
     count = 0
     for component in components:
         if component.qualified == name:  # its own namespace's: checked above
-            raise BadRequest(f"{CYCLIC} (component {component})")
+            raise BadRequest(CYCLIC)
         resolved = await find_component(session, identity, component)
         if resolved is None:
-            raise BadRequest(f"{NOT_FOUND} (component {component})")
+            raise BadRequest(NOT_FOUND)
         action = resolved.action
         if action.exec_kind != SEQUENCE_KIND:
             count += 1
@@ -156,7 +156,7 @@ async def _atomic_count(session: AsyncSession, identity: Identity, name: Qualifi
             count += await _atomic_count(session, identity, name, inner,
                                          seen | {resolved.name})
         else:
-            raise BadRequest(f"{CYCLIC} (component {component})")
+            raise BadRequest(CYCLIC)
         if count > SEQUENCE_LIMIT:
             raise BadRequest(TOO_LONG)
     return count
