@@ -9,6 +9,7 @@ that need a key are sequences of `webby`, so that no further container starts.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -44,6 +45,7 @@ class Platform:
     client: Any
     auth: dict[str, str]
     credential: str
+    settings: Any = None
 
     async def call(self, method: str, path: str, *, auth: bool = True,
                    **kwargs: Any) -> tuple[int, Any, Any]:
@@ -89,7 +91,7 @@ async def platform(demo_models: Any, runtime_image: str) -> AsyncIterator[Platfo
         await client.start_server()
         try:
             served = Platform(client, {"Authorization": aiohttp.encode_basic_auth(
-                *credential.split(":", 1))}, credential)
+                *credential.split(":", 1))}, credential, settings)
             await _actions(served, demo_models)
             yield served
         finally:
@@ -320,6 +322,29 @@ async def test_a_web_sequence_in_a_package_takes_a_json_body_and_its_packages_pa
         ("Ahoy", 2, 0)
     assert arguments["__ow_method"] == "post"
     assert arguments["__ow_headers"]["content-type"] == "application/json"
+
+
+async def test_a_published_sequence_runs_its_owner_s_components_for_another_namespace(
+        platform: Platform) -> None:
+    from lorafaas.admin import create_namespace_command
+
+    status, body, _ = await platform.call("PUT", "/api/v1/namespaces/_/packages/pub",
+                                          json={"publish": True})
+    assert status == 200, body
+    # `/guest/pirate` is in guest's default package, which carol may not read herself.
+    status, body = await sequence(platform, "pub/chain", ["/guest/pirate"])
+    assert status == 200, body
+    carol = await asyncio.to_thread(create_namespace_command, platform.settings, "carol")
+    auth = {"Authorization": aiohttp.encode_basic_auth(*carol.split(":", 1))}
+    status, body, _ = await platform.call(
+        "POST", "/api/v1/namespaces/guest/actions/pub/chain", auth=False, headers=auth,
+        json=PARAMETERS, params={"blocking": "true", "timeout": str(WAIT_MS)})
+    assert status == 200, body
+    assert body["namespace"] == "carol" and body["response"]["success"], body
+    assert "text" in body["response"]["result"] and len(body["logs"]) == 1, body
+    status, body, _ = await platform.call("POST", "/api/v1/namespaces/guest/actions/pirate",
+                                          auth=False, headers=auth, json=PARAMETERS)
+    assert status == 403, body  # the component itself stays guest's
 
 
 @pytest.mark.parametrize(("components", "message"), [

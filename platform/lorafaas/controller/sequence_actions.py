@@ -66,10 +66,15 @@ def parse_component(text: Any, namespace: str) -> Component:
         raise BadRequest(f"{MALFORMED_NAME} (component {text!r})") from error
 
 
-async def find_component(session: AsyncSession, identity: Identity,
-                         component: Component) -> Resolved | None:
+async def find_component(session: AsyncSession, identity: Identity, component: Component,
+                         owner: Resolved | None = None) -> Resolved | None:
     """The action a component reaches for `identity` (through its package or a binding, or
-    a published package of another namespace, as an invocation does), if any."""
+    a published package of another namespace, as an invocation does), if any. A component in
+    the namespace of the sequence `owner` is that namespace's own, whoever calls: OpenWhisk
+    resolves a sequence's components by their fully qualified names (checked when stored)."""
+    if owner is not None and component.namespace == owner.name.namespace:
+        return await package_rows.reach_action(session, owner.action.namespace_id,
+                                               component.qualified)
     if component.namespace == identity.namespace:
         return await package_rows.reach_action(session, identity.namespace_id,
                                                component.qualified)
