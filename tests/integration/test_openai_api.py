@@ -211,6 +211,31 @@ def test_unsupported_completions_parameters_are_refused_by_name(client: openai.O
         client.completions.create(model="pirate", prompt="hi", extra_body=extra)
 
 
+def test_a_published_package_s_function_serves_another_namespace_billed_to_it(
+        served: ServedPlatform, demo_models: Any, make_zip_module: Any,
+        expected: dict[str, Any]) -> None:
+    from lorafaas.admin import create_namespace_command
+
+    assert served.request("PUT", "/api/v1/namespaces/_/packages/shop",
+                          {"publish": True})[0] == 200
+    code = base64.b64encode(make_zip_module(demo_models.adapters["pirate"])).decode()
+    status, body = served.request("PUT", "/api/v1/namespaces/_/actions/shop/pirate", {
+        "exec": {"kind": "lora", "binary": True, "code": code}, "limits": {"max_tokens": 32}})
+    assert status == 200, body
+    carol = create_namespace_command(served.settings, "carol")
+    with openai.OpenAI(base_url=served.url + "/v1", api_key=carol, max_retries=0) as client:
+        completion = client.completions.create(model="/guest/shop/pirate", prompt=PROMPT,
+                                               max_tokens=20, temperature=0)
+        assert completion.choices[0].text == expected["completion"]["text"]
+        # Guest's default package is guest's alone, as the REST invoke has it.
+        with pytest.raises(openai.NotFoundError, match="do not have access"):
+            client.completions.create(model="/guest/pirate", prompt="hi")
+    # The caller's activation, in the caller's namespace: what its usage is billed by.
+    status, listed = served.request("GET", "/api/v1/namespaces/_/activations", credential=carol)
+    assert status == 200 and [(a["namespace"], a["name"]) for a in listed] == [
+        ("carol", "pirate")], listed
+
+
 def test_errors_have_openai_shape_under_v1_only(served: ServedPlatform,
                                                 client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError, match="The model 'absent' does not exist") as lost:

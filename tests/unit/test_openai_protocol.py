@@ -13,7 +13,6 @@ from lorafaas.controller.openai_protocol import (
     parse_openai_request,
     resolve_model,
 )
-from lorafaas.errors import NotFound
 from lorafaas.names import InvalidName, QualifiedName
 
 CHAT = {"model": "pirate", "messages": [{"role": "user", "content": "hi"}]}
@@ -110,11 +109,10 @@ def test_model_names_an_action_of_the_caller_s_namespace() -> None:
     assert resolve_model("/_/sea/pirate", "guest") == in_package
 
 
-def test_model_of_another_namespace_is_not_found() -> None:
-    with pytest.raises(NotFound, match="'/bob/pirate'"):
-        resolve_model("/bob/pirate", "guest")
-    with pytest.raises(NotFound, match="'bob/sea/pirate'"):
-        resolve_model("bob/sea/pirate", "guest")
+def test_model_of_another_namespace_names_it() -> None:
+    # Whether the caller may reach it (a published package's) is the endpoint's check.
+    assert resolve_model("/bob/pirate", "guest") == QualifiedName("bob", None, "pirate")
+    assert resolve_model("bob/sea/pirate", "guest") == QualifiedName("bob", "sea", "pirate")
     with pytest.raises(InvalidName, match="package 'b!d'"):
         resolve_model("b!d/pirate", "guest")
 

@@ -235,8 +235,11 @@ async def test_the_components_run_under_the_sequences_admission(
 async def test_create_refusals_name_the_problem_and_store_nothing(
         sessions: async_sessionmaker[AsyncSession], guest: Identity,
         components: list[str], message: str) -> None:
-    with pytest.raises(BadRequest, match=message):
+    with pytest.raises(BadRequest) as refused:
         await create(sessions, guest, "chain", components)
+    # OpenWhisk's own messages, word for word; a malformed name is named in ours.
+    got = refused.value.message
+    assert got == message if message.endswith(".") else message in got, got
     async with sessions() as session:
         assert await action_rows.find_action(
             session, guest.namespace_id, QualifiedName("guest", None, "chain")) is None

@@ -133,9 +133,8 @@ def rule_status(ctx: Context, args: argparse.Namespace, status: str, done: str) 
     """`rule enable|disable NAME`."""
     namespace, name = qualified(ctx, args.name)
     with unable(f"{'enable' if status == 'active' else 'disable'} rule '{name}'"):
-        rule = ctx.api.request("POST", _path(namespace, "rules", name),
-                               body={"status": status}).body
-    return Output(f"ok: {done} rule {name}", rule)
+        ctx.api.request("POST", _path(namespace, "rules", name), body={"status": status})
+    return Output(f"ok: {done} rule {name}", {"name": name, "status": status})
 
 
 def rule_enable(ctx: Context, args: argparse.Namespace) -> Output:

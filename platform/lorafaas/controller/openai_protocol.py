@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lorafaas.controller.openai_errors import InvalidParameter, ModelNotFound
+from lorafaas.controller.openai_errors import InvalidParameter
 from lorafaas.controller.openai_params import (
     check_parameters,
     include_usage,
@@ -122,7 +122,8 @@ def _prompt(prompt: Any) -> str:
 
 
 def resolve_model(model: str, namespace: str) -> QualifiedName:
-    """The action a `model` names in the caller's namespace.
+    """The action a `model` names: in the caller's namespace, or `/ns/...` and
+    `ns/pkg/action` in another's (a published package's action, checked by the caller).
 
     OpenWhisk's forms (`action`, `pkg/action`, `/ns/action`, `/ns/pkg/action`), and the ids
     `/v1/models` lists: `ns/action` and `ns/pkg/action`. So `x/action` is the namespace `x`
@@ -135,9 +136,6 @@ def resolve_model(model: str, namespace: str) -> QualifiedName:
         name = QualifiedName.parse(f"/{model}", namespace)
     else:
         name = QualifiedName.parse(model, namespace)
-    if name.namespace != namespace:
-        raise ModelNotFound(f"The model '{model}' does not exist or you do not have access "
-                            f"to it: this key's namespace is '{namespace}'.")
     return name
 
 

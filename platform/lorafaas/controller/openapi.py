@@ -152,11 +152,17 @@ def _operation_id(route: Route) -> str:
     return f"{module}.{route.handler.__name__}{suffix}"
 
 
+# A route's `response` for a 200 whose body is the text `OK` (OpenWhisk's `complete(OK)`).
+PLAIN_OK = "text/plain OK"
+
+
 def _responses(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in sorted(set(route.statuses) | set(ERRORS)):
         entry: dict[str, Any] = {"description": _DESCRIPTIONS[status]}
-        if status == 200 and route.response is not None:
+        if status == 200 and route.response == PLAIN_OK:
+            entry["content"] = {"text/plain": {"schema": {"type": "string", "enum": ["OK"]}}}
+        elif status == 200 and route.response is not None:
             entry["content"] = {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{route.response}"}}}
         if status >= 400 and status != 502:

@@ -44,7 +44,8 @@ class Route:
     schema: str | None = None  # the body's schema, a key of `schemas.BODIES`
     statuses: tuple[int, ...] = (200,)
     tags: tuple[str, ...] = field(default=())
-    response: str | None = None  # the schema (lorafaas.controller.openapi) of a 200's body
+    response: str | None = None  # the schema (lorafaas.controller.openapi) of a 200's body,
+    # or its PLAIN_OK for the text `OK`
 
 
 async def api_info(request: aiohttp_web.Request) -> aiohttp_web.Response:
@@ -214,8 +215,8 @@ def rule_routes() -> list[Route]:
         Route("DELETE", path, rules.delete_rule, "Delete a rule", tags=("rules",),
               response="Rule"),
         Route("POST", path, rules.set_rule_status, "Enable or disable a rule",
-              body="status: active or inactive", schema="RuleStatus", tags=("rules",),
-              response="Rule"),
+              body="status: active or inactive; answers the text `OK`", schema="RuleStatus",
+              tags=("rules",), response="text/plain OK"),
     ]
 
 WEB_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")

@@ -77,7 +77,7 @@ class RuleService:
             rule = await rule_rows.delete_rule(session, identity.namespace_id, name)
         return rule_json(rule, identity.namespace, INACTIVE)
 
-    async def set_status(self, identity: Identity, name: str, status: str) -> dict[str, Any]:
+    async def set_status(self, identity: Identity, name: str, status: str) -> None:
         """Enable or disable the rule, linking it to its trigger (404 when that is gone)."""
         async with self.sessions() as session, session.begin():
             rule = await rule_rows.get_rule(session, identity.namespace_id, name)
@@ -85,7 +85,6 @@ class RuleService:
                 trigger = await self._trigger_of(session, identity, rule.trigger_path,
                                                  rule.trigger_name)
                 await rule_rows.set_status(session, rule, trigger, status)
-            return rule_json(rule, identity.namespace)
 
     async def _trigger_of(self, session: AsyncSession, identity: Identity, path: str,
                           name: str) -> Trigger:

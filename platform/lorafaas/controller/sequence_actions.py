@@ -66,10 +66,15 @@ def parse_component(text: Any, namespace: str) -> Component:
         raise BadRequest(f"{MALFORMED_NAME} (component {text!r})") from error
 
 
-async def find_component(session: AsyncSession, identity: Identity,
-                         component: Component) -> Resolved | None:
+async def find_component(session: AsyncSession, identity: Identity, component: Component,
+                         owner: Resolved | None = None) -> Resolved | None:
     """The action a component reaches for `identity` (through its package or a binding, or
-    a published package of another namespace, as an invocation does), if any."""
+    a published package of another namespace, as an invocation does), if any. A component in
+    the namespace of the sequence `owner` is that namespace's own, whoever calls: OpenWhisk
+    resolves a sequence's components by their fully qualified names (checked when stored)."""
+    if owner is not None and component.namespace == owner.name.namespace:
+        return await package_rows.reach_action(session, owner.action.namespace_id,
+                                               component.qualified)
     if component.namespace == identity.namespace:
         return await package_rows.reach_action(session, identity.namespace_id,
                                                component.qualified)
@@ -128,8 +133,8 @@ def _key_values(value: Any, field: str) -> list[dict[str, Any]]:
 async def check_components(session: AsyncSession, identity: Identity, name: QualifiedName,
                            components: list[Component]) -> None:
     """Refuse (400) a component that does not exist, a cycle back to `name`, or more than
-    `SEQUENCE_LIMIT` actions inlined; (403) a component of another namespace the caller may
-    not read."""
+    `SEQUENCE_LIMIT` actions inlined, with OpenWhisk's bare messages (its Actions.scala names
+    no component); (403) a component of another namespace the caller may not read."""
     for component in components:
         if component.namespace != identity.namespace:
             with contextlib.suppress(NotFound):  # absent from a shared package: the 400 below
@@ -144,10 +149,10 @@ async def _atomic_count(session: AsyncSession, identity: Identity, name: Qualifi
     count = 0
     for component in components:
         if component.qualified == name:  # its own namespace's: checked above
-            raise BadRequest(f"{CYCLIC} (component {component})")
+            raise BadRequest(CYCLIC)
         resolved = await find_component(session, identity, component)
         if resolved is None:
-            raise BadRequest(f"{NOT_FOUND} (component {component})")
+            raise BadRequest(NOT_FOUND)
         action = resolved.action
         if action.exec_kind != SEQUENCE_KIND:
             count += 1
@@ -156,7 +161,7 @@ async def _atomic_count(session: AsyncSession, identity: Identity, name: Qualifi
             count += await _atomic_count(session, identity, name, inner,
                                          seen | {resolved.name})
         else:
-            raise BadRequest(f"{CYCLIC} (component {component})")
+            raise BadRequest(CYCLIC)
         if count > SEQUENCE_LIMIT:
             raise BadRequest(TOO_LONG)
     return count

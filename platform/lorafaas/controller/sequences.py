@@ -126,7 +126,7 @@ class SequenceRunner:
             parameters = {**parameter_values(resolved.parameters()), **parameters}
             first = parse_component(action.components[0], identity.namespace)
             async with self.service.sessions() as session:
-                found = await find_component(session, identity, first)
+                found = await find_component(session, identity, first, owner=resolved)
             if found is None:
                 return  # the run records it: the component may be created meanwhile
             resolved, action = found, found.action
@@ -169,18 +169,19 @@ class SequenceRunner:
             if accounting.atomic >= self.limit:
                 accounting.fail(APPLICATION_ERROR, TOO_LONG)
                 break
-            await self._component(identity, text, activation_id, accounting)
+            await self._component(identity, resolved, text, activation_id, accounting)
             if accounting.stopped:
                 break
         record = _record(identity, resolved, activation_id, accounting, started, cause)
         return record, accounting.atomic
 
-    async def _component(self, identity: Identity, text: str, sequence_id: str,
-                         accounting: Accounting) -> None:
-        """Run one component (an action or a nested sequence) and account for it."""
+    async def _component(self, identity: Identity, sequence: Resolved, text: str,
+                         sequence_id: str, accounting: Accounting) -> None:
+        """Run one component (an action or a nested sequence) of `sequence` and account for
+        it."""
         component = parse_component(text, identity.namespace)
         async with self.service.sessions() as session:
-            resolved = await find_component(session, identity, component)
+            resolved = await find_component(session, identity, component, owner=sequence)
         if resolved is None:
             accounting.fail(APPLICATION_ERROR, NOT_FOUND)
             return

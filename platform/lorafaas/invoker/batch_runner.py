@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from dataclasses import replace
 from typing import Any
@@ -41,6 +42,11 @@ from lorafaas.invoker.records import DEVELOPER_ERROR, WHISK_ERROR, log_time
 from lorafaas.invoker.runtime_client import RunOutcome, RuntimeUnavailable
 from lorafaas.invoker.sharing import function_slot
 from lorafaas.wire.runtime_protocol import SENTINEL
+
+# A line of the runtime's own logging (its `basicConfig` format, `<asctime> runtime LEVEL`,
+# after the record's `<time> stderr: `): the container's, never an activation's.
+RUNTIME_LINE = re.compile(r"^\S+ stderr: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} runtime "
+                          r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 
 logger = logging.getLogger(__name__)
 
@@ -219,10 +225,12 @@ async def container_logs(pool: ContainerPool, lease: Lease, started: float,
 
 async def start_logs(pool: ContainerPool, lease: Lease, started: float,
                      ready_at: float) -> list[str]:
-    """The container's log lines from `started` until it was ready (`ready_at`, epoch s):
-    its start's, written before any request of the batch was sent."""
+    """What the action's own code wrote as its container started (`started` until it was
+    ready at `ready_at`, epoch s, before any request of the batch was sent): OpenWhisk's first
+    activation holds its init's output, not the runtime's own lines."""
     lines = await container_logs(pool, lease, started, ready_at)
-    return [line for line in lines if log_time(line.partition(" ")[0]) < ready_at]
+    return [line for line in lines
+            if log_time(line.partition(" ")[0]) < ready_at and not RUNTIME_LINE.match(line)]
 
 
 def _payload(ticket: Ticket) -> dict[str, Any]:

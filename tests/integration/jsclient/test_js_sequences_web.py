@@ -74,7 +74,7 @@ return a
     assert all(c["cause"] == record["activationId"] for c in got["components"])
     assert got["result"] == {"trail": ["a", "b"]}
     assert got["missing"]["statusCode"] == 400
-    assert got["missing"]["body"]["error"].startswith("Sequence component does not exist.")
+    assert got["missing"]["body"]["error"] == "Sequence component does not exist."
     assert got["absent"]["statusCode"] == 404
 
 

@@ -87,13 +87,13 @@ a.ruleRecords = []
 for (const line of a.record.logs) {
   a.ruleRecords.push(await helpers.record(ow, JSON.parse(line).activationId))
 }
-await ow.rules.disable({name: 'jst-rule2'})
+a.disableReply = await ow.rules.disable({name: 'jst-rule2'})
 a.disabled = await ow.rules.get({name: 'jst-rule2'})
 a.again = await ow.triggers.invoke({name: 'jst-fire', params: {p: 2}})
 a.againRecord = await helpers.record(ow, a.again.activationId)
 await ow.rules.disable({name: 'jst-rule'})
 a.none = empty(await ow.triggers.invoke({name: 'jst-fire'}))
-await ow.rules.enable({name: 'jst-rule'})
+a.enableReply = await ow.rules.enable({name: 'jst-rule'})
 a.enabled = await ow.rules.get({name: 'jst-rule'})
 a.deleted = await ow.rules.delete({name: 'jst-rule'})
 a.gone = await helpers.attempt(ow.rules.get({name: 'jst-rule'}))
@@ -137,6 +137,8 @@ return a
 
     # A disabled rule: recorded as not activated (Messages.triggerWithInactiveRule).
     assert got["disabled"]["status"] == "inactive"
+    # OpenWhisk's `complete(OK)`: the client hands back the text body as it came.
+    assert (got["disableReply"], got["enableReply"]) == ("OK", "OK")
     by_rule = {json.loads(line)["rule"]: json.loads(line) for line in got["againRecord"]["logs"]}
     assert by_rule["guest/jst-rule"]["success"] is True
     assert by_rule["guest/jst-rule2"] == {

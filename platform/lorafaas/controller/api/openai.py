@@ -29,12 +29,14 @@ from lorafaas.controller.openai_protocol import (
     usage_chunk_json,
 )
 from lorafaas.controller.protocol import DEFAULT_MAX_TOKENS
-from lorafaas.errors import BadRequest, LoraFaasError, NotFound
+from lorafaas.errors import BadRequest, Forbidden, LoraFaasError, NotFound
 from lorafaas.invoking.activations import StreamCancelled
+from lorafaas.names import QualifiedName
 from lorafaas.registry import actions as action_rows
 from lorafaas.registry.actions import qualified_name
 from lorafaas.registry.models import Activation
 from lorafaas.registry.namespaces import Identity
+from lorafaas.registry.packages import Resolved
 from lorafaas.wire.aio import drain
 
 logger = logging.getLogger(__name__)
@@ -88,12 +90,17 @@ async def _serve(request: web.Request, chat: bool) -> web.StreamResponse:
 async def _start(request: web.Request, identity: Identity, parsed: OpenAIRequest,
                  on_delta: Any = None) -> Invocation:
     name = resolve_model(parsed.model, identity.namespace)
-    try:
-        resolved = await request.app[actions_key].resolve(identity, name)
-    except NotFound as error:
-        raise ModelNotFound(f"The model '{parsed.model}' does not exist: namespace "
-                            f"'{identity.namespace}' has no function '{name.relative}'."
-                            ) from error
+    if name.namespace != identity.namespace:
+        # A published package's action of another namespace, as the REST invoke allows it:
+        # it runs for the caller, in the caller's namespace (throttled, recorded, billed).
+        try:
+            resolved = await request.app[actions_key].resolve_shared(identity, name)
+        except (Forbidden, NotFound) as error:
+            raise ModelNotFound(f"The model '{parsed.model}' does not exist or you do not "
+                                f"have access to it: this key's namespace is "
+                                f"'{identity.namespace}'.") from error
+    else:
+        resolved = await _own_model(request, identity, parsed, name)
     action = resolved.action
     if action.exec_kind != "lora":  # a code action generates nothing
         raise ModelNotFound(f"The model '{parsed.model}' is a {action.exec_kind} action, not "
@@ -104,6 +111,18 @@ async def _start(request: web.Request, identity: Identity, parsed: OpenAIRequest
     parameters = {"max_tokens": limit, **parsed.parameters}
     return await request.app[invocations_key].start(identity, action, parameters, on_delta,
                                                     resolved=resolved)
+
+
+async def _own_model(request: web.Request, identity: Identity, parsed: OpenAIRequest,
+                     name: QualifiedName) -> Resolved:
+    """The caller's own action a `model` names (404 in OpenAI's shape when absent)."""
+    try:
+        resolved: Resolved = await request.app[actions_key].resolve(identity, name)
+    except NotFound as error:
+        raise ModelNotFound(f"The model '{parsed.model}' does not exist: namespace "
+                            f"'{identity.namespace}' has no function '{name.relative}'."
+                            ) from error
+    return resolved
 
 
 def _successful_result(row: Activation) -> dict[str, Any]:

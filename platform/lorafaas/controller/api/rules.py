@@ -33,11 +33,13 @@ async def delete_rule(request: web.Request) -> web.Response:
 
 
 async def set_rule_status(request: web.Request) -> web.Response:
-    """Enable or disable: `{"status": "active" | "inactive"}`; 200 with the rule."""
+    """Enable or disable: `{"status": "active" | "inactive"}`; 200 with the text `OK`."""
     identity = await namespace_of(request)
     name = entity_name(request)
     status = parse_status(await read_json(request))
-    return web.json_response(await request.app[rules_key].set_status(identity, name, status))
+    await request.app[rules_key].set_status(identity, name, status)
+    # OpenWhisk's Rules.activate answers `complete(OK)`: the status's own text, not the rule.
+    return web.Response(text="OK")
 
 
 async def list_rules(request: web.Request) -> web.Response:
