@@ -172,7 +172,9 @@ def cluster(demo_models: Any, runtime_image: str) -> Iterator[Cluster]:
                     broker_url=broker_url, backbone=str(demo_models.backbone_dir),
                     models_dir=str(demo_models.backbone_dir.parent),
                     runtime_image=runtime_image, prewarm_min="0", prewarm_max="0",
-                    preload_spare_share="0", prefill_profiling="off")
+                    preload_spare_share="0", prefill_profiling="off",
+                    # The test reads which invoker ran a function from its own containers.
+                    shared_containers="off")
         base["PYTHONPATH"] = str(REPO / "platform")
         port = free_port()
         controller = Role("controller", _env(base, port=str(port),
