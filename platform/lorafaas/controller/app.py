@@ -132,8 +132,10 @@ def _remote_platform(settings: Settings) -> Callable[[web.Application], AsyncIte
                     BrokerInvoker(nc).connected() as invoker:
                 _services(app, settings, make_sessions(engine), invoker, tasks)
                 try:
-                    await app[invocations_key].resume_pending()
-                    yield
+                    # Of several controllers, each resumes those whose controller's lease
+                    # ran out (the first to claim them).
+                    async with app[invocations_key].resuming():
+                        yield
                 finally:
                     await _finish(tasks)
         finally:
@@ -189,8 +191,9 @@ def _platform(settings: Settings, backend_factory: BackendFactory
                 # The invoker's batch dispatcher loop, and the worker that profiles prefills.
                 async with invoker.running():  # after the activations: they wait for batches
                     try:
-                        # Activations accepted before the last stop (or crash), never recorded.
-                        await app[invocations_key].resume_pending()
+                        # Activations accepted before the last stop (or crash), never recorded:
+                        # all of them, this being the only controller.
+                        await app[invocations_key].resume_pending(every=True)
                         async with invoker.maintaining():
                             yield
                     finally:
