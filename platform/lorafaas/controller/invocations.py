@@ -41,7 +41,7 @@ from lorafaas.controller.function_refs import action_backbone, code_digest, func
 from lorafaas.controller.invoke_params import check_generation_parameters
 from lorafaas.controller.protocol import LORA_KIND, SEQUENCE_KIND, parameter_values
 from lorafaas.controller.sequences import SequenceRunner
-from lorafaas.controller.throttle import InvocationThrottle
+from lorafaas.controller.throttle import InvocationThrottle, SharedCounts
 from lorafaas.errors import Forbidden, NotFound
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult, DeltaSink
 from lorafaas.invoking.client import InvokerClient
@@ -87,13 +87,16 @@ class InvocationService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], store: ArtifactStore,
                  invoker: InvokerClient, throttle: InvocationThrottle,
                  tasks: set[asyncio.Task[Any]], *, prices: PriceSheet,
-                 context: ContextCheck | None = None, controller_id: str | None = None) -> None:
+                 context: ContextCheck | None = None, controller_id: str | None = None,
+                 shared: SharedCounts | None = None) -> None:
         self.sessions = sessions
         self.controller_id = controller_id or uuid.uuid4().hex[:16]  # its pending rows' owner
         self.prices = prices
         self.store = store
         self.invoker = invoker  # the seam: the activation runs wherever the invoker puts it
         self.throttle = throttle
+        self.shared = shared  # the throttles held across controllers (None: this one alone)
+        self._releases: set[asyncio.Task[None]] = set()
         self.tasks = tasks
         self.context = context  # refuses prompts plus max_tokens past the context length
         self.sequences = SequenceRunner(self)  # runs the actions of kind sequence
@@ -126,9 +129,9 @@ class InvocationService:
             if self.context is not None and not self._own_code(action):
                 self.context.check(action_backbone(action), parameters)
         if cause is None:
-            self.throttle.admit(identity.namespace)
+            await self._admit(identity.namespace)
         else:
-            self.throttle.hold(identity.namespace)
+            await self._hold(identity.namespace)
         try:
             pending = PendingInvocation(activation_id=uuid.uuid4().hex,
                                         namespace=identity.namespace,
@@ -138,9 +141,33 @@ class InvocationService:
             if durable:
                 await self._write_pending(pending)
         except BaseException:
-            self.throttle.release(identity.namespace)
+            self._release(identity.namespace)
             raise
         return self._submit(Durability(pending, durable), resolved, on_delta, cause)
+
+    async def _admit(self, namespace: str) -> None:
+        if self.shared is None:
+            self.throttle.admit(namespace)
+        else:
+            await self.shared.admit(namespace)
+            self.throttle.hold(namespace)
+
+    async def _hold(self, namespace: str) -> None:
+        if self.shared is not None:
+            await self.shared.hold(namespace)
+        self.throttle.hold(namespace)
+
+    def _release(self, namespace: str) -> None:
+        self.throttle.release(namespace)
+        if self.shared is not None:  # off the caller's path: a done callback calls it
+            task = asyncio.ensure_future(self.shared.release(namespace))
+            self._releases.add(task)
+            task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releases.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            logger.warning("a shared throttle's release failed: %s", error)
 
     async def make_durable(self, invocation: Invocation) -> None:
         """Write the activation's pending row unless it has one or its record is stored:
@@ -194,7 +221,7 @@ class InvocationService:
             resolved = await self._pending_action(pending)
             if resolved is None:
                 continue
-            self.throttle.hold(pending.namespace)  # accepted already: never refused now
+            await self._hold(pending.namespace)  # accepted already: never refused now
             self._submit(Durability(pending, durable=True), resolved, None)
             started += 1
         if started or every:
@@ -278,7 +305,7 @@ class InvocationService:
     def _finished(self, task: asyncio.Task[Activation], pending: PendingInvocation) -> None:
         self.tasks.discard(task)
         self._running.discard(pending.activation_id)
-        self.throttle.release(pending.namespace)
+        self._release(pending.namespace)
 
     async def _run_and_store(self, request: ActivationRequest, on_delta: DeltaSink | None,
                              state: Durability, answer: asyncio.Future[Activation]
