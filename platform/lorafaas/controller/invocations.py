@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, insert, inspect
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.adapters.archive import HANDLER_NAME
@@ -238,7 +237,7 @@ class InvocationService:
                     async with self.sessions() as session, session.begin():
                         await leases.renew(session, self.controller_id)
                     await self.resume_pending()
-                except SQLAlchemyError:
+                except Exception:  # the registry or the broker away: tried again next time
                     logger.warning("pending activations' leases not renewed", exc_info=True)
                 await asyncio.sleep(leases.RENEW_S)
 
