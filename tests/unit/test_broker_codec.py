@@ -1,5 +1,5 @@
-"""The broker's pure parts: the seam's types survive their JSON, placement is the home
-invoker then the ring, and merged metrics name their invoker."""
+"""The broker's pure parts: the seam's types survive their JSON, heartbeats age out, and
+merged metrics name their invoker (placement: test_broker_placing)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from lorafaas.broker.codec import (
     loads,
 )
 from lorafaas.broker.heartbeats import Heartbeat, LiveInvokers
-from lorafaas.broker.home import home_index, placement_order
 from lorafaas.broker.metrics_text import merge_metrics
 from lorafaas.broker.topology import HEARTBEAT_TTL_S
 from lorafaas.invoking.activations import (
@@ -69,21 +68,6 @@ def test_a_message_body_is_one_object() -> None:
 
 def beat(invoker_id: str, at: float = 100.0) -> Heartbeat:
     return Heartbeat(invoker_id, at, 0, 8, InvokerSnapshot([], None, []))
-
-
-def test_placement_starts_at_the_home_invoker_and_goes_round_the_ring() -> None:
-    live = [beat(i) for i in ("c", "a", "b")]
-    order = placement_order(function(), live)
-    home = home_index(function(), 3)
-    assert order == (["a", "b", "c"][home:] + ["a", "b", "c"][:home])
-    assert placement_order(function(), []) == []
-
-
-def test_the_home_invoker_is_the_same_on_every_controller() -> None:
-    # sha256, not Python's hash(): the same in every process, whatever PYTHONHASHSEED.
-    homes = {home_index(function(f"f{i}"), 4) for i in range(40)}
-    assert homes == {0, 1, 2, 3}
-    assert home_index(function("f1"), 4) == home_index(function("f1"), 4)
 
 
 def test_an_invoker_unheard_past_the_ttl_is_out() -> None:

@@ -1,12 +1,13 @@
 """The controller's `InvokerClient` over the broker (`lorafaas serve --role controller`).
 
-An activation goes to the invokers `placement_order` names, the home one first, the next
-when one refuses or does not answer. A blocking or streamed one is a request on the
-invoker's `run` subject whose replies (deltas, alive beats, the end marker) come on this
-client's inbox; a caller that gives up sends `cancel`. A durable one (its pending row is
-written: non-blocking) is published to the work stream and its result comes back by
-request, answered once the task that awaited it (the controller's, which stores the
-record) has ended, so that the invoker acks after the record is written.
+An activation goes to the invokers `Placer.order` names, the balancer's choice first (the
+home invoker refined by locality and load), the next when one refuses or does not answer.
+A blocking or streamed one is a request on the invoker's `run` subject whose replies
+(deltas, alive beats, the end marker) come on this client's inbox; a caller that gives up
+sends `cancel`. A durable one (its pending row is written: non-blocking) is published to
+the work stream and its result comes back by request, answered once the task that awaited
+it (the controller's, which stores the record) has ended, so that the invoker acks after
+the record is written.
 
 Reads are synchronous, as the seam's: `snapshot` merges the invokers' latest heartbeats;
 `describe_function` and `metrics` answer from what the invokers last answered (each read
@@ -39,8 +40,8 @@ from lorafaas.broker.codec import (
     loads,
 )
 from lorafaas.broker.heartbeats import LiveInvokers
-from lorafaas.broker.home import placement_order
 from lorafaas.broker.metrics_text import merge_metrics
+from lorafaas.broker.placing import Placer
 from lorafaas.broker.service import ALIVE_S, RESULT_TIMEOUT_S
 from lorafaas.broker.topology import (
     async_subject,
@@ -95,7 +96,8 @@ class BrokerInvoker:
         self.nc = nc
         self.js = nc.jetstream()
         self.client_id = uuid.uuid4().hex[:16]
-        self.live = LiveInvokers()
+        self.placer = Placer()
+        self.live = LiveInvokers(follower=self.placer)
         self._calls: dict[str, asyncio.Queue[Msg]] = {}
         self._async: dict[str, AsyncWait] = {}
         self._views: dict[str, FunctionView] = {}  # function key -> its latest view
@@ -125,10 +127,17 @@ class BrokerInvoker:
 
     async def run(self, request: ActivationRequest,
                   on_delta: DeltaSink | None = None) -> ActivationResult:
-        """Run the activation on an invoker, the home one first (see the module doc)."""
+        """Run the activation on an invoker, the balancer's first (see the module doc)."""
         order = await self._placement(request.function)
         if not order:
             return _whisk_error(request, "No invoker is live to run the action.")
+        try:
+            return await self._run_in_order(request, order, on_delta)
+        finally:
+            self.placer.ended(order[0])
+
+    async def _run_in_order(self, request: ActivationRequest, order: list[str],
+                            on_delta: DeltaSink | None) -> ActivationResult:
         if request.durable and on_delta is None:
             return await self._run_durable(request, order[0])
         lost_once = False
@@ -147,7 +156,7 @@ class BrokerInvoker:
 
     async def _placement(self, function: FunctionRef) -> list[str]:
         deadline = time.monotonic() + NO_INVOKER_WAIT_S
-        while not (order := placement_order(function, self.live.live())):
+        while not (order := self.placer.order(function)):
             if time.monotonic() > deadline:
                 return []
             await asyncio.sleep(0.2)
@@ -255,7 +264,7 @@ class BrokerInvoker:
 
     def prepare(self, function: FunctionRef) -> None:
         """Tell the function's home invoker (fire and forget)."""
-        order = placement_order(function, self.live.live())
+        order = self.placer.home_order(function)
         if order:
             self._spawn(self.nc.publish(invoker_subject(order[0], "prepare"),
                                         dumps({"function": encode_function(function)})))
@@ -265,7 +274,7 @@ class BrokerInvoker:
         from its home invoker's latest answer."""
         self._spawn(self._refresh_view(function))
         known = self._views.get(function.key, FunctionView([], {}, {}))
-        instances = [{k: v for k, v in c.items() if k not in ("pid", "function")}
+        instances = [{k: v for k, v in c.items() if k not in ("pid", "function", "kind")}
                      for c in self.snapshot().containers if c.get("function") == function.path]
         return FunctionView(instances, known.keep_alive, known.prefill_model)
 
@@ -286,7 +295,7 @@ class BrokerInvoker:
         return merge_metrics({i: self._metrics[i] for i in live if i in self._metrics})
 
     async def _refresh_view(self, function: FunctionRef) -> None:
-        order = placement_order(function, self.live.live())
+        order = self.placer.home_order(function)
         if order:
             answer = await self._request(order[0], "describe",
                                          dumps({"function": encode_function(function)}))

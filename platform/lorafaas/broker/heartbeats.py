@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import nats.errors
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
@@ -70,22 +71,40 @@ async def beating(kv: KeyValue, report: Callable[[], Heartbeat]) -> AsyncIterato
             await kv.delete(key)
 
 
+class Follower(Protocol):
+    """What follows the heartbeats besides `LiveInvokers` (the controller's placement)."""
+
+    def seen(self, heartbeat: Heartbeat) -> None:
+        """An invoker's heartbeat came."""
+        ...
+
+    def gone(self, invoker_id: str) -> None:
+        """An invoker deleted its heartbeat."""
+        ...
+
+
 class LiveInvokers:
     """The latest heartbeat of each invoker, read from the bucket as they come."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time,
+                 follower: Follower | None = None) -> None:
         self.clock = clock
+        self.follower = follower  # told of each heartbeat and departure (placement)
         self.heartbeats: dict[str, Heartbeat] = {}
         self.changed = asyncio.Event()  # set at each heartbeat (tests wait on it)
 
     def seen(self, heartbeat: Heartbeat) -> None:
         """Take a heartbeat."""
         self.heartbeats[heartbeat.invoker_id] = heartbeat
+        if self.follower is not None:
+            self.follower.seen(heartbeat)
         self.changed.set()
 
     def gone(self, invoker_id: str) -> None:
         """The invoker deleted its heartbeat (it stopped)."""
         self.heartbeats.pop(invoker_id, None)
+        if self.follower is not None:
+            self.follower.gone(invoker_id)
 
     def live(self) -> list[Heartbeat]:
         """The invokers heard from within the TTL, by id."""

@@ -47,7 +47,7 @@ from lorafaas.controller.openai_errors import openai_error_middleware
 from lorafaas.controller.openapi import OPENAPI_PATH, openapi_handler
 from lorafaas.controller.protocol import limit_ranges
 from lorafaas.controller.routes import api_routes
-from lorafaas.controller.throttle import InvocationThrottle, NamespaceLimits
+from lorafaas.controller.throttle import InvocationThrottle, NamespaceLimits, SharedCounts
 from lorafaas.controller.trigger_wiring import triggers_and_alarms
 from lorafaas.invoker.backend import ContainerBackend
 from lorafaas.invoker.local import LocalInvoker, local_invoker
@@ -123,6 +123,7 @@ def _remote_platform(settings: Settings) -> Callable[[web.Application], AsyncIte
     async def remote_platform(app: web.Application) -> AsyncIterator[None]:
         from lorafaas.broker.client import BrokerInvoker
         from lorafaas.broker.connection import connected
+        from lorafaas.broker.throttles import SharedThrottle, throttle_bucket
 
         engine = make_engine(settings.database_url)
         app[backbones_key] = await asyncio.to_thread(_configured_catalog, settings)
@@ -130,10 +131,16 @@ def _remote_platform(settings: Settings) -> Callable[[web.Application], AsyncIte
         try:
             async with connected(settings.broker_url, "controller") as nc, \
                     BrokerInvoker(nc).connected() as invoker:
-                _services(app, settings, make_sessions(engine), invoker, tasks)
+                # The namespace throttles, counted across every controller on the broker.
+                shared = SharedThrottle(await throttle_bucket(invoker.js), _limits(settings),
+                                        invoker.client_id)
+                _services(app, settings, make_sessions(engine), invoker, tasks, shared,
+                          invoker.client_id)
                 try:
-                    await app[invocations_key].resume_pending()
-                    yield
+                    # Of several controllers, each resumes those whose controller's lease
+                    # ran out (the first to claim them).
+                    async with shared.stamping(), app[invocations_key].resuming():
+                        yield
                 finally:
                     await _finish(tasks)
         finally:
@@ -189,8 +196,9 @@ def _platform(settings: Settings, backend_factory: BackendFactory
                 # The invoker's batch dispatcher loop, and the worker that profiles prefills.
                 async with invoker.running():  # after the activations: they wait for batches
                     try:
-                        # Activations accepted before the last stop (or crash), never recorded.
-                        await app[invocations_key].resume_pending()
+                        # Activations accepted before the last stop (or crash), never recorded:
+                        # all of them, this being the only controller.
+                        await app[invocations_key].resume_pending(every=True)
                         async with invoker.maintaining():
                             yield
                     finally:
@@ -202,11 +210,13 @@ def _platform(settings: Settings, backend_factory: BackendFactory
 
 def _services(app: web.Application, settings: Settings,
               sessions: async_sessionmaker[AsyncSession], invoker: InvokerClient,
-              tasks: set[asyncio.Task[Any]]) -> None:
+              tasks: set[asyncio.Task[Any]], shared: SharedCounts | None = None,
+              controller_id: str | None = None) -> None:
+    """The controller's services; `shared`: the throttles held across controllers, and
+    `controller_id` the one of this controller among them."""
     store = ArtifactStore(settings.artifacts_dir)
     catalog = app[backbones_key]
-    throttle = InvocationThrottle(NamespaceLimits(settings.invocations_per_minute,
-                                                  settings.concurrent_invocations))
+    throttle = InvocationThrottle(_limits(settings))
     app[sessions_key] = sessions
     app[invoker_key] = invoker
     app[actions_key] = ActionService(sessions, store, catalog, settings.max_adapter_bytes,
@@ -219,7 +229,12 @@ def _services(app: web.Application, settings: Settings,
     context = ContextCheck({s.name: settings.shm_dir / s.name for s in specs},
                            {s.name: s.folder for s in specs})
     app[invocations_key] = InvocationService(sessions, store, invoker, throttle, tasks,
-                                             prices=price_sheet(settings), context=context)
+                                             prices=price_sheet(settings), context=context,
+                                             controller_id=controller_id, shared=shared)
+
+
+def _limits(settings: Settings) -> NamespaceLimits:
+    return NamespaceLimits(settings.invocations_per_minute, settings.concurrent_invocations)
 
 
 def _catalog(served: list[ServedBackbone]) -> BackboneCatalog:

@@ -1,8 +1,10 @@
 """Invoking an action: create the activation, run it on the invoker, store the record.
 
 A non-blocking invocation is written to `pending_invocations` before it is accepted (the
-202), and that row is deleted in the transaction that writes its record: the ones a stopped
-or crashed controller left behind are run again at the next start (`resume_pending`). A
+202), and that row is deleted in the transaction that writes its record. The controller
+holds the row's lease while it runs it (`lorafaas.registry.leases`): the ones a stopped or
+crashed controller left behind are run again by exactly one controller, the only one at
+its next start, or, of several (`resuming`), the first to find the lease run out. A
 blocking one is recorded when it ends, as OpenWhisk does: its caller waits for the answer,
 so the request does not wait for a pending row as well; if the blocking wait runs out first,
 the row is written before the 202 (`make_durable`), so every 202 is durable.
@@ -23,10 +25,11 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, insert, inspect, select
+from sqlalchemy import delete, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.adapters.archive import HANDLER_NAME
@@ -37,12 +40,13 @@ from lorafaas.controller.function_refs import action_backbone, code_digest, func
 from lorafaas.controller.invoke_params import check_generation_parameters
 from lorafaas.controller.protocol import LORA_KIND, SEQUENCE_KIND, parameter_values
 from lorafaas.controller.sequences import SequenceRunner
-from lorafaas.controller.throttle import InvocationThrottle
+from lorafaas.controller.throttle import InvocationThrottle, SharedCounts
 from lorafaas.errors import Forbidden, NotFound
 from lorafaas.invoking.activations import ActivationRequest, ActivationResult, DeltaSink
 from lorafaas.invoking.client import InvokerClient
 from lorafaas.names import InvalidName, QualifiedName
 from lorafaas.registry import actions as action_rows
+from lorafaas.registry import leases
 from lorafaas.registry.actions import qualified_name
 from lorafaas.registry.artifacts import ArtifactStore
 from lorafaas.registry.db import commit_unsynced
@@ -82,17 +86,22 @@ class InvocationService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], store: ArtifactStore,
                  invoker: InvokerClient, throttle: InvocationThrottle,
                  tasks: set[asyncio.Task[Any]], *, prices: PriceSheet,
-                 context: ContextCheck | None = None) -> None:
+                 context: ContextCheck | None = None, controller_id: str | None = None,
+                 shared: SharedCounts | None = None) -> None:
         self.sessions = sessions
+        self.controller_id = controller_id or uuid.uuid4().hex[:16]  # its pending rows' owner
         self.prices = prices
         self.store = store
         self.invoker = invoker  # the seam: the activation runs wherever the invoker puts it
         self.throttle = throttle
+        self.shared = shared  # the throttles held across controllers (None: this one alone)
+        self._releases: set[asyncio.Task[None]] = set()
         self.tasks = tasks
         self.context = context  # refuses prompts plus max_tokens past the context length
         self.sequences = SequenceRunner(self)  # runs the actions of kind sequence
         # Activations answered whose record is being committed: id -> (namespace, task).
         self._storing: dict[str, tuple[str, asyncio.Task[Activation]]] = {}
+        self._running: set[str] = set()  # ids of the activations this controller runs
 
     async def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
                     on_delta: DeltaSink | None = None, *, durable: bool = True,
@@ -119,9 +128,9 @@ class InvocationService:
             if self.context is not None and not self._own_code(action):
                 self.context.check(action_backbone(action), parameters)
         if cause is None:
-            self.throttle.admit(identity.namespace)
+            await self._admit(identity.namespace)
         else:
-            self.throttle.hold(identity.namespace)
+            await self._hold(identity.namespace)
         try:
             pending = PendingInvocation(activation_id=uuid.uuid4().hex,
                                         namespace=identity.namespace,
@@ -131,9 +140,33 @@ class InvocationService:
             if durable:
                 await self._write_pending(pending)
         except BaseException:
-            self.throttle.release(identity.namespace)
+            self._release(identity.namespace)
             raise
         return self._submit(Durability(pending, durable), resolved, on_delta, cause)
+
+    async def _admit(self, namespace: str) -> None:
+        if self.shared is None:
+            self.throttle.admit(namespace)
+        else:
+            await self.shared.admit(namespace)
+            self.throttle.hold(namespace)
+
+    async def _hold(self, namespace: str) -> None:
+        if self.shared is not None:
+            await self.shared.hold(namespace)
+        self.throttle.hold(namespace)
+
+    def _release(self, namespace: str) -> None:
+        self.throttle.release(namespace)
+        if self.shared is not None:  # off the caller's path: a done callback calls it
+            task = asyncio.ensure_future(self.shared.release(namespace))
+            self._releases.add(task)
+            task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releases.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            logger.warning("a shared throttle's release failed: %s", error)
 
     async def make_durable(self, invocation: Invocation) -> None:
         """Write the activation's pending row unless it has one or its record is stored:
@@ -158,6 +191,7 @@ class InvocationService:
             await asyncio.wait(tasks)  # a failed store fails its own task, not this read
 
     async def _write_pending(self, pending: PendingInvocation) -> None:
+        leases.lease(pending, self.controller_id)
         async with self.sessions() as session, session.begin():
             session.add(pending)
 
@@ -173,22 +207,47 @@ class InvocationService:
         return action.exec_kind != LORA_KIND or \
             (self.store.folder(code_digest(action)) / HANDLER_NAME).exists()
 
-    async def resume_pending(self) -> int:
-        """Run the invocations accepted before the last stop that have no record; return
-        how many were started."""
-        async with self.sessions() as session:
-            rows = list(await session.scalars(select(PendingInvocation)
-                                              .order_by(PendingInvocation.received_ms)))
+    async def resume_pending(self, every: bool = False) -> int:
+        """Claim and run the accepted invocations that have no record and whose lease ran
+        out (`every`: all of them, for the only controller, at its start); return how many
+        were started."""
+        async with self.sessions() as session, session.begin():
+            rows = await leases.claim(session, self.controller_id, every=every)
         started = 0
         for pending in rows:
+            if pending.activation_id in self._running:
+                continue  # its own, renewed late: it runs here already
             resolved = await self._pending_action(pending)
             if resolved is None:
                 continue
-            self.throttle.hold(pending.namespace)  # accepted already: never refused now
+            await self._hold(pending.namespace)  # accepted already: never refused now
             self._submit(Durability(pending, durable=True), resolved, None)
             started += 1
-        logger.info("%d pending activations resubmitted", started)
+        if started or every:
+            logger.info("%d pending activations resubmitted", started)
         return started
+
+    @contextlib.asynccontextmanager
+    async def resuming(self) -> AsyncIterator[None]:
+        """Until exit, renew the leases of the activations this controller runs and resume
+        those whose controller's lease ran out (one of several controllers)."""
+        async def loop() -> None:
+            while True:
+                try:
+                    async with self.sessions() as session, session.begin():
+                        await leases.renew(session, self.controller_id)
+                    await self.resume_pending()
+                except Exception:  # the registry or the broker away: tried again next time
+                    logger.warning("pending activations' leases not renewed", exc_info=True)
+                await asyncio.sleep(leases.RENEW_S)
+
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _pending_action(self, pending: PendingInvocation) -> Resolved | None:
         async with self.sessions() as session, session.begin():
@@ -237,13 +296,15 @@ class InvocationService:
         """The started activation; `answer` None: answered when its task ends (a sequence,
         whose record is stored by its runner)."""
         self.tasks.add(task)
-        task.add_done_callback(lambda done: self._finished(done, state.pending.namespace))
+        self._running.add(state.pending.activation_id)
+        task.add_done_callback(lambda done: self._finished(done, state.pending))
         return Invocation(state.pending.activation_id, task, state,
                           task if answer is None else answer)
 
-    def _finished(self, task: asyncio.Task[Activation], namespace: str) -> None:
+    def _finished(self, task: asyncio.Task[Activation], pending: PendingInvocation) -> None:
         self.tasks.discard(task)
-        self.throttle.release(namespace)
+        self._running.discard(pending.activation_id)
+        self._release(pending.namespace)
 
     async def _run_and_store(self, request: ActivationRequest, on_delta: DeltaSink | None,
                              state: Durability, answer: asyncio.Future[Activation]

@@ -6,10 +6,12 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from lorafaas.errors import TooManyRequests
 
-__all__ = ["InvocationThrottle", "NamespaceLimits", "TooManyRequests"]
+__all__ = ["InvocationThrottle", "NamespaceLimits", "SharedCounts", "TooManyRequests"]
+
 
 @dataclass(frozen=True)
 class NamespaceLimits:
@@ -61,3 +63,21 @@ class InvocationThrottle:
     def in_flight(self, namespace: str) -> int:
         """Activations of the namespace accepted and not yet ended."""
         return self._in_flight[namespace]
+
+
+class SharedCounts(Protocol):
+    """The same throttles counted for every controller at once (several controllers on the
+    broker: `lorafaas.broker.throttles`); this controller's `InvocationThrottle` then only
+    counts its own activations."""
+
+    async def admit(self, namespace: str) -> None:
+        """Count one invocation against the namespace, or raise TooManyRequests."""
+        ...
+
+    async def hold(self, namespace: str) -> None:
+        """Count an activation in flight without admitting it."""
+        ...
+
+    async def release(self, namespace: str) -> None:
+        """The activation ended."""
+        ...

@@ -29,7 +29,7 @@ from lorafaas.invoker.placement import PlacementConfig, SharedContainers
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
 from lorafaas.invoker.prefill_profiling import PrefillProfiling, open_prefill_profiling
 from lorafaas.invoker.prewarm import PrewarmConfig
-from lorafaas.invoker.sharing import NamespaceSharing, SharingConfig
+from lorafaas.invoker.sharing import NamespaceSharing, SharingConfig, container_kind
 from lorafaas.invoking.activations import (
     ActivationRequest,
     ActivationResult,
@@ -123,8 +123,10 @@ class LocalInvoker:
 
 
 def container_view(container: PooledContainer) -> dict[str, Any]:
-    """A container as the console shows it: its description, function and host pid."""
+    """A container as the console shows it: its description, function, kind (function or
+    namespace container, which remote placement weighs) and host pid."""
     view: dict[str, Any] = dict(container.describe())
+    view["kind"] = container_kind(container)
     view["pid"] = int(container.info.pid or 0)  # on the host, for its memory
     view["function"] = container.function_path or (container.function_key or "").split("@")[0]
     return view

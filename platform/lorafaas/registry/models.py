@@ -120,9 +120,11 @@ class ActionVersion(Base):
 
 
 class PendingInvocation(Base):
-    """An accepted invocation whose record is not written yet (resubmitted at start)."""
+    """An accepted invocation whose record is not written yet: the controller that runs it
+    holds its lease (`lorafaas.registry.leases`); once that runs out, another resumes it."""
 
     __tablename__ = "pending_invocations"
+    __table_args__ = (Index("ix_pending_invocations_lease_until_ms", "lease_until_ms"),)
 
     activation_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     namespace: Mapped[str] = mapped_column(String(256))
@@ -130,6 +132,8 @@ class PendingInvocation(Base):
     subject: Mapped[str] = mapped_column(String(256))
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_ms: Mapped[int] = mapped_column(BigInteger)
+    owner: Mapped[str | None] = mapped_column(String(64), default=None)  # controller id
+    lease_until_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class Activation(Base):
