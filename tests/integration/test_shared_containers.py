@@ -107,6 +107,12 @@ async def test_a_namespace_s_functions_share_its_container(  # type: ignore[no-u
         health["stepRows"]
     assert value(samples, "lorafaas_namespace_max_functions_per_step", container=label) >= 2
 
+    # The action's instances show the namespace container its requests go to.
+    response = await platform.request("GET", "/api/v1/namespaces/_/actions/b?code=false")
+    (instance,) = (await response.json())["instances"]
+    assert instance["kind"] == "namespace" and instance["adapterLoaded"] is True, instance
+    assert instance["container"] == containers[ours].info.name
+
     # A warm request whose adapter is loaded: `warm`.
     status, record, _ = await invoke(platform, "b", **params("b"))
     assert status == 200 and annotation(record, "startKind") == "warm", record

@@ -72,11 +72,22 @@ class LocalInvoker:
         """The function's containers, keep-alive decision and prefill model."""
         decision = self.tracker.decision(function.key)
         return FunctionView(
-            instances=self.pool.instances(function.path),
+            instances=self.pool.instances(function.path) + self._shared_instances(function),
             keep_alive={"policy": decision.policy, "reason": decision.reason,
                         "prewarmWindowSeconds": decision.prewarm_window_s,
                         "keepAliveSeconds": decision.keepalive_s},
             prefill_model=self.prefill.describe(function))
+
+    def _shared_instances(self, function: FunctionRef) -> list[dict[str, object]]:
+        """The namespace container the function's requests go to, if it has one running:
+        without it, a function on the shared path would show no instance at all."""
+        sharing = self.runner.sharing
+        ref = None if sharing is None else sharing.shared_ref(function)
+        container = None if sharing is None or ref is None else sharing.container_of(ref)
+        if sharing is None or container is None:
+            return []
+        return [{**container.describe(), "kind": container_kind(container),
+                 "adapterLoaded": function.key in sharing.holds(container)}]
 
     def snapshot(self) -> InvokerSnapshot:
         """Every pooled container as the console shows it, and the pool's size."""
