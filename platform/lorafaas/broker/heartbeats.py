@@ -15,6 +15,7 @@ from typing import Protocol
 import nats.errors
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from lorafaas.background import running_in_background
 from lorafaas.broker.codec import decode_snapshot, dumps, encode_snapshot, loads
 from lorafaas.broker.topology import HEARTBEAT_S, HEARTBEAT_TTL_S
 from lorafaas.invoking.client import InvokerSnapshot
@@ -60,13 +61,10 @@ async def beating(kv: KeyValue, report: Callable[[], Heartbeat]) -> AsyncIterato
                 logger.warning("heartbeat of invoker %s not written", key, exc_info=True)
             await asyncio.sleep(HEARTBEAT_S)
 
-    task = asyncio.create_task(beat())
     try:
-        yield
+        async with running_in_background(beat()):
+            yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         with contextlib.suppress(nats.errors.Error):
             await kv.delete(key)
 
@@ -120,13 +118,10 @@ class LiveInvokers:
     async def watching(self, kv: KeyValue) -> AsyncIterator[LiveInvokers]:
         """Follow the bucket until exit."""
         watcher = await kv.watchall()
-        task = asyncio.create_task(self._follow(watcher))
         try:
-            yield self
+            async with running_in_background(self._follow(watcher)):
+                yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             with contextlib.suppress(nats.errors.Error):
                 await watcher.stop()
 
