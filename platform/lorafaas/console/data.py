@@ -46,8 +46,9 @@ def containers(request: web.Request) -> list[dict[str, Any]]:
 
 def function_state(views: list[dict[str, Any]], path: str) -> tuple[str, int]:
     """What the function's next call would find (warm, preloaded, starting, or cold: no
-    container), in the start-kind vocabulary, and its container count."""
-    mine = [v for v in views if v["function"] == path]
+    container), in the start-kind vocabulary, and its container count (a namespace
+    container holding its adapter among them)."""
+    mine = [v for v in views if v["function"] == path or path in v.get("functions", ())]
     states = {str(v["state"]) for v in mine}
     if states & {"warm", "busy"}:
         return start_kinds.WARM, len(mine)

@@ -29,7 +29,12 @@ from lorafaas.invoker.placement import PlacementConfig, SharedContainers
 from lorafaas.invoker.pool import BackboneMounts, ContainerPool, PoolConfig
 from lorafaas.invoker.prefill_profiling import PrefillProfiling, open_prefill_profiling
 from lorafaas.invoker.prewarm import PrewarmConfig
-from lorafaas.invoker.sharing import NamespaceSharing, SharingConfig, container_kind
+from lorafaas.invoker.sharing import (
+    NAMESPACE_CONTAINER,
+    NamespaceSharing,
+    SharingConfig,
+    container_kind,
+)
 from lorafaas.invoking.activations import (
     ActivationRequest,
     ActivationResult,
@@ -91,8 +96,17 @@ class LocalInvoker:
 
     def snapshot(self) -> InvokerSnapshot:
         """Every pooled container as the console shows it, and the pool's size."""
-        return InvokerSnapshot([container_view(c) for c in self.pool.containers()],
+        return InvokerSnapshot([self._view(c) for c in self.pool.containers()],
                                self.pool.config.memory_mb, self.pool.evictions.recent())
+
+    def _view(self, container: PooledContainer) -> dict[str, Any]:
+        # A namespace container lists the functions whose adapters it holds: the console
+        # shows them warm, and remote placement weighs them.
+        view = container_view(container)
+        sharing = self.runner.sharing
+        if sharing is not None and view["kind"] == NAMESPACE_CONTAINER:
+            view["functions"] = sorted({key.split("@")[0] for key in sharing.holds(container)})
+        return view
 
     def metrics(self) -> MetricsText:
         """The dispatcher's, the pool's and the activations' metrics, rendered."""
