@@ -87,6 +87,7 @@ async def sign_in(page: Any, base: str, credential: str) -> None:
     await expect(page).to_have_url(re.compile(r"/console/functions$"))
 
 
+@pytest.mark.unshared  # the platform page's container of the function, evicted on update
 async def test_function_page_calls_limits_and_delete(  # type: ignore[no-untyped-def]
         platform, browser_page, demo_models, make_zip) -> None:  # noqa: F811  (a fixture)
     from playwright.async_api import expect

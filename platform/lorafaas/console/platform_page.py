@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -39,6 +40,13 @@ def _published_mb(folder: Path) -> float:
     return round(sum(p.stat().st_size for p in files) / 2**20, 1)
 
 
+def _serves(view: dict[str, Any]) -> str:
+    """What a container serves: its function, or a namespace container's loaded ones."""
+    function = str(view["function"] or "—")
+    held = view.get("functions") or []
+    return f"{function}: {', '.join(held)}" if held else function
+
+
 async def platform_page(request: web.Request) -> web.Response:
     """The platform's state; only for the admin namespaces."""
     settings = request.app[settings_key]
@@ -49,7 +57,7 @@ async def platform_page(request: web.Request) -> web.Response:
     backbone_pids = {name: b.pid for name, b in served.items() if b.pid}
     measured = await asyncio.to_thread(
         footprints, [int(v.get("pid") or 0) for v in views] + list(backbone_pids.values()))
-    rows = [ContainerRow(str(v["container"]), str(v["function"] or "—"), str(v["state"]),
+    rows = [ContainerRow(str(v["container"]), _serves(v), str(v["state"]),
                          int(v.get("memoryMB") or 0), float(v.get("idleSeconds") or 0),
                          *_mb(measured.get(int(v.get("pid") or 0))))
             for v in views]
