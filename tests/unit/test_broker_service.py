@@ -132,3 +132,47 @@ async def test_a_failed_run_is_answered_as_a_whisk_internal_error_and_acked() ->
     assert result["status_code"] == 3
     assert result["response"]["status"] == "whisk internal error"
     assert msg.settled == ["ack"]
+
+
+class HangingInvoker(FakeInvoker):
+    """Takes a run and never ends it; tells when it started and when it was cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+        self.cancelled = False
+
+    async def run(self, request: ActivationRequest, on_delta: Any = None) -> Any:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+class PublishingClient(FakeClient):
+    """Also publishes (its messages dropped)."""
+
+    async def publish(self, subject: str, body: bytes, reply: str = "") -> None:
+        pass
+
+
+class CallMsg:
+    """A `run` request, as the controller sends it."""
+
+    reply = "lorafaas.reply.c.call"
+    data = b""
+
+
+async def test_a_stopped_run_handler_cancels_the_activation_it_runs() -> None:
+    invoker = HangingInvoker()
+    served = InvokerService(PublishingClient(), invoker, "i1")  # type: ignore[arg-type]
+    handler = asyncio.create_task(served._run(CallMsg(),  # type: ignore[arg-type]
+                                              {"call": "c1",
+                                               "request": encode_request(request())}))
+    await invoker.started.wait()
+    handler.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await handler
+    assert invoker.cancelled  # ended with its handler, not left running

@@ -191,6 +191,13 @@ class InvokerService:
                 sink = self._sink(reply, call) if body.get("stream") else None
                 call.task = asyncio.create_task(self.invoker.run(request, sink))
                 end = await self._await_alive(call.task, reply)
+            except asyncio.CancelledError:
+                # Stopping: cancelling the wait leaves what it waits for running.
+                if call.task is not None:
+                    call.task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await call.task
+                raise
             finally:
                 self.calls.pop(call_id, None)
         await self.nc.publish(reply, dumps(end))
