@@ -14,6 +14,7 @@ import pytest
 from lorafaas.broker import service as service_module
 from lorafaas.broker.codec import dumps, encode_request, loads
 from lorafaas.broker.service import InvokerService
+from lorafaas.broker.topology import consumer_name
 from lorafaas.invoking.activations import ActivationRequest, FunctionRef
 from lorafaas.names import QualifiedName
 from tests.unit.test_invoker_seam import FakeInvoker
@@ -176,3 +177,33 @@ async def test_a_stopped_run_handler_cancels_the_activation_it_runs() -> None:
     with pytest.raises(asyncio.CancelledError):
         await handler
     assert invoker.cancelled  # ended with its handler, not left running
+
+
+class ConsumerInfo:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+async def test_a_failed_adoption_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    served, client = service(FakeInvoker())
+
+    async def consumers_info(stream: str) -> list[ConsumerInfo]:
+        return [ConsumerInfo(consumer_name("dead"))]
+
+    client.js.consumers_info = consumers_info  # type: ignore[attr-defined]
+    pulls: list[str] = []
+
+    async def pull(owner: str) -> None:
+        pulls.append(owner)
+        if len(pulls) == 1:
+            raise nats.errors.NoServersError()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(served, "_pull", pull)
+    await served._adopt_once()
+    await asyncio.wait([served.adopted["dead"]])  # it failed
+    await served._adopt_once()
+    await asyncio.sleep(0)  # the new pull starts
+    assert pulls == ["dead", "dead"] and not served.adopted["dead"].done()
+    served.adopted["dead"].cancel()
+    await asyncio.gather(served.adopted["dead"], return_exceptions=True)

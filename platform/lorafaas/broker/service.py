@@ -324,11 +324,13 @@ class InvokerService:
         live = set(self.live.live_ids()) | {self.invoker_id}
         owners = {consumer_owner(info.name or "")
                   for info in await self.js.consumers_info(STREAM)}
+        for owner in [o for o, task in self.adopted.items() if task.done()]:
+            del self.adopted[owner]  # it failed (logged): adopted again below
         for owner in sorted(o for o in owners if o and o not in live):
             if owner not in self.adopted:
                 logger.info("invoker %s adopts the activations of %s", self.invoker_id,
                             owner)
-                self.adopted[owner] = asyncio.create_task(self._pull(owner))
+                self.adopted[owner] = self._loop(self._pull(owner))
         for owner in [o for o in self.adopted if o in live or o not in owners]:
             self.adopted.pop(owner).cancel()
 
