@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
+from lorafaas.broker import client as client_module
 from lorafaas.broker.client import BrokerInvoker
 from lorafaas.broker.service import InvokerService
 from lorafaas.invoking.activations import (
@@ -225,3 +227,34 @@ async def test_a_durable_activation_on_a_dead_invoker_runs_on_another(nats_url: 
         results = await asyncio.wait_for(asyncio.gather(*runs), 90)
     assert {r.response["result"]["invoker"] for r in results} == {"alive"}
     assert stuck.ran == []
+
+
+async def test_a_durable_result_that_never_comes_is_a_whisk_internal_error(
+        nats_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_module, "RESULT_GRACE_S", 1.0)
+    echo = EchoInvoker("w")
+    echo.hold = asyncio.Event()  # set only once the controller gave up
+    async with invoker_service(nats_url, "wa", echo), controller(nats_url, 1) as client:
+        late = dataclasses.replace(request(1, durable=True), limits={"timeout": 100})
+        result = await asyncio.wait_for(client.run(late), 60)
+        echo.hold.set()
+    assert result.status_code == 3
+    assert result.response["result"]["error"] == \
+        "The activation's result did not come in time."
+
+
+class FailingEcho(EchoInvoker):
+    """An invoker whose runs fail (its pool broke)."""
+
+    async def run(self, request: ActivationRequest,
+                  on_delta: DeltaSink | None = None) -> ActivationResult:
+        raise RuntimeError("the pool broke")
+
+
+async def test_a_durable_run_failing_on_the_invoker_is_a_whisk_internal_error(
+        nats_url: str) -> None:
+    async with invoker_service(nats_url, "xa", FailingEcho("x")), \
+            controller(nats_url, 1) as client:
+        result = await asyncio.wait_for(client.run(request(1, durable=True)), 60)
+    assert result.status_code == 3
+    assert result.response["status"] == "whisk internal error"

@@ -119,17 +119,17 @@ async def test_a_renewed_lease_holds_and_a_lapsed_one_is_taken(
     url, guest, action = registry
     owner = Controller(url, tmp_path, HangingFake())
     try:
-        await owner.service.start(guest, action, {"prompt": "held"})
+        held = (await owner.service.start(guest, action, {"prompt": "held"})).activation_id
         now = leases.now_ms()
         async with owner.sessions() as session, session.begin():
             assert await leases.claim(session, "other", at_ms=now) == []
-            assert await leases.renew(session, owner.service.controller_id,
+            assert await leases.renew(session, owner.service.controller_id, [held],
                                       at_ms=now + leases.LEASE_MS) == 1
             assert await leases.claim(session, "other", at_ms=now + leases.LEASE_MS + 1) == []
             (taken,) = await leases.claim(session, "other",
                                           at_ms=now + 2 * leases.LEASE_MS + 1)
             assert taken.owner == "other"
-            assert await leases.renew(session, owner.service.controller_id) == 0
+            assert await leases.renew(session, owner.service.controller_id, [held]) == 0
     finally:
         await owner.crash()
 

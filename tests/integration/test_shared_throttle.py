@@ -12,6 +12,7 @@ from pathlib import Path
 import nats
 import pytest
 
+from lorafaas.broker import throttles as throttles_module
 from lorafaas.broker.throttles import STALE_S, SharedThrottle, throttle_bucket
 from lorafaas.controller.throttle import NamespaceLimits, TooManyRequests
 from lorafaas.registry.models import Action
@@ -37,7 +38,7 @@ async def throttles(nats_url: str) -> AsyncIterator[Callable[..., object]]:
 
 async def outcomes(*admissions: object) -> list[bool]:
     """Which admissions passed (a refusal is TooManyRequests)."""
-    done = await asyncio.gather(*admissions, return_exceptions=True)  # type: ignore[arg-type]
+    done = await asyncio.gather(*admissions, return_exceptions=True)  # type: ignore[call-overload]
     for outcome in done:
         if outcome is not None and not isinstance(outcome, TooManyRequests):
             raise outcome  # type: ignore[misc]
@@ -83,6 +84,24 @@ async def test_a_silent_controllers_activations_stop_counting(throttles) -> None
     now[0] += STALE_S + 1  # the dead one stamped nothing since
     await alive.admit("ns")
     assert await alive.in_flight("ns") == 1
+
+
+async def test_a_stamp_makes_good_a_release_that_failed(  # type: ignore[no-untyped-def]
+        throttles, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(throttles_module, "ALIVE_S", 0.05)
+    limits = NamespaceLimits(1000, 1)
+    first, second = await throttles(limits, "c1"), await throttles(limits, "c2")
+    running = {"leak": 1}
+    await first.admit("leak")
+    async with first.stamping(lambda namespace: running[namespace]):
+        running["leak"] = 0  # it ended here; its release never reached the key
+
+        async def freed() -> None:
+            while await second.in_flight("leak"):
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(freed(), 30)
+    await second.admit("leak")  # the slot is free again
 
 
 async def test_two_invocation_services_share_the_namespaces_limit(

@@ -74,12 +74,21 @@ def test_an_invoker_unheard_past_the_ttl_is_out() -> None:
     now = [100.0]
     live = LiveInvokers(clock=lambda: now[0])
     live.seen(beat("a", 100.0))
-    live.seen(beat("b", 99.0))
+    now[0] = 101.0
+    live.seen(beat("b", 0.0))  # its sender's clock far behind: when it came counts
     assert live.live_ids() == ["a", "b"]
-    now[0] = 99.0 + HEARTBEAT_TTL_S + 0.1
-    assert live.live_ids() == ["a"]
-    live.gone("a")
+    now[0] = 100.0 + HEARTBEAT_TTL_S + 0.1
+    assert live.live_ids() == ["b"]
+    live.gone("b")
     assert live.live_ids() == []
+
+
+def test_a_heartbeat_sent_by_a_skewed_clock_is_live_when_it_comes() -> None:
+    live = LiveInvokers(clock=lambda: 100.0)
+    live.seen(beat("behind", 100.0 - 60))
+    live.seen(beat("ahead", 100.0 + 60))
+    assert live.live_ids() == ["ahead", "behind"]
+    assert {h.at for h in live.live()} == {100.0}
 
 
 def test_merged_metrics_label_each_sample_with_its_invoker() -> None:

@@ -119,7 +119,7 @@ def test_a_departed_or_silent_invoker_takes_no_work() -> None:
 def test_live_invokers_tell_their_follower() -> None:
     p = Placer(clock=lambda: NOW)
     live = LiveInvokers(clock=lambda: NOW, follower=p)
-    live.seen(beat("a"))
+    live.seen(beat("a", at=NOW - 60))  # sent by a clock a minute behind: placed all the same
     assert p.order(function()) == ["a"]
     live.gone("a")
     assert p.order(function()) == []

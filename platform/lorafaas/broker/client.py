@@ -42,8 +42,10 @@ from lorafaas.broker.codec import (
 from lorafaas.broker.heartbeats import LiveInvokers
 from lorafaas.broker.metrics_text import merge_metrics
 from lorafaas.broker.placing import Placer
-from lorafaas.broker.service import ALIVE_S, RESULT_TIMEOUT_S
+from lorafaas.broker.service import ALIVE_S, RESULT_TIMEOUT_S, whisk_error
 from lorafaas.broker.topology import (
+    ACK_WAIT_S,
+    MAX_DELIVER,
     async_subject,
     ensure_stream,
     heartbeat_bucket,
@@ -65,7 +67,9 @@ logger = logging.getLogger(__name__)
 ACCEPT_TIMEOUT_S = 5.0  # an invoker that does not take a run in this long is passed over
 SILENCE_S = ALIVE_S * 5  # an invoker running an activation and silent this long is dead
 READ_TIMEOUT_S = 5.0
-WHISK_ERROR = 3  # OpenWhisk's "whisk internal error"
+# Beyond its action's timeout, how long a durable activation's result may take to come:
+# past it, the invoker is lost (the stream redelivers each delivery after `ACK_WAIT_S`).
+RESULT_GRACE_S = ACK_WAIT_S * MAX_DELIVER
 NO_INVOKER_WAIT_S = 30.0  # how long an activation waits for a live invoker
 
 
@@ -130,7 +134,7 @@ class BrokerInvoker:
         """Run the activation on an invoker, the balancer's first (see the module doc)."""
         order = await self._placement(request.function)
         if not order:
-            return _whisk_error(request, "No invoker is live to run the action.")
+            return whisk_error(request, "No invoker is live to run the action.")
         try:
             return await self._run_in_order(request, order, on_delta)
         finally:
@@ -152,7 +156,7 @@ class BrokerInvoker:
                 if lost.streamed or lost_once:
                     break
                 lost_once = True  # nothing reached the caller: once more, elsewhere
-        return _whisk_error(request, "The invoker running the action was lost.")
+        return whisk_error(request, "The invoker running the action was lost.")
 
     async def _placement(self, function: FunctionRef) -> list[str]:
         deadline = time.monotonic() + NO_INVOKER_WAIT_S
@@ -220,7 +224,10 @@ class BrokerInvoker:
             await self.js.publish(async_subject(invoker_id), dumps({
                 "request": encode_request(request),
                 "reply": result_subject(self.client_id, request.activation_id)}))
-            return await wait.result
+            try:
+                return await asyncio.wait_for(wait.result, result_wait_s(request))
+            except TimeoutError:
+                return whisk_error(request, "The activation's result did not come in time.")
         finally:
             # Kept until its waiter ends: a result delivered twice is answered "stored".
             if wait.waiter is None:
@@ -318,6 +325,11 @@ class BrokerInvoker:
         task.add_done_callback(self._background.discard)
 
 
+def result_wait_s(request: ActivationRequest) -> float:
+    """How long a durable activation's result is waited for."""
+    return float(request.limits.get("timeout", 60_000)) / 1000 + RESULT_GRACE_S
+
+
 def _quiet_done(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and (error := task.exception()) is not None:
         logger.debug("broker read failed: %s", error)
@@ -333,17 +345,3 @@ async def _next(queue: asyncio.Queue[Msg], timeout: float) -> Msg | None:
 
 def _no_responders(msg: Msg) -> bool:
     return bool(msg.headers) and (msg.headers or {}).get("Status") == "503"
-
-
-def _whisk_error(request: ActivationRequest, message: str) -> ActivationResult:
-    """A platform failure, recorded as OpenWhisk's "whisk internal error"."""
-    now = int(time.time() * 1000)
-    logger.warning("activation %s: %s", request.activation_id, message)
-    return ActivationResult(
-        now, now, WHISK_ERROR,
-        {"status": "whisk internal error", "statusCode": WHISK_ERROR, "success": False,
-         "result": {"error": message}}, [],
-        [{"key": "path", "value": str(request.function.name)},
-         {"key": "kind", "value": request.function.kind},
-         {"key": "limits", "value": request.limits},
-         {"key": "waitTime", "value": max(0, now - int(request.received_at * 1000))}])

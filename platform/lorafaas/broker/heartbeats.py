@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import nats.errors
@@ -28,7 +28,7 @@ class Heartbeat:
     """One invoker's report: how busy it is and what it holds."""
 
     invoker_id: str
-    at: float  # epoch seconds when it was sent
+    at: float  # epoch seconds when it was sent; once taken, when it came (local clock)
     inflight: int  # activations it runs or queues now
     max_inflight: int  # beyond which it refuses new ones
     snapshot: InvokerSnapshot
@@ -92,7 +92,9 @@ class LiveInvokers:
         self.changed = asyncio.Event()  # set at each heartbeat (tests wait on it)
 
     def seen(self, heartbeat: Heartbeat) -> None:
-        """Take a heartbeat."""
+        """Take a heartbeat, stamped with the local time it came: liveness and placement
+        compare it with this clock, never with the sender's (clocks drift apart)."""
+        heartbeat = replace(heartbeat, at=self.clock())
         self.heartbeats[heartbeat.invoker_id] = heartbeat
         if self.follower is not None:
             self.follower.seen(heartbeat)

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,7 @@ from lorafaas.broker.topology import (
     heartbeat_bucket,
     invoker_subject,
 )
-from lorafaas.invoking.activations import StreamCancelled
+from lorafaas.invoking.activations import ActivationRequest, ActivationResult, StreamCancelled
 from lorafaas.invoking.client import InvokerClient
 from lorafaas.names import QualifiedName
 
@@ -58,6 +58,9 @@ ALIVE_S = 2.0  # a caller unanswered for several of these takes the invoker for 
 MAX_INFLIGHT = 256  # activations run or queued at once; beyond, `run` is refused
 RESULT_TIMEOUT_S = 30.0  # how long a controller may take to store a record
 DRAIN_S = 30.0  # how long a stopping invoker lets its activations end
+FETCH_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)  # the waits after successive failed fetches
+DELIVERY_TRIES = 3  # a result its controller does not answer is sent again, not rerun
+WHISK_ERROR = 3  # OpenWhisk's "whisk internal error"
 
 
 @dataclass
@@ -120,8 +123,7 @@ class InvokerService:
         kv = await heartbeat_bucket(self.js)
         subscription = await self.nc.subscribe(invoker_subject(self.invoker_id, "*"),
                                                cb=self._on_message)
-        loops = [asyncio.create_task(self._pull(self.invoker_id)),
-                 asyncio.create_task(self._adopt_loop())]
+        loops = [self._loop(self._pull(self.invoker_id)), self._loop(self._adopt_loop())]
         try:
             async with self.live.watching(kv), beating(kv, self.heartbeat):
                 logger.info("invoker %s serves on the broker", self.invoker_id)
@@ -137,6 +139,16 @@ class InvokerService:
             await _gather(list(self.tasks), cancel=True)
             with contextlib.suppress(nats.errors.Error):
                 await subscription.unsubscribe()
+
+    def _loop(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A background loop of this service, whose failure is logged when it ends."""
+        task = asyncio.create_task(coroutine)
+        task.add_done_callback(self._loop_ended)
+        return task
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            logger.error("invoker %s: a loop stopped", self.invoker_id, exc_info=error)
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -179,6 +191,13 @@ class InvokerService:
                 sink = self._sink(reply, call) if body.get("stream") else None
                 call.task = asyncio.create_task(self.invoker.run(request, sink))
                 end = await self._await_alive(call.task, reply)
+            except asyncio.CancelledError:
+                # Stopping: cancelling the wait leaves what it waits for running.
+                if call.task is not None:
+                    call.task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await call.task
+                raise
             finally:
                 self.calls.pop(call_id, None)
         await self.nc.publish(reply, dumps(end))
@@ -217,25 +236,38 @@ class InvokerService:
     # --- non-blocking activations --------------------------------------------------------
 
     async def _pull(self, owner: str) -> None:
-        """Fetch the activations of `owner`'s consumer while there is room for them."""
-        subscription = await self.js.pull_subscribe_bind(consumer_name(owner), STREAM)
+        """Fetch the activations of `owner`'s consumer while there is room for them; a
+        failing broker is waited out (the heartbeat goes on, so nothing else takes them)."""
+        failures = 0
+        subscription: JetStreamContext.PullSubscription | None = None
         try:
             while not self.stopping:
-                free = self.capacity.free()
-                if free == 0:
+                if self.capacity.free() == 0:
                     self.capacity.freed.clear()
                     await self.capacity.freed.wait()
                     continue
                 try:
+                    if subscription is None:
+                        subscription = await self.js.pull_subscribe_bind(
+                            consumer_name(owner), STREAM)
                     # One at a time: a fetch of several waits out its timeout to fill up.
                     messages = await subscription.fetch(1, timeout=1.0)
                 except nats.errors.TimeoutError:
                     continue
+                except nats.errors.Error as error:
+                    wait_s = FETCH_BACKOFF_S[min(failures, len(FETCH_BACKOFF_S) - 1)]
+                    failures += 1
+                    logger.warning("invoker %s: fetch from %s failed (%s); again in %.1f s",
+                                   self.invoker_id, consumer_name(owner), error, wait_s)
+                    await asyncio.sleep(wait_s)
+                    continue
+                failures = 0
                 for message in messages:
                     self._spawn(self._run_async(message, owner))
         finally:
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.unsubscribe()
+            if subscription is not None:
+                with contextlib.suppress(nats.errors.Error):
+                    await subscription.unsubscribe()
 
     async def _run_async(self, msg: Msg, owner: str) -> None:
         try:
@@ -247,8 +279,13 @@ class InvokerService:
             return
         keeping = asyncio.create_task(_keep_in_progress(msg))
         try:
-            with self.capacity.taken():
-                result = await self.invoker.run(request)
+            try:
+                with self.capacity.taken():
+                    result = await self.invoker.run(request)
+            except Exception as error:  # recorded as the platform's failure, not run again
+                logger.error("invoker %s: activation %s failed", self.invoker_id,
+                             request.activation_id, exc_info=error)
+                result = whisk_error(request, f"The invoker failed: {type(error).__name__}")
             if owner != self.invoker_id:
                 logger.info("activation %s of dead invoker %s ran on %s",
                             request.activation_id, owner, self.invoker_id)
@@ -258,18 +295,23 @@ class InvokerService:
             keeping.cancel()
 
     async def _deliver(self, msg: Msg, reply: str, body: bytes, activation_id: str) -> None:
-        """Hand the result to its controller; ack once it is stored (or nobody waits)."""
-        try:
-            await self.nc.request(reply, body, timeout=RESULT_TIMEOUT_S)
-        except nats.errors.NoRespondersError:
-            logger.warning("activation %s: its controller is gone; its pending row runs it "
-                           "again", activation_id)
-        except nats.errors.TimeoutError:
-            logger.warning("activation %s: its controller did not answer; run again later",
-                           activation_id)
-            await msg.nak(delay=1)
-            return
-        await msg.ack()
+        """Hand the result to its controller; ack once it is stored (or nobody waits). One
+        its controller does not answer is sent again, and then acked: it is not run again,
+        which would count towards the stream's deliveries (the controller's own wait runs
+        out and records the failure)."""
+        for _ in range(DELIVERY_TRIES):
+            try:
+                await self.nc.request(reply, body, timeout=RESULT_TIMEOUT_S)
+                break
+            except nats.errors.NoRespondersError:
+                logger.warning("activation %s: its controller is gone; its pending row runs "
+                               "it again", activation_id)
+                break
+            except nats.errors.TimeoutError:
+                logger.warning("activation %s: its controller did not answer",
+                               activation_id)
+        with contextlib.suppress(nats.errors.Error):
+            await msg.ack()
 
     async def _adopt_loop(self) -> None:
         """Pull from the consumers of invokers not heard from; leave those that are back."""
@@ -282,11 +324,13 @@ class InvokerService:
         live = set(self.live.live_ids()) | {self.invoker_id}
         owners = {consumer_owner(info.name or "")
                   for info in await self.js.consumers_info(STREAM)}
+        for owner in [o for o, task in self.adopted.items() if task.done()]:
+            del self.adopted[owner]  # it failed (logged): adopted again below
         for owner in sorted(o for o in owners if o and o not in live):
             if owner not in self.adopted:
                 logger.info("invoker %s adopts the activations of %s", self.invoker_id,
                             owner)
-                self.adopted[owner] = asyncio.create_task(self._pull(owner))
+                self.adopted[owner] = self._loop(self._pull(owner))
         for owner in [o for o in self.adopted if o in live or o not in owners]:
             self.adopted.pop(owner).cancel()
 
@@ -331,3 +375,17 @@ async def _gather(tasks: list[asyncio.Task[Any]], cancel: bool = False) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+def whisk_error(request: ActivationRequest, message: str) -> ActivationResult:
+    """A platform failure, recorded as OpenWhisk's "whisk internal error"."""
+    now = int(time.time() * 1000)
+    logger.warning("activation %s: %s", request.activation_id, message)
+    return ActivationResult(
+        now, now, WHISK_ERROR,
+        {"status": "whisk internal error", "statusCode": WHISK_ERROR, "success": False,
+         "result": {"error": message}}, [],
+        [{"key": "path", "value": str(request.function.name)},
+         {"key": "kind", "value": request.function.kind},
+         {"key": "limits", "value": request.limits},
+         {"key": "waitTime", "value": max(0, now - int(request.received_at * 1000))}])

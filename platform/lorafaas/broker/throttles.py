@@ -3,7 +3,8 @@
 One key per namespace holds its admissions of the last minute and each controller's count
 of activations in flight; a controller admits by compare-and-set on the key's revision, so
 that two controllers admitting at once never pass a limit together. A controller stamps
-the keys where it holds activations every `ALIVE_S`; the counts of one not stamped for
+the keys where it holds activations every `ALIVE_S`, writing its own count from what it
+runs (so that a release that failed to reach the key is made good); the counts of one not stamped for
 `STALE_S` (it died) are dropped by the next write.
 """
 
@@ -21,6 +22,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from lorafaas.background import running_in_background
 from lorafaas.broker.codec import Json, dumps, loads
 from lorafaas.controller.throttle import NamespaceLimits, TooManyRequests
 
@@ -110,24 +112,29 @@ class SharedThrottle:
         return 0
 
     @contextlib.asynccontextmanager
-    async def stamping(self) -> AsyncIterator[SharedThrottle]:
-        """Until exit, stamp the keys where this controller holds activations."""
+    async def stamping(self, local: Callable[[str], int] | None = None
+                       ) -> AsyncIterator[SharedThrottle]:
+        """Until exit, stamp the keys where this controller holds activations; `local`:
+        its own count of a namespace's activations in flight, which each stamp writes."""
+        def stamped(namespace: str) -> Callable[[Counts, float], Counts]:
+            def stamp(counts: Counts, _: float) -> Counts:
+                if local is not None:
+                    counts.in_flight[self.controller_id] = local(namespace)
+                return counts
+            return stamp
+
         async def loop() -> None:
             while True:
                 await asyncio.sleep(ALIVE_S)
-                for namespace in [n for n, held in self._held.items() if held > 0]:
+                for namespace in [n for n, held in self._held.items()
+                                  if held > 0 or (local is not None and local(n) > 0)]:
                     try:
-                        await self._change(namespace, lambda counts, _: counts)
+                        await self._change(namespace, stamped(namespace))
                     except nats.errors.Error:
                         logger.warning("throttle of %s not stamped", namespace, exc_info=True)
 
-        task = asyncio.create_task(loop())
-        try:
+        async with running_in_background(loop()):
             yield self
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     def _counted(self, counts: Counts, namespace: str, change: int) -> Counts:
         counts.in_flight[self.controller_id] = max(0, self._held.get(namespace, 0) + change)

@@ -139,7 +139,10 @@ def _remote_platform(settings: Settings) -> Callable[[web.Application], AsyncIte
                 try:
                     # Of several controllers, each resumes those whose controller's lease
                     # ran out (the first to claim them).
-                    async with shared.stamping(), app[invocations_key].resuming():
+                    # Each stamp writes this controller's count from what it runs.
+                    service = app[invocations_key]
+                    async with shared.stamping(service.throttle.in_flight), \
+                            service.resuming():
                         yield
                 finally:
                     await _finish(tasks)

@@ -33,6 +33,7 @@ from sqlalchemy import delete, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lorafaas.adapters.archive import HANDLER_NAME
+from lorafaas.background import running_in_background
 from lorafaas.billing.ledger import MeteredActivation, meter_activation
 from lorafaas.billing.prices import PriceSheet
 from lorafaas.controller.context_length import ContextCheck
@@ -56,6 +57,9 @@ from lorafaas.registry.packages import Resolved, is_shared_run_name, resolve_act
 from lorafaas.registry.profiles import record_loads
 
 logger = logging.getLogger(__name__)
+
+DRAIN_S = 30.0  # how long a stopping controller lets its activations end
+CLAIM_LIMIT = 100  # pending rows claimed per pass: a large takeover spreads over passes
 
 
 @dataclass
@@ -102,6 +106,8 @@ class InvocationService:
         # Activations answered whose record is being committed: id -> (namespace, task).
         self._storing: dict[str, tuple[str, asyncio.Task[Activation]]] = {}
         self._running: set[str] = set()  # ids of the activations this controller runs
+        self._resuming: set[str] = set()  # ids claimed by a pass, not yet started
+        self._background: set[asyncio.Task[Any]] = set()  # leases being released
 
     async def start(self, identity: Identity, action: Action, parameters: dict[str, Any],
                     on_delta: DeltaSink | None = None, *, durable: bool = True,
@@ -209,45 +215,77 @@ class InvocationService:
 
     async def resume_pending(self, every: bool = False) -> int:
         """Claim and run the accepted invocations that have no record and whose lease ran
-        out (`every`: all of them, for the only controller, at its start); return how many
-        were started."""
+        out, at most `CLAIM_LIMIT` of them (`every`: all of them, for the only controller,
+        at its start); return how many were started."""
         async with self.sessions() as session, session.begin():
-            rows = await leases.claim(session, self.controller_id, every=every)
+            rows = await leases.claim(session, self.controller_id, every=every,
+                                      limit=None if every else CLAIM_LIMIT)
         started = 0
-        for pending in rows:
-            if pending.activation_id in self._running:
-                continue  # its own, renewed late: it runs here already
-            resolved = await self._pending_action(pending)
-            if resolved is None:
-                continue
-            await self._hold(pending.namespace)  # accepted already: never refused now
-            self._submit(Durability(pending, durable=True), resolved, None)
-            started += 1
+        # Renewed until started: a row claimed and not started (a failure below) lapses.
+        self._resuming = {pending.activation_id for pending in rows}
+        try:
+            for pending in rows:
+                if pending.activation_id in self._running:
+                    continue  # its own, renewed late: it runs here already
+                resolved = await self._pending_action(pending)
+                if resolved is None:
+                    continue
+                await self._hold(pending.namespace)  # accepted already: never refused now
+                self._submit(Durability(pending, durable=True), resolved, None)
+                started += 1
+        finally:
+            self._resuming = set()
         if started or every:
             logger.info("%d pending activations resubmitted", started)
         return started
 
     @contextlib.asynccontextmanager
-    async def resuming(self) -> AsyncIterator[None]:
+    async def resuming(self, drain_s: float = DRAIN_S) -> AsyncIterator[None]:
         """Until exit, renew the leases of the activations this controller runs and resume
-        those whose controller's lease ran out (one of several controllers)."""
-        async def loop() -> None:
-            while True:
-                try:
-                    async with self.sessions() as session, session.begin():
-                        await leases.renew(session, self.controller_id)
-                    await self.resume_pending()
-                except Exception:  # the registry or the broker away: tried again next time
-                    logger.warning("pending activations' leases not renewed", exc_info=True)
-                await asyncio.sleep(leases.RENEW_S)
-
-        task = asyncio.create_task(loop())
+        those whose controller's lease ran out (one of several controllers). On exit, stop
+        claiming, let what runs end (within `drain_s`, its leases still renewed), then give
+        up the leases left, so that another controller resumes them at once."""
+        async with running_in_background(self._renewing()):
+            try:
+                async with running_in_background(self._claiming()):
+                    yield
+            finally:
+                await self.drain(drain_s)
         try:
-            yield
-        finally:
+            async with self.sessions() as session, session.begin():
+                await leases.release(session, self.controller_id)
+        except Exception:  # their leases run out instead
+            logger.warning("pending activations' leases not released", exc_info=True)
+
+    async def _renewing(self) -> None:
+        # Its own loop: a long claiming pass never delays renewal past the lease.
+        while True:
+            try:
+                async with self.sessions() as session, session.begin():
+                    await leases.renew(session, self.controller_id,
+                                       self._running | self._resuming)
+            except Exception:  # the registry away: tried again next time
+                logger.warning("pending activations' leases not renewed", exc_info=True)
+            await asyncio.sleep(leases.RENEW_S)
+
+    async def _claiming(self) -> None:
+        while True:
+            try:
+                await self.resume_pending()
+            except Exception:  # the registry or the broker away: tried again next time
+                logger.warning("pending activations not resumed", exc_info=True)
+            await asyncio.sleep(leases.RENEW_S)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Let the running activations end within `timeout_s`; cancel those still running."""
+        tasks = list(self.tasks)
+        if not tasks:
+            return
+        _, left = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in left:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if left:
+            await asyncio.wait(left)
 
     async def _pending_action(self, pending: PendingInvocation) -> Resolved | None:
         async with self.sessions() as session, session.begin():
@@ -297,14 +335,29 @@ class InvocationService:
         whose record is stored by its runner)."""
         self.tasks.add(task)
         self._running.add(state.pending.activation_id)
-        task.add_done_callback(lambda done: self._finished(done, state.pending))
+        task.add_done_callback(lambda done: self._finished(done, state))
         return Invocation(state.pending.activation_id, task, state,
                           task if answer is None else answer)
 
-    def _finished(self, task: asyncio.Task[Activation], pending: PendingInvocation) -> None:
+    def _finished(self, task: asyncio.Task[Activation], state: Durability) -> None:
+        pending = state.pending
         self.tasks.discard(task)
         self._running.discard(pending.activation_id)
         self._release(pending.namespace)
+        if state.durable and not state.stored and not task.cancelled():
+            # It failed before its record was stored: its row is given up, to run again
+            # (cancelled: this controller stops, and gives up its leases as it does).
+            release = asyncio.ensure_future(self._release_lease(pending.activation_id))
+            self._background.add(release)
+            release.add_done_callback(self._background.discard)
+
+    async def _release_lease(self, activation_id: str) -> None:
+        try:
+            async with self.sessions() as session, session.begin():
+                await leases.release(session, self.controller_id, [activation_id])
+        except Exception:  # its lease runs out instead: it is no longer renewed
+            logger.warning("lease of activation %s not released", activation_id,
+                           exc_info=True)
 
     async def _run_and_store(self, request: ActivationRequest, on_delta: DeltaSink | None,
                              state: Durability, answer: asyncio.Future[Activation]
