@@ -77,6 +77,7 @@ class PlatformProcess:
                 "LORAFAAS_INVOKER_ID": s.invoker_id, "LORAFAAS_PREWARM_MIN": "0",
                 "LORAFAAS_PREWARM_MAX": "0", "LORAFAAS_PRELOAD_SPARE_SHARE": "0",
                 "LORAFAAS_PREFILL_PROFILING": "off",
+                "LORAFAAS_SHARED_CONTAINERS": s.shared_containers,
                 # A loaded machine can take a minute to start a container: no activation
                 # here may time out for it.
                 "LORAFAAS_ACTION_TIMEOUT_MS": str(LIMIT_MS),

@@ -25,6 +25,7 @@ import time
 import uuid
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -62,8 +63,11 @@ def fault_settings(tmp_path_factory: pytest.TempPathFactory, demo_models: Any,
     """The module's platform settings: a short run directory (socket paths), SQLite."""
     run_dir = Path(tempfile.mkdtemp(prefix="lf-", dir="/tmp"))
     shm_dir = Path("/dev/shm") / f"lorafaas-faults-{uuid.uuid4().hex[:8]}"
-    yield module_settings(tmp_path_factory.mktemp("faults"), run_dir, shm_dir, demo_models,
-                          runtime_image)
+    settings = module_settings(tmp_path_factory.mktemp("faults"), run_dir, shm_dir,
+                               demo_models, runtime_image)
+    # Faults of functions' own containers: a new function's first container attaches to the
+    # restarted backbone server (a namespace container already running would not).
+    yield replace(settings, shared_containers="off")
     shutil.rmtree(run_dir, ignore_errors=True)
     shutil.rmtree(shm_dir, ignore_errors=True)
 
