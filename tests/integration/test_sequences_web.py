@@ -2,8 +2,9 @@
 platform for the module: records as OpenWhisk writes them, refusals that leave nothing
 behind, and web actions with and without `require-whisk-auth`.
 
-Lora actions: `pirate` and `shout` (sequence components), `webby` (exported, `final`, two
-greedy tokens) and `slow` (a timeout no start meets: a failing component). The web actions
+Lora actions: `pirate` and `shout` (sequence components) and `webby` (exported, `final`, two
+greedy tokens); `slow` is a python:3 action sleeping past its 100 ms time limit (a failing
+component, however fast its container starts). The web actions
 that need a key are sequences of `webby`, so that no further container starts.
 """
 
@@ -108,12 +109,15 @@ async def _actions(platform: Platform, demo_models: Any) -> None:
         "parameters": [{"key": "prompt", "value": "Ahoy"}, {"key": "max_tokens", "value": 2}]}
     actions: list[tuple[str, str, int, dict[str, Any]]] = [
         ("pirate", pirate, WAIT_MS, {}), ("shout", shout, WAIT_MS, {}),
-        ("webby", pirate, WAIT_MS, web), ("slow", shout, 100, {})]
+        ("webby", pirate, WAIT_MS, web)]
     for name, code, timeout, extra in actions:
         status, body, _ = await platform.call("PUT", f"{ACTIONS}/{name}", json={
             "exec": {"kind": "lora", "binary": True, "code": code},
             "limits": {"timeout": timeout}, **extra})
         assert status == 200, body
+    status, body, _ = await platform.call("PUT", f"{ACTIONS}/slow", json={
+        "exec": {"kind": "python:3", "code": SLEEPS}, "limits": {"timeout": 100}})
+    assert status == 200, body
     # Warm: a web action waits 60 s at most, as OpenWhisk's. Its parameters are final, so
     # it is invoked with none (an invoke naming one is refused, as OpenWhisk refuses it).
     status, body, _ = await invoke(platform, "pirate", {})
@@ -227,6 +231,13 @@ PREPARE = """def main(args):
 FINISH = """def main(args):
     return {"answer": args["text"].strip().upper(), "finish": args["finish_reason"],
             "tokens": args["usage"]["completion_tokens"]}
+"""
+SLEEPS = """import time
+
+
+def main(args):
+    time.sleep(5)
+    return {}
 """
 RAISES = """def main(args):
     raise ValueError("no luck with " + args["text"])
