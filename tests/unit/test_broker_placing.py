@@ -59,6 +59,11 @@ def test_a_heartbeat_reads_as_the_balancers_report() -> None:
     assert report.preloaded == {"ns/ahead"}
     assert report.stem_cells == {"demo": 2}
     assert report.namespace_containers == (NamespaceContainer("ns", "demo", frozenset()),)
+    # The functions whose adapters a namespace container holds come with it.
+    holding = {**container("ns/(namespace container)", "busy", kind="namespace"),
+               "functions": ["ns/f", "ns/g"]}
+    assert report_of(beat("a", holding)).namespace_containers == (
+        NamespaceContainer("ns", "demo", frozenset({"ns/f", "ns/g"})),)
     # Idle containers' memory is free for a new one; busy and starting ones hold theirs.
     assert report.memory_free_mb == 4096 - 512 - 1024
     assert report_of(beat("a", pool_mb=None)).memory_free_mb > 1 << 20

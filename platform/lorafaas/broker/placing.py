@@ -32,15 +32,16 @@ def report_of(heartbeat: Heartbeat) -> InvokerReport:
     warm: set[str] = set()
     preloaded: set[str] = set()
     stems: Counter[str] = Counter()
-    namespaces: set[tuple[str, str]] = set()
+    namespaces: dict[tuple[str, str], set[str]] = {}
     held_mb = 0
     for container in heartbeat.snapshot.containers:
         state, backbone = str(container.get("state")), str(container.get("backbone", ""))
         if state not in EVICTABLE:
             held_mb += int(container.get("memoryMB", 0))
         if container.get("kind") == NAMESPACE_KIND:
-            if state in (WARM, BUSY):
-                namespaces.add((_namespace_of(container), backbone))
+            if state in (WARM, BUSY):  # and the functions whose adapters it holds
+                namespaces.setdefault((_namespace_of(container), backbone), set()).update(
+                    str(path) for path in container.get("functions", ()))
         elif state == STEM:
             stems[backbone] += 1
         elif state == PRELOADED:
@@ -53,10 +54,8 @@ def report_of(heartbeat: Heartbeat) -> InvokerReport:
         max(0, heartbeat.max_inflight - heartbeat.inflight),
         UNBOUNDED_MB if pool_mb is None else max(0, pool_mb - held_mb),
         warm=frozenset(warm), preloaded=frozenset(preloaded),
-        # Which adapters a namespace container holds is not reported: any of its
-        # namespace's shareable functions finds it there (a load of the adapter only).
-        namespace_containers=tuple(NamespaceContainer(n, b, frozenset())
-                                   for n, b in sorted(namespaces)),
+        namespace_containers=tuple(NamespaceContainer(n, b, frozenset(held))
+                                   for (n, b), held in sorted(namespaces.items())),
         stem_cells=dict(stems))
 
 
