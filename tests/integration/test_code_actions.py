@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import base64
 import io
-import shutil
-import tempfile
-import uuid
 import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
 
-from lorafaas.settings import replace
-from tests.integration.served import ServedPlatform, module_settings
+from tests.integration.served import ServedPlatform, served_platform
 
 pytestmark = pytest.mark.docker
 ACTIONS = "/api/v1/namespaces/_/actions"
@@ -53,21 +48,11 @@ def served(tmp_path_factory: pytest.TempPathFactory, demo_models: Any,
            runtime_image: str) -> Iterator[ServedPlatform]:
     """The platform with namespace containers on (every lora function that may share
     does), and slow starts allowed on a busy machine."""
-    run_dir = Path(tempfile.mkdtemp(prefix="lf-", dir="/tmp"))
-    shm_dir = Path("/dev/shm") / f"lorafaas-test-{uuid.uuid4().hex[:8]}"
-    settings = replace(module_settings(tmp_path_factory.mktemp("home"), run_dir, shm_dir,
-                                       demo_models, runtime_image),
-                       shared_containers="namespace", namespace_memory_mb=2048,
-                       shared_own_at=1000.0, shared_share_at=999.0,
-                       container_start_timeout_s=300)
-    platform = ServedPlatform(settings)
-    platform.start()
-    try:
+    with served_platform(tmp_path_factory.mktemp("home"), demo_models, runtime_image,
+                         shared_containers="namespace", namespace_memory_mb=2048,
+                         shared_own_at=1000.0, shared_share_at=999.0,
+                         container_start_timeout_s=300) as platform:
         yield platform
-    finally:
-        platform.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
-        shutil.rmtree(shm_dir, ignore_errors=True)
 
 
 def put(served: ServedPlatform, name: str, body: dict[str, Any], status: int = 200) -> Any:
